@@ -1,0 +1,36 @@
+// The `tend` command: each subcommand lives in its own cmd_<name>.cc and is registered
+// explicitly from main.cc. Subcommands parse flags, call one module, and print; nothing more.
+#pragma once
+
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "core/status.h"
+
+namespace tend::cli {
+
+// Thrown by a subcommand to end the process with `code` (caught in main).
+struct ExitCode {
+  int code;
+};
+
+// Prints "tend: error: <message>" as one line on stderr and ends the command with `code`.
+[[noreturn]] void Die(const Error& error, int code = 1);
+[[noreturn]] void Die(const std::string& message, int code = 1);
+
+// Unwraps a Result or dies with its error.
+template <typename T>
+T OrDie(Result<T> r, const std::string& context = {}) {
+  if (!r) Die(context.empty() ? r.error() : r.error().Wrap(context));
+  return std::move(*r);
+}
+inline void OrDie(Status s, const std::string& context = {}) {
+  if (!s) Die(context.empty() ? s.error() : s.error().Wrap(context));
+}
+
+// Registration functions, one per subcommand (called from main.cc in this order).
+void RegisterDoctor(CLI::App& app);
+void RegisterBench(CLI::App& app);
+
+}  // namespace tend::cli
