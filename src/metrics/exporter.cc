@@ -1,0 +1,597 @@
+#include "metrics/exporter.h"
+
+#include <arpa/inet.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "core/log.h"
+
+namespace tend::metrics {
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+constexpr auto kRelaxed = std::memory_order_relaxed;
+
+constexpr std::array<const char*, 3> kStages = {"features", "inference", "end_to_end"};
+
+// A histogram whose Observe() is two relaxed atomic adds, so the pipeline never waits for a
+// scrape. Counts are per bucket (not cumulative); the last one is +Inf.
+class AtomicHistogram {
+ public:
+  explicit AtomicHistogram(const std::vector<double>& bounds)
+      : bounds_(bounds), counts_(bounds.size() + 1) {}
+
+  void Observe(double v) {
+    if (std::isnan(v)) return;
+    if (v < 0) v = 0;
+    const size_t i = static_cast<size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), v) -
+                                         bounds_.begin());  // le semantics
+    counts_[i].fetch_add(1, kRelaxed);
+    sum_.fetch_add(v, kRelaxed);
+  }
+
+  void Read(std::vector<uint64_t>* counts, double* sum) const {
+    counts->resize(counts_.size());
+    for (size_t i = 0; i < counts_.size(); ++i) (*counts)[i] = counts_[i].load(kRelaxed);
+    *sum = sum_.load(kRelaxed);
+  }
+
+  // One scrape's view. The count is the sum of the buckets read, so that +Inf == _count even while
+  // the pipeline observes concurrently.
+  ClientMetric::Histogram Collect() const {
+    std::vector<uint64_t> counts;
+    double sum = 0;
+    Read(&counts, &sum);
+    ClientMetric::Histogram h;
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < bounds_.size(); ++i) {
+      cumulative += counts[i];
+      h.bucket.push_back({cumulative, bounds_[i]});
+    }
+    cumulative += counts.back();
+    h.bucket.push_back({cumulative, std::numeric_limits<double>::infinity()});
+    h.sample_count = cumulative;
+    h.sample_sum = sum;
+    return h;
+  }
+
+  const std::vector<double>& bounds() const { return bounds_; }
+
+ private:
+  const std::vector<double> bounds_;
+  std::vector<std::atomic<uint64_t>> counts_;
+  std::atomic<double> sum_{0};
+};
+
+// Prometheus' histogram_quantile() over non-cumulative bucket counts.
+std::optional<double> BucketQuantile(double q, const std::vector<double>& bounds,
+                                     const std::vector<uint64_t>& counts) {
+  uint64_t total = 0;
+  for (uint64_t c : counts) total += c;
+  if (total == 0 || bounds.empty()) return std::nullopt;
+  const double rank = q * static_cast<double>(total);
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    const uint64_t before = cumulative;
+    cumulative += counts[i];
+    if (static_cast<double>(cumulative) >= rank && counts[i] > 0) {
+      if (i == bounds.size()) return bounds.back();  // in +Inf: the highest finite bound
+      const double lower = i == 0 ? 0.0 : bounds[i - 1];
+      const double upper = bounds[i];
+      return lower + (upper - lower) * (rank - static_cast<double>(before)) /
+                         static_cast<double>(counts[i]);
+    }
+  }
+  return bounds.back();
+}
+
+std::vector<double> Scaled(const std::vector<double>& v, double k) {
+  std::vector<double> out;
+  out.reserve(v.size());
+  for (double x : v) out.push_back(x * k);
+  return out;
+}
+
+double UnixSeconds(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration<double>(t.time_since_epoch()).count();
+}
+
+// Why binding failed, from the OS: httplib only says "no".
+std::string ProbeBindError(const std::string& host, int port) {
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  int family = AF_INET;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(static_cast<uint16_t>(port));
+    len = sizeof(sockaddr_in);
+  } else if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    family = AF_INET6;
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(static_cast<uint16_t>(port));
+    len = sizeof(sockaddr_in6);
+  } else {
+    return "not a numeric IPv4/IPv6 address";
+  }
+  int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return std::strerror(errno);
+  int yes = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  std::string why = "bind failed";
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+    why = std::strerror(errno);
+  } else if (::listen(fd, 1) != 0) {
+    why = std::strerror(errno);
+  }
+  ::close(fd);
+  return why;
+}
+
+}  // namespace
+
+const std::vector<double>& LatencyBucketsMs() {
+  static const std::vector<double>* const kBuckets =
+      new std::vector<double>{0.01, 0.025, 0.05, 0.1,  0.25, 0.5,  1,    2.5,  5,    10,   25,   50,
+                              100,  200,   500,  1000, 1500, 2000, 2500, 3000, 3500, 5000, 10000};
+  return *kBuckets;
+}
+
+double ModelMajorVersion(const std::string& version) {
+  size_t i = 0;
+  if (i < version.size() && (version[i] == 'v' || version[i] == 'V')) ++i;
+  double major = 0;
+  bool any = false;
+  for (; i < version.size() && std::isdigit(static_cast<unsigned char>(version[i])); ++i) {
+    major = major * 10 + (version[i] - '0');
+    any = true;
+  }
+  return any ? major : 0;
+}
+
+struct Exporter::State {
+  State()
+      : latency_ms(LatencyBucketsMs()),
+        stage_s{AtomicHistogram(Scaled(LatencyBucketsMs(), 1e-3)),
+                AtomicHistogram(Scaled(LatencyBucketsMs(), 1e-3)),
+                AtomicHistogram(Scaled(LatencyBucketsMs(), 1e-3))} {}
+
+  // Decision path (atomics only).
+  AtomicHistogram latency_ms;
+  std::array<AtomicHistogram, 3> stage_s;  // kStages order
+  std::atomic<uint64_t> inferences{0};
+  std::array<std::atomic<uint64_t>, 3> decisions{};  // by Severity
+  std::array<std::atomic<uint64_t>, 3> alerts{};     // by Severity
+  std::atomic<uint64_t> deadline_misses{0};
+  std::atomic<uint64_t> fail_safe{0};
+  std::atomic<double> anomaly_score{0};
+  std::atomic<int64_t> backlog{0};
+  std::atomic<double> last_decision_unix{0};
+  std::atomic<bool> any_decision{false};
+  std::atomic<bool> any_score{false};
+
+  // Rarely written, read by scrapes.
+  mutable std::mutex mu;
+  std::optional<ModelInfo> model;
+  SystemSnapshot system;
+
+  std::mutex collector_mu;  // SystemCollector keeps previous samples
+
+  mutable std::mutex provider_mu;
+  std::function<TelemetryFigures()> provider;
+
+  std::mutex health_mu;
+  std::vector<uint64_t> health_prev_counts;
+};
+
+Exporter::Exporter(const Labels& labels, const Options& options)
+    : labels_(labels), options_(options), state_(std::make_unique<State>()) {}
+
+Result<std::unique_ptr<Exporter>> Exporter::Create(const Labels& labels, const Options& options) {
+  if (labels.device_id.empty()) return Fail(Error::Invalid("metrics: device_id must not be empty"));
+  if (!(options.system_interval_s > 0)) {
+    return Fail(Error::Invalid("metrics: system_interval_s must be > 0 (got " +
+                               std::to_string(options.system_interval_s) + ")"));
+  }
+  if (!(options.latency_budget_ms > 0)) {
+    return Fail(Error::Invalid("metrics: latency_budget_ms must be > 0 (got " +
+                               std::to_string(options.latency_budget_ms) + ")"));
+  }
+  if (options.port != kAnyPortForTest && (options.port < 0 || options.port > 65535)) {
+    return Fail(Error::Invalid("metrics: port must be 0..65535 (got " +
+                               std::to_string(options.port) + ")"));
+  }
+  if (options.http_threads < 1) {
+    return Fail(Error::Invalid("metrics: http_threads must be >= 1"));
+  }
+
+  std::unique_ptr<Exporter> e(new Exporter(labels, options));
+  TEND_ASSIGN_OR_RETURN(e->collector_, SystemCollector::Create(options.sys));
+  e->RefreshSystemNow();
+
+  if (options.port != 0) {
+    e->server_ = std::make_unique<httplib::Server>();
+    const int threads = options.http_threads;
+    e->server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+    Exporter* self = e.get();
+    e->server_->Get("/metrics", [self](const httplib::Request&, httplib::Response& res) {
+      res.set_content(self->ScrapeText(), "text/plain; version=0.0.4; charset=utf-8");
+    });
+    e->server_->Get("/", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content("tend metrics exporter: see /metrics\n", "text/plain");
+    });
+    const std::string where = options.bind + ":" + std::to_string(options.port);
+    if (options.port == kAnyPortForTest) {
+      e->port_ = e->server_->bind_to_any_port(options.bind);
+      if (e->port_ <= 0) {
+        return Fail(Error::Io("metrics: cannot listen on " + options.bind +
+                              " (any port): " + ProbeBindError(options.bind, 0)));
+      }
+    } else {
+      if (!e->server_->bind_to_port(options.bind, options.port)) {
+        return Fail(Error::Io("metrics: cannot listen on " + where + ": " +
+                              ProbeBindError(options.bind, options.port)));
+      }
+      e->port_ = options.port;
+    }
+    e->http_thread_ = std::thread([self] { self->server_->listen_after_bind(); });
+    // stop() is a no-op until the accept loop runs; wait for it so that the destructor can always
+    // stop the server.
+    for (int i = 0; i < 5000 && !e->server_->is_running(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    if (!e->server_->is_running()) {
+      e->http_thread_.join();  // listen_after_bind() returned: the socket is unusable
+      return Fail(Error::Io("metrics: HTTP server on " + where + " did not start"));
+    }
+    TEND_LOG_INFO("metrics: serving http://{}:{}/metrics", options.bind, e->port_);
+  }
+  e->system_thread_ = std::thread([self = e.get()] { self->SystemLoop(); });
+  return e;
+}
+
+Exporter::~Exporter() {
+  {
+    std::lock_guard<std::mutex> lock(stop_mutex_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  if (system_thread_.joinable()) system_thread_.join();
+  if (server_) server_->stop();
+  if (http_thread_.joinable()) http_thread_.join();
+}
+
+void Exporter::SystemLoop() {
+  // CPU % needs a second sample; take it after a second rather than a whole period.
+  double wait_s = std::min(1.0, options_.system_interval_s);
+  std::unique_lock<std::mutex> lock(stop_mutex_);
+  while (!stopping_) {
+    if (stop_cv_.wait_for(lock, std::chrono::duration<double>(wait_s),
+                          [this] { return stopping_; })) {
+      break;
+    }
+    lock.unlock();
+    RefreshSystemNow();
+    lock.lock();
+    wait_s = options_.system_interval_s;
+  }
+}
+
+void Exporter::RefreshSystemNow() {
+  SystemSnapshot snap;
+  {
+    std::lock_guard<std::mutex> lock(state_->collector_mu);
+    snap = collector_->Collect();
+  }
+  std::lock_guard<std::mutex> lock(state_->mu);
+  state_->system = std::move(snap);
+}
+
+SystemSnapshot Exporter::LatestSystem() const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return state_->system;
+}
+
+void Exporter::OnDecision(const Decision& d) {
+  State& s = *state_;
+  s.latency_ms.Observe(d.latency_ms);
+  if (!d.fail_safe) {  // a fail-safe window never ran its stages: zeros would flatter them
+    s.stage_s[0].Observe(d.features_ms * 1e-3);
+    s.stage_s[1].Observe(d.inference_ms * 1e-3);
+  }
+  s.stage_s[2].Observe(d.latency_ms * 1e-3);
+  s.inferences.fetch_add(1, kRelaxed);
+  const auto sev = static_cast<size_t>(d.severity);
+  if (sev < s.decisions.size()) {
+    s.decisions[sev].fetch_add(1, kRelaxed);
+    if (d.is_alert) s.alerts[sev].fetch_add(1, kRelaxed);
+  }
+  if (d.fail_safe || d.latency_ms > options_.latency_budget_ms) {
+    s.deadline_misses.fetch_add(1, kRelaxed);
+  }
+  if (d.fail_safe) s.fail_safe.fetch_add(1, kRelaxed);
+  // A fail-safe decision has no score (NaN): the gauge keeps the latest real one.
+  if (!d.fail_safe && !std::isnan(d.anomaly_score)) {
+    s.anomaly_score.store(d.anomaly_score, kRelaxed);
+    s.any_score.store(true, std::memory_order_release);
+  }
+  s.backlog.store(d.backlog_windows, kRelaxed);
+  const auto ts =
+      d.timestamp.time_since_epoch().count() != 0 ? d.timestamp : std::chrono::system_clock::now();
+  s.last_decision_unix.store(UnixSeconds(ts), kRelaxed);
+  s.any_decision.store(true, std::memory_order_release);
+}
+
+void Exporter::OnModelInfo(const ModelInfo& info) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  state_->model = info;
+}
+
+void Exporter::SetTelemetryStatsProvider(std::function<TelemetryFigures()> fn) {
+  std::lock_guard<std::mutex> lock(state_->provider_mu);
+  state_->provider = std::move(fn);
+}
+
+std::string Exporter::ScrapeText() const {
+  const State& s = *state_;
+  std::vector<ClientMetric::Label> base = {{"device_id", labels_.device_id},
+                                           {"asset_id", labels_.asset_id},
+                                           {"factory_id", labels_.factory_id}};
+  auto with = [&](std::initializer_list<ClientMetric::Label> extra) {
+    std::vector<ClientMetric::Label> l = base;
+    l.insert(l.end(), extra.begin(), extra.end());
+    return l;
+  };
+  std::vector<MetricFamily> out;
+  out.reserve(48);  // family() hands out references into `out`
+  auto family = [&](const char* name, const char* help, MetricType type) -> MetricFamily& {
+    out.push_back(MetricFamily{name, help, type, {}});
+    return out.back();
+  };
+  auto gauge = [&](MetricFamily& f, double v, std::vector<ClientMetric::Label> labels) {
+    ClientMetric m;
+    m.label = std::move(labels);
+    m.gauge.value = v;
+    f.metric.push_back(std::move(m));
+  };
+  auto counter = [&](MetricFamily& f, double v, std::vector<ClientMetric::Label> labels) {
+    ClientMetric m;
+    m.label = std::move(labels);
+    m.counter.value = v;
+    f.metric.push_back(std::move(m));
+  };
+  auto gauge1 = [&](const char* name, const char* help, double v) {
+    gauge(family(name, help, MetricType::Gauge), v, base);
+  };
+  auto counter1 = [&](const char* name, const char* help, double v) {
+    counter(family(name, help, MetricType::Counter), v, base);
+  };
+
+  // Decisions.
+  {
+    auto& f = family("edge_inference_latency_ms",
+                     "Per-window decision latency in milliseconds (window complete to decision "
+                     "out: features + inference + decide), the figure the deadline applies to.",
+                     MetricType::Histogram);
+    ClientMetric m;
+    m.label = base;
+    m.histogram = s.latency_ms.Collect();
+    f.metric.push_back(std::move(m));
+  }
+  {
+    auto& f = family("edge_stage_latency_seconds",
+                     "Per-window latency by pipeline stage (features, inference, end_to_end).",
+                     MetricType::Histogram);
+    for (size_t i = 0; i < kStages.size(); ++i) {
+      ClientMetric m;
+      m.label = with({{"stage", kStages[i]}});
+      m.histogram = s.stage_s[i].Collect();
+      f.metric.push_back(std::move(m));
+    }
+  }
+  counter1("edge_inference_total", "Decisions made (one per window).",
+           double(s.inferences.load(kRelaxed)));
+  {
+    auto& f = family("edge_decisions_total", "Decisions by severity tier of the score.",
+                     MetricType::Counter);
+    for (Severity sev : {Severity::kLow, Severity::kMedium, Severity::kHigh}) {
+      counter(f, double(s.decisions[size_t(sev)].load(kRelaxed)),
+              with({{"severity", SeverityName(sev)}}));
+    }
+  }
+  {
+    auto& f = family("edge_anomaly_alerts_total", "Alerts raised (after debounce), by severity.",
+                     MetricType::Counter);
+    for (Severity sev : {Severity::kLow, Severity::kMedium, Severity::kHigh}) {
+      counter(f, double(s.alerts[size_t(sev)].load(kRelaxed)),
+              with({{"severity", SeverityName(sev)}}));
+    }
+  }
+  counter1("edge_deadline_misses_total",
+           "Windows whose decision came after the deadline (fail-safe or latency over budget).",
+           double(s.deadline_misses.load(kRelaxed)));
+  counter1("edge_fail_safe_decisions_total",
+           "Windows answered with the configured fail-safe decision because the deadline passed.",
+           double(s.fail_safe.load(kRelaxed)));
+  if (s.any_score.load(std::memory_order_acquire)) {
+    gauge1("edge_anomaly_score", "Anomaly score of the latest scored window.",
+           s.anomaly_score.load(kRelaxed));
+  }
+  if (s.any_decision.load(std::memory_order_acquire)) {
+    gauge1("edge_backlog_windows", "Windows waiting behind the latest decision.",
+           double(s.backlog.load(kRelaxed)));
+    gauge1("edge_last_decision_timestamp_seconds", "Unix time of the latest decision.",
+           s.last_decision_unix.load(kRelaxed));
+  }
+  gauge1("edge_latency_budget_seconds", "Per-window deadline this device runs under.",
+         options_.latency_budget_ms * 1e-3);
+
+  // Model and system figures (copied under the mutex, formatted outside it).
+  std::optional<ModelInfo> model;
+  SystemSnapshot sys;
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    model = s.model;
+    sys = s.system;
+  }
+  if (model) {
+    gauge(family("edge_model_version",
+                 "Model in service: numeric major version; version_string carries the full one.",
+                 MetricType::Gauge),
+          ModelMajorVersion(model->version), with({{"version_string", model->version}}));
+    gauge(family("edge_model_info", "Model in service (always 1).", MetricType::Gauge), 1,
+          with({{"model_name", model->name},
+                {"version_string", model->version},
+                {"provider", model->provider}}));
+    const int64_t born = model->created_unix > 0 ? model->created_unix : model->loaded_unix;
+    if (born > 0) {
+      gauge1("edge_model_age_seconds",
+             "Age of the model in service: since its creation date, or since it was loaded when "
+             "the model carries none.",
+             std::max(0.0, UnixSeconds(std::chrono::system_clock::now()) - double(born)));
+    }
+    if (model->loaded_unix > 0) {
+      gauge1("edge_model_loaded_timestamp_seconds", "Unix time the model in service was loaded.",
+             double(model->loaded_unix));
+    }
+  }
+  if (sys.cpu_pct) gauge1("edge_cpu_usage_percent", "CPU busy, all cores, percent.", *sys.cpu_pct);
+  if (sys.mem_pct) {
+    gauge1("edge_memory_usage_percent", "Memory in use (total - available), percent.",
+           *sys.mem_pct);
+  }
+  if (sys.gpu_pct)
+    gauge1("edge_gpu_usage_percent", "GPU load, busiest GPU, percent.", *sys.gpu_pct);
+  if (sys.temp_c) {
+    gauge1("edge_device_temperature_c", "Hottest CPU/GPU/SoC sensor, degrees Celsius.",
+           *sys.temp_c);
+  }
+  if (!sys.temperatures.empty()) {
+    auto& f = family("edge_sensor_temperature_celsius",
+                     "Every temperature sensor that answered, degrees Celsius.", MetricType::Gauge);
+    for (const auto& t : sys.temperatures) gauge(f, t.celsius, with({{"sensor", t.sensor}}));
+  }
+  if (sys.cpu_freq_mhz) {
+    gauge1("edge_cpu_frequency_hertz", "Mean current CPU frequency.", *sys.cpu_freq_mhz * 1e6);
+  }
+  if (sys.cpu_max_freq_mhz) {
+    gauge1("edge_cpu_max_frequency_hertz", "Highest CPU frequency the hardware allows.",
+           *sys.cpu_max_freq_mhz * 1e6);
+  }
+  if (sys.throttled) {
+    gauge1("edge_thermal_throttled", "1 while a CPU/GPU throttling indicator is active.",
+           *sys.throttled ? 1 : 0);
+  }
+  if (sys.throttle_events) {
+    counter1("edge_thermal_throttle_events_total",
+             "CPU thermal throttling events counted by the kernel (core + package).",
+             double(*sys.throttle_events));
+  }
+  if (sys.process_rss_bytes > 0) {
+    gauge1("process_resident_memory_bytes", "Resident memory of the tend process.",
+           sys.process_rss_bytes);
+  }
+
+  // Telemetry figures, polled now.
+  std::optional<TelemetryFigures> tel;
+  {
+    std::lock_guard<std::mutex> lock(s.provider_mu);
+    if (s.provider) tel = s.provider();
+  }
+  if (tel) {
+    if (tel->spool_depth) {
+      gauge1("edge_spool_messages", "Messages waiting in the durable spool.",
+             double(*tel->spool_depth));
+    }
+    if (tel->spool_bytes) {
+      gauge1("edge_spool_bytes", "Size of the durable spool.", double(*tel->spool_bytes));
+    }
+    if (tel->spool_dropped_total) {
+      counter1("edge_spool_dropped_total", "Messages dropped because the spool was full.",
+               double(*tel->spool_dropped_total));
+    }
+    if (tel->mqtt_connected) {
+      gauge1("edge_mqtt_connected", "1 while connected to the MQTT broker.",
+             *tel->mqtt_connected ? 1 : 0);
+    }
+    if (tel->mqtt_reconnects_total) {
+      counter1("edge_mqtt_reconnects_total", "Reconnections to the MQTT broker.",
+               double(*tel->mqtt_reconnects_total));
+    }
+  }
+  gauge(family("edge_build_info", "tend version (always 1).", MetricType::Gauge), 1,
+        with({{"version", TEND_VERSION}}));
+
+  return prometheus::TextSerializer().Serialize(out);
+}
+
+nlohmann::json Exporter::HealthFigures() {
+  State& s = *state_;
+  nlohmann::json j = HealthFields(LatestSystem());
+  j["inferences_total"] = s.inferences.load(kRelaxed);
+  uint64_t alerts = 0;
+  for (const auto& a : s.alerts) alerts += a.load(kRelaxed);
+  j["alerts_total"] = alerts;
+  j["deadline_misses_total"] = s.deadline_misses.load(kRelaxed);
+  j["latency_budget_ms"] = options_.latency_budget_ms;
+  {
+    std::lock_guard<std::mutex> lock(s.health_mu);
+    std::vector<uint64_t> counts;
+    double sum = 0;
+    s.latency_ms.Read(&counts, &sum);
+    std::vector<uint64_t> delta(counts.size());
+    for (size_t i = 0; i < counts.size(); ++i) {
+      const uint64_t prev = i < s.health_prev_counts.size() ? s.health_prev_counts[i] : 0;
+      delta[i] = counts[i] - prev;
+    }
+    s.health_prev_counts = std::move(counts);
+    auto round3 = [](double v) { return std::round(v * 1000.0) / 1000.0; };
+    auto q = [&](double quantile) -> nlohmann::json {
+      auto v = BucketQuantile(quantile, s.latency_ms.bounds(), delta);
+      return v ? nlohmann::json(round3(*v)) : nlohmann::json(nullptr);
+    };
+    j["latency_p95_ms"] = q(0.95);
+    j["latency_p99_ms"] = q(0.99);
+  }
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    if (s.model) {
+      j["model_version"] = s.model->version;
+      j["model_provider"] = s.model->provider;
+      const int64_t born = s.model->created_unix > 0 ? s.model->created_unix : s.model->loaded_unix;
+      if (born > 0) {
+        j["model_age_s"] =
+            static_cast<int64_t>(UnixSeconds(std::chrono::system_clock::now())) - born;
+      }
+    }
+  }
+  std::optional<TelemetryFigures> tel;
+  {
+    std::lock_guard<std::mutex> lock(s.provider_mu);
+    if (s.provider) tel = s.provider();
+  }
+  if (tel) {
+    if (tel->spool_depth) j["spool_depth"] = *tel->spool_depth;
+    if (tel->spool_bytes) j["spool_bytes"] = *tel->spool_bytes;
+    if (tel->spool_dropped_total) j["spool_dropped_total"] = *tel->spool_dropped_total;
+    if (tel->mqtt_connected) j["mqtt_connected"] = *tel->mqtt_connected;
+    if (tel->mqtt_reconnects_total) j["mqtt_reconnects_total"] = *tel->mqtt_reconnects_total;
+  }
+  return j;
+}
+
+}  // namespace tend::metrics
