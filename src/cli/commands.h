@@ -31,6 +31,19 @@ inline void OrDie(Status s, const std::string& context = {}) {
 
 // Registration functions, one per subcommand (called from main.cc in this order).
 void RegisterDoctor(CLI::App& app);
+void RegisterTrain(CLI::App& app);
+void RegisterScore(CLI::App& app);
+void RegisterEval(CLI::App& app);
+void RegisterRun(CLI::App& app);
+void RegisterSimulate(CLI::App& app);
 void RegisterBench(CLI::App& app);
+void RegisterQuantize(CLI::App& app);
+void RegisterCompare(CLI::App& app);
+void RegisterKeygen(CLI::App& app);
+void RegisterPublish(CLI::App& app);
+void RegisterRegistry(CLI::App& app);
+void RegisterOta(CLI::App& app);
+void RegisterFleet(CLI::App& app);
+void RegisterPki(CLI::App& app);
 
 }  // namespace tend::cli

@@ -29,8 +29,21 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
   app.parse_complete_callback([&] { log::Init(log_json, log_level); });
 
+  cli::RegisterRun(app);
+  cli::RegisterTrain(app);
+  cli::RegisterScore(app);
+  cli::RegisterEval(app);
+  cli::RegisterSimulate(app);
   cli::RegisterDoctor(app);
   cli::RegisterBench(app);
+  cli::RegisterQuantize(app);
+  cli::RegisterCompare(app);
+  cli::RegisterKeygen(app);
+  cli::RegisterPublish(app);
+  cli::RegisterRegistry(app);
+  cli::RegisterOta(app);
+  cli::RegisterFleet(app);
+  cli::RegisterPki(app);
 
   try {
     app.parse(argc, argv);

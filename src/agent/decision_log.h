@@ -1,0 +1,39 @@
+// Append-only JSONL decision log with size-based rotation (decisions.jsonl -> .1 -> .2 ...),
+// so that a device keeps a bounded local record of every decision for audits and retraining.
+#pragma once
+
+#include <cstdio>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "core/status.h"
+#include "decide/decision.h"
+
+namespace tend::agent {
+
+// The JSON form of a decision, shared by the decision log, `tend score` and stdout --json:
+// SPEC's score payload fields (timestamp, anomaly_score rounded to 4 decimals, is_alert,
+// severity, top_sensors) plus window, t, latency and the model.
+nlohmann::json DecisionJson(const Decision& d, const std::string& asset_id = {});
+std::string IsoTimestamp(std::chrono::system_clock::time_point t);
+double Round4(double x);
+
+class DecisionLog {
+ public:
+  static Result<std::unique_ptr<DecisionLog>> Open(const std::string& path, int64_t max_bytes,
+                                                   int keep);
+  ~DecisionLog();
+  Status Append(const std::string& line);
+  Status Flush();
+
+ private:
+  DecisionLog() = default;
+  Status Rotate();
+  std::string path_;
+  std::FILE* f_ = nullptr;
+  int64_t size_ = 0, max_bytes_ = 0;
+  int keep_ = 5;
+};
+
+}  // namespace tend::agent

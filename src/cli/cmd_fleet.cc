@@ -1,0 +1,162 @@
+// `tend fleet ingest|status|alerts`: the cloud side of telemetry (see src/fleet/).
+#include <csignal>
+#include <cstdio>
+#include <ctime>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "core/log.h"
+#include "fleet/ingest.h"
+#include "fleet/store.h"
+#include "telemetry/payload.h"
+
+namespace tend::cli {
+namespace {
+
+volatile std::sig_atomic_t g_fleet_stop = 0;
+void OnFleetSignal(int) { g_fleet_stop = 1; }
+
+std::string FormatMs(int64_t ms) {
+  if (ms <= 0) return "-";
+  return telemetry::FormatIso8601(
+      std::chrono::system_clock::time_point{std::chrono::milliseconds(ms)});
+}
+
+// --since accepts ISO-8601 UTC, or a relative "30m" / "2h" / "7d" before now.
+Result<int64_t> ParseSince(const std::string& s) {
+  if (s.empty()) return int64_t{0};
+  char unit = s.back();
+  if ((unit == 's' || unit == 'm' || unit == 'h' || unit == 'd') && s.size() > 1 &&
+      s.find_first_not_of("0123456789") == s.size() - 1) {
+    int64_t n = std::stoll(s.substr(0, s.size() - 1));
+    int64_t mult = unit == 's' ? 1 : unit == 'm' ? 60 : unit == 'h' ? 3600 : 86400;
+    auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count();
+    return now - n * mult * 1000;
+  }
+  auto r = telemetry::ParseIso8601Ms(s);
+  if (!r) return Fail(Error::Invalid("--since '" + s + "': expected ISO-8601 UTC or 30m/2h/7d"));
+  return *r;
+}
+
+}  // namespace
+
+void RegisterFleet(CLI::App& app) {
+  auto* fleet = app.add_subcommand("fleet", "Cloud side: ingest device telemetry, query the fleet");
+  fleet->require_subcommand(1);
+
+  // ingest
+  auto* ingest = fleet->add_subcommand("ingest", "Subscribe (shared) and store every device message");
+  auto io = std::make_shared<fleet::IngestOptions>();
+  auto db = std::make_shared<std::string>("sqlite:fleet.db");
+  auto stats_every = std::make_shared<double>(0);
+  ingest->add_option("--mqtt", io->broker_url, "Broker URL (mqtt://host:port or mqtts://...)")
+      ->required();
+  ingest->add_option("--group", io->group,
+                     "Shared-subscription group; instances in one group split the traffic "
+                     "(\"\" = plain subscription)");
+  ingest->add_option("--db", *db, "sqlite:PATH (default sqlite:fleet.db) or postgresql://...");
+  ingest->add_option("--client-id", io->client_id, "MQTT client id (default fleet_<group>_<pid>)");
+  ingest->add_option("--mqtt-version", io->mqtt_version, "4 (3.1.1) or 5")
+      ->check(CLI::IsMember({4, 5}));
+  ingest->add_option("--ca", io->ca_file, "CA certificate to verify the broker (mqtts)");
+  ingest->add_option("--cert", io->cert_file, "Client certificate (mqtts)");
+  ingest->add_option("--key", io->key_file, "Client private key (mqtts)");
+  ingest->add_option("--max-payload", io->max_payload_bytes, "Largest accepted payload in bytes");
+  ingest->add_option("--stats-every", *stats_every, "Log counters every N seconds (0 = at exit)");
+  ingest->callback([io, db, stats_every] {
+    auto store = OrDie(fleet::OpenFleetStore(*db), "fleet ingest");
+    auto ing = OrDie(fleet::Ingest::Start(*io, std::move(store)), "fleet ingest");
+    std::signal(SIGINT, OnFleetSignal);
+    std::signal(SIGTERM, OnFleetSignal);
+    auto last = std::chrono::steady_clock::now();
+    auto print = [&] {
+      auto s = ing->stats();
+      TEND_LOG_INFO(
+          "fleet: received {} stored {} duplicates {} malformed: too_large {} bad_json {} "
+          "wrong_type {} unknown_topic {}; store errors {}",
+          s.received, s.stored, s.duplicates, s.too_large, s.bad_json, s.wrong_type,
+          s.unknown_topic, s.store_errors);
+    };
+    while (!g_fleet_stop) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (*stats_every > 0 &&
+          std::chrono::steady_clock::now() - last > std::chrono::duration<double>(*stats_every)) {
+        print();
+        last = std::chrono::steady_clock::now();
+      }
+    }
+    ing->Stop();
+    print();
+  });
+
+  // status
+  auto* status = fleet->add_subcommand("status", "Devices: online/offline, last seen, model version");
+  auto sdb = std::make_shared<std::string>("sqlite:fleet.db");
+  auto sjson = std::make_shared<bool>(false);
+  status->add_option("--db", *sdb, "sqlite:PATH or postgresql://...");
+  status->add_flag("--json", *sjson, "One JSON object per device per line");
+  status->callback([sdb, sjson] {
+    auto store = OrDie(fleet::OpenFleetStore(*sdb), "fleet status");
+    auto devices = OrDie(store->Devices(), "fleet status");
+    if (!*sjson) {
+      std::printf("%-20s %-12s %-8s %-25s %-25s %s\n", "DEVICE", "FACTORY", "STATUS",
+                  "LAST SEEN", "STATUS SINCE", "MODEL");
+    }
+    for (const auto& d : devices) {
+      if (*sjson) {
+        nlohmann::json j = {{"device_id", d.device_id},     {"factory_id", d.factory_id},
+                            {"status", d.status},           {"last_seen", FormatMs(d.last_seen_ms)},
+                            {"status_since", FormatMs(d.status_ms)},
+                            {"model_version", d.model_version}};
+        std::printf("%s\n", j.dump().c_str());
+      } else {
+        std::printf("%-20s %-12s %-8s %-25s %-25s %s\n", d.device_id.c_str(),
+                    d.factory_id.c_str(), d.status.empty() ? "unknown" : d.status.c_str(),
+                    FormatMs(d.last_seen_ms).c_str(), FormatMs(d.status_ms).c_str(),
+                    d.model_version.empty() ? "-" : d.model_version.c_str());
+      }
+    }
+  });
+
+  // alerts
+  auto* alerts = fleet->add_subcommand("alerts", "Alerts stored by ingest, oldest first");
+  auto adb = std::make_shared<std::string>("sqlite:fleet.db");
+  auto since = std::make_shared<std::string>();
+  auto limit = std::make_shared<int64_t>(1000);
+  auto ajson = std::make_shared<bool>(false);
+  alerts->add_option("--db", *adb, "sqlite:PATH or postgresql://...");
+  alerts->add_option("--since", *since, "ISO-8601 UTC time, or 30m / 2h / 7d ago");
+  alerts->add_option("--limit", *limit, "At most this many rows");
+  alerts->add_flag("--json", *ajson, "One JSON object per alert per line");
+  alerts->callback([adb, since, limit, ajson] {
+    int64_t since_ms = OrDie(ParseSince(*since));
+    auto store = OrDie(fleet::OpenFleetStore(*adb), "fleet alerts");
+    auto rows = OrDie(store->Alerts(since_ms, *limit), "fleet alerts");
+    if (!*ajson) {
+      std::printf("%-25s %-16s %-24s %-7s %-8s %s\n", "TIMESTAMP", "DEVICE", "ASSET", "SCORE",
+                  "SEVERITY", "TOP SENSORS");
+    }
+    for (const auto& a : rows) {
+      if (*ajson) {
+        nlohmann::json j = {{"timestamp", a.timestamp},   {"msg_id", a.msg_id},
+                            {"device_id", a.device_id},   {"factory_id", a.factory_id},
+                            {"line_id", a.line_id},       {"asset_id", a.asset_id},
+                            {"severity", a.severity},     {"model_version", a.model_version},
+                            {"seq", a.seq}};
+        j["anomaly_score"] = a.has_score ? nlohmann::json(a.anomaly_score) : nlohmann::json();
+        j["top_sensors"] = nlohmann::json::parse(a.top_sensors, nullptr, false);
+        std::printf("%s\n", j.dump().c_str());
+      } else {
+        std::printf("%-25s %-16s %-24s %-7.4f %-8s %s\n", a.timestamp.c_str(),
+                    a.device_id.c_str(), (a.line_id + "/" + a.asset_id).c_str(), a.anomaly_score,
+                    a.severity.c_str(), a.top_sensors.c_str());
+      }
+    }
+  });
+}
+
+}  // namespace tend::cli

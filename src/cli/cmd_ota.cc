@@ -1,0 +1,324 @@
+// Signed OTA model updates from the command line. Publisher side: `tend keygen`, `tend publish`,
+// `tend registry init|rotate-root|refresh|serve`. Device side: `tend ota check|status|rollback`.
+#include <pthread.h>
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+#include "agent/served_model.h"
+#include "cli/commands.h"
+#include "core/fs.h"
+#include "ota/crypto.h"
+#include "ota/fetch.h"
+#include "ota/registry.h"
+#include "ota/updater.h"
+
+namespace tend::cli {
+namespace {
+
+int64_t UnixNow() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::vector<ota::KeyPair> ReadKeys(const std::vector<std::string>& paths) {
+  if (paths.empty()) Die("no signing key given (--key)");
+  std::vector<ota::KeyPair> keys;
+  for (const auto& p : paths) keys.push_back(OrDie(ota::ReadPrivateKey(p)));
+  return keys;
+}
+
+void Print(const nlohmann::json& j) { std::printf("%s\n", j.dump(2).c_str()); }
+
+nlohmann::json SlotSummary(const std::optional<ota::ModelSlot>& s) {
+  if (!s) return nullptr;
+  return {{"version", s->version},
+          {"file", s->file},
+          {"sha256", s->sha256},
+          {"length", s->length},
+          {"installed", ota::FormatTime(s->installed_unix)},
+          {"quality", s->quality < 0 ? nlohmann::json(nullptr) : nlohmann::json(s->quality)}};
+}
+
+// --- tend keygen -------------------------------------------------------------------------------
+
+void RegisterKeygenCmd(CLI::App& app) {
+  auto out = std::make_shared<std::string>();
+  auto* cmd =
+      app.add_subcommand("keygen", "Create an Ed25519 signing key: OUT.key (secret) and OUT.pub");
+  cmd->add_option("--out,-o", *out, "Path prefix of the key files")->required();
+  cmd->callback([out] {
+    auto key = OrDie(ota::GenerateKeyPair());
+    OrDie(ota::WriteKeyPair(key, *out + ".key", *out + ".pub"));
+    std::printf("keyid %s\nsecret %s.key (mode 0600)\npublic %s.pub\n", key.keyid.c_str(),
+                out->c_str(), out->c_str());
+  });
+}
+
+// --- tend publish ------------------------------------------------------------------------------
+
+struct PublishArgs {
+  std::string model, name, registry;
+  int64_t version = 0;
+  std::vector<std::string> profiles, keys;
+  double min_quality = 0;
+  double expires_days = 365, timestamp_expires_days = 30;
+};
+
+void RegisterPublishCmd(CLI::App& app) {
+  auto a = std::make_shared<PublishArgs>();
+  auto* cmd = app.add_subcommand(
+      "publish",
+      "Add a model release to a registry directory: content-addressed file, signed metadata");
+  cmd->add_option("model", a->model, "Model file (.onnx)")->required();
+  cmd->add_option("--name", a->name, "Model name")->required();
+  cmd->add_option("--version", a->version, "Release version (integer, above every published one)")
+      ->required();
+  cmd->add_option("--profile", a->profiles, "Device profile(s) the release targets")->required();
+  cmd->add_option("--key", a->keys, "Secret key file(s) of the targets/timestamp roles")
+      ->required();
+  cmd->add_option("--registry", a->registry, "Registry directory")->required();
+  cmd->add_option("--min-quality", a->min_quality,
+                  "Reference-set score a device must measure before it commits");
+  cmd->add_option("--expires-days", a->expires_days, "Targets metadata lifetime");
+  cmd->add_option("--timestamp-expires-days", a->timestamp_expires_days,
+                  "Timestamp lifetime: re-sign with `tend registry refresh` before it runs out");
+  cmd->callback([a] {
+    auto keys = ReadKeys(a->keys);
+    int64_t now = UnixNow();
+    if (!fs::Exists(a->registry + "/root.json")) {
+      // First release: the given keys become the root of trust (threshold 1).
+      OrDie(ota::WriteRoot(a->registry,
+                           ota::MakeRoot(keys, 1, 1, now + static_cast<int64_t>(365 * ota::kDay)),
+                           keys));
+      std::fprintf(stderr, "tend: created %s/root.json; pin it on the devices\n",
+                   a->registry.c_str());
+    }
+    ota::PublishOptions o;
+    o.model_path = a->model;
+    o.name = a->name;
+    o.version = a->version;
+    o.profiles = a->profiles;
+    o.min_quality = a->min_quality;
+    o.now = now;
+    o.targets_expires_s = static_cast<int64_t>(a->expires_days * ota::kDay);
+    o.timestamp_expires_s = static_cast<int64_t>(a->timestamp_expires_days * ota::kDay);
+    if (o.targets_expires_s <= 0 || o.timestamp_expires_s <= 0) Die("expiry must be > 0 days");
+    auto t = OrDie(ota::Publish(a->registry, o, keys));
+    Print({{"name", t.name},
+           {"version", t.version},
+           {"path", t.path},
+           {"length", t.length},
+           {"sha256", t.sha256},
+           {"profiles", t.profiles},
+           {"min_quality", t.min_quality}});
+  });
+}
+
+// --- tend registry -----------------------------------------------------------------------------
+
+void RegisterRegistryCmd(CLI::App& app) {
+  auto* reg = app.add_subcommand("registry", "Model registry: create, rotate keys, serve");
+  reg->require_subcommand(1);
+
+  struct InitArgs {
+    std::string dir;
+    std::vector<std::string> keys;
+    int64_t threshold = 1;
+    double expires_days = 365;
+  };
+  auto ia = std::make_shared<InitArgs>();
+  auto* init = reg->add_subcommand("init", "Create root.json: the keys hold every role");
+  init->add_option("dir", ia->dir, "Registry directory")->required();
+  init->add_option("--key", ia->keys, "Secret key file(s)")->required();
+  init->add_option("--threshold", ia->threshold, "Signatures needed per role");
+  init->add_option("--expires-days", ia->expires_days, "Root lifetime");
+  init->callback([ia] {
+    if (fs::Exists(ia->dir + "/root.json")) Die(ia->dir + "/root.json exists: use rotate-root");
+    auto keys = ReadKeys(ia->keys);
+    auto root = ota::MakeRoot(keys, ia->threshold, 1,
+                              UnixNow() + static_cast<int64_t>(ia->expires_days * ota::kDay));
+    OrDie(ota::WriteRoot(ia->dir, root, keys));
+    std::printf("%s/root.json: version 1, %zu key(s), threshold %lld\n", ia->dir.c_str(),
+                keys.size(), static_cast<long long>(ia->threshold));
+  });
+
+  struct RotateArgs {
+    std::string dir;
+    std::vector<std::string> old_keys, new_keys;
+    int64_t threshold = 1;
+    double expires_days = 365;
+  };
+  auto ra = std::make_shared<RotateArgs>();
+  auto* rot = reg->add_subcommand(
+      "rotate-root", "Write the next root, signed by the current root keys and the new ones");
+  rot->add_option("dir", ra->dir, "Registry directory")->required();
+  rot->add_option("--old-key", ra->old_keys, "Secret key file(s) of the current root")->required();
+  rot->add_option("--new-key", ra->new_keys, "Secret key file(s) of the new root")->required();
+  rot->add_option("--threshold", ra->threshold, "Signatures needed per role in the new root");
+  rot->add_option("--expires-days", ra->expires_days, "New root lifetime");
+  rot->callback([ra] {
+    auto old_keys = ReadKeys(ra->old_keys);
+    auto new_keys = ReadKeys(ra->new_keys);
+    std::string text = OrDie(fs::ReadFile(ra->dir + "/root.json"));
+    auto env = OrDie(ota::ParseEnvelope(text, ra->dir + "/root.json"));
+    auto cur = OrDie(ota::ParseRoot(env.signed_part, ra->dir + "/root.json"));
+    auto next = ota::MakeRoot(new_keys, ra->threshold, cur.version + 1,
+                              UnixNow() + static_cast<int64_t>(ra->expires_days * ota::kDay));
+    std::vector<ota::KeyPair> signers = old_keys;
+    signers.insert(signers.end(), new_keys.begin(), new_keys.end());
+    OrDie(ota::WriteRoot(ra->dir, next, signers));
+    std::printf("%s/%lld.root.json written; re-publish or refresh with the new keys\n",
+                ra->dir.c_str(), static_cast<long long>(next.version));
+  });
+
+  struct RefreshArgs {
+    std::string dir;
+    std::vector<std::string> keys;
+    double expires_days = 30;
+  };
+  auto fa = std::make_shared<RefreshArgs>();
+  auto* ref = reg->add_subcommand("refresh", "Re-sign timestamp.json with a fresh expiry");
+  ref->add_option("dir", fa->dir, "Registry directory")->required();
+  ref->add_option("--key", fa->keys, "Secret key file(s) of the timestamp role")->required();
+  ref->add_option("--expires-days", fa->expires_days, "Timestamp lifetime");
+  ref->callback([fa] {
+    OrDie(ota::RefreshTimestamp(fa->dir, ReadKeys(fa->keys), UnixNow(),
+                                static_cast<int64_t>(fa->expires_days * ota::kDay)));
+    std::printf("%s/timestamp.json re-signed\n", fa->dir.c_str());
+  });
+
+  struct ServeArgs {
+    std::string dir, host = "0.0.0.0";
+    int port = 8080;
+  };
+  auto sa = std::make_shared<ServeArgs>();
+  auto* serve = reg->add_subcommand(
+      "serve", "Serve a registry directory over HTTP, with GET /models/{name}/latest?profile=P");
+  serve->add_option("dir", sa->dir, "Registry directory")->required();
+  serve->add_option("--port", sa->port, "TCP port (0: any free one)")->check(CLI::Range(0, 65535));
+  serve->add_option("--host", sa->host, "Address to bind");
+  serve->callback([sa] {
+    // Block the stop signals before the server thread starts so that only sigwait sees them.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    auto server = OrDie(ota::RegistryServer::Start(sa->dir, sa->host, sa->port));
+    std::printf("serving %s on http://%s:%d\n", sa->dir.c_str(), sa->host.c_str(), server->port());
+    std::fflush(stdout);
+    int sig = 0;
+    sigwait(&set, &sig);
+    server->Stop();
+  });
+}
+
+// --- tend ota ----------------------------------------------------------------------------------
+
+struct CheckArgs {
+  std::string registry, model_dir, name, profile, root;
+  double min_quality = 0;
+  bool allow_unmeasured = false;
+};
+
+void RegisterOtaCmd(CLI::App& app) {
+  auto* ota_cmd =
+      app.add_subcommand("ota", "Device side of model updates: check, status, rollback");
+  ota_cmd->require_subcommand(1);
+
+  auto ca = std::make_shared<CheckArgs>();
+  auto* check = ota_cmd->add_subcommand(
+      "check", "Poll the registry once and install the newest verified release for this profile");
+  check->add_option("--registry", ca->registry, "http://host:port[/prefix] or a directory")
+      ->required();
+  check->add_option("--model-dir", ca->model_dir, "Where models and ota_state.json live")
+      ->required();
+  check->add_option("--name", ca->name, "Model name")->required();
+  check->add_option("--profile", ca->profile, "This device's profile")->required();
+  check->add_option("--root", ca->root, "Pinned root.json (first run only)");
+  check->add_option("--min-quality", ca->min_quality, "Deployment threshold");
+  check->add_flag("--allow-unmeasured", ca->allow_unmeasured,
+                  "Install without a reference-set score (this command has no reference set; "
+                  "the agent's updater measures one)");
+  check->callback([ca] {
+    std::unique_ptr<ota::Fetcher> fetcher;
+    if (ca->registry.rfind("http://", 0) == 0) {
+      fetcher = OrDie(ota::HttpFetcher::Create(ca->registry));
+    } else {
+      fetcher = OrDie(ota::DirFetcher::Create(ca->registry));
+    }
+    ota::UpdaterOptions o;
+    o.model_dir = ca->model_dir;
+    o.model_name = ca->name;
+    o.profile = ca->profile;
+    o.pinned_root_path = ca->root;
+    o.min_quality = ca->min_quality;
+    o.allow_unmeasured_quality = ca->allow_unmeasured;
+    o.load_check = [](const std::string& path) -> Status {
+      agent::ServeOptions so;
+      so.warmup_runs = 1;
+      TEND_ASSIGN_OR_RETURN(auto m, agent::ServedModel::Load(path, so));
+      (void)m;
+      return Ok();
+    };
+    auto updater = OrDie(ota::Updater::Create(o, std::move(fetcher)));
+    auto r = updater->CheckOnce();
+    if (!r) Die(r.error(), 3);
+    Print(updater->StatusJson());
+    if (r->outcome == ota::UpdateOutcome::kRejectedByGate)
+      Die("update rolled back: " + r->message, 4);
+  });
+
+  auto status_dir = std::make_shared<std::string>();
+  auto max_age_weeks = std::make_shared<double>(8);
+  auto* status = ota_cmd->add_subcommand("status", "Installed, backup and trusted versions");
+  status->add_option("--model-dir", *status_dir, "Model directory")->required();
+  status->add_option("--max-age-weeks", *max_age_weeks, "Staleness alert threshold");
+  status->callback([status_dir, max_age_weeks] {
+    auto s = OrDie(ota::LoadState(*status_dir));
+    int64_t now = std::max(UnixNow(), s.latest_time_seen);
+    int64_t age = s.current ? now - s.current->installed_unix : -1;
+    bool stale = s.current && age > static_cast<int64_t>(*max_age_weeks * 7 * ota::kDay);
+    Print({{"model", s.model_name},
+           {"current", SlotSummary(s.current)},
+           {"backup", SlotSummary(s.backup)},
+           {"highest_version", s.highest_version},
+           {"rejected_versions", s.rejected_versions},
+           {"root_version", s.root_version},
+           {"timestamp_version", s.timestamp_version},
+           {"targets_version", s.targets_version},
+           {"latest_time_seen", s.latest_time_seen ? ota::FormatTime(s.latest_time_seen) : ""},
+           {"in_probation", now < s.probation_until},
+           {"rollbacks", s.rollbacks},
+           {"last_rollback_reason", s.last_rollback_reason},
+           {"model_age_days", age < 0 ? nlohmann::json(nullptr) : nlohmann::json(age / 86400.0)},
+           {"stale", stale}});
+    if (stale) std::fprintf(stderr, "tend: warning: model older than %g weeks\n", *max_age_weeks);
+  });
+
+  auto rb_dir = std::make_shared<std::string>();
+  auto rb_reason = std::make_shared<std::string>("operator request");
+  auto* rollback = ota_cmd->add_subcommand("rollback", "Make the backup model current again");
+  rollback->add_option("--model-dir", *rb_dir, "Model directory")->required();
+  rollback->add_option("--reason", *rb_reason, "Recorded in the state");
+  rollback->callback([rb_dir, rb_reason] {
+    auto s = OrDie(ota::RollbackState(*rb_dir, *rb_reason, UnixNow()));
+    std::printf("rolled back to %s v%lld (%s); send SIGHUP to a running agent to reload\n",
+                s.model_name.c_str(), static_cast<long long>(s.current->version),
+                (std::filesystem::path(*rb_dir) / s.current->file).c_str());
+  });
+}
+
+}  // namespace
+
+void RegisterKeygen(CLI::App& app) { RegisterKeygenCmd(app); }
+void RegisterPublish(CLI::App& app) { RegisterPublishCmd(app); }
+void RegisterRegistry(CLI::App& app) { RegisterRegistryCmd(app); }
+void RegisterOta(CLI::App& app) { RegisterOtaCmd(app); }
+
+}  // namespace tend::cli

@@ -1,0 +1,169 @@
+// `tend run`: the agent. A TOML config (--config) plus command-line overrides for the common
+// settings; SIGINT/SIGTERM finish the window in flight and flush, SIGHUP reloads the model.
+#include <csignal>
+#include <cstdio>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "agent/agent.h"
+#include "cli/commands.h"
+#include "core/config.h"
+#include "core/log.h"
+
+namespace tend::cli {
+namespace {
+
+std::atomic<bool> g_stop{false};
+std::atomic<bool> g_reload{false};
+
+extern "C" void OnSignal(int sig) {
+  if (sig == SIGHUP) {
+    g_reload.store(true);
+  } else {
+    g_stop.store(true);
+  }
+}
+
+struct RunArgs {
+  std::string config;
+  agent::AgentOptions opts;
+  std::string fail_safe = "alert";
+  std::string summary_json;
+  bool quiet = false;
+  int threads = 1;
+  std::vector<std::string> providers;
+};
+
+Status LoadRunConfig(RunArgs& a, CLI::App& cmd) {
+  if (a.config.empty()) return Ok();
+  TEND_ASSIGN_OR_RETURN(auto c, Config::LoadFile(a.config));
+  auto& o = a.opts;
+  // Flags given on the command line win over the file; the file's keys are still type-checked.
+  auto from = [&](const char* flag, const char* key, auto& field) -> Status {
+    if (cmd.count(flag) == 0) return c.Get(key, field);
+    std::remove_reference_t<decltype(field)> ignored = field;
+    return c.Get(key, ignored);
+  };
+  TEND_RETURN_NOT_OK(from("--model", "agent.model", o.model_path));
+  TEND_RETURN_NOT_OK(from("--source", "agent.source", o.source));
+  TEND_RETURN_NOT_OK(from("--speed", "agent.speed", o.speed));
+  TEND_RETURN_NOT_OK(from("--max-windows", "agent.max_windows", o.max_windows));
+  TEND_RETURN_NOT_OK(from("--duration", "agent.duration_s", o.duration_s));
+  TEND_RETURN_NOT_OK(from("--deadline", "agent.deadline_s", o.deadline_s));
+  TEND_RETURN_NOT_OK(from("--fail-safe", "agent.fail_safe", a.fail_safe));
+  TEND_RETURN_NOT_OK(from("--queue", "agent.queue_windows", o.queue_windows));
+  TEND_RETURN_NOT_OK(from("--decision-log", "agent.decision_log", o.decision_log));
+  TEND_RETURN_NOT_OK(c.Get("agent.decision_log_max_bytes", o.decision_log_max_bytes));
+  TEND_RETURN_NOT_OK(c.Get("agent.decision_log_keep", o.decision_log_keep));
+  TEND_RETURN_NOT_OK(from("--sample-rate", "agent.sample_rate", o.source_opts.sample_rate));
+  TEND_RETURN_NOT_OK(from("--channels", "agent.channels", o.source_opts.channels));
+  TEND_RETURN_NOT_OK(from("--channel", "agent.channel", o.source_opts.wav_channel));
+  TEND_RETURN_NOT_OK(from("--debounce-k", "decide.debounce_k", o.debounce.k));
+  TEND_RETURN_NOT_OK(from("--debounce-n", "decide.debounce_n", o.debounce.n));
+  TEND_RETURN_NOT_OK(from("--top", "decide.top_sensors", o.serve.top_k));
+  TEND_RETURN_NOT_OK(from("--threads", "model.intra_op_threads", a.threads));
+  TEND_RETURN_NOT_OK(from("--provider", "model.providers", a.providers));
+  TEND_RETURN_NOT_OK(c.Get("model.warmup_runs", o.serve.warmup_runs));
+  TEND_RETURN_NOT_OK(c.Get("model.cuda_device", o.serve.session.cuda_device));
+  TEND_RETURN_NOT_OK(c.Get("model.trt_engine_cache_dir", o.serve.session.trt_engine_cache_dir));
+  TEND_RETURN_NOT_OK(c.Get("model.trt_fp16", o.serve.session.trt_fp16));
+  TEND_RETURN_NOT_OK(c.Get("model.trt_int8", o.serve.session.trt_int8));
+  TEND_RETURN_NOT_OK(c.Get("model.trt_int8_calibration_table", o.serve.session.trt_int8_calibration_table));
+  TEND_RETURN_NOT_OK(c.Get("model.state_dir", o.serve.session.state_dir));
+  TEND_RETURN_NOT_OK(from("--asset", "identity.asset", o.asset_id));
+  return c.CheckNoUnknownKeys();
+}
+
+void DoRun(RunArgs& a, CLI::App& cmd) {
+  OrDie(LoadRunConfig(a, cmd));
+  auto& o = a.opts;
+  if (a.fail_safe == "alert") {
+    o.fail_safe_alert = true;
+  } else if (a.fail_safe == "pass") {
+    o.fail_safe_alert = false;
+  } else {
+    Die("fail-safe must be 'alert' (no-go) or 'pass' (go), got '" + a.fail_safe + "'");
+  }
+  o.serve.session.intra_op_threads = a.threads;
+  if (!a.providers.empty()) o.serve.session.providers = a.providers;
+  o.print = !a.quiet;
+  auto agent = OrDie(agent::Agent::Create(o));
+
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGHUP, &sa, nullptr);
+
+  auto st = agent->Run(&g_stop, &g_reload);
+  auto s = agent->summary();
+  auto j = s.ToJson();
+  j["model"] = agent->model().card().name + " v" + agent->model().card().version;
+  j["provider"] = agent->model().info().provider;
+  if (!a.summary_json.empty()) {
+    std::FILE* f = std::fopen(a.summary_json.c_str(), "wb");
+    if (f) {
+      std::fputs(j.dump(2).c_str(), f);
+      std::fclose(f);
+    }
+  }
+  std::fprintf(stderr,
+               "\nsummary: %lld windows (%lld scored), alerts LOW %lld / MEDIUM %lld / HIGH %lld, "
+               "deadline misses %lld, overruns %lld, max backlog %lld\n"
+               "latency (window complete -> decision): p50 %.3f ms, p99 %.3f ms, max %.3f ms "
+               "[features p50 %.3f ms, inference p50 %.3f ms]; RSS %lld -> %lld kB\n",
+               static_cast<long long>(s.windows), static_cast<long long>(s.scored),
+               static_cast<long long>(s.alerts[0]), static_cast<long long>(s.alerts[1]),
+               static_cast<long long>(s.alerts[2]), static_cast<long long>(s.fail_safe),
+               static_cast<long long>(s.overruns), static_cast<long long>(s.max_backlog),
+               s.latency.p50_ms, s.latency.p99_ms, s.latency.max_ms, s.features.p50_ms,
+               s.inference.p50_ms, static_cast<long long>(s.rss_start_kb),
+               static_cast<long long>(s.rss_end_kb));
+  if (s.has_truth) {
+    std::fprintf(stderr,
+                 "simulator truth: first degraded stroke (wear >= %.2f) at window %lld (t=%.1fs); "
+                 "first alert at window %lld (t=%.1fs, wear %.3f); false alerts on healthy strokes "
+                 "(wear < 0.1): %lld of %lld\n",
+                 o.degraded_wear, static_cast<long long>(s.first_degraded_window), s.first_degraded_t,
+                 static_cast<long long>(s.first_alert_window), s.first_alert_t, s.first_alert_wear,
+                 static_cast<long long>(s.healthy_false_alerts),
+                 static_cast<long long>(s.healthy_windows));
+  }
+  OrDie(st, "source");
+}
+
+}  // namespace
+
+void RegisterRun(CLI::App& app) {
+  auto a = std::make_shared<RunArgs>();
+  auto& o = a->opts;
+  auto* cmd = app.add_subcommand("run", "Run the agent: source -> features -> model -> decisions");
+  cmd->add_option("--config,-c", a->config, "TOML config ([agent], [decide], [model], [identity] ...)");
+  cmd->add_option("--model,-m", o.model_path, "Model (.onnx)");
+  cmd->add_option("--source,-s", o.source,
+                  "WAV/CSV path, sim[:wear=0,wear_end=1,strokes=300,seed=1], or - for float32 stdin");
+  cmd->add_option("--speed", o.speed, "Replay speed factor (1 = real time, 0 = as fast as possible)");
+  cmd->add_option("--max-windows", o.max_windows, "Stop after N decisions");
+  cmd->add_option("--duration", o.duration_s, "Stop after this many seconds of signal");
+  cmd->add_option("--deadline", o.deadline_s, "Per-window deadline in seconds (default 3.3)");
+  cmd->add_option("--fail-safe", a->fail_safe, "Decision when the deadline passes: alert | pass");
+  cmd->add_option("--queue", o.queue_windows, "Backlog capacity in windows");
+  cmd->add_option("--decision-log", o.decision_log, "JSONL decision log (rotated)");
+  cmd->add_option("--debounce-k", o.debounce.k, "Alert when k of the last n windows cross LOW");
+  cmd->add_option("--debounce-n", o.debounce.n, "Debounce window n");
+  cmd->add_option("--top", o.serve.top_k, "How many top contributing features to report");
+  cmd->add_option("--threads", a->threads, "ONNX Runtime intra-op threads");
+  cmd->add_option("--provider", a->providers, "Execution providers in preference order");
+  cmd->add_option("--sample-rate", o.source_opts.sample_rate, "Sample rate of raw stdin / CSV");
+  cmd->add_option("--channels", o.source_opts.channels, "Channel count of raw stdin");
+  cmd->add_option("--channel", o.source_opts.wav_channel, "Use one channel of a multi-channel file");
+  cmd->add_option("--asset", o.asset_id, "Asset id (in decision records)");
+  cmd->add_flag("--json", o.print_json, "Print decisions as JSON lines");
+  cmd->add_flag("--quiet,-q", a->quiet, "No line per decision (summary only)");
+  cmd->add_option("--summary-json", a->summary_json, "Write the run summary as JSON here");
+  cmd->callback([a, cmd] { DoRun(*a, *cmd); });
+}
+
+}  // namespace tend::cli
