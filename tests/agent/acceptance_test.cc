@@ -1,0 +1,214 @@
+// Acceptance figures of the anomaly detector, end to end through the `tend` binary: the press
+// simulator (trained on a new die only) and the real CWRU bearing recordings (trained on normal
+// windows only, split by time), plus the agent's signal handling. Prints the tables it checks.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "cli_util.h"
+#include "eval/metrics.h"
+
+namespace tend::testing {
+namespace {
+
+struct Scored {
+  std::vector<double> score, wear;
+  std::vector<bool> alert;
+};
+
+Scored ReadScores(const std::string& path) {
+  Scored s;
+  std::ifstream f(path);
+  std::string line;
+  while (std::getline(f, line)) {
+    auto j = nlohmann::json::parse(line);
+    s.score.push_back(j["anomaly_score"]);
+    s.wear.push_back(j.value("wear", -1.0));
+    s.alert.push_back(j["is_alert"]);
+  }
+  return s;
+}
+
+class Acceptance : public ::testing::Test {
+ protected:
+  void SetUp() override { dir_ = TempDir("accept_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name())); }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string dir_;
+};
+
+TEST_F(Acceptance, SimulatedPressDieWear) {
+  ASSERT_EQ(Tend("train --input 'sim:strokes=300,wear=0,seed=31' --out press.onnx", dir_).rc, 0);
+  auto h = Tend("score --model press.onnx --input 'sim:strokes=1000,wear=0,seed=32' --out healthy.jsonl", dir_);
+  ASSERT_EQ(h.rc, 0) << h.err;
+  auto w = Tend("score --model press.onnx --input 'sim:strokes=300,wear=0,wear_end=1,seed=33' --out wear.jsonl", dir_);
+  ASSERT_EQ(w.rc, 0) << w.err;
+  auto healthy = ReadScores(dir_ + "/healthy.jsonl");
+  auto worn = ReadScores(dir_ + "/wear.jsonl");
+  ASSERT_EQ(healthy.score.size(), 1000u);
+  ASSERT_EQ(worn.score.size(), 300u);
+  std::printf("\n  wear band      strokes   AUC vs 1000 healthy   recall@LOW\n");
+  for (double lo : {0.1, 0.2, 0.3, 0.4, 0.5}) {
+    std::vector<double> band;
+    int hit = 0;
+    for (size_t i = 0; i < worn.score.size(); ++i) {
+      if (worn.wear[i] >= lo && worn.wear[i] < lo + 0.1) {
+        band.push_back(worn.score[i]);
+        hit += worn.alert[i];
+      }
+    }
+    std::printf("  [%.1f, %.1f)   %7zu   %19.4f   %10.3f\n", lo, lo + 0.1, band.size(),
+                eval::RocAuc(healthy.score, band), band.empty() ? 0.0 : double(hit) / band.size());
+  }
+  std::vector<double> degraded;
+  for (size_t i = 0; i < worn.score.size(); ++i)
+    if (worn.wear[i] >= 0.3) degraded.push_back(worn.score[i]);
+  double auc = eval::RocAuc(healthy.score, degraded);
+  std::printf("  AUC, wear >= 0.3 vs healthy: %.5f\n", auc);
+  EXPECT_GE(auc, 0.99);
+
+  // Sustained alert before wear 0.5: from some window on, at least 8 of every 10 windows alert.
+  size_t sustained = worn.score.size();
+  for (size_t i = 0; i + 10 <= worn.score.size(); ++i) {
+    int n = 0;
+    for (size_t k = i; k < worn.score.size() && k < i + 10; ++k) n += worn.alert[k];
+    bool holds = true;
+    for (size_t j = i; j + 10 <= worn.score.size() && holds; ++j) {
+      int m = 0;
+      for (size_t k = j; k < j + 10; ++k) m += worn.alert[k];
+      holds = m >= 8;
+    }
+    if (n >= 8 && holds) {
+      sustained = i;
+      break;
+    }
+  }
+  ASSERT_LT(sustained, worn.score.size()) << "no sustained alert at all";
+  std::printf("  sustained alert from stroke %zu at wear %.3f\n", sustained, worn.wear[sustained]);
+  EXPECT_LT(worn.wear[sustained], 0.5);
+
+  // The agent (with its debounce) on 1,000 healthy strokes: at most one false alert.
+  auto r = Tend("run --model press.onnx --source 'sim:strokes=1000,wear=0,seed=34' --speed 0 --quiet "
+                "--summary-json s.json", dir_);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto s = nlohmann::json::parse(Slurp(dir_ + "/s.json"));
+  int64_t false_alerts = s["alerts"]["LOW"].get<int64_t>() + s["alerts"]["MEDIUM"].get<int64_t>() +
+                         s["alerts"]["HIGH"].get<int64_t>();
+  std::printf("  agent on 1000 healthy strokes: %lld alerts (raw, before debounce: %lld)\n",
+              static_cast<long long>(false_alerts), static_cast<long long>(s["raw_alerts"].get<int64_t>()));
+  EXPECT_EQ(s["windows"], 1000);
+  EXPECT_LE(false_alerts, 1);
+}
+
+TEST_F(Acceptance, CwruBearingsPerFaultClass) {
+  std::string d = SharedDir() + "/data/cwru";
+  if (!std::filesystem::exists(d + "/normal_0hp_1797rpm_X097_12k.wav")) GTEST_SKIP() << "no CWRU data at " << d;
+  std::string faults;
+  for (auto* f : {"B007_0hp_1797rpm_X118", "B014_0hp_1797rpm_X185", "B021_0hp_1797rpm_X222",
+                  "IR007_0hp_1797rpm_X105", "IR014_0hp_1797rpm_X169", "IR021_0hp_1797rpm_X209",
+                  "ORat6007_0hp_1797rpm_X130", "ORat6014_0hp_1797rpm_X197", "ORat6021_0hp_1797rpm_X234"})
+    faults += " " + d + "/de12k_" + f + ".wav";
+  std::string n0 = d + "/normal_0hp_1797rpm_X097_12k.wav", n1 = d + "/normal_1hp_1772rpm_X098_12k.wav";
+  auto eval = [&](const std::string& model, const std::string& normal) {
+    auto r = Tend("eval --channel 0 --json --model " + model + " --normal " + normal + " --anomalous" + faults, dir_);
+    EXPECT_EQ(r.rc, 0) << r.err;
+    return nlohmann::json::parse(r.out);
+  };
+  // Train on the first 3 s of each normal recording (drive end), test on the rest: no window
+  // straddles the split.
+  ASSERT_EQ(Tend("train --features bearing --channel 0 --input " + n0 + "@0:3 --out n0.onnx", dir_).rc, 0);
+  ASSERT_EQ(Tend("train --features bearing --channel 0 --input " + n1 + "@0:3 --out n1.onnx", dir_).rc, 0);
+  auto e0 = eval("n0.onnx", n0 + "@3:");
+  auto e1 = eval("n1.onnx", n1 + "@3:");
+  std::printf("\n  %-32s %14s %14s\n", "fault class (0 hp)", "AUC (0hp model)", "AUC (1hp model)");
+  for (size_t i = 0; i < e0["anomalous_inputs"].size(); ++i) {
+    std::string name = std::filesystem::path(e0["anomalous_inputs"][i]["input"].get<std::string>()).filename();
+    double a0 = e0["anomalous_inputs"][i]["auc"], a1 = e1["anomalous_inputs"][i]["auc"];
+    std::printf("  %-32s %14.4f %14.4f\n", name.c_str(), a0, a1);
+    EXPECT_GE(a0, 0.99) << name;
+    EXPECT_GE(a1, 0.99) << name;
+  }
+  double far0 = e0["normal_inputs"][0]["false_alarm_rate"], far1 = e1["normal_inputs"][0]["false_alarm_rate"];
+  std::printf("  false-alarm rate on held-out normal, same load: 0hp %.4f (%d windows), 1hp %.4f (%d windows)\n",
+              far0, e0["normal_inputs"][0]["windows"].get<int>(), far1, e1["normal_inputs"][0]["windows"].get<int>());
+  EXPECT_LE(far0, 0.1);
+  EXPECT_LE(far1, 0.1);
+
+  // Change of operating point: the 0 hp model on 1 hp normal, before and after recalibrating on
+  // the first 3 s of 1 hp normal (standardisation and thresholds only).
+  auto cross = eval("n0.onnx", n1 + "@3:");
+  ASSERT_EQ(Tend("train --channel 0 --recalibrate n0.onnx --input " + n1 + "@0:3 --out n0r.onnx", dir_).rc, 0);
+  auto recal = eval("n0r.onnx", n1 + "@3:");
+  double before = cross["normal_inputs"][0]["false_alarm_rate"], after = recal["normal_inputs"][0]["false_alarm_rate"];
+  std::printf("  0hp model on held-out 1hp normal: false-alarm rate %.4f before, %.4f after recalibration; "
+              "min fault-class AUC after %.4f\n", before, after,
+              [&] { double m = 1; for (auto& x : recal["anomalous_inputs"]) m = std::min(m, x["auc"].get<double>()); return m; }());
+  EXPECT_LE(after, 0.1);
+  for (auto& x : recal["anomalous_inputs"]) EXPECT_GE(x["auc"].get<double>(), 0.99);
+}
+
+pid_t Spawn(const std::string& cmd, const std::string& dir) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (chdir(dir.c_str()) != 0) _exit(127);
+    execl("/bin/sh", "sh", "-c", ("exec " + cmd + " >run.out 2>run.err").c_str(), (char*)nullptr);
+    _exit(127);
+  }
+  return pid;
+}
+
+int WaitExit(pid_t pid) {
+  int st = 0;
+  waitpid(pid, &st, 0);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+TEST_F(Acceptance, SighupReloadsWithoutMissingAWindow) {
+  ASSERT_EQ(Tend("train --input 'sim:strokes=40,wear=0,seed=41' --out live.onnx", dir_).rc, 0);
+  ASSERT_EQ(Tend("train --input 'sim:strokes=40,wear=0,seed=42' --version 2 --out next.onnx", dir_).rc, 0);
+  // 60 strokes at 50x real time: about 4 s.
+  pid_t pid = Spawn("'" + TendBin() + "' run --model live.onnx --source 'sim:strokes=60,seed=43' --speed 50 "
+                    "--quiet --summary-json s.json", dir_);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  std::filesystem::rename(dir_ + "/next.onnx", dir_ + "/live.onnx");
+  kill(pid, SIGHUP);
+  ASSERT_EQ(WaitExit(pid), 0) << Slurp(dir_ + "/run.err");
+  auto s = nlohmann::json::parse(Slurp(dir_ + "/s.json"));
+  EXPECT_EQ(s["reloads"], 1);
+  EXPECT_EQ(s["windows"], 60);
+  EXPECT_EQ(s["deadline_misses"], 0);
+  EXPECT_EQ(s["overruns"], 0);
+  EXPECT_EQ(s["model"], "press-anomaly v2");
+}
+
+TEST_F(Acceptance, SigtermFinishesTheWindowInFlightAndFlushes) {
+  ASSERT_EQ(Tend("train --input 'sim:strokes=40,wear=0,seed=51' --out m.onnx", dir_).rc, 0);
+  pid_t pid = Spawn("'" + TendBin() + "' run --model m.onnx --source 'sim:strokes=100,seed=52' --speed 20 "
+                    "--quiet --decision-log d.jsonl --summary-json s.json", dir_);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2000));
+  kill(pid, SIGTERM);
+  ASSERT_EQ(WaitExit(pid), 0) << Slurp(dir_ + "/run.err");
+  auto s = nlohmann::json::parse(Slurp(dir_ + "/s.json"));
+  int64_t windows = s["windows"];
+  EXPECT_GT(windows, 0);
+  EXPECT_LT(windows, 100);
+  std::ifstream log(dir_ + "/d.jsonl");
+  std::string line;
+  int64_t lines = 0;
+  while (std::getline(log, line)) {
+    EXPECT_NO_THROW(nlohmann::json::parse(line));
+    ++lines;
+  }
+  EXPECT_EQ(lines, windows);
+}
+
+}  // namespace
+}  // namespace tend::testing

@@ -1,0 +1,208 @@
+// The CLI as a user meets it: train, run, score and eval on the simulator, and every kind of bad
+// input ending in one "tend: error:" line and a non-zero exit.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <sstream>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cli_util.h"
+
+namespace tend::testing {
+namespace {
+
+void WriteFloatWav(const std::string& path, int rate, int channels, const std::vector<float>& x) {
+  std::ofstream f(path, std::ios::binary);
+  auto u32 = [&](uint32_t v) { f.write(reinterpret_cast<const char*>(&v), 4); };
+  auto u16 = [&](uint16_t v) { f.write(reinterpret_cast<const char*>(&v), 2); };
+  uint32_t data = static_cast<uint32_t>(x.size() * 4);
+  f.write("RIFF", 4);
+  u32(36 + data);
+  f.write("WAVEfmt ", 8);
+  u32(16);
+  u16(3);
+  u16(static_cast<uint16_t>(channels));
+  u32(static_cast<uint32_t>(rate));
+  u32(static_cast<uint32_t>(rate * channels * 4));
+  u16(static_cast<uint16_t>(channels * 4));
+  u16(32);
+  f.write("data", 4);
+  u32(data);
+  f.write(reinterpret_cast<const char*>(x.data()), static_cast<std::streamsize>(data));
+}
+
+std::vector<float> Noise(size_t n, unsigned seed) {
+  std::vector<float> x(n);
+  uint32_t s = seed;
+  for (auto& v : x) {
+    s = s * 1664525u + 1013904223u;
+    v = static_cast<float>((s >> 8) & 0xffff) / 65536.0f - 0.5f;
+  }
+  return x;
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(TempDir("cli"));
+    auto r = Tend("train --input 'sim:strokes=60,wear=0,seed=5' --out m.onnx", *dir_);
+    ASSERT_EQ(r.rc, 0) << r.err;
+  }
+  static void TearDownTestSuite() {
+    std::filesystem::remove_all(*dir_);
+    delete dir_;
+  }
+  static const std::string& dir() { return *dir_; }
+  // Expects failure with exactly one error line that contains `needle`.
+  static void ExpectError(const CmdResult& r, const std::string& needle) {
+    EXPECT_NE(r.rc, 0);
+    std::string last = LastLine(r.err);
+    EXPECT_EQ(last.rfind("tend: error: ", 0), 0u) << r.err;
+    EXPECT_NE(last.find(needle), std::string::npos) << "error line: " << last;
+    EXPECT_EQ(r.err.find("terminate called"), std::string::npos);
+  }
+  static std::string* dir_;
+};
+std::string* Cli::dir_ = nullptr;
+
+TEST_F(Cli, RunPrintsOneSpecShapedJsonLinePerStroke) {
+  auto r = Tend("run --model m.onnx --source 'sim:strokes=12,wear=0,wear_end=1,seed=3' --speed 0 --json "
+                "--asset press-1 --decision-log log/decisions.jsonl",
+                dir());
+  ASSERT_EQ(r.rc, 0) << r.err;
+  std::istringstream in(r.out);
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);
+    EXPECT_TRUE(j["timestamp"].is_string());
+    EXPECT_EQ(j["timestamp"].get<std::string>().back(), 'Z');
+    EXPECT_EQ(j["asset_id"], "press-1");
+    EXPECT_TRUE(j["anomaly_score"].is_number());
+    double s = j["anomaly_score"];
+    EXPECT_NEAR(s, std::round(s * 1e4) / 1e4, 1e-9);
+    EXPECT_TRUE(std::set<std::string>({"LOW", "MEDIUM", "HIGH"}).count(j["severity"]));
+    EXPECT_TRUE(j["is_alert"].is_boolean());
+    EXPECT_EQ(j["top_sensors"].size(), 3u);
+    EXPECT_EQ(j["window"], n);
+    ++n;
+  }
+  EXPECT_EQ(n, 12);
+  // The decision log holds the same decisions.
+  std::ifstream log(dir() + "/log/decisions.jsonl");
+  int logged = 0;
+  while (std::getline(log, line)) ++logged;
+  EXPECT_EQ(logged, 12);
+  EXPECT_NE(r.err.find("summary: 12 windows"), std::string::npos) << r.err;
+}
+
+TEST_F(Cli, ScoreAndEvalOnSimulatedWear) {
+  auto r = Tend("score --model m.onnx --input 'sim:strokes=10,wear=0.8,seed=4' --out s.jsonl", dir());
+  ASSERT_EQ(r.rc, 0) << r.err;
+  std::ifstream f(dir() + "/s.jsonl");
+  std::string line;
+  int n = 0, alerts = 0;
+  while (std::getline(f, line)) {
+    auto j = nlohmann::json::parse(line);
+    for (auto* k : {"window", "t", "anomaly_score", "severity", "is_alert", "top_sensors"})
+      EXPECT_TRUE(j.contains(k)) << k;
+    alerts += j["is_alert"].get<bool>();
+    ++n;
+  }
+  EXPECT_EQ(n, 10);
+  EXPECT_EQ(alerts, 10);  // wear 0.8 is far from a new die
+
+  auto e = Tend("eval --model m.onnx --normal 'sim:strokes=40,wear=0,seed=6' "
+                "--anomalous 'sim:strokes=20,wear=0.6,seed=7' --json --plot p.svg",
+                dir());
+  ASSERT_EQ(e.rc, 0) << e.err;
+  auto j = nlohmann::json::parse(e.out);
+  EXPECT_GT(j["auc"].get<double>(), 0.99);
+  EXPECT_EQ(j["normal_windows"], 40);
+  EXPECT_EQ(Slurp(dir() + "/p.svg").rfind("<svg", 0), 0u);
+}
+
+TEST_F(Cli, TrainingDataTooShort) {
+  ExpectError(Tend("train --input 'sim:strokes=5,seed=1' --out short.onnx", dir()), "too few");
+  EXPECT_FALSE(std::filesystem::exists(dir() + "/short.onnx"));
+}
+
+TEST_F(Cli, TrainingDataWithNaN) {
+  auto x = Noise(30000, 1);
+  x[12345] = std::numeric_limits<float>::quiet_NaN();
+  WriteFloatWav(dir() + "/nan.wav", 10000, 1, x);
+  ExpectError(Tend("train --input nan.wav --out nan.onnx", dir()), "NaN");
+  auto y = Noise(30000, 2);
+  y[777] = std::numeric_limits<float>::infinity();
+  WriteFloatWav(dir() + "/inf.wav", 10000, 1, y);
+  ExpectError(Tend("score --model m.onnx --input inf.wav", dir()), "Inf");
+}
+
+TEST_F(Cli, SourceRateOrChannelsDifferFromModel) {
+  WriteFloatWav(dir() + "/8k.wav", 8000, 1, Noise(20000, 3));
+  ExpectError(Tend("run --model m.onnx --source 8k.wav --speed 0", dir()), "sample rate 8000 Hz");
+  WriteFloatWav(dir() + "/stereo.wav", 10000, 2, Noise(20000, 4));
+  ExpectError(Tend("score --model m.onnx --input stereo.wav", dir()), "2 channel(s), but the model expects 1");
+}
+
+TEST_F(Cli, ModelFilesThatAreMissingBrokenOrInconsistent) {
+  ExpectError(Tend("run --model nope.onnx --source sim", dir()), "nope.onnx");
+  std::ofstream(dir() + "/text.onnx") << "this is not a model\n";
+  ExpectError(Tend("score --model text.onnx --input sim:strokes=2", dir()), "text.onnx");
+  // Valid ONNX without tend's metadata, and with metadata that contradicts the graph.
+  auto py = [&](const std::string& code) {
+    return RunCmd("/usr/bin/python3 -c \"" + code + "\"", dir());
+  };
+  ASSERT_EQ(py("import onnx; m=onnx.load('m.onnx'); del m.metadata_props[:]; onnx.save(m,'bare.onnx')").rc, 0);
+  ExpectError(Tend("score --model bare.onnx --input sim:strokes=2", dir()), "missing key");
+  ASSERT_EQ(py("import onnx,json; m=onnx.load('m.onnx');"
+               "p=[x for x in m.metadata_props if x.key=='tend.feature_names'][0];"
+               "p.value=json.dumps(json.loads(p.value)[:-1]); onnx.save(m,'skew.onnx')")
+                .rc,
+            0);
+  auto r = Tend("score --model skew.onnx --input sim:strokes=2", dir());
+  EXPECT_NE(r.rc, 0);
+  EXPECT_EQ(LastLine(r.err).rfind("tend: error: ", 0), 0u) << r.err;
+}
+
+TEST_F(Cli, ConfigErrorsNameFileLineAndKey) {
+  std::ofstream(dir() + "/typo.toml") << "[agent]\nmodel = \"m.onnx\"\nspeeed = 2\n";
+  ExpectError(Tend("run --config typo.toml", dir()), "typo.toml:3: unknown key 'agent.speeed'");
+  std::ofstream(dir() + "/type.toml") << "[agent]\nmodel = \"m.onnx\"\ndeadline_s = \"fast\"\n";
+  ExpectError(Tend("run --config type.toml", dir()), "type.toml:3: 'agent.deadline_s' must be a number");
+  std::ofstream(dir() + "/ok.toml") << "[agent]\nmodel = \"m.onnx\"\nsource = \"sim:strokes=3\"\nspeed = 0\n"
+                                       "[decide]\ndebounce_k = 1\ndebounce_n = 1\n";
+  auto r = Tend("run --config ok.toml --quiet", dir());
+  EXPECT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.err.find("summary: 3 windows"), std::string::npos) << r.err;
+}
+
+TEST_F(Cli, CorruptAndTruncatedWav) {
+  std::ofstream(dir() + "/junk.wav") << "RIFFxxxxWAVEjunk";
+  ExpectError(Tend("run --model m.onnx --source junk.wav --speed 0", dir()), "junk.wav");
+  auto x = Noise(5000, 5);
+  WriteFloatWav(dir() + "/full.wav", 10000, 1, x);
+  auto bytes = Slurp(dir() + "/full.wav");
+  std::ofstream(dir() + "/cut.wav", std::ios::binary) << bytes.substr(0, bytes.size() / 2 + 3);
+  ExpectError(Tend("score --model m.onnx --input cut.wav", dir()), "cut.wav");
+}
+
+TEST_F(Cli, DoctorSaysTheMachineCanRunTheAgent) {
+  auto r = Tend("doctor --json", dir());
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_TRUE(j["can_run_agent"].get<bool>());
+  EXPECT_NE(j["providers_available"].dump().find("CPUExecutionProvider"), std::string::npos);
+  auto v = Tend("--version", dir());
+  EXPECT_EQ(v.rc, 0);
+  EXPECT_EQ(v.out.rfind("tend ", 0), 0u);
+}
+
+}  // namespace
+}  // namespace tend::testing
