@@ -203,6 +203,8 @@ void Agent::Acquire() {
 void Agent::Emit(Decision& d) {
   // Called with emit_mu_ held, in window order.
   d.timestamp = std::chrono::system_clock::now();
+  d.model_name.assign(model_->card().name);
+  d.model_version.assign(model_->card().version);
   if (!d.fail_safe) decider_->Decide(d);
   {
     std::lock_guard<std::mutex> sl(sum_mu_);

@@ -1,5 +1,7 @@
 // `tend run`: the agent. A TOML config (--config) plus command-line overrides for the common
 // settings; SIGINT/SIGTERM finish the window in flight and flush, SIGHUP reloads the model.
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
 #include <memory>
@@ -10,6 +12,8 @@
 #include "cli/commands.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "metrics/exporter.h"
+#include "telemetry/telemetry.h"
 
 namespace tend::cli {
 namespace {
@@ -33,7 +37,22 @@ struct RunArgs {
   bool quiet = false;
   int threads = 1;
   std::vector<std::string> providers;
+  std::string state_dir = "tend-state";
+  telemetry::Identity id{"factory-1", "line-1", "asset-1", ""};
+  telemetry::TelemetryOptions mqtt;
+  int metrics_port = 8000;
+  std::string metrics_bind = "0.0.0.0";
+  double system_interval_s = 15;
 };
+
+std::string Hostname() {
+  char buf[256] = {0};
+  if (::gethostname(buf, sizeof buf - 1) != 0 || !buf[0]) return "edge-device";
+  std::string h(buf);
+  for (char& c : h)
+    if (c == '/' || c == '+' || c == '#' || c == ' ') c = '_';
+  return h;
+}
 
 Status LoadRunConfig(RunArgs& a, CLI::App& cmd) {
   if (a.config.empty()) return Ok();
@@ -71,7 +90,27 @@ Status LoadRunConfig(RunArgs& a, CLI::App& cmd) {
   TEND_RETURN_NOT_OK(c.Get("model.trt_int8", o.serve.session.trt_int8));
   TEND_RETURN_NOT_OK(c.Get("model.trt_int8_calibration_table", o.serve.session.trt_int8_calibration_table));
   TEND_RETURN_NOT_OK(c.Get("model.state_dir", o.serve.session.state_dir));
-  TEND_RETURN_NOT_OK(from("--asset", "identity.asset", o.asset_id));
+  TEND_RETURN_NOT_OK(from("--state-dir", "agent.state_dir", a.state_dir));
+  TEND_RETURN_NOT_OK(from("--factory", "identity.factory", a.id.factory_id));
+  TEND_RETURN_NOT_OK(from("--line", "identity.line", a.id.line_id));
+  TEND_RETURN_NOT_OK(from("--asset", "identity.asset", a.id.asset_id));
+  TEND_RETURN_NOT_OK(from("--device-id", "identity.device_id", a.id.device_id));
+  auto& m = a.mqtt;
+  TEND_RETURN_NOT_OK(from("--mqtt", "mqtt.url", m.broker_url));
+  TEND_RETURN_NOT_OK(from("--mqtt-version", "mqtt.version", m.mqtt_version));
+  TEND_RETURN_NOT_OK(from("--ca", "mqtt.ca_file", m.ca_file));
+  TEND_RETURN_NOT_OK(from("--cert", "mqtt.cert_file", m.cert_file));
+  TEND_RETURN_NOT_OK(from("--key", "mqtt.key_file", m.key_file));
+  TEND_RETURN_NOT_OK(c.Get("mqtt.username", m.username));
+  TEND_RETURN_NOT_OK(c.Get("mqtt.password", m.password));
+  TEND_RETURN_NOT_OK(from("--spool", "mqtt.spool_path", m.spool_path));
+  TEND_RETURN_NOT_OK(c.Get("mqtt.spool_max_bytes", m.spool_max_bytes));
+  TEND_RETURN_NOT_OK(c.Get("mqtt.spool_scores", m.spool_scores));
+  TEND_RETURN_NOT_OK(c.Get("mqtt.spool_health", m.spool_health));
+  TEND_RETURN_NOT_OK(c.Get("mqtt.health_interval_s", m.health_interval_s));
+  TEND_RETURN_NOT_OK(from("--metrics-port", "metrics.port", a.metrics_port));
+  TEND_RETURN_NOT_OK(c.Get("metrics.bind", a.metrics_bind));
+  TEND_RETURN_NOT_OK(c.Get("metrics.system_interval_s", a.system_interval_s));
   return c.CheckNoUnknownKeys();
 }
 
@@ -88,7 +127,51 @@ void DoRun(RunArgs& a, CLI::App& cmd) {
   o.serve.session.intra_op_threads = a.threads;
   if (!a.providers.empty()) o.serve.session.providers = a.providers;
   o.print = !a.quiet;
+  if (a.id.device_id.empty()) a.id.device_id = Hostname();
+  o.asset_id = a.id.asset_id;
   auto agent = OrDie(agent::Agent::Create(o));
+
+  // Metrics: always counted (the health message uses them); served over HTTP unless port 0.
+  // A port already in use must not stop a press from being watched: say so and go on.
+  metrics::Exporter::Options mo;
+  mo.port = a.metrics_port;
+  mo.bind = a.metrics_bind;
+  mo.latency_budget_ms = o.deadline_s * 1000;
+  mo.system_interval_s = a.system_interval_s;
+  metrics::Labels labels{a.id.device_id, a.id.asset_id, a.id.factory_id};
+  auto exporter = metrics::Exporter::Create(labels, mo);
+  if (!exporter && a.metrics_port != 0) {
+    TEND_LOG_ERROR("metrics endpoint disabled: {}", exporter.error().message);
+    mo.port = 0;
+    exporter = metrics::Exporter::Create(labels, mo);
+  }
+  auto metrics_exporter = OrDie(std::move(exporter), "metrics");
+  agent->AddSink(metrics_exporter.get());
+  if (a.metrics_port != 0 && metrics_exporter->port() > 0) {
+    TEND_LOG_INFO("metrics on http://{}:{}/metrics", a.metrics_bind, metrics_exporter->port());
+  }
+
+  std::unique_ptr<telemetry::Telemetry> tele;
+  if (!a.mqtt.broker_url.empty()) {
+    OrDie(a.id.Validate(), "identity");
+    if (a.mqtt.spool_path.empty()) a.mqtt.spool_path = a.state_dir + "/spool.db";
+    tele = OrDie(telemetry::Telemetry::Create(a.id, a.mqtt), "telemetry");
+    auto* exp = metrics_exporter.get();
+    tele->SetHealthProvider([exp] { return exp->HealthFigures(); });
+    auto* t = tele.get();
+    metrics_exporter->SetTelemetryStatsProvider([t] {
+      auto st = t->stats();
+      metrics::TelemetryFigures f;
+      f.spool_depth = st.spool_depth;
+      f.spool_bytes = st.spool_bytes;
+      f.spool_dropped_total = st.dropped_scores + st.dropped_alerts + st.dropped_health;
+      f.mqtt_connected = st.connected;
+      f.mqtt_reconnects_total = st.reconnects;
+      return f;
+    });
+    agent->AddSink(tele.get());
+    TEND_LOG_INFO("telemetry to {} as {} (spool {})", a.mqtt.broker_url, a.id.ClientId(), a.mqtt.spool_path);
+  }
 
   struct sigaction sa {};
   sa.sa_handler = OnSignal;
@@ -98,6 +181,15 @@ void DoRun(RunArgs& a, CLI::App& cmd) {
   sigaction(SIGHUP, &sa, nullptr);
 
   auto st = agent->Run(&g_stop, &g_reload);
+  if (tele) {
+    auto fl = tele->Flush(std::chrono::seconds(5));
+    auto ts = tele->stats();
+    if (!fl) TEND_LOG_WARN("telemetry: {} (kept in the spool for the next run)", fl.error().message);
+    std::fprintf(stderr, "telemetry: %lld spooled, %lld delivered, %lld in spool, dropped %lld scores / %lld alerts\n",
+                 static_cast<long long>(ts.spooled), static_cast<long long>(ts.delivered),
+                 static_cast<long long>(ts.spool_depth), static_cast<long long>(ts.dropped_scores),
+                 static_cast<long long>(ts.dropped_alerts));
+  }
   auto s = agent->summary();
   auto j = s.ToJson();
   j["model"] = agent->model().card().name + " v" + agent->model().card().version;
@@ -159,7 +251,18 @@ void RegisterRun(CLI::App& app) {
   cmd->add_option("--sample-rate", o.source_opts.sample_rate, "Sample rate of raw stdin / CSV");
   cmd->add_option("--channels", o.source_opts.channels, "Channel count of raw stdin");
   cmd->add_option("--channel", o.source_opts.wav_channel, "Use one channel of a multi-channel file");
-  cmd->add_option("--asset", o.asset_id, "Asset id (in decision records)");
+  cmd->add_option("--state-dir", a->state_dir, "Where the spool and caches live (default ./tend-state)");
+  cmd->add_option("--factory", a->id.factory_id, "Factory id (MQTT topics, metric labels)");
+  cmd->add_option("--line", a->id.line_id, "Line id");
+  cmd->add_option("--asset", a->id.asset_id, "Asset id");
+  cmd->add_option("--device-id", a->id.device_id, "Device id (default: host name)");
+  cmd->add_option("--mqtt", a->mqtt.broker_url, "Broker: mqtt://host:1883 or mqtts://host:8883 (default: no telemetry)");
+  cmd->add_option("--mqtt-version", a->mqtt.mqtt_version, "4 (MQTT 3.1.1) or 5");
+  cmd->add_option("--ca", a->mqtt.ca_file, "CA certificate to verify the broker (mqtts)");
+  cmd->add_option("--cert", a->mqtt.cert_file, "This device's client certificate (mqtts)");
+  cmd->add_option("--key", a->mqtt.key_file, "This device's private key (mqtts)");
+  cmd->add_option("--spool", a->mqtt.spool_path, "Store-and-forward spool (default <state-dir>/spool.db)");
+  cmd->add_option("--metrics-port", a->metrics_port, "Prometheus /metrics port (default 8000; 0 = off)");
   cmd->add_flag("--json", o.print_json, "Print decisions as JSON lines");
   cmd->add_flag("--quiet,-q", a->quiet, "No line per decision (summary only)");
   cmd->add_option("--summary-json", a->summary_json, "Write the run summary as JSON here");
