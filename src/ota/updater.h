@@ -1,0 +1,146 @@
+// The device side of OTA: poll the registry, verify the whole metadata chain and the exact model
+// bytes, stage the file next to the running one (temp + fsync + rename), run the quality gate,
+// then commit the new state crash-safely and hand the model to the pipeline, keeping the previous
+// one as a backup; roll back on a failed gate, a failed hand-over or misbehaviour in probation.
+// Refused updates never touch the state file or the model directory.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/status.h"
+#include "ota/fetch.h"
+#include "ota/metadata.h"
+
+namespace tend::ota {
+
+inline constexpr char kStateFile[] = "ota_state.json";
+
+struct ModelSlot {
+  std::string file;  // name inside the model directory
+  int64_t version = 0;
+  std::string sha256;
+  int64_t length = 0;
+  int64_t installed_unix = 0;
+  double quality = -1;  // gate score at install (-1: none measured)
+};
+
+// Everything the device must remember across power cuts, in one file written atomically.
+struct OtaState {
+  std::string model_name;
+  std::string trusted_root;  // the exact bytes of the newest verified root.json
+  int64_t root_version = 0, timestamp_version = 0, targets_version = 0;
+  int64_t latest_time_seen = 0;  // unix s; the device clock is never trusted below this
+  int64_t highest_version = 0;   // highest model version installed or refused by the gate
+  std::vector<int64_t> rejected_versions;
+  std::optional<ModelSlot> current, backup;
+  int64_t probation_until = 0;
+  int64_t rollbacks = 0;
+  std::string last_rollback_reason;
+
+  nlohmann::json ToJson() const;
+  static Result<OtaState> FromJson(const nlohmann::json& j, const std::string& what);
+};
+
+Result<OtaState> LoadState(const std::string& model_dir);  // kNotFound when there is none
+Status SaveState(const std::string& model_dir, const OtaState& state);
+
+// Swaps current and backup in the state file (the model files are already there). Fails when
+// there is no backup, or the backup file is missing or does not match its hash.
+Result<OtaState> RollbackState(const std::string& model_dir, const std::string& reason,
+                               int64_t now);
+
+// Startup repair after a crash: removes staging leftovers and model files the state does not
+// reference, and falls back to the backup when the current file is missing or corrupt.
+Result<OtaState> RecoverState(const std::string& model_dir);
+
+struct UpdaterOptions {
+  std::string model_dir;
+  std::string model_name;
+  std::string profile;
+  std::string pinned_root_path;  // trust anchor used when the state holds no root yet
+  double min_quality = 0;        // deployment threshold; the gate uses max(this, signed value)
+  double interval_s = 3600;
+  double jitter = 0.1;          // each wait is interval * (1 +- jitter), so fleets spread out
+  int64_t probation_s = 86400;  // misbehaviour reported within this window rolls back
+  int64_t max_model_age_s = 8 * 7 * 86400;  // staleness alert after this
+  int64_t max_metadata_bytes = 1 << 20;
+  int max_root_rotations = 32;
+  std::function<int64_t()> clock;  // unix seconds; default: system clock
+  // Loads the staged candidate the way the pipeline will (a second session) and checks its
+  // contract, e.g. that its inputs match the feature spec; an error refuses it.
+  std::function<Status(const std::string& candidate_path)> load_check;
+  // Scores a staged candidate on the local reference set (higher is better); an error refuses it.
+  std::function<Result<double>(const std::string& candidate_path)> quality_gate;
+  // Without a quality gate, a release that asks for a minimum quality is refused unless this is
+  // set (an operator's explicit choice; the state then records quality -1: not measured).
+  bool allow_unmeasured_quality = false;
+  // Hands the committed model to the pipeline; an error rolls the state back.
+  std::function<Status(const std::string& model_path)> on_commit;
+  // Test hook: called at every durable step ("staged-temp", "staged", "gated", "committed",
+  // "handed-over", "cleaned"); a crash test kills the process there.
+  std::function<void(const char* step)> sync_point_for_test;
+};
+
+enum class UpdateOutcome { kUpToDate, kInstalled, kRejectedByGate };
+
+struct UpdateReport {
+  UpdateOutcome outcome = UpdateOutcome::kUpToDate;
+  int64_t version = 0;
+  double quality = -1;
+  std::string message;
+};
+
+class Updater {
+ public:
+  static Result<std::unique_ptr<Updater>> Create(UpdaterOptions opts,
+                                                 std::unique_ptr<Fetcher> fetcher);
+  ~Updater();
+
+  // One poll: refresh the trust chain, and install the newest release for this profile if any.
+  Result<UpdateReport> CheckOnce();
+  // Back to the backup, e.g. when the lead sees the new model misbehave; calls on_commit.
+  Status Rollback(const std::string& reason);
+  // Rolls back when called within the probation period of the current model; else only logs.
+  Status ReportMisbehaviour(const std::string& reason);
+
+  // Background polling with jitter; Stop() interrupts the wait (not a download in flight).
+  void Start();
+  void Stop();
+
+  std::string CurrentModelPath() const;  // "" when OTA has not installed a model yet
+  OtaState state() const;
+  bool Stale() const;
+  // For MQTT status and metrics: versions, last check/result/error, counters, model age, stale.
+  nlohmann::json StatusJson() const;
+
+ private:
+  Updater() = default;
+  int64_t Now() const;
+  Result<UpdateReport> CheckLocked();
+  void Sync(const char* step) const;
+
+  UpdaterOptions opts_;
+  std::unique_ptr<Fetcher> fetcher_;
+  mutable std::mutex mu_;
+  OtaState state_;
+  int64_t checks_ = 0, failures_ = 0, installs_ = 0;
+  int64_t last_check_unix_ = 0;
+  std::string last_result_, last_error_;
+
+  std::thread thread_;
+  std::mutex wait_mu_;
+  std::condition_variable wait_cv_;
+  bool stop_ = false;
+};
+
+}  // namespace tend::ota

@@ -1,0 +1,162 @@
+// Runs the real `tend` binary: keygen -> publish -> registry serve -> ota check/status/rollback on
+// a model trained by `tend train`, and bad input (one error line, non-zero exit, never a crash).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "ota_test_util.h"
+
+namespace tend::ota {
+namespace {
+
+using namespace testing;
+
+struct Outcome {
+  int exit_code = -1;
+  bool crashed = false;
+  std::string out, err;
+};
+
+std::string TendBinary() {
+  const char* dir = std::getenv("TEND_BINARY_DIR");
+  std::string bin = dir ? std::string(dir) + "/tend" : "";
+  return !bin.empty() && fs::Exists(bin) ? bin : "";
+}
+
+class OtaCliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    bin_ = TendBinary();
+    if (bin_.empty()) GTEST_SKIP() << "build/tend not built (TEND_BINARY_DIR)";
+  }
+
+  Outcome Tend(const std::string& args) {
+    std::string out = dir_ / "out", err = dir_ / "err";
+    std::string cmd = bin_ + " --log-level warn " + args + " >" + out + " 2>" + err + " </dev/null";
+    int rc = std::system(cmd.c_str());
+    Outcome o;
+    o.crashed = rc == -1 || !WIFEXITED(rc);
+    if (WIFEXITED(rc)) o.exit_code = WEXITSTATUS(rc);
+    o.out = ReadText(out);
+    o.err = ReadText(err);
+    return o;
+  }
+
+  // A failure must be one "tend: error: ..." line naming `needle`.
+  void ExpectError(const std::string& args, const std::string& needle) {
+    Outcome o = Tend(args);
+    EXPECT_FALSE(o.crashed) << args;
+    EXPECT_NE(o.exit_code, 0) << args;
+    EXPECT_EQ(o.err.rfind("tend: error: ", 0), 0u) << args << "\n" << o.err;
+    EXPECT_NE(o.err.find(needle), std::string::npos) << args << "\n" << o.err;
+  }
+
+  std::string bin_;
+  ScratchDir dir_;
+};
+
+TEST_F(OtaCliTest, PublishServeCheckRollback) {
+  const std::string reg = dir_ / "registry", dev = dir_ / "device", key = dir_ / "pub";
+  ASSERT_EQ(Tend("keygen --out " + key).exit_code, 0);
+  ExpectError("keygen --out " + key, "pub.key");  // never overwrites a secret key
+  Outcome t = Tend("train --input sim:strokes=200,wear=0,seed=3 --out " + (dir_ / "m1.onnx") +
+                   " --name press-ae --version 1");
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  t = Tend("train --input sim:strokes=200,wear=0,seed=4 --out " + (dir_ / "m2.onnx") +
+           " --name press-ae --version 2");
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+
+  Outcome p = Tend("publish " + (dir_ / "m1.onnx") + " --name press-ae --version 1 --profile " +
+                   kProfile + " --key " + key + ".key --registry " + reg);
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  EXPECT_EQ(nlohmann::json::parse(p.out)["version"], 1);
+  ExpectError("publish " + (dir_ / "m1.onnx") + " --name press-ae --version 1 --profile " +
+                  kProfile + " --key " + key + ".key --registry " + reg,
+              "not above published version 1");
+  ExpectError("publish " + (dir_ / "m1.onnx") + " --name press-ae --version 2 --profile " +
+                  kProfile + " --key " + key + ".pub --registry " + reg,
+              "not a private key");
+
+  // Serve it on a free port and update over HTTP.
+  std::string serve_out = dir_ / "serve.out";
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    std::freopen(serve_out.c_str(), "w", stdout);
+    ::execl(bin_.c_str(), bin_.c_str(), "--log-level", "warn", "registry", "serve", reg.c_str(),
+            "--host", "127.0.0.1", "--port", "0", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  std::string url;
+  for (int i = 0; i < 1000 && url.empty(); ++i) {
+    std::string s = fs::Exists(serve_out) ? ReadText(serve_out) : "";
+    size_t at = s.find("http://");
+    size_t nl = s.find('\n', at);
+    if (at != std::string::npos && nl != std::string::npos) url = s.substr(at, nl - at);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_FALSE(url.empty()) << "registry serve did not start";
+  const std::string check = "ota check --registry " + url + " --model-dir " + dev +
+                            " --name press-ae --profile " + kProfile + " --root " + reg +
+                            "/root.json --allow-unmeasured";
+  Outcome c = Tend(check);
+  EXPECT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_EQ(nlohmann::json::parse(c.out)["current_version"], 1) << c.out;
+
+  ASSERT_EQ(Tend("publish " + (dir_ / "m2.onnx") + " --name press-ae --version 2 --profile " +
+                 kProfile + " --key " + key + ".key --registry " + reg)
+                .exit_code,
+            0);
+  c = Tend(check);
+  EXPECT_EQ(c.exit_code, 0) << c.err;
+  Outcome st = Tend("ota status --model-dir " + dev);
+  ASSERT_EQ(st.exit_code, 0) << st.err;
+  auto sj = nlohmann::json::parse(st.out);
+  EXPECT_EQ(sj["current"]["version"], 2);
+  EXPECT_EQ(sj["backup"]["version"], 1);
+  EXPECT_EQ(sj["current"]["sha256"], Sha256Hex(ReadText(dir_ / "m2.onnx")));
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+
+  ASSERT_EQ(Tend("ota rollback --model-dir " + dev).exit_code, 0);
+  st = Tend("ota status --model-dir " + dev);
+  sj = nlohmann::json::parse(st.out);
+  EXPECT_EQ(sj["current"]["version"], 1);
+  EXPECT_EQ(sj["rollbacks"], 1);
+
+  // A release that is not a tend model: signed, but refused by the load check (exit 4).
+  WriteText(dir_ / "junk.onnx", FakeModel(9));
+  ASSERT_EQ(Tend("publish " + (dir_ / "junk.onnx") + " --name press-ae --version 3 --profile " +
+                 kProfile + " --key " + key + ".key --registry " + reg)
+                .exit_code,
+            0);
+  Outcome j = Tend("ota check --registry " + reg + " --model-dir " + dev +
+                   " --name press-ae --profile " + kProfile + " --allow-unmeasured");
+  EXPECT_EQ(j.exit_code, 4) << j.err;
+  EXPECT_NE(j.err.find("candidate does not load"), std::string::npos) << j.err;
+}
+
+TEST_F(OtaCliTest, BadInput) {
+  ExpectError("ota status --model-dir " + (dir_ / "none"), "ota_state.json");
+  ExpectError("ota rollback --model-dir " + (dir_ / "none"), "ota_state.json");
+  ExpectError("ota check --registry " + (dir_ / "none") + " --model-dir " + (dir_ / "dev") +
+                  " --name m --profile p --root x.json",
+              "registry directory does not exist");
+  ExpectError(
+      "ota check --registry ftp://x --model-dir " + (dir_ / "dev") + " --name m --profile p",
+      "only http://");
+  ExpectError("publish " + (dir_ / "missing.onnx") + " --name m --version 1 --profile p --key " +
+                  (dir_ / "nokey.key") + " --registry " + (dir_ / "reg"),
+              "nokey.key");
+  ExpectError("registry serve " + (dir_ / "nope") + " --port 0", "does not exist");
+}
+
+}  // namespace
+}  // namespace tend::ota
