@@ -2,6 +2,9 @@
 // deadline passes, model swaps between windows, and what it refuses.
 #include "agent/agent.h"
 
+#include <atomic>
+#include <thread>
+
 #include <gtest/gtest.h>
 
 #include "agent/latency_histogram.h"
@@ -144,6 +147,58 @@ TEST(LatencyHistogram, PercentilesWithinOnePercent) {
   EXPECT_NEAR(s.p99_ms, 9.9, 0.1);
   EXPECT_DOUBLE_EQ(s.max_ms, 10.0);
   EXPECT_NEAR(s.mean_ms, 5.0005, 1e-6);
+}
+
+}  // namespace
+}  // namespace tend::agent
+
+namespace tend::agent {
+namespace {
+
+// OTA's hand-over under load: 1,000 windows/s (10 kHz, hop 10 samples) while models are swapped
+// 100 times; no window may be missed, dropped or decided by the fail-safe.
+TEST_F(AgentTest, HotSwapUnderLoadMissesNothing) {
+  ASSERT_EQ(Tend("train --input 'sim:strokes=20,wear=0,seed=61' --window 2000 --hop 10 --out f1.onnx", *dir_).rc, 0);
+  ASSERT_EQ(Tend("train --input 'sim:strokes=20,wear=0,seed=62' --window 2000 --hop 10 --version 2 --out f2.onnx", *dir_).rc, 0);
+  auto o = Opts("f1.onnx", "sim:strokes=4,seed=63");  // 13.3 s of signal
+  o.speed = 2;                                         // 2,000 windows/s of wall time
+  // Room for every window and a generous deadline: what is checked is that swapping loses
+  // nothing, not how fast a shared CI machine is (the worst latency is printed).
+  o.queue_windows = 16384;
+  o.deadline_s = 60;
+  auto a = Agent::Create(o);
+  ASSERT_TRUE(a) << a.error().message;
+  ServeOptions so;
+  so.warmup_runs = 2;
+  std::vector<std::unique_ptr<ServedModel>> models;
+  for (int i = 0; i < 100; ++i) {
+    auto m = ServedModel::Load(*dir_ + (i % 2 ? "/f1.onnx" : "/f2.onnx"), so);
+    ASSERT_TRUE(m) << m.error().message;
+    models.push_back(std::move(*m));
+  }
+  Collect c;
+  (*a)->AddSink(&c);
+  std::atomic<bool> done{false};
+  std::thread swapper([&] {
+    for (auto& m : models) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      if (done.load()) break;
+      EXPECT_TRUE((*a)->SubmitModel(std::move(m)));
+    }
+  });
+  ASSERT_TRUE((*a)->Run());
+  done.store(true);
+  swapper.join();
+  auto s = (*a)->summary();
+  int64_t expected = (static_cast<int64_t>(4 * 10000 * 60 / 18.0) - 2000) / 10 + 1;
+  std::printf("  %lld windows, %zu model changes, worst latency %.3f ms, p99 %.3f ms\n",
+              static_cast<long long>(s.windows), c.models.size(), s.latency.max_ms, s.latency.p99_ms);
+  EXPECT_GE(static_cast<int64_t>(c.models.size()), 90);
+  EXPECT_EQ(s.overruns, 0);
+  EXPECT_EQ(s.fail_safe, 0);
+  EXPECT_EQ(s.errors, 0);
+  EXPECT_NEAR(static_cast<double>(s.windows), static_cast<double>(expected), 2);
+  for (size_t i = 0; i < c.decisions.size(); ++i) ASSERT_EQ(c.decisions[i].window_index, static_cast<int64_t>(i));
 }
 
 }  // namespace
