@@ -1,18 +1,17 @@
 // `tend bench`: latency of one ONNX model on this machine (mean, p50, p95, p99, p99.9, max,
 // throughput) after warm-up, as a table or one JSON object; `--pipeline` times the per-window
 // stages instead.
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "agent/served_model.h"
 #include "agent/windowing.h"
@@ -44,8 +43,8 @@ struct BenchArgs {
   std::string state_dir;
   bool trt_fp16 = false;
   bool trt_int8 = false;
-  int strokes = 200;    // --pipeline: simulated strokes
-  std::string sim;      // --pipeline: simulator options, "key=value,..."
+  int strokes = 200;  // --pipeline: simulated strokes
+  std::string sim;    // --pipeline: simulator options, "key=value,..."
 };
 
 using Clock = std::chrono::steady_clock;
@@ -76,8 +75,8 @@ std::vector<std::vector<int64_t>> ResolveShapes(const model::Session& session,
     if (i == inputs.size()) {
       std::vector<std::string> names;
       for (const auto& t : inputs) names.push_back(t.name);
-      Die(fmt::format("--shape '{}': {} has no input '{}' (inputs: {})", spec, session.name(),
-                      name, fmt::join(names, ", ")));
+      Die(fmt::format("--shape '{}': {} has no input '{}' (inputs: {})", spec, session.name(), name,
+                      fmt::join(names, ", ")));
     }
     shapes[i] = OrDie(model::ParseShape(dims), "--shape");
     explicit_shape[i] = true;
@@ -110,7 +109,8 @@ model::SessionOptions MakeOptions(const BenchArgs& args) {
     std::string p = OrDie(model::CanonicalProviderName(args.provider), "--provider");
     auto available = model::AvailableProviders();
     if (std::find(available.begin(), available.end(), p) == available.end()) {
-      Die(Error::Unsupported(fmt::format("--provider {}: {} is not available in this ONNX Runtime "
+      Die(
+          Error::Unsupported(fmt::format("--provider {}: {} is not available in this ONNX Runtime "
                                          "build (available: {})",
                                          args.provider, p, fmt::join(available, ", "))));
     }
@@ -205,8 +205,12 @@ void RunModelBench(const BenchArgs& args) {
 }
 
 nlohmann::json StatsJson(const model::LatencyStats& st) {
-  return {{"mean_ms", st.mean_ms}, {"p50_ms", st.p50_ms},   {"p95_ms", st.p95_ms},
-          {"p99_ms", st.p99_ms},   {"p999_ms", st.p999_ms}, {"max_ms", st.max_ms},
+  return {{"mean_ms", st.mean_ms},
+          {"p50_ms", st.p50_ms},
+          {"p95_ms", st.p95_ms},
+          {"p99_ms", st.p99_ms},
+          {"p999_ms", st.p999_ms},
+          {"max_ms", st.max_ms},
           {"n", st.n}};
 }
 
@@ -240,8 +244,8 @@ void RunPipelineBench(const BenchArgs& args) {
     }
   }
   if (!served) {
-    auto spec = dsp::FeatureSpec::DefaultPress(windowing.sample_rate, windowing.channels,
-                                               windowing.window);
+    auto spec =
+        dsp::FeatureSpec::DefaultPress(windowing.sample_rate, windowing.channels, windowing.window);
     extractor = OrDie(dsp::FeatureExtractor::Create(spec));
     const int64_t n_features = static_cast<int64_t>(spec.Size());
     if (session) {
@@ -257,10 +261,11 @@ void RunPipelineBench(const BenchArgs& args) {
         raw = true;
         shape.back() = windowing.window;
       } else {
-        Die(fmt::format("bench --pipeline: input '{}' {} of {} takes neither the {} default press "
+        Die(
+            fmt::format("bench --pipeline: input '{}' {} of {} takes neither the {} default press "
                         "features ([N,{}]) nor a raw {}-sample window",
-                        in.name, model::ShapeToString(in.shape), args.model, n_features,
-                        n_features, windowing.window));
+                        in.name, model::ShapeToString(in.shape), args.model, n_features, n_features,
+                        windowing.window));
       }
       OrDie(session->Prepare({shape}));
       OrDie(session->Warmup(args.warmup), "warm-up");
@@ -297,8 +302,8 @@ void RunPipelineBench(const BenchArgs& args) {
       if (raw) {
         std::copy(w.samples.begin(), w.samples.end(), session->input(0).begin());
       } else {
-        status = extractor->Compute(
-            w.samples, session ? session->input(0) : std::span<float>(features));
+        status =
+            extractor->Compute(w.samples, session ? session->input(0) : std::span<float>(features));
       }
       const auto t1 = Clock::now();
       f = Ms(t1 - t0);
@@ -322,13 +327,15 @@ void RunPipelineBench(const BenchArgs& args) {
     windower->Push(buf, got, on_window);
     if (!status) Die(status.error());
   }
-  if (total_ms.empty()) Die(Error::Internal("bench --pipeline: the stroke trigger found no windows"));
+  if (total_ms.empty())
+    Die(Error::Internal("bench --pipeline: the stroke trigger found no windows"));
 
   const double budget_ms = 60000.0 / sim_opts.strokes_per_min;
   auto f = model::ComputeLatencyStats(feat_ms, 0);
   auto i = model::ComputeLatencyStats(infer_ms, 0);
   auto t = model::ComputeLatencyStats(total_ms, 0);
-  const char* mode = served ? (served->raw_input() ? "tend model, raw window" : "tend model, features")
+  const char* mode = served
+                         ? (served->raw_input() ? "tend model, raw window" : "tend model, features")
                      : session ? (raw ? "raw window" : "default press features")
                                : "features only";
   if (!args.json) {
@@ -336,13 +343,13 @@ void RunPipelineBench(const BenchArgs& args) {
                 static_cast<long long>(t.n), args.warmup, mode);
     std::printf("model       %s\n", args.model.empty() ? "(none)" : args.model.c_str());
     std::printf("provider    %s\n\n", provider.c_str());
-    std::printf("%-14s %9s %9s %9s %9s %9s %9s\n", "stage ms", "mean", "p50", "p95", "p99",
-                "p99.9", "max");
+    std::printf("%-14s %9s %9s %9s %9s %9s %9s\n", "stage ms", "mean", "p50", "p95", "p99", "p99.9",
+                "max");
     auto row = [](const char* name, const model::LatencyStats& st) {
       std::printf("%-14s %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f\n", name, st.mean_ms, st.p50_ms,
                   st.p95_ms, st.p99_ms, st.p999_ms, st.max_ms);
     };
-    row("features", f);
+    row((served ? served->raw_input() : raw) ? "copy window" : "features", f);
     if (session || served) row("inference", i);
     row("total", t);
     std::printf("\nbudget      %.0f ms per stroke (%.0f strokes/min): p99.9 uses %.3f%%\n",
