@@ -247,7 +247,7 @@ void RegisterOtaCmd(CLI::App& app) {
                   "the agent's updater measures one)");
   check->callback([ca] {
     std::unique_ptr<ota::Fetcher> fetcher;
-    if (ca->registry.rfind("http://", 0) == 0) {
+    if (ca->registry.find("://") != std::string::npos) {
       fetcher = OrDie(ota::HttpFetcher::Create(ca->registry));
     } else {
       fetcher = OrDie(ota::DirFetcher::Create(ca->registry));
