@@ -1,10 +1,10 @@
 // `tend compare`: model variants (FP32 / FP16 / INT8) side by side on the same validation windows
 // — accuracy, score agreement, latency percentiles, size — and a non-zero exit (3) when a variant
 // loses more accuracy than allowed (default 1.5 points, the SPEC's ship rule).
+#include <fmt/format.h>
+
 #include <cstdio>
 #include <memory>
-
-#include <fmt/format.h>
 
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -29,7 +29,8 @@ Status LoadProviderConfig(const CompareArgs& a, CLI::App& cmd, model::SessionOpt
   if (a.config.empty()) return Ok();
   TEND_ASSIGN_OR_RETURN(auto c, Config::LoadFile(a.config));
   if (cmd.count("--provider") == 0) TEND_RETURN_NOT_OK(c.Get("model.providers", s.providers));
-  if (cmd.count("--threads") == 0) TEND_RETURN_NOT_OK(c.Get("model.intra_op_threads", s.intra_op_threads));
+  if (cmd.count("--threads") == 0)
+    TEND_RETURN_NOT_OK(c.Get("model.intra_op_threads", s.intra_op_threads));
   TEND_RETURN_NOT_OK(c.Get("model.cuda_device", s.cuda_device));
   TEND_RETURN_NOT_OK(c.Get("model.trt_engine_cache_dir", s.trt_engine_cache_dir));
   TEND_RETURN_NOT_OK(c.Get("model.trt_fp16", s.trt_fp16));
@@ -41,7 +42,8 @@ Status LoadProviderConfig(const CompareArgs& a, CLI::App& cmd, model::SessionOpt
 
 void DoCompare(const CompareArgs& a, CLI::App& cmd) {
   if (a.models.size() < 2) Die("give at least two models to compare (the first is the reference)");
-  if (a.validation.empty()) Die("--validation is required: a .npy of windows [N, ...input dims...]");
+  if (a.validation.empty())
+    Die("--validation is required: a .npy of windows [N, ...input dims...]");
   if (!(a.max_drop_points >= 0)) Die(fmt::format("--max-drop {} must be >= 0", a.max_drop_points));
   if (a.iterations < 1) Die("--iterations must be >= 1");
 
@@ -89,8 +91,9 @@ void DoCompare(const CompareArgs& a, CLI::App& cmd) {
 void RegisterCompare(CLI::App& app) {
   auto a = std::make_shared<CompareArgs>();
   auto* cmd = app.add_subcommand(
-      "compare", "Compare model variants: accuracy, score agreement, latency, size (exit 3 when "
-                 "accuracy drops too much)");
+      "compare",
+      "Compare model variants: accuracy, score agreement, latency, size (exit 3 when "
+      "accuracy drops too much)");
   cmd->add_option("models", a->models, "Models; the first is the reference (e.g. FP32 INT8 FP16)")
       ->required();
   cmd->add_option("--validation", a->validation,

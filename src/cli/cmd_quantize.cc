@@ -1,11 +1,11 @@
 // `tend quantize`: post-training INT8 quantisation (QDQ, calibrated on .npy windows) or FP16
 // conversion of an ONNX model, with a report of what was converted and what stayed FP32.
+#include <fmt/format.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <sstream>
-
-#include <fmt/format.h>
 
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -96,7 +96,8 @@ void DoQuantize(const QuantizeArgs& a) {
     result = OrDie(optimize::QuantizeInt8(a.model, calib, o));
     progress->Done(fmt::format("{} windows", result.report.calibration_samples));
     if (!a.trt_table.empty()) {
-      OrDie(fs::WriteFileAtomic(a.trt_table, optimize::TensorRtCalibrationTable(result.report.ranges)),
+      OrDie(fs::WriteFileAtomic(a.trt_table,
+                                optimize::TensorRtCalibrationTable(result.report.ranges)),
             "--trt-calibration-table");
     }
   }
@@ -121,22 +122,34 @@ void DoQuantize(const QuantizeArgs& a) {
   std::printf(")\n");
   std::printf("  converted:  %s\n", OpList(r.quantized_ops).c_str());
   if (r.fused_activations > 0) {
-    std::printf("              (%d Relu/Clip folded into the preceding quantiser)\n", r.fused_activations);
+    std::printf("              (%d Relu/Clip folded into the preceding quantiser)\n",
+                r.fused_activations);
   }
   std::printf("  left FP32:  %s\n", OpList(r.unquantized_ops).c_str());
-  for (const auto& n : r.unquantized_nodes) std::printf("    %s\n", n.c_str());
+  constexpr size_t kShown = 20;
+  for (size_t i = 0; i < r.unquantized_nodes.size() && i < kShown; ++i) {
+    std::printf("    %s\n", r.unquantized_nodes[i].c_str());
+  }
+  if (r.unquantized_nodes.size() > kShown) {
+    std::printf("    ... and %zu more (--json lists all)\n", r.unquantized_nodes.size() - kShown);
+  }
   for (const auto& c : r.checks) {
-    std::printf("  check on %lld windows: output '%s' max |diff| %.4g, mean |diff| %.4g (FP32 max |value| %.4g)\n",
-                static_cast<long long>(r.check_samples), c.name.c_str(), c.max_abs_diff,
-                c.mean_abs_diff, c.fp32_max_abs);
+    std::printf(
+        "  check on %lld windows: output '%s' max |diff| %.4g, mean |diff| %.4g (FP32 max |value| "
+        "%.4g)\n",
+        static_cast<long long>(r.check_samples), c.name.c_str(), c.max_abs_diff, c.mean_abs_diff,
+        c.fp32_max_abs);
   }
   std::printf("  size: %.1f kB -> %.1f kB\n", static_cast<double>(FileSize(a.model)) / 1024.0,
               static_cast<double>(FileSize(out)) / 1024.0);
   if (!a.trt_table.empty()) {
-    std::printf("  TensorRT calibration table (%zu tensors): %s\n", r.ranges.size(), a.trt_table.c_str());
+    std::printf("  TensorRT calibration table (%zu tensors): %s\n", r.ranges.size(),
+                a.trt_table.c_str());
   }
-  std::printf("  measure accuracy before shipping: tend compare %s %s --validation VAL.npy --labels LABELS.npy\n",
-              a.model.c_str(), out.c_str());
+  std::printf(
+      "  measure accuracy before shipping: tend compare %s %s --validation VAL.npy --labels "
+      "LABELS.npy\n",
+      a.model.c_str(), out.c_str());
 }
 
 }  // namespace
@@ -154,21 +167,26 @@ void RegisterQuantize(CLI::App& app) {
       ->check(CLI::IsMember({"minmax", "percentile", "entropy"}));
   cmd->add_option("--percentile", a->percentile, "--method percentile: % of values kept (99.999)");
   cmd->add_flag("--fp16", a->fp16, "Convert to float16 instead (inputs/outputs stay float32)");
-  cmd->add_option("--keep-fp32", a->keep_fp32, "--fp16: op types to keep in float32")->delimiter(',');
-  cmd->add_flag("--per-tensor", a->per_tensor, "One weight scale per tensor instead of per channel");
+  cmd->add_option("--keep-fp32", a->keep_fp32, "--fp16: op types to keep in float32")
+      ->delimiter(',');
+  cmd->add_flag("--per-tensor", a->per_tensor,
+                "One weight scale per tensor instead of per channel");
   cmd->add_flag("--reduce-range", a->reduce_range,
                 "7-bit weights (x86 CPUs without VNNI can saturate with 8)");
   cmd->add_flag("--symmetric", a->symmetric,
                 "int8 activations with zero point 0 (what TensorRT accepts) instead of uint8");
-  cmd->add_option("--ops", a->ops, "Only these op types (comma-separated), e.g. Conv,Gemm")
+  cmd->add_option("--ops", a->ops,
+                  "Op types to convert, comma-separated (default: every supported type but "
+                  "Mul, Sigmoid, LeakyRelu)")
       ->delimiter(',');
   cmd->add_option("--exclude", a->exclude, "Node names to leave FP32")->delimiter(',');
   cmd->add_option("--max-samples", a->max_samples, "Use at most N calibration windows");
   cmd->add_option("--min-samples", a->min_samples, "Refuse fewer calibration windows (16)");
   cmd->add_option("--batch", a->batch, "Windows per calibration run (dynamic batch models)");
   cmd->add_option("--threads", a->threads, "ONNX Runtime intra-op threads for calibration");
-  cmd->add_option("--trt-calibration-table", a->trt_table,
-                  "Also write a TensorRT INT8 calibration table (native format) for the FP32 model");
+  cmd->add_option(
+      "--trt-calibration-table", a->trt_table,
+      "Also write a TensorRT INT8 calibration table (native format) for the FP32 model");
   cmd->add_flag("--json", a->json, "Print the report as JSON");
   cmd->callback([a] { DoQuantize(*a); });
 }
