@@ -2,9 +2,8 @@
 #include <csignal>
 #include <cstdio>
 #include <ctime>
-#include <thread>
-
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "cli/commands.h"
 #include "core/log.h"
@@ -49,7 +48,8 @@ void RegisterFleet(CLI::App& app) {
   fleet->require_subcommand(1);
 
   // ingest
-  auto* ingest = fleet->add_subcommand("ingest", "Subscribe (shared) and store every device message");
+  auto* ingest =
+      fleet->add_subcommand("ingest", "Subscribe (shared) and store every device message");
   auto io = std::make_shared<fleet::IngestOptions>();
   auto db = std::make_shared<std::string>("sqlite:fleet.db");
   auto stats_every = std::make_shared<double>(0);
@@ -94,7 +94,8 @@ void RegisterFleet(CLI::App& app) {
   });
 
   // status
-  auto* status = fleet->add_subcommand("status", "Devices: online/offline, last seen, model version");
+  auto* status =
+      fleet->add_subcommand("status", "Devices: online/offline, last seen, model version");
   auto sdb = std::make_shared<std::string>("sqlite:fleet.db");
   auto sjson = std::make_shared<bool>(false);
   status->add_option("--db", *sdb, "sqlite:PATH or postgresql://...");
@@ -103,19 +104,21 @@ void RegisterFleet(CLI::App& app) {
     auto store = OrDie(fleet::OpenFleetStore(*sdb), "fleet status");
     auto devices = OrDie(store->Devices(), "fleet status");
     if (!*sjson) {
-      std::printf("%-20s %-12s %-8s %-25s %-25s %s\n", "DEVICE", "FACTORY", "STATUS",
-                  "LAST SEEN", "STATUS SINCE", "MODEL");
+      std::printf("%-20s %-12s %-8s %-25s %-25s %s\n", "DEVICE", "FACTORY", "STATUS", "LAST SEEN",
+                  "STATUS SINCE", "MODEL");
     }
     for (const auto& d : devices) {
       if (*sjson) {
-        nlohmann::json j = {{"device_id", d.device_id},     {"factory_id", d.factory_id},
-                            {"status", d.status},           {"last_seen", FormatMs(d.last_seen_ms)},
+        nlohmann::json j = {{"device_id", d.device_id},
+                            {"factory_id", d.factory_id},
+                            {"status", d.status},
+                            {"last_seen", FormatMs(d.last_seen_ms)},
                             {"status_since", FormatMs(d.status_ms)},
                             {"model_version", d.model_version}};
         std::printf("%s\n", j.dump().c_str());
       } else {
-        std::printf("%-20s %-12s %-8s %-25s %-25s %s\n", d.device_id.c_str(),
-                    d.factory_id.c_str(), d.status.empty() ? "unknown" : d.status.c_str(),
+        std::printf("%-20s %-12s %-8s %-25s %-25s %s\n", d.device_id.c_str(), d.factory_id.c_str(),
+                    d.status.empty() ? "unknown" : d.status.c_str(),
                     FormatMs(d.last_seen_ms).c_str(), FormatMs(d.status_ms).c_str(),
                     d.model_version.empty() ? "-" : d.model_version.c_str());
       }
@@ -142,18 +145,22 @@ void RegisterFleet(CLI::App& app) {
     }
     for (const auto& a : rows) {
       if (*ajson) {
-        nlohmann::json j = {{"timestamp", a.timestamp},   {"msg_id", a.msg_id},
-                            {"device_id", a.device_id},   {"factory_id", a.factory_id},
-                            {"line_id", a.line_id},       {"asset_id", a.asset_id},
-                            {"severity", a.severity},     {"model_version", a.model_version},
+        nlohmann::json j = {{"timestamp", a.timestamp},
+                            {"msg_id", a.msg_id},
+                            {"device_id", a.device_id},
+                            {"factory_id", a.factory_id},
+                            {"line_id", a.line_id},
+                            {"asset_id", a.asset_id},
+                            {"severity", a.severity},
+                            {"model_version", a.model_version},
                             {"seq", a.seq}};
         j["anomaly_score"] = a.has_score ? nlohmann::json(a.anomaly_score) : nlohmann::json();
         j["top_sensors"] = nlohmann::json::parse(a.top_sensors, nullptr, false);
         std::printf("%s\n", j.dump().c_str());
       } else {
-        std::printf("%-25s %-16s %-24s %-7.4f %-8s %s\n", a.timestamp.c_str(),
-                    a.device_id.c_str(), (a.line_id + "/" + a.asset_id).c_str(), a.anomaly_score,
-                    a.severity.c_str(), a.top_sensors.c_str());
+        std::printf("%-25s %-16s %-24s %-7.4f %-8s %s\n", a.timestamp.c_str(), a.device_id.c_str(),
+                    (a.line_id + "/" + a.asset_id).c_str(), a.anomaly_score, a.severity.c_str(),
+                    a.top_sensors.c_str());
       }
     }
   });

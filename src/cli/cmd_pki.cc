@@ -34,13 +34,15 @@ void RegisterPki(CLI::App& app) {
   auto sans = std::make_shared<std::vector<std::string>>();
   add_common(broker);
   broker->add_option("--cn", *bcn, "Broker host name (default localhost)");
-  broker->add_option("--san", *sans, "Subject alternative names, e.g. DNS:broker.local IP:10.0.0.5");
+  broker->add_option("--san", *sans,
+                     "Subject alternative names, e.g. DNS:broker.local IP:10.0.0.5");
   broker->callback([dir, opts, bcn, sans] {
     OrDie(fleet::pki::IssueBroker(*dir, *bcn, *sans, *opts), "pki broker");
     std::printf("%s/broker.crt\n", dir->c_str());
   });
 
-  auto* device = pki->add_subcommand("device", "Issue a device certificate (CN = device id) and its ACL");
+  auto* device =
+      pki->add_subcommand("device", "Issue a device certificate (CN = device id) and its ACL");
   auto spec = std::make_shared<fleet::pki::DeviceSpec>();
   add_common(device);
   device->add_option("--device-id", spec->device_id, "Device id")->required();
@@ -76,7 +78,8 @@ void RegisterPki(CLI::App& app) {
   show->callback([path] {
     auto info = OrDie(fleet::pki::ReadCert(*path), "pki show");
     auto fmt = [](int64_t s) {
-      return telemetry::FormatIso8601(std::chrono::system_clock::time_point{std::chrono::seconds(s)});
+      return telemetry::FormatIso8601(
+          std::chrono::system_clock::time_point{std::chrono::seconds(s)});
     };
     std::printf("subject CN: %s\nissuer CN: %s\nnot before: %s\nnot after: %s\n",
                 info.subject_cn.c_str(), info.issuer_cn.c_str(), fmt(info.not_before).c_str(),

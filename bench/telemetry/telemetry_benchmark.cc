@@ -1,0 +1,196 @@
+// Telemetry numbers for the design note:
+//  - spool append rate with durable (fsync'ed) group commits, by batch size;
+//  - pipeline-side cost of OnDecision (must never block);
+//  - drain rate of a spooled backlog to a local Mosquitto at QoS 1;
+//  - bytes on the wire per press stroke against the raw 2,000 float32 samples.
+// Files go to $TEND_BENCH_DIR (default: a temp dir under /tmp, which must be a real disk for
+// the fsync numbers to mean anything).
+#include <benchmark/benchmark.h>
+
+#include <filesystem>
+
+#include "telemetry/payload.h"
+#include "telemetry/spool.h"
+#include "telemetry/telemetry.h"
+#include "telemetry/test_support.h"
+
+namespace tend::telemetry {
+namespace {
+
+std::string BenchDir() {
+  const char* d = std::getenv("TEND_BENCH_DIR");
+  std::string base = d && *d ? d : "/tmp";
+  std::filesystem::create_directories(base);
+  std::string tmpl = base + "/tend-bench-XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  return ::mkdtemp(buf.data()) ? std::string(buf.data()) : base;
+}
+
+const Identity kId{"f1", "line-3", "press-07", "edge-0007"};
+
+Decision Sample(int64_t i, bool alert) {
+  Decision d;
+  d.window_index = i;
+  d.timestamp = std::chrono::system_clock::now();
+  d.anomaly_score = alert ? 0.9137f : 0.1234f;
+  d.is_alert = alert;
+  d.severity = alert ? Severity::kHigh : Severity::kLow;
+  d.top_sensors = {"band_200_400_rms", "kurtosis", "crest_factor"};
+  d.latency_ms = 1.734;
+  d.model_name = "press-ae";
+  d.model_version = "3";
+  return d;
+}
+
+// Durable group commit: state.range(0) messages per transaction (one fsync each).
+void BM_SpoolAppendDurable(benchmark::State& state) {
+  std::string dir = BenchDir();
+  SpoolOptions o;
+  o.max_bytes = 1LL << 34;
+  o.durable = true;
+  auto spool = std::move(*Spool::Open(dir + "/bench.spool", o));
+  const int batch = static_cast<int>(state.range(0));
+  std::string payload = ScorePayload(Sample(1, false), kId, {1, 1});
+  std::vector<OutgoingMessage> msgs;
+  int64_t n = 0;
+  for (auto _ : state) {
+    msgs.clear();
+    for (int i = 0; i < batch; ++i)
+      msgs.push_back({MessageKind::kScore, kId.ScoresTopic(), 0, false, payload});
+    auto r = spool->Commit(msgs);
+    if (!r) state.SkipWithError(r.error().message.c_str());
+    n += batch;
+  }
+  state.SetItemsProcessed(n);
+  state.counters["msgs_per_s"] =
+      benchmark::Counter(static_cast<double>(n), benchmark::Counter::kIsRate);
+  spool.reset();
+  std::filesystem::remove_all(dir);
+}
+BENCHMARK(BM_SpoolAppendDurable)
+    ->Arg(1)
+    ->Arg(64)
+    ->Arg(1024)
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
+// What the pipeline thread pays per decision (the worker commits behind it, durable).
+void BM_OnDecision(benchmark::State& state) {
+  std::string dir = BenchDir();
+  TelemetryOptions o;
+  o.spool_path = dir + "/ondecision.spool";
+  o.spool_max_bytes = 1LL << 34;
+  o.health_interval_s = 0;
+  o.queue_capacity = 1 << 16;
+  auto t = std::move(*Telemetry::Create(kId, o));
+  Decision d = Sample(0, false);
+  int64_t i = 0;
+  for (auto _ : state) {
+    d.window_index = i++;
+    t->OnDecision(d);
+    if ((i & 4095) == 0) {
+      state.PauseTiming();
+      (void)t->Commit(std::chrono::seconds(30));
+      state.ResumeTiming();
+    }
+  }
+  (void)t->Commit(std::chrono::seconds(60));
+  auto s = t->stats();
+  state.counters["spooled"] = static_cast<double>(s.spooled);
+  state.counters["dropped"] = static_cast<double>(s.dropped_scores);
+  t.reset();
+  std::filesystem::remove_all(dir);
+}
+BENCHMARK(BM_OnDecision)->Unit(benchmark::kNanosecond);
+
+// A backlog of N alerts (QoS 1) drained to a local Mosquitto: time from connect to empty spool.
+void BM_DrainQos1(benchmark::State& state) {
+  if (!tend::testing::Broker::Available()) {
+    state.SkipWithError("mosquitto not installed");
+    return;
+  }
+  const int64_t n = state.range(0);
+  for (auto _ : state) {
+    state.PauseTiming();
+    std::string dir = BenchDir();
+    tend::testing::Broker broker;
+    broker.Start();
+    broker.Stop();  // fill while the broker is away
+    TelemetryOptions o;
+    o.broker_url = broker.url();
+    o.spool_path = dir + "/drain.spool";
+    o.spool_max_bytes = 1LL << 34;
+    o.health_interval_s = 0;
+    o.reconnect_min_s = 0.05;
+    o.reconnect_max_s = 0.05;
+    o.queue_capacity = 1 << 16;
+    o.max_inflight = static_cast<int>(state.range(1));
+    auto t = std::move(*Telemetry::Create(kId, o));
+    for (int64_t i = 0; i < n; ++i) {
+      t->OnDecision(Sample(i, true));  // alert: one QoS 1 message + one QoS 0 score
+      if ((i & 8191) == 8191) (void)t->Commit(std::chrono::seconds(60));
+    }
+    (void)t->Commit(std::chrono::seconds(60));
+    broker.Start();
+    tend::testing::WaitFor([&] { return t->stats().connected; }, std::chrono::seconds(10));
+    state.ResumeTiming();
+    tend::testing::WaitFor([&] { return t->stats().spool_depth == 0; }, std::chrono::seconds(300));
+    state.PauseTiming();
+    if (t->stats().spool_depth != 0) state.SkipWithError("spool did not drain");
+    t.reset();
+    broker.Stop();
+    std::filesystem::remove_all(dir);
+    state.ResumeTiming();
+  }
+  state.counters["msgs_per_s"] = benchmark::Counter(static_cast<double>(2 * n * state.iterations()),
+                                                    benchmark::Counter::kIsRate);
+  state.counters["qos1_per_s"] =
+      benchmark::Counter(static_cast<double>(n * state.iterations()), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_DrainQos1)
+    ->Args({100000, 1000})
+    ->Args({100000, 10000})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(1);
+
+// Bytes on the wire per stroke: an MQTT 3.1.1 PUBLISH is fixed header (1 + varint length) +
+// topic (2 + n) + [packet id 2 for QoS 1] + payload; QoS 1 adds a 4-byte PUBACK. Health every
+// 15 s is amortised over 3.3 s strokes. TCP/IP/TLS framing is not counted.
+size_t PublishBytes(const std::string& topic, size_t payload, int qos) {
+  size_t remaining = 2 + topic.size() + (qos > 0 ? 2 : 0) + payload;
+  size_t varint = remaining < 128 ? 1 : remaining < 16384 ? 2 : 3;
+  return 1 + varint + remaining + (qos > 0 ? 4 : 0);
+}
+
+void BM_WireBytesPerStroke(benchmark::State& state) {
+  const double alert_fraction = static_cast<double>(state.range(0)) / 100.0;
+  std::string score = ScorePayload(Sample(123456, false), kId, {17, 123456});
+  std::string alert = ScorePayload(Sample(123457, true), kId, {17, 123457});
+  nlohmann::json extra = {{"cpu_pct", 23.4}, {"gpu_pct", 0.0},     {"temp_c", 51.2},
+                          {"mem_pct", 41.0}, {"throttled", false}, {"spool_depth", 0}};
+  std::string health = HealthPayload(std::chrono::system_clock::now(), kId, {17, 9}, extra);
+  double bytes = 0;
+  for (auto _ : state) {
+    bytes = PublishBytes(kId.ScoresTopic(), score.size(), 0) * (1 - alert_fraction) +
+            (PublishBytes(kId.ScoresTopic(), alert.size(), 0) +
+             PublishBytes(kId.AlertsTopic(), alert.size(), 1)) *
+                alert_fraction +
+            PublishBytes(kId.HealthTopic(), health.size(), 0) * 3.3 / 15.0;
+    benchmark::DoNotOptimize(bytes);
+  }
+  const double raw = 2000.0 * sizeof(float);
+  state.counters["bytes_per_stroke"] = bytes;
+  state.counters["raw_bytes"] = raw;
+  state.counters["reduction_x"] = raw / bytes;
+  // The accelerometer streams continuously: 10 kHz x 3.3 s per stroke of float32.
+  state.counters["reduction_vs_stream_x"] = 10000.0 * 3.3 * sizeof(float) / bytes;
+  state.counters["score_payload_bytes"] = static_cast<double>(score.size());
+}
+BENCHMARK(BM_WireBytesPerStroke)->Arg(0)->Arg(1)->Arg(100)->Iterations(1);
+
+}  // namespace
+}  // namespace tend::telemetry
+
+BENCHMARK_MAIN();

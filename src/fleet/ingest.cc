@@ -1,0 +1,212 @@
+#include "fleet/ingest.h"
+
+#include <mqtt/async_client.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <mutex>
+#include <random>
+
+#include "core/log.h"
+#include "telemetry/mqtt_url.h"
+
+namespace tend::fleet {
+
+std::vector<std::string> IngestTopicFilters(const std::string& group) {
+  std::string prefix = group.empty() ? "" : "$share/" + group + "/";
+  return {prefix + "factory/+/line/+/asset/+/alerts", prefix + "factory/+/line/+/asset/+/scores",
+          prefix + "factory/+/line/+/asset/+/health", prefix + "factory/+/edge/+/status"};
+}
+
+class Ingest::Impl {
+ public:
+  Impl(IngestOptions o, std::unique_ptr<FleetStore> store)
+      : opt_(std::move(o)), store_(std::move(store)) {}
+  ~Impl() { Stop(); }
+
+  Status Start();
+  void Stop();
+  IngestStats stats() const {
+    IngestStats s;
+    s.received = received_;
+    s.stored = stored_;
+    s.duplicates = duplicates_;
+    s.too_large = too_large_;
+    s.bad_json = bad_json_;
+    s.wrong_type = wrong_type_;
+    s.unknown_topic = unknown_topic_;
+    s.store_errors = store_errors_;
+    s.connected = connected_;
+    return s;
+  }
+
+ private:
+  void OnMessage(const mqtt::const_message_ptr& msg);
+  Status Subscribe();
+
+  IngestOptions opt_;
+  std::unique_ptr<FleetStore> store_;
+  std::unique_ptr<mqtt::async_client> cli_;
+  mqtt::connect_options connopts_;
+  std::mutex store_mu_;
+  std::atomic<int64_t> received_{0}, stored_{0}, duplicates_{0}, too_large_{0}, bad_json_{0},
+      wrong_type_{0}, unknown_topic_{0}, store_errors_{0};
+  std::atomic<bool> connected_{false};
+  int64_t last_warn_ms_ = 0;
+};
+
+void Ingest::Impl::OnMessage(const mqtt::const_message_ptr& msg) {
+  ++received_;
+  const std::string& topic = msg->get_topic();
+  const std::string& payload = msg->get_payload_str();
+  auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+  auto parsed = ParseFleetMessage(topic, payload, opt_.max_payload_bytes);
+  if (parsed.reason != Malformed::kNone) {
+    switch (parsed.reason) {
+      case Malformed::kTooLarge:
+        ++too_large_;
+        break;
+      case Malformed::kBadJson:
+        ++bad_json_;
+        break;
+      case Malformed::kWrongType:
+        ++wrong_type_;
+        break;
+      default:
+        ++unknown_topic_;
+        break;
+    }
+    // One warning per second at most: a misbehaving device must not flood the log.
+    if (now_ms - last_warn_ms_ > 1000) {
+      last_warn_ms_ = now_ms;
+      TEND_LOG_WARN("fleet: skipped malformed message ({}): {}", MalformedName(parsed.reason),
+                    parsed.detail);
+    }
+    return;
+  }
+  // Stored before the callback returns, i.e. before Paho sends the PUBACK.
+  std::lock_guard lk(store_mu_);
+  auto r = store_->Store(parsed.message, now_ms);
+  if (!r) {
+    ++store_errors_;
+    TEND_LOG_ERROR("fleet: {}", r.error().message);
+  } else if (*r) {
+    ++stored_;
+  } else {
+    ++duplicates_;
+  }
+}
+
+Status Ingest::Impl::Subscribe() {
+  auto filters = IngestTopicFilters(opt_.group);
+  auto coll = mqtt::string_collection::create(filters);
+  std::vector<int> qos(filters.size(), 1);
+  auto tok = cli_->subscribe(coll, qos);
+  if (!tok->wait_for(std::chrono::seconds(10))) {
+    return Fail(Error::Timeout("fleet: subscribe to " + opt_.broker_url + " timed out"));
+  }
+  return Ok();
+}
+
+Status Ingest::Impl::Start() {
+  TEND_ASSIGN_OR_RETURN(auto addr, telemetry::ParseBrokerUrl(opt_.broker_url));
+  if (opt_.client_id.empty()) {
+    // Unique per instance: two ingest processes (or two in one process) must not share an id,
+    // or the broker disconnects one whenever the other connects.
+    std::random_device rd;
+    opt_.client_id = "fleet_" + (opt_.group.empty() ? std::string("solo") : opt_.group) + "_" +
+                     std::to_string(::getpid()) + "_" + std::to_string(rd() % 1000000);
+  }
+  try {
+    mqtt::create_options co(opt_.mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1);
+    cli_ = std::make_unique<mqtt::async_client>(addr.paho_uri, opt_.client_id, co, nullptr);
+    connopts_.set_mqtt_version(opt_.mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1);
+    if (opt_.mqtt_version == 5) {
+      connopts_.set_clean_session(false);
+      connopts_.set_clean_start(true);
+    } else {
+      connopts_.set_clean_start(false);
+      connopts_.set_clean_session(true);
+    }
+    connopts_.set_keep_alive_interval(60);
+    connopts_.set_connect_timeout(std::max(1, static_cast<int>(opt_.connect_timeout_s)));
+    connopts_.set_automatic_reconnect(1, 30);
+    if (!opt_.username.empty()) connopts_.set_user_name(opt_.username);
+    if (!opt_.password.empty()) connopts_.set_password(opt_.password);
+    if (addr.tls) {
+      if (opt_.ca_file.empty()) {
+        return Fail(Error::Invalid("fleet: " + opt_.broker_url + " is TLS but no --ca was given"));
+      }
+      mqtt::ssl_options ssl;
+      ssl.set_trust_store(opt_.ca_file);
+      if (!opt_.cert_file.empty()) {
+        ssl.set_key_store(opt_.cert_file);
+        ssl.set_private_key(opt_.key_file);
+      }
+      ssl.set_enable_server_cert_auth(true);
+      ssl.set_verify(true);
+      connopts_.set_ssl(std::move(ssl));
+    }
+    cli_->set_message_callback([this](mqtt::const_message_ptr m) { OnMessage(m); });
+    cli_->set_connection_lost_handler([this](const std::string& cause) {
+      connected_ = false;
+      TEND_LOG_WARN("fleet: connection lost{}{}; reconnecting", cause.empty() ? "" : ": ", cause);
+    });
+    // Clean sessions: subscriptions must be made again after every automatic reconnect.
+    cli_->set_connected_handler([this](const std::string&) {
+      connected_ = true;
+      try {
+        auto filters = IngestTopicFilters(opt_.group);
+        cli_->subscribe(mqtt::string_collection::create(filters),
+                        std::vector<int>(filters.size(), 1));
+      } catch (const mqtt::exception& e) {
+        TEND_LOG_ERROR("fleet: resubscribe: {}", e.what());
+      }
+    });
+    auto tok = cli_->connect(connopts_);
+    if (!tok->wait_for(
+            std::chrono::milliseconds(static_cast<int64_t>((opt_.connect_timeout_s + 1) * 1000)))) {
+      return Fail(Error::Timeout("fleet: connect to " + opt_.broker_url + " timed out"));
+    }
+  } catch (const mqtt::exception& e) {
+    return Fail(Error::Io("fleet: connect to " + opt_.broker_url + ": " + e.what()));
+  }
+  // The connected handler subscribed; wait for it to take effect before reporting ready.
+  try {
+    TEND_RETURN_NOT_OK(Subscribe());
+  } catch (const mqtt::exception& e) {
+    return Fail(Error::Io("fleet: subscribe on " + opt_.broker_url + ": " + e.what()));
+  }
+  TEND_LOG_INFO("fleet: ingesting from {} as {} (group '{}')", opt_.broker_url, opt_.client_id,
+                opt_.group);
+  return Ok();
+}
+
+void Ingest::Impl::Stop() {
+  if (!cli_) return;
+  try {
+    if (cli_->is_connected())
+      cli_->disconnect(std::chrono::seconds(1))->wait_for(std::chrono::seconds(2));
+  } catch (const mqtt::exception& e) {
+    TEND_LOG_DEBUG("fleet: disconnect: {}", e.what());
+  }
+  cli_.reset();
+}
+
+Ingest::Ingest(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Ingest::~Ingest() = default;
+
+Result<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& options,
+                                              std::unique_ptr<FleetStore> store) {
+  if (!store) return Fail(Error::Invalid("fleet: no store"));
+  auto impl = std::make_unique<Impl>(options, std::move(store));
+  TEND_RETURN_NOT_OK(impl->Start());
+  return std::unique_ptr<Ingest>(new Ingest(std::move(impl)));
+}
+
+IngestStats Ingest::stats() const { return impl_->stats(); }
+void Ingest::Stop() { impl_->Stop(); }
+
+}  // namespace tend::fleet

@@ -1,0 +1,52 @@
+// `tend fleet ingest`: subscribes to every device's scores, alerts, health and status through
+// an MQTT shared subscription ($share/GROUP/...) so that several instances split the load, and
+// stores each message once. Malformed messages are counted by reason and skipped, never fatal.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/status.h"
+#include "fleet/store.h"
+
+namespace tend::fleet {
+
+struct IngestOptions {
+  std::string broker_url;            // mqtt://host:port or mqtts://host:port
+  std::string group = "tend-fleet";  // shared-subscription group; "" = plain subscription
+  std::string client_id;             // default fleet_<group>_<pid>
+  int mqtt_version = 5;
+  std::string ca_file, cert_file, key_file, username, password;
+  size_t max_payload_bytes = 64 * 1024;
+  double connect_timeout_s = 10;
+};
+
+struct IngestStats {
+  int64_t received = 0, stored = 0, duplicates = 0;
+  int64_t too_large = 0, bad_json = 0, wrong_type = 0, unknown_topic = 0;
+  int64_t store_errors = 0;
+  bool connected = false;
+};
+
+// The topic filters ingest subscribes to, with the $share/GROUP/ prefix when group is set.
+std::vector<std::string> IngestTopicFilters(const std::string& group);
+
+class Ingest {
+ public:
+  // Connects and subscribes (waiting up to connect_timeout_s); afterwards reconnects on its own.
+  static Result<std::unique_ptr<Ingest>> Start(const IngestOptions& options,
+                                               std::unique_ptr<FleetStore> store);
+  ~Ingest();
+  IngestStats stats() const;
+  void Stop();
+
+  class Impl;
+
+ private:
+  explicit Ingest(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tend::fleet

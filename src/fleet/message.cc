@@ -1,0 +1,151 @@
+#include "fleet/message.h"
+
+#include <nlohmann/json.hpp>
+
+#include "telemetry/payload.h"
+
+namespace tend::fleet {
+
+using telemetry::TopicKind;
+
+const char* MalformedName(Malformed m) {
+  switch (m) {
+    case Malformed::kNone:
+      return "ok";
+    case Malformed::kTooLarge:
+      return "too_large";
+    case Malformed::kBadJson:
+      return "bad_json";
+    case Malformed::kWrongType:
+      return "wrong_type";
+    case Malformed::kUnknownTopic:
+      return "unknown_topic";
+  }
+  return "?";
+}
+
+namespace {
+
+ParseOutcome Bad(Malformed why, std::string detail) {
+  ParseOutcome o;
+  o.reason = why;
+  o.detail = std::move(detail);
+  return o;
+}
+
+// Fetches an optional string field; a present field of another type is an error.
+bool OptString(const nlohmann::json& j, const char* key, std::string& out, std::string& err) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return true;
+  if (!it->is_string()) {
+    err = std::string("field '") + key + "' must be a string";
+    return false;
+  }
+  out = it->get<std::string>();
+  return true;
+}
+
+bool ReqString(const nlohmann::json& j, const char* key, std::string& out, std::string& err) {
+  if (!j.contains(key) || j[key].is_null()) {
+    err = std::string("missing field '") + key + "'";
+    return false;
+  }
+  return OptString(j, key, out, err);
+}
+
+}  // namespace
+
+ParseOutcome ParseFleetMessage(const std::string& topic, const std::string& payload,
+                               size_t max_payload_bytes) {
+  if (payload.size() > max_payload_bytes) {
+    return Bad(Malformed::kTooLarge, topic + ": payload of " + std::to_string(payload.size()) +
+                                         " bytes exceeds " + std::to_string(max_payload_bytes));
+  }
+  auto t = telemetry::ParseTopic(topic);
+  if (t.kind == TopicKind::kUnknown)
+    return Bad(Malformed::kUnknownTopic, topic + ": not a SPEC topic");
+  auto j = nlohmann::json::parse(payload, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return Bad(Malformed::kBadJson, topic + ": payload is not valid JSON");
+  if (!j.is_object()) return Bad(Malformed::kWrongType, topic + ": payload is not a JSON object");
+
+  ParseOutcome o;
+  FleetMessage& m = o.message;
+  m.kind = t.kind;
+  m.factory_id = t.factory_id;
+  m.line_id = t.line_id;
+  m.asset_id = t.asset_id;
+  m.device_id = t.device_id;
+  m.payload = payload;
+  std::string err;
+  auto wrong = [&](const std::string& e) { return Bad(Malformed::kWrongType, topic + ": " + e); };
+
+  if (!ReqString(j, "timestamp", m.timestamp, err)) return wrong(err);
+  auto ts = telemetry::ParseIso8601Ms(m.timestamp);
+  if (!ts) return wrong(ts.error().message);
+  m.ts_ms = *ts;
+  if (!OptString(j, "msg_id", m.msg_id, err)) return wrong(err);
+  if (!OptString(j, "model_version", m.model_version, err)) return wrong(err);
+  if (j.contains("seq") && !j["seq"].is_null()) {
+    if (!j["seq"].is_number_integer()) return wrong("field 'seq' must be an integer");
+    m.seq = j["seq"].get<int64_t>();
+  }
+
+  if (t.kind == TopicKind::kStatus) {
+    std::string dev;
+    if (!ReqString(j, "device_id", dev, err)) return wrong(err);
+    if (dev != t.device_id) return wrong("device_id '" + dev + "' does not match the topic");
+    if (!ReqString(j, "status", m.status, err)) return wrong(err);
+    if (m.status != "online" && m.status != "offline") {
+      return wrong("status must be 'online' or 'offline', got '" + m.status + "'");
+    }
+    return o;
+  }
+  if (!OptString(j, "device_id", m.device_id, err)) return wrong(err);
+  if (t.kind == TopicKind::kHealth) {
+    if (!ReqString(j, "device_id", m.device_id, err)) return wrong(err);
+    std::string type;
+    if (!OptString(j, "type", type, err)) return wrong(err);
+    m.drop_report = type == "spool_drop_report";
+    if (!m.drop_report) {
+      for (const char* k : {"cpu_pct", "gpu_pct", "temp_c"}) {
+        if (!j.contains(k)) return wrong(std::string("missing field '") + k + "'");
+        if (!j[k].is_null() && !j[k].is_number()) {
+          return wrong(std::string("field '") + k + "' must be a number or null");
+        }
+      }
+    }
+    return o;
+  }
+  // Scores and alerts.
+  std::string asset;
+  if (!ReqString(j, "asset_id", asset, err)) return wrong(err);
+  if (asset != t.asset_id) return wrong("asset_id '" + asset + "' does not match the topic");
+  if (!j.contains("anomaly_score")) return wrong("missing field 'anomaly_score'");
+  if (j["anomaly_score"].is_number()) {
+    m.has_score = true;
+    m.anomaly_score = j["anomaly_score"].get<double>();
+  } else if (!j["anomaly_score"].is_null()) {
+    return wrong("field 'anomaly_score' must be a number");
+  }
+  if (!j.contains("is_alert") || !j["is_alert"].is_boolean()) {
+    return wrong("field 'is_alert' must be a boolean");
+  }
+  m.is_alert = j["is_alert"].get<bool>();
+  if (!ReqString(j, "severity", m.severity, err)) return wrong(err);
+  if (m.severity != "LOW" && m.severity != "MEDIUM" && m.severity != "HIGH") {
+    return wrong("severity must be LOW, MEDIUM or HIGH, got '" + m.severity + "'");
+  }
+  if (!j.contains("top_sensors") || !j["top_sensors"].is_array()) {
+    return wrong("field 'top_sensors' must be a list");
+  }
+  for (const auto& s : j["top_sensors"]) {
+    if (!s.is_string()) return wrong("field 'top_sensors' must hold strings");
+  }
+  m.top_sensors = j["top_sensors"].dump();
+  if (t.kind == TopicKind::kAlerts && !m.is_alert) {
+    return wrong("message on an alerts topic has is_alert=false");
+  }
+  return o;
+}
+
+}  // namespace tend::fleet

@@ -1,0 +1,45 @@
+// The cloud side's view of one MQTT message from a device: topic and JSON payload checked
+// against SPEC.md and turned into typed fields. Anything else is a classified parse error, so
+// that ingest can count and skip it instead of failing.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "core/status.h"
+#include "telemetry/identity.h"
+
+namespace tend::fleet {
+
+struct FleetMessage {
+  telemetry::TopicKind kind = telemetry::TopicKind::kUnknown;
+  std::string factory_id, line_id, asset_id, device_id;
+  std::string msg_id;     // empty when the sender gave none (SPEC minimum payloads)
+  std::string timestamp;  // as sent
+  int64_t ts_ms = 0;      // parsed
+  bool has_score = false;
+  double anomaly_score = 0;
+  bool is_alert = false;
+  std::string severity;
+  std::string top_sensors;  // JSON array text
+  std::string model_version;
+  int64_t seq = -1;
+  std::string status;        // status messages: online | offline
+  bool drop_report = false;  // a health-topic spool drop report
+  std::string payload;       // the raw JSON
+};
+
+// Why a message was refused; the fleet counts each separately.
+enum class Malformed { kNone, kTooLarge, kBadJson, kWrongType, kUnknownTopic };
+const char* MalformedName(Malformed m);
+
+struct ParseOutcome {
+  Malformed reason = Malformed::kNone;
+  std::string detail;  // one line naming the field or problem
+  FleetMessage message;
+};
+
+ParseOutcome ParseFleetMessage(const std::string& topic, const std::string& payload,
+                               size_t max_payload_bytes = 64 * 1024);
+
+}  // namespace tend::fleet

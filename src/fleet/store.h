@@ -1,0 +1,56 @@
+// Where the fleet keeps what devices send: devices (online/offline, last seen, model version),
+// status history, alerts, scores and health. SQLite by default, PostgreSQL for a real
+// deployment (several ingest instances writing to one database). Deduplicates by message id so
+// at-least-once delivery stores each message once.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "fleet/message.h"
+
+namespace tend::fleet {
+
+struct DeviceRow {
+  std::string device_id, factory_id;
+  std::string status;  // online | offline | "" (never reported)
+  int64_t status_ms = 0;
+  int64_t last_seen_ms = 0;  // receive time of the latest message from the device
+  std::string model_version;
+};
+
+struct AlertRow {
+  std::string msg_id, device_id, factory_id, line_id, asset_id;
+  std::string timestamp;
+  int64_t ts_ms = 0;
+  double anomaly_score = 0;
+  bool has_score = false;
+  std::string severity, top_sensors, model_version;
+  int64_t seq = -1;
+};
+
+class FleetStore {
+ public:
+  virtual ~FleetStore() = default;
+  // Stores the message and updates its device; returns false for a duplicate msg_id (nothing
+  // stored). Malformed messages never get here.
+  virtual Result<bool> Store(const FleetMessage& m, int64_t received_ms) = 0;
+  virtual Result<std::vector<DeviceRow>> Devices() = 0;
+  // Alerts with a device timestamp >= since_ms, oldest first.
+  virtual Result<std::vector<AlertRow>> Alerts(int64_t since_ms, int64_t limit) = 0;
+  // msg_ids stored in `table` (alerts | scores | health): for tests and audits.
+  virtual Result<std::vector<std::string>> MessageIds(const std::string& table) = 0;
+  virtual Result<int64_t> StatusHistoryCount() = 0;
+};
+
+// "sqlite:PATH", a plain PATH, or "postgresql://..." / "postgres://..." (libpqxx).
+Result<std::unique_ptr<FleetStore>> OpenFleetStore(const std::string& db);
+
+// Implementations (store_sqlite.cc, store_pg.cc).
+Result<std::unique_ptr<FleetStore>> OpenSqliteStore(const std::string& path);
+Result<std::unique_ptr<FleetStore>> OpenPostgresStore(const std::string& url);
+
+}  // namespace tend::fleet

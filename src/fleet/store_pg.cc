@@ -1,0 +1,236 @@
+// PostgreSQL flavour of the fleet store (libpqxx): the same tables and dedup rules as SQLite,
+// so several ingest instances can share one database.
+#include <pqxx/pqxx>
+
+#include "fleet/store.h"
+
+namespace tend::fleet {
+namespace {
+
+using telemetry::TopicKind;
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS devices(
+  device_id TEXT PRIMARY KEY, factory_id TEXT NOT NULL DEFAULT '',
+  status TEXT NOT NULL DEFAULT '', status_ms BIGINT NOT NULL DEFAULT 0,
+  last_seen_ms BIGINT NOT NULL DEFAULT 0, model_version TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS status_history(
+  device_id TEXT NOT NULL, factory_id TEXT NOT NULL, status TEXT NOT NULL,
+  ts_ms BIGINT NOT NULL, timestamp TEXT NOT NULL, received_ms BIGINT NOT NULL,
+  UNIQUE(device_id, status, ts_ms));
+CREATE TABLE IF NOT EXISTS alerts(
+  msg_id TEXT UNIQUE, device_id TEXT NOT NULL, factory_id TEXT NOT NULL, line_id TEXT NOT NULL,
+  asset_id TEXT NOT NULL, ts_ms BIGINT NOT NULL, timestamp TEXT NOT NULL,
+  anomaly_score DOUBLE PRECISION, severity TEXT NOT NULL, top_sensors TEXT NOT NULL,
+  model_version TEXT NOT NULL, seq BIGINT NOT NULL, received_ms BIGINT NOT NULL);
+CREATE INDEX IF NOT EXISTS alerts_by_ts ON alerts(ts_ms);
+CREATE TABLE IF NOT EXISTS scores(
+  msg_id TEXT UNIQUE, device_id TEXT NOT NULL, asset_id TEXT NOT NULL, ts_ms BIGINT NOT NULL,
+  anomaly_score DOUBLE PRECISION, is_alert BOOLEAN NOT NULL, severity TEXT NOT NULL,
+  model_version TEXT NOT NULL, seq BIGINT NOT NULL, received_ms BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS health(
+  msg_id TEXT UNIQUE, device_id TEXT NOT NULL, asset_id TEXT NOT NULL, ts_ms BIGINT NOT NULL,
+  payload TEXT NOT NULL, received_ms BIGINT NOT NULL);
+)sql";
+
+const char* NullIfEmpty(const std::string& s) { return s.empty() ? nullptr : s.c_str(); }
+
+class PostgresStore : public FleetStore {
+ public:
+  explicit PostgresStore(std::string url) : url_(std::move(url)) {}
+
+  Status Open() {
+    return Guard("connect", [&]() -> Status {
+      conn_ = std::make_unique<pqxx::connection>(url_);
+      {
+        pqxx::work w(*conn_);
+        // Two ingest instances may create the schema at once: serialise on an advisory lock.
+        w.exec("SELECT pg_advisory_xact_lock(7403)");
+        w.exec(kSchema);
+        w.commit();
+      }
+      conn_->prepare("alert",
+                     "INSERT INTO alerts(msg_id, device_id, factory_id, line_id, asset_id, ts_ms,"
+                     " timestamp, anomaly_score, severity, top_sensors, model_version, seq,"
+                     " received_ms) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)"
+                     " ON CONFLICT DO NOTHING");
+      conn_->prepare("score",
+                     "INSERT INTO scores(msg_id, device_id, asset_id, ts_ms, anomaly_score,"
+                     " is_alert, severity, model_version, seq, received_ms)"
+                     " VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT DO NOTHING");
+      conn_->prepare("health",
+                     "INSERT INTO health(msg_id, device_id, asset_id, ts_ms, payload, received_ms)"
+                     " VALUES($1,$2,$3,$4,$5,$6) ON CONFLICT DO NOTHING");
+      conn_->prepare("status",
+                     "INSERT INTO status_history(device_id, factory_id, status, ts_ms, timestamp,"
+                     " received_ms) VALUES($1,$2,$3,$4,$5,$6) ON CONFLICT DO NOTHING");
+      conn_->prepare("seen",
+                     "INSERT INTO devices(device_id, factory_id, last_seen_ms, model_version)"
+                     " VALUES($1,$2,$3,$4) ON CONFLICT(device_id) DO UPDATE SET"
+                     " factory_id=excluded.factory_id,"
+                     " last_seen_ms=GREATEST(devices.last_seen_ms, excluded.last_seen_ms),"
+                     " model_version=CASE WHEN excluded.model_version='' THEN"
+                     " devices.model_version ELSE excluded.model_version END");
+      conn_->prepare("devstatus",
+                     "INSERT INTO devices(device_id, factory_id, status, status_ms, last_seen_ms)"
+                     " VALUES($1,$2,$3,$4,$5) ON CONFLICT(device_id) DO UPDATE SET"
+                     " status=CASE WHEN excluded.status_ms >= devices.status_ms THEN"
+                     " excluded.status ELSE devices.status END,"
+                     " status_ms=GREATEST(devices.status_ms, excluded.status_ms),"
+                     " last_seen_ms=GREATEST(devices.last_seen_ms, excluded.last_seen_ms)");
+      return Ok();
+    });
+  }
+
+  Result<bool> Store(const FleetMessage& m, int64_t received_ms) override {
+    bool inserted = false;
+    auto st = Guard("store", [&]() -> Status {
+      pqxx::work w(*conn_);
+      std::string score = m.has_score ? std::to_string(m.anomaly_score) : std::string();
+      const char* score_p = m.has_score ? score.c_str() : nullptr;
+      switch (m.kind) {
+        case TopicKind::kAlerts:
+          inserted = w.exec_prepared("alert", NullIfEmpty(m.msg_id), m.device_id, m.factory_id,
+                                     m.line_id, m.asset_id, m.ts_ms, m.timestamp, score_p,
+                                     m.severity, m.top_sensors, m.model_version, m.seq, received_ms)
+                         .affected_rows() > 0;
+          break;
+        case TopicKind::kScores:
+          inserted =
+              w.exec_prepared("score", NullIfEmpty(m.msg_id), m.device_id, m.asset_id, m.ts_ms,
+                              score_p, m.is_alert, m.severity, m.model_version, m.seq, received_ms)
+                  .affected_rows() > 0;
+          break;
+        case TopicKind::kHealth:
+          inserted = w.exec_prepared("health", NullIfEmpty(m.msg_id), m.device_id, m.asset_id,
+                                     m.ts_ms, m.payload, received_ms)
+                         .affected_rows() > 0;
+          break;
+        case TopicKind::kStatus:
+          inserted = w.exec_prepared("status", m.device_id, m.factory_id, m.status, m.ts_ms,
+                                     m.timestamp, received_ms)
+                         .affected_rows() > 0;
+          w.exec_prepared("devstatus", m.device_id, m.factory_id, m.status, m.ts_ms, received_ms);
+          break;
+        case TopicKind::kUnknown:
+          return Fail(Error::Internal("store: unknown topic kind"));
+      }
+      if (m.kind != TopicKind::kStatus && !m.device_id.empty()) {
+        w.exec_prepared("seen", m.device_id, m.factory_id, received_ms, m.model_version);
+      }
+      w.commit();
+      return Ok();
+    });
+    if (!st) return Fail(st.error());
+    return inserted;
+  }
+
+  Result<std::vector<DeviceRow>> Devices() override {
+    std::vector<DeviceRow> out;
+    auto st = Guard("query devices", [&]() -> Status {
+      pqxx::read_transaction w(*conn_);
+      for (const auto& r : w.exec("SELECT device_id, factory_id, status, status_ms, last_seen_ms,"
+                                  " model_version FROM devices ORDER BY device_id")) {
+        DeviceRow d;
+        d.device_id = r[0].as<std::string>();
+        d.factory_id = r[1].as<std::string>();
+        d.status = r[2].as<std::string>();
+        d.status_ms = r[3].as<int64_t>();
+        d.last_seen_ms = r[4].as<int64_t>();
+        d.model_version = r[5].as<std::string>();
+        out.push_back(std::move(d));
+      }
+      return Ok();
+    });
+    if (!st) return Fail(st.error());
+    return out;
+  }
+
+  Result<std::vector<AlertRow>> Alerts(int64_t since_ms, int64_t limit) override {
+    std::vector<AlertRow> out;
+    auto st = Guard("query alerts", [&]() -> Status {
+      pqxx::read_transaction w(*conn_);
+      auto res = w.exec_params(
+          "SELECT COALESCE(msg_id,''), device_id, factory_id, line_id, asset_id, timestamp, ts_ms,"
+          " anomaly_score, severity, top_sensors, model_version, seq FROM alerts"
+          " WHERE ts_ms >= $1 ORDER BY ts_ms, seq LIMIT $2",
+          since_ms, limit);
+      for (const auto& r : res) {
+        AlertRow a;
+        a.msg_id = r[0].as<std::string>();
+        a.device_id = r[1].as<std::string>();
+        a.factory_id = r[2].as<std::string>();
+        a.line_id = r[3].as<std::string>();
+        a.asset_id = r[4].as<std::string>();
+        a.timestamp = r[5].as<std::string>();
+        a.ts_ms = r[6].as<int64_t>();
+        a.has_score = !r[7].is_null();
+        a.anomaly_score = a.has_score ? r[7].as<double>() : 0;
+        a.severity = r[8].as<std::string>();
+        a.top_sensors = r[9].as<std::string>();
+        a.model_version = r[10].as<std::string>();
+        a.seq = r[11].as<int64_t>();
+        out.push_back(std::move(a));
+      }
+      return Ok();
+    });
+    if (!st) return Fail(st.error());
+    return out;
+  }
+
+  Result<std::vector<std::string>> MessageIds(const std::string& table) override {
+    if (table != "alerts" && table != "scores" && table != "health") {
+      return Fail(Error::Invalid("unknown table '" + table + "'"));
+    }
+    std::vector<std::string> out;
+    auto st = Guard("query " + table, [&]() -> Status {
+      pqxx::read_transaction w(*conn_);
+      for (const auto& r : w.exec("SELECT msg_id FROM " + table + " WHERE msg_id IS NOT NULL")) {
+        out.push_back(r[0].as<std::string>());
+      }
+      return Ok();
+    });
+    if (!st) return Fail(st.error());
+    return out;
+  }
+
+  Result<int64_t> StatusHistoryCount() override {
+    int64_t n = 0;
+    auto st = Guard("count status", [&]() -> Status {
+      pqxx::read_transaction w(*conn_);
+      n = w.exec("SELECT COUNT(*) FROM status_history")[0][0].as<int64_t>();
+      return Ok();
+    });
+    if (!st) return Fail(st.error());
+    return n;
+  }
+
+ private:
+  // libpqxx throws; nothing leaves this module as an exception.
+  template <typename F>
+  Status Guard(const std::string& what, F&& f) {
+    try {
+      return f();
+    } catch (const std::exception& e) {
+      std::string msg = e.what();
+      while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+      for (auto& c : msg) {
+        if (c == '\n') c = ' ';
+      }
+      return Fail(Error::Io("postgresql " + what + ": " + msg));
+    }
+  }
+
+  std::string url_;
+  std::unique_ptr<pqxx::connection> conn_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<FleetStore>> OpenPostgresStore(const std::string& url) {
+  auto s = std::make_unique<PostgresStore>(url);
+  TEND_RETURN_NOT_OK(s->Open());
+  return std::unique_ptr<FleetStore>(std::move(s));
+}
+
+}  // namespace tend::fleet

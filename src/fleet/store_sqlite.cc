@@ -1,0 +1,340 @@
+#include <sqlite3.h>
+
+#include <filesystem>
+
+#include "core/fs.h"
+#include "fleet/store.h"
+
+namespace tend::fleet {
+namespace {
+
+using telemetry::TopicKind;
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS devices(
+  device_id TEXT PRIMARY KEY, factory_id TEXT NOT NULL DEFAULT '',
+  status TEXT NOT NULL DEFAULT '', status_ms INTEGER NOT NULL DEFAULT 0,
+  last_seen_ms INTEGER NOT NULL DEFAULT 0, model_version TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS status_history(
+  device_id TEXT NOT NULL, factory_id TEXT NOT NULL, status TEXT NOT NULL,
+  ts_ms INTEGER NOT NULL, timestamp TEXT NOT NULL, received_ms INTEGER NOT NULL,
+  UNIQUE(device_id, status, ts_ms));
+CREATE TABLE IF NOT EXISTS alerts(
+  msg_id TEXT UNIQUE, device_id TEXT NOT NULL, factory_id TEXT NOT NULL, line_id TEXT NOT NULL,
+  asset_id TEXT NOT NULL, ts_ms INTEGER NOT NULL, timestamp TEXT NOT NULL, anomaly_score REAL,
+  severity TEXT NOT NULL, top_sensors TEXT NOT NULL, model_version TEXT NOT NULL,
+  seq INTEGER NOT NULL, received_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS alerts_by_ts ON alerts(ts_ms);
+CREATE TABLE IF NOT EXISTS scores(
+  msg_id TEXT UNIQUE, device_id TEXT NOT NULL, asset_id TEXT NOT NULL, ts_ms INTEGER NOT NULL,
+  anomaly_score REAL, is_alert INTEGER NOT NULL, severity TEXT NOT NULL,
+  model_version TEXT NOT NULL, seq INTEGER NOT NULL, received_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS health(
+  msg_id TEXT UNIQUE, device_id TEXT NOT NULL, asset_id TEXT NOT NULL, ts_ms INTEGER NOT NULL,
+  payload TEXT NOT NULL, received_ms INTEGER NOT NULL);
+)sql";
+
+class SqliteStore : public FleetStore {
+ public:
+  explicit SqliteStore(std::string path) : path_(std::move(path)) {}
+  ~SqliteStore() override {
+    for (auto* s : stmts_) sqlite3_finalize(s);
+    if (db_) sqlite3_close(db_);
+  }
+
+  Status Open() {
+    std::filesystem::path p(path_);
+    if (p.has_parent_path()) TEND_RETURN_NOT_OK(fs::MakeDirs(p.parent_path().string()));
+    if (sqlite3_open_v2(path_.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
+        SQLITE_OK) {
+      return Fail(Err("open"));
+    }
+    sqlite3_busy_timeout(db_, 10000);
+    TEND_RETURN_NOT_OK(Exec("PRAGMA journal_mode=WAL"));
+    TEND_RETURN_NOT_OK(Exec("PRAGMA synchronous=NORMAL"));
+    TEND_RETURN_NOT_OK(Exec(kSchema));
+    const char* sql[] = {
+        // 0 alerts
+        "INSERT INTO alerts(msg_id, device_id, factory_id, line_id, asset_id, ts_ms, timestamp,"
+        " anomaly_score, severity, top_sensors, model_version, seq, received_ms)"
+        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+        // 1 scores
+        "INSERT INTO scores(msg_id, device_id, asset_id, ts_ms, anomaly_score, is_alert, severity,"
+        " model_version, seq, received_ms) VALUES(?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+        // 2 health
+        "INSERT INTO health(msg_id, device_id, asset_id, ts_ms, payload, received_ms)"
+        " VALUES(?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+        // 3 status history
+        "INSERT INTO status_history(device_id, factory_id, status, ts_ms, timestamp, received_ms)"
+        " VALUES(?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+        // 4 device seen
+        "INSERT INTO devices(device_id, factory_id, last_seen_ms, model_version) VALUES(?,?,?,?)"
+        " ON CONFLICT(device_id) DO UPDATE SET factory_id=excluded.factory_id,"
+        " last_seen_ms=max(last_seen_ms, excluded.last_seen_ms),"
+        " model_version=CASE WHEN excluded.model_version='' THEN model_version"
+        " ELSE excluded.model_version END",
+        // 5 device status (only a newer status replaces an older one)
+        "INSERT INTO devices(device_id, factory_id, status, status_ms, last_seen_ms)"
+        " VALUES(?,?,?,?,?) ON CONFLICT(device_id) DO UPDATE SET"
+        " status=CASE WHEN excluded.status_ms >= status_ms THEN excluded.status ELSE status END,"
+        " status_ms=max(status_ms, excluded.status_ms),"
+        " last_seen_ms=max(last_seen_ms, excluded.last_seen_ms)",
+    };
+    for (const char* s : sql) {
+      sqlite3_stmt* st = nullptr;
+      if (sqlite3_prepare_v2(db_, s, -1, &st, nullptr) != SQLITE_OK) return Fail(Err("prepare"));
+      stmts_.push_back(st);
+    }
+    return Ok();
+  }
+
+  Result<bool> Store(const FleetMessage& m, int64_t received_ms) override {
+    TEND_RETURN_NOT_OK(Exec("BEGIN IMMEDIATE"));
+    auto r = StoreInTxn(m, received_ms);
+    if (!r) {
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      return r;
+    }
+    TEND_RETURN_NOT_OK(Exec("COMMIT"));
+    return r;
+  }
+
+  Result<std::vector<DeviceRow>> Devices() override {
+    std::vector<DeviceRow> out;
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db_,
+                           "SELECT device_id, factory_id, status, status_ms, last_seen_ms,"
+                           " model_version FROM devices ORDER BY device_id",
+                           -1, &st, nullptr) != SQLITE_OK) {
+      return Fail(Err("query devices"));
+    }
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      DeviceRow d;
+      d.device_id = Text(st, 0);
+      d.factory_id = Text(st, 1);
+      d.status = Text(st, 2);
+      d.status_ms = sqlite3_column_int64(st, 3);
+      d.last_seen_ms = sqlite3_column_int64(st, 4);
+      d.model_version = Text(st, 5);
+      out.push_back(std::move(d));
+    }
+    sqlite3_finalize(st);
+    return out;
+  }
+
+  Result<std::vector<AlertRow>> Alerts(int64_t since_ms, int64_t limit) override {
+    std::vector<AlertRow> out;
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db_,
+                           "SELECT COALESCE(msg_id,''), device_id, factory_id, line_id, asset_id,"
+                           " timestamp, ts_ms, anomaly_score, severity, top_sensors, model_version,"
+                           " seq FROM alerts WHERE ts_ms >= ? ORDER BY ts_ms, seq LIMIT ?",
+                           -1, &st, nullptr) != SQLITE_OK) {
+      return Fail(Err("query alerts"));
+    }
+    sqlite3_bind_int64(st, 1, since_ms);
+    sqlite3_bind_int64(st, 2, limit);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      AlertRow a;
+      a.msg_id = Text(st, 0);
+      a.device_id = Text(st, 1);
+      a.factory_id = Text(st, 2);
+      a.line_id = Text(st, 3);
+      a.asset_id = Text(st, 4);
+      a.timestamp = Text(st, 5);
+      a.ts_ms = sqlite3_column_int64(st, 6);
+      a.has_score = sqlite3_column_type(st, 7) != SQLITE_NULL;
+      a.anomaly_score = sqlite3_column_double(st, 7);
+      a.severity = Text(st, 8);
+      a.top_sensors = Text(st, 9);
+      a.model_version = Text(st, 10);
+      a.seq = sqlite3_column_int64(st, 11);
+      out.push_back(std::move(a));
+    }
+    sqlite3_finalize(st);
+    return out;
+  }
+
+  Result<std::vector<std::string>> MessageIds(const std::string& table) override {
+    if (table != "alerts" && table != "scores" && table != "health") {
+      return Fail(Error::Invalid("unknown table '" + table + "'"));
+    }
+    std::vector<std::string> out;
+    sqlite3_stmt* st = nullptr;
+    std::string sql = "SELECT msg_id FROM " + table + " WHERE msg_id IS NOT NULL";
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) {
+      return Fail(Err("query " + table));
+    }
+    while (sqlite3_step(st) == SQLITE_ROW) out.push_back(Text(st, 0));
+    sqlite3_finalize(st);
+    return out;
+  }
+
+  Result<int64_t> StatusHistoryCount() override {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db_, "SELECT COUNT(*) FROM status_history", -1, &st, nullptr) !=
+        SQLITE_OK) {
+      return Fail(Err("count status"));
+    }
+    int64_t n = 0;
+    if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+  }
+
+ private:
+  static std::string Text(sqlite3_stmt* st, int col) {
+    const unsigned char* t = sqlite3_column_text(st, col);
+    return t ? reinterpret_cast<const char*>(t) : "";
+  }
+  Error Err(const std::string& what) const {
+    return Error::Io(path_ + ": " + what + ": " + (db_ ? sqlite3_errmsg(db_) : "no database"));
+  }
+  Status Exec(const char* sql) {
+    char* e = nullptr;
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &e) != SQLITE_OK) {
+      std::string msg = e ? e : "?";
+      sqlite3_free(e);
+      return Fail(Error::Io(path_ + ": " + msg));
+    }
+    return Ok();
+  }
+  static void BindText(sqlite3_stmt* st, int i, const std::string& s) {
+    sqlite3_bind_text(st, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+  }
+  static void BindMsgId(sqlite3_stmt* st, int i, const std::string& s) {
+    if (s.empty()) {
+      sqlite3_bind_null(st, i);
+    } else {
+      BindText(st, i, s);
+    }
+  }
+  Result<bool> Step(sqlite3_stmt* st, const char* what) {
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_DONE) return Fail(Err(what));
+    return sqlite3_changes(db_) > 0;
+  }
+
+  Result<bool> StoreInTxn(const FleetMessage& m, int64_t received_ms) {
+    bool inserted = false;
+    switch (m.kind) {
+      case TopicKind::kAlerts: {
+        sqlite3_stmt* st = stmts_[0];
+        BindMsgId(st, 1, m.msg_id);
+        BindText(st, 2, m.device_id);
+        BindText(st, 3, m.factory_id);
+        BindText(st, 4, m.line_id);
+        BindText(st, 5, m.asset_id);
+        sqlite3_bind_int64(st, 6, m.ts_ms);
+        BindText(st, 7, m.timestamp);
+        if (m.has_score)
+          sqlite3_bind_double(st, 8, m.anomaly_score);
+        else
+          sqlite3_bind_null(st, 8);
+        BindText(st, 9, m.severity);
+        BindText(st, 10, m.top_sensors);
+        BindText(st, 11, m.model_version);
+        sqlite3_bind_int64(st, 12, m.seq);
+        sqlite3_bind_int64(st, 13, received_ms);
+        TEND_ASSIGN_OR_RETURN(inserted, Step(st, "insert alert"));
+        break;
+      }
+      case TopicKind::kScores: {
+        sqlite3_stmt* st = stmts_[1];
+        BindMsgId(st, 1, m.msg_id);
+        BindText(st, 2, m.device_id);
+        BindText(st, 3, m.asset_id);
+        sqlite3_bind_int64(st, 4, m.ts_ms);
+        if (m.has_score)
+          sqlite3_bind_double(st, 5, m.anomaly_score);
+        else
+          sqlite3_bind_null(st, 5);
+        sqlite3_bind_int(st, 6, m.is_alert ? 1 : 0);
+        BindText(st, 7, m.severity);
+        BindText(st, 8, m.model_version);
+        sqlite3_bind_int64(st, 9, m.seq);
+        sqlite3_bind_int64(st, 10, received_ms);
+        TEND_ASSIGN_OR_RETURN(inserted, Step(st, "insert score"));
+        break;
+      }
+      case TopicKind::kHealth: {
+        sqlite3_stmt* st = stmts_[2];
+        BindMsgId(st, 1, m.msg_id);
+        BindText(st, 2, m.device_id);
+        BindText(st, 3, m.asset_id);
+        sqlite3_bind_int64(st, 4, m.ts_ms);
+        BindText(st, 5, m.payload);
+        sqlite3_bind_int64(st, 6, received_ms);
+        TEND_ASSIGN_OR_RETURN(inserted, Step(st, "insert health"));
+        break;
+      }
+      case TopicKind::kStatus: {
+        sqlite3_stmt* st = stmts_[3];
+        BindText(st, 1, m.device_id);
+        BindText(st, 2, m.factory_id);
+        BindText(st, 3, m.status);
+        sqlite3_bind_int64(st, 4, m.ts_ms);
+        BindText(st, 5, m.timestamp);
+        sqlite3_bind_int64(st, 6, received_ms);
+        TEND_ASSIGN_OR_RETURN(inserted, Step(st, "insert status"));
+        sqlite3_stmt* dv = stmts_[5];
+        BindText(dv, 1, m.device_id);
+        BindText(dv, 2, m.factory_id);
+        BindText(dv, 3, m.status);
+        sqlite3_bind_int64(dv, 4, m.ts_ms);
+        sqlite3_bind_int64(dv, 5, received_ms);
+        TEND_RETURN_NOT_OK(Step(dv, "update device status"));
+        return inserted;
+      }
+      case TopicKind::kUnknown:
+        return Fail(Error::Internal("store: unknown topic kind"));
+    }
+    if (!m.device_id.empty()) {
+      sqlite3_stmt* dv = stmts_[4];
+      BindText(dv, 1, m.device_id);
+      BindText(dv, 2, m.factory_id);
+      sqlite3_bind_int64(dv, 3, received_ms);
+      BindText(dv, 4, m.model_version);
+      TEND_RETURN_NOT_OK(Step(dv, "update device"));
+    }
+    return inserted;
+  }
+
+  std::string path_;
+  sqlite3* db_ = nullptr;
+  std::vector<sqlite3_stmt*> stmts_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<FleetStore>> OpenSqliteStore(const std::string& path) {
+  auto s = std::make_unique<SqliteStore>(path);
+  TEND_RETURN_NOT_OK(s->Open());
+  return std::unique_ptr<FleetStore>(std::move(s));
+}
+
+Result<std::unique_ptr<FleetStore>> OpenFleetStore(const std::string& db) {
+  if (db.empty()) return Fail(Error::Invalid("fleet: --db is empty"));
+  if (db.rfind("postgresql://", 0) == 0 || db.rfind("postgres://", 0) == 0) {
+    return OpenPostgresStore(db);
+  }
+  if (db.rfind("sqlite:", 0) == 0) return OpenSqliteStore(db.substr(7));
+  if (db.find("://") != std::string::npos) {
+    return Fail(Error::Invalid("fleet: database '" + db +
+                               "': expected sqlite:PATH, a path, or postgresql://..."));
+  }
+  return OpenSqliteStore(db);
+}
+
+}  // namespace tend::fleet
+
+#ifndef TEND_WITH_PQXX
+namespace tend::fleet {
+Result<std::unique_ptr<FleetStore>> OpenPostgresStore(const std::string& url) {
+  return Fail(Error::Unsupported("fleet: " + url.substr(0, url.find("://") + 3) +
+                                 "... needs libpqxx, which this build was configured without"));
+}
+}  // namespace tend::fleet
+#endif

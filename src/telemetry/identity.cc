@@ -1,0 +1,86 @@
+#include "telemetry/identity.h"
+
+#include <vector>
+
+namespace tend::telemetry {
+namespace {
+
+Status ValidatePart(const char* name, const std::string& v) {
+  if (v.empty()) return Fail(Error::Invalid(std::string("identity: ") + name + " is empty"));
+  if (v.size() > 64) {
+    return Fail(
+        Error::Invalid(std::string("identity: ") + name + " '" + v + "' is longer than 64 bytes"));
+  }
+  for (char c : v) {
+    if (c == '/' || c == '+' || c == '#' || c == '\0' || c == ' ' || c == '\t' || c == '\n' ||
+        c == '\r') {
+      return Fail(Error::Invalid(std::string("identity: ") + name + " '" + v +
+                                 "' contains a character not allowed in an MQTT topic level"));
+    }
+  }
+  return Ok();
+}
+
+std::vector<std::string> Split(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (;;) {
+    size_t p = s.find('/', start);
+    if (p == std::string::npos) {
+      out.push_back(s.substr(start));
+      return out;
+    }
+    out.push_back(s.substr(start, p - start));
+    start = p + 1;
+  }
+}
+
+}  // namespace
+
+Status Identity::Validate() const {
+  TEND_RETURN_NOT_OK(ValidatePart("factory_id", factory_id));
+  TEND_RETURN_NOT_OK(ValidatePart("line_id", line_id));
+  TEND_RETURN_NOT_OK(ValidatePart("asset_id", asset_id));
+  TEND_RETURN_NOT_OK(ValidatePart("device_id", device_id));
+  return Ok();
+}
+
+static std::string AssetPrefix(const Identity& id) {
+  return "factory/" + id.factory_id + "/line/" + id.line_id + "/asset/" + id.asset_id;
+}
+
+std::string Identity::ScoresTopic() const { return AssetPrefix(*this) + "/scores"; }
+std::string Identity::AlertsTopic() const { return AssetPrefix(*this) + "/alerts"; }
+std::string Identity::HealthTopic() const { return AssetPrefix(*this) + "/health"; }
+std::string Identity::StatusTopic() const {
+  return "factory/" + factory_id + "/edge/" + device_id + "/status";
+}
+std::string Identity::ClientId() const { return "edge_" + device_id; }
+
+ParsedTopic ParseTopic(const std::string& topic) {
+  ParsedTopic out;
+  auto parts = Split(topic);
+  for (const auto& p : parts) {
+    if (p.empty()) return out;
+  }
+  if (parts.size() == 7 && parts[0] == "factory" && parts[2] == "line" && parts[4] == "asset") {
+    TopicKind k = TopicKind::kUnknown;
+    if (parts[6] == "scores") k = TopicKind::kScores;
+    if (parts[6] == "alerts") k = TopicKind::kAlerts;
+    if (parts[6] == "health") k = TopicKind::kHealth;
+    if (k == TopicKind::kUnknown) return out;
+    out.kind = k;
+    out.factory_id = parts[1];
+    out.line_id = parts[3];
+    out.asset_id = parts[5];
+    return out;
+  }
+  if (parts.size() == 5 && parts[0] == "factory" && parts[2] == "edge" && parts[4] == "status") {
+    out.kind = TopicKind::kStatus;
+    out.factory_id = parts[1];
+    out.device_id = parts[3];
+  }
+  return out;
+}
+
+}  // namespace tend::telemetry

@@ -1,0 +1,43 @@
+// Who a device is on the wire: the factory/line/asset/device identity and the MQTT topic scheme
+// of SPEC.md built from it. Kept apart from the client so the fleet side, tests and an
+// independent subscriber can build and check the same topics.
+#pragma once
+
+#include <string>
+
+#include "core/status.h"
+
+namespace tend::telemetry {
+
+struct Identity {
+  std::string factory_id, line_id, asset_id, device_id;
+
+  // Every part must be non-empty, at most 64 bytes, and free of MQTT wildcard/level characters
+  // ('/', '+', '#'), NUL and whitespace — they are spliced into topics and the client id.
+  Status Validate() const;
+
+  std::string ScoresTopic() const;  // factory/{f}/line/{l}/asset/{a}/scores  (QoS 0)
+  std::string AlertsTopic() const;  // factory/{f}/line/{l}/asset/{a}/alerts  (QoS 1)
+  std::string HealthTopic() const;  // factory/{f}/line/{l}/asset/{a}/health  (QoS 0)
+  std::string StatusTopic() const;  // factory/{f}/edge/{d}/status  (QoS 1, retained)
+  std::string ClientId() const;     // edge_{d}
+};
+
+// Quality of service and retain flag per topic kind, as SPEC.md fixes them.
+inline constexpr int kScoresQos = 0;
+inline constexpr int kAlertsQos = 1;
+inline constexpr int kHealthQos = 0;
+inline constexpr int kStatusQos = 1;
+inline constexpr bool kStatusRetained = true;
+inline constexpr int kKeepAliveS = 60;
+
+// Kind of an asset/edge topic parsed back from its name (for the fleet side).
+enum class TopicKind { kScores, kAlerts, kHealth, kStatus, kUnknown };
+struct ParsedTopic {
+  TopicKind kind = TopicKind::kUnknown;
+  std::string factory_id, line_id, asset_id, device_id;  // device_id only for status topics
+};
+// Accepts exactly the four SPEC topic shapes; anything else is kUnknown.
+ParsedTopic ParseTopic(const std::string& topic);
+
+}  // namespace tend::telemetry

@@ -1,0 +1,137 @@
+#include "telemetry/payload.h"
+
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+
+namespace tend::telemetry {
+
+std::string FormatMessageId(const std::string& device_id, const MessageId& id) {
+  return device_id + "-" + std::to_string(id.boot) + "-" + std::to_string(id.seq);
+}
+
+std::string FormatIso8601(std::chrono::system_clock::time_point t) {
+  using namespace std::chrono;
+  int64_t ms = duration_cast<milliseconds>(t.time_since_epoch()).count();
+  int64_t secs = ms >= 0 ? ms / 1000 : (ms - 999) / 1000;
+  int frac = static_cast<int>(ms - secs * 1000);
+  std::time_t tt = static_cast<std::time_t>(secs);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+  return buf;
+}
+
+Result<int64_t> ParseIso8601Ms(const std::string& s) {
+  auto bad = [&] {
+    return Fail(Error::Invalid("timestamp '" + s.substr(0, 64) +
+                               "' is not ISO-8601 UTC (YYYY-MM-DDTHH:MM:SS[.fff]Z)"));
+  };
+  int y, mo, d, h, mi, sec;
+  int n = 0;
+  if (s.size() < 20 ||
+      std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 ||
+      n != 19) {
+    return bad();
+  }
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 || h < 0 || mi < 0 ||
+      sec < 0) {
+    return bad();
+  }
+  size_t i = 19;
+  int64_t frac_ms = 0;
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    int digits = 0;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
+      if (digits < 3) frac_ms = frac_ms * 10 + (s[i] - '0');
+      ++digits;
+      ++i;
+    }
+    if (digits == 0) return bad();
+    for (int k = digits; k < 3; ++k) frac_ms *= 10;
+  }
+  std::string tz = s.substr(i);
+  if (tz != "Z" && tz != "+00:00") return bad();
+  std::tm tm{};
+  tm.tm_year = y - 1900;
+  tm.tm_mon = mo - 1;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = mi;
+  tm.tm_sec = sec;
+  int64_t secs = static_cast<int64_t>(timegm(&tm));
+  return secs * 1000 + frac_ms;
+}
+
+double RoundTo(double v, int decimals) {
+  if (!std::isfinite(v)) return v;
+  double scale = std::pow(10.0, decimals);
+  return std::round(v * scale) / scale;
+}
+
+nlohmann::json ScoreJson(const Decision& d, const Identity& id, const MessageId& mid) {
+  nlohmann::json j;
+  j["timestamp"] = FormatIso8601(d.timestamp);
+  j["asset_id"] = id.asset_id;
+  // A non-finite score (model failure) cannot be encoded in JSON: send null, keep the decision.
+  if (std::isfinite(d.anomaly_score)) {
+    j["anomaly_score"] = RoundTo(d.anomaly_score, 4);
+  } else {
+    j["anomaly_score"] = nullptr;
+  }
+  j["is_alert"] = d.is_alert;
+  j["severity"] = SeverityName(d.severity);
+  j["top_sensors"] = d.top_sensors;
+  j["device_id"] = id.device_id;
+  j["factory_id"] = id.factory_id;
+  j["line_id"] = id.line_id;
+  j["model_name"] = d.model_name;
+  j["model_version"] = d.model_version;
+  j["msg_id"] = FormatMessageId(id.device_id, mid);
+  j["seq"] = mid.seq;
+  j["boot"] = mid.boot;
+  j["latency_ms"] = RoundTo(d.latency_ms, 3);
+  j["window_index"] = d.window_index;
+  j["fail_safe"] = d.fail_safe;
+  return j;
+}
+
+std::string ScorePayload(const Decision& d, const Identity& id, const MessageId& mid) {
+  return ScoreJson(d, id, mid).dump();
+}
+
+std::string HealthPayload(std::chrono::system_clock::time_point t, const Identity& id,
+                          const MessageId& mid, const nlohmann::json& extra) {
+  nlohmann::json j;
+  j["timestamp"] = FormatIso8601(t);
+  j["device_id"] = id.device_id;
+  j["cpu_pct"] = nullptr;
+  j["gpu_pct"] = nullptr;
+  j["temp_c"] = nullptr;
+  if (extra.is_object()) {
+    for (auto it = extra.begin(); it != extra.end(); ++it) j[it.key()] = it.value();
+  }
+  // The SPEC fixes these three; round whatever the provider gave.
+  if (j["cpu_pct"].is_number()) j["cpu_pct"] = RoundTo(j["cpu_pct"].get<double>(), 1);
+  if (j["gpu_pct"].is_number()) j["gpu_pct"] = RoundTo(j["gpu_pct"].get<double>(), 1);
+  if (j["temp_c"].is_number()) j["temp_c"] = RoundTo(j["temp_c"].get<double>(), 1);
+  j["asset_id"] = id.asset_id;
+  j["msg_id"] = FormatMessageId(id.device_id, mid);
+  j["seq"] = mid.seq;
+  j["boot"] = mid.boot;
+  return j.dump();
+}
+
+std::string StatusPayload(std::chrono::system_clock::time_point t, const Identity& id,
+                          bool online) {
+  nlohmann::json j;
+  j["device_id"] = id.device_id;
+  j["status"] = online ? "online" : "offline";
+  j["timestamp"] = FormatIso8601(t);
+  return j.dump();
+}
+
+}  // namespace tend::telemetry

@@ -1,0 +1,49 @@
+// JSON payloads of SPEC.md's MQTT messages (scores/alerts, health, status) built from pipeline
+// values, plus the message id that lets receivers deduplicate at-least-once delivery.
+// Pure functions: the agent, the fleet side, tests and an independent subscriber share them.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "core/status.h"
+#include "decide/decision.h"
+#include "telemetry/identity.h"
+
+namespace tend::telemetry {
+
+// (device, boot epoch, sequence): unique per device for its whole life because the boot epoch
+// is a counter persisted in the spool and bumped on every start.
+struct MessageId {
+  int64_t boot = 0;
+  int64_t seq = 0;
+};
+std::string FormatMessageId(const std::string& device_id, const MessageId& id);
+
+// "2024-05-01T12:00:00.123Z" (UTC, milliseconds).
+std::string FormatIso8601(std::chrono::system_clock::time_point t);
+// Parses "YYYY-MM-DDTHH:MM:SS[.fff...](Z|+00:00)" into milliseconds since the Unix epoch.
+Result<int64_t> ParseIso8601Ms(const std::string& s);
+
+// SPEC fields: timestamp, asset_id, anomaly_score (4 decimals), is_alert, severity, top_sensors;
+// extras: device_id, factory_id, line_id, model_name, model_version, msg_id, seq, boot,
+// latency_ms, window_index, fail_safe. The same payload goes to .../scores and, for an alert,
+// to .../alerts.
+nlohmann::json ScoreJson(const Decision& d, const Identity& id, const MessageId& mid);
+std::string ScorePayload(const Decision& d, const Identity& id, const MessageId& mid);
+
+// SPEC fields: timestamp, device_id, cpu_pct, gpu_pct, temp_c (1 decimal). `extra` (from the
+// metrics module's health provider, and the spool's own depth/drops) is merged in; cpu_pct,
+// gpu_pct and temp_c are null when nobody measured them.
+std::string HealthPayload(std::chrono::system_clock::time_point t, const Identity& id,
+                          const MessageId& mid, const nlohmann::json& extra);
+
+// {"device_id", "status": "online"|"offline", "timestamp"}.
+std::string StatusPayload(std::chrono::system_clock::time_point t, const Identity& id, bool online);
+
+// Rounds to `decimals` places, the way the SPEC asks for scores (4) and temperatures (1).
+double RoundTo(double v, int decimals);
+
+}  // namespace tend::telemetry

@@ -1,0 +1,159 @@
+// The durable spool between the pipeline and the network: an on-disk queue (SQLite in WAL mode)
+// that every message which must be delivered is committed to before it counts as sent, and that
+// is emptied only by broker acknowledgements. Bounded in bytes, with an eviction policy (health,
+// then scores oldest first, alerts last) and exact per-topic accounting of what was dropped.
+// Not thread-safe: one thread (the telemetry worker) owns it.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace tend::telemetry {
+
+// Ordered by eviction priority: health goes first, then scores, then alerts; reports never.
+enum class MessageKind : int { kAlert = 0, kScore = 1, kHealth = 2, kReport = 3 };
+const char* MessageKindName(MessageKind k);
+
+struct OutgoingMessage {
+  MessageKind kind = MessageKind::kScore;
+  std::string topic;
+  int qos = 0;
+  bool retained = false;
+  std::string payload;
+};
+
+struct SpooledMessage {
+  int64_t id = 0;  // spool row id: increasing, never reused
+  OutgoingMessage msg;
+};
+
+struct SpoolOptions {
+  int64_t max_bytes = 256 << 20;  // payload + topic + kRowOverhead per message
+  // true: synchronous=FULL, every commit is fsync'ed (survives power loss).
+  // false: synchronous=NORMAL (survives a process crash, not a power cut).
+  bool durable = true;
+};
+
+struct SpoolOpenReport {
+  enum class State { kCreated, kOpened, kQuarantined };
+  State state = State::kCreated;
+  int64_t pending = 0;          // messages waiting for delivery after open
+  int64_t salvaged = 0;         // rows copied out of a quarantined file
+  std::string quarantine_path;  // where the unreadable file was moved
+  std::string detail;           // one line: why it was quarantined, or "empty file"
+};
+
+struct CommitResult {
+  int64_t appended = 0;
+  int64_t acked = 0;
+  // Messages dropped by this commit (evicted old rows and rejected new ones), by kind.
+  int64_t dropped_by_kind[4] = {0, 0, 0, 0};
+  bool disk_full = false;  // the filesystem said ENOSPC; what was dropped is in dropped_by_kind
+  bool committed = true;   // false: nothing was written (acks must be retried)
+};
+
+class Spool {
+ public:
+  static constexpr int64_t kRowOverhead = 64;
+  static constexpr int64_t kReserveBytes = 256 << 10;  // <path>.reserve, released on ENOSPC
+
+  // Opens or creates the spool at `path`. A file SQLite cannot read (garbage, truncated,
+  // wrong schema) is moved aside to <path>.corrupt-<unix>-<n>, readable rows are salvaged into a
+  // fresh spool, and open_report() says what happened; only OS errors (permissions, missing
+  // directory that cannot be created) make Open fail.
+  static Result<std::unique_ptr<Spool>> Open(const std::string& path, const SpoolOptions& options);
+  ~Spool();
+
+  const SpoolOpenReport& open_report() const { return report_; }
+  // Incremented and committed by every Open: part of each message id.
+  int64_t boot_epoch() const { return boot_; }
+
+  // One transaction (group commit): removes acknowledged rows, then appends `messages` in order,
+  // evicting by policy so that bytes() stays <= max_bytes. Rows already handed to the network
+  // (see Next) are never evicted. A new message that cannot fit (only higher-priority rows
+  // left) is rejected and counted. On ENOSPC the batch is retried once keeping only alerts and
+  // reports after evicting undelivered scores and health; if that fails too the batch is dropped
+  // and counted. Messages are moved from.
+  Result<CommitResult> Commit(std::vector<OutgoingMessage>& messages,
+                              std::span<const int64_t> acked = {});
+
+  // The next undelivered messages in send order: alerts and reports first, then scores and
+  // health, each in append order. A message is returned once until Rewind().
+  Result<std::vector<SpooledMessage>> Next(size_t limit);
+  // The connection dropped: everything not acknowledged is pending again.
+  void Rewind();
+
+  // Drops that happened before the spool (e.g. the pipeline's queue was full): counted with the
+  // spool's own so one report covers everything. Persisted by the next Commit.
+  void NoteDropped(const std::string& topic, MessageKind kind, int64_t n);
+  // Per topic, messages dropped and not yet reported.
+  const std::map<std::string, int64_t>& unreported_drops() const { return drops_; }
+  // Atomically appends a report (built by `payload_for(drops)`) as a kReport message and clears
+  // the unreported counts; no-op if there is nothing to report.
+  Status EnqueueDropReport(const std::string& topic, int qos, const std::string& payload);
+
+  int64_t bytes() const { return bytes_; }
+  int64_t depth() const { return depth_; }
+  int64_t max_bytes() const { return options_.max_bytes; }
+  const std::string& path() const { return path_; }
+
+ private:
+  struct Victim {
+    int64_t id, bytes;
+    std::string topic;
+  };
+  Spool(std::string path, SpoolOptions options) : path_(std::move(path)), options_(options) {}
+  Status OpenDb();
+  Status Prepare();
+  void CloseDb();
+  Status Exec(const char* sql);
+  Error SqlError(const std::string& what) const;
+  Status CommitOnce(std::vector<OutgoingMessage>& messages, std::span<const int64_t> acked,
+                    bool alerts_only, CommitResult& result);
+  Result<bool> EvictOne(MessageKind for_kind, CommitResult& result);
+  Status PersistDrops();
+  Status InsertRow(const OutgoingMessage& m, int64_t row_bytes);
+  bool EnsureReserve();
+  struct Snapshot;
+  Snapshot Save() const;
+  void Restore(const Snapshot& s);
+  void EvictForDiskFull(CommitResult& result);
+  void ReleaseReserve();
+
+  std::string path_;
+  SpoolOptions options_;
+  SpoolOpenReport report_;
+  sqlite3* db_ = nullptr;
+  sqlite3_stmt* insert_ = nullptr;
+  sqlite3_stmt* delete_ = nullptr;
+  sqlite3_stmt* next_ = nullptr;
+  sqlite3_stmt* victims_ = nullptr;
+  sqlite3_stmt* drop_upsert_ = nullptr;
+  int64_t boot_ = 0;
+  bool reserve_ok_ = true;
+  int64_t bytes_ = 0;
+  int64_t depth_ = 0;
+  int64_t cursor_[2] = {0, 0};          // per class: highest id handed to the network
+  int64_t max_id_[2] = {0, 0};          // per class: highest id committed
+  std::deque<Victim> victim_cache_[3];  // per evictable kind (alert, score, health)
+  int64_t victim_after_[3] = {0, 0, 0};
+  std::map<std::string, int64_t> drops_;        // unreported, persisted
+  std::map<std::string, int64_t> drops_dirty_;  // changed since last persist
+};
+
+// Size a message occupies against max_bytes.
+inline int64_t SpoolRowBytes(const OutgoingMessage& m) {
+  return static_cast<int64_t>(m.payload.size() + m.topic.size()) + Spool::kRowOverhead;
+}
+
+}  // namespace tend::telemetry

@@ -1,0 +1,675 @@
+#include "telemetry/telemetry.h"
+
+#include <mqtt/async_client.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "core/log.h"
+#include "telemetry/mqtt_url.h"
+#include "telemetry/payload.h"
+
+namespace tend::telemetry {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A publish's user context packs the connection generation (top 16 bits) and the spool row id
+// (0 = not spooled), so late acknowledgements from a dead connection are still honoured but do
+// not disturb the in-flight count of the new one.
+void* PackContext(uint64_t gen, int64_t id) {
+  return reinterpret_cast<void*>(static_cast<uintptr_t>(
+      ((gen & 0xffff) << 48) | (static_cast<uint64_t>(id) & ((1ull << 48) - 1))));
+}
+uint64_t ContextGen(void* ctx) { return reinterpret_cast<uintptr_t>(ctx) >> 48; }
+int64_t ContextId(void* ctx) {
+  return static_cast<int64_t>(reinterpret_cast<uintptr_t>(ctx) & ((1ull << 48) - 1));
+}
+
+Clock::duration Seconds(double s) {
+  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+}
+
+}  // namespace
+
+class Telemetry::Impl {
+ public:
+  Impl(Identity id, TelemetryOptions opt) : id_(std::move(id)), opt_(std::move(opt)) {}
+  ~Impl() { Stop(); }
+
+  Status Start();
+  void Stop();
+  void OnDecision(const Decision& d);
+  void OnModelInfo(const ModelInfo& info) {
+    std::lock_guard lk(mu_);
+    model_version_ = info.version;
+    model_name_ = info.name;
+  }
+  void SetHealthProvider(std::function<nlohmann::json()> fn) {
+    std::lock_guard lk(mu_);
+    health_provider_ = std::move(fn);
+  }
+  Stats stats() const;
+  Status Flush(std::chrono::milliseconds timeout);
+  Status Commit(std::chrono::milliseconds timeout);
+  const SpoolOpenReport& spool_report() const { return spool_->open_report(); }
+
+ private:
+  enum class ConnState { kDisconnected, kConnecting, kConnected };
+
+  struct PublishListener : mqtt::iaction_listener {
+    Impl* self;
+    explicit PublishListener(Impl* s) : self(s) {}
+    void on_success(const mqtt::token& tok) override { self->OnPublished(tok, true); }
+    void on_failure(const mqtt::token& tok) override { self->OnPublished(tok, false); }
+  };
+  struct ConnectListener : mqtt::iaction_listener {
+    Impl* self;
+    explicit ConnectListener(Impl* s) : self(s) {}
+    void on_success(const mqtt::token&) override {
+      self->connected_event_ = true;
+      self->Wake();
+    }
+    void on_failure(const mqtt::token& tok) override {
+      self->connect_failed_rc_ = tok.get_return_code();
+      self->connect_failed_event_ = true;
+      self->Wake();
+    }
+  };
+
+  void Run();
+  void Wake() {
+    if (!wake_posted_.exchange(true)) {
+      std::lock_guard lk(mu_);
+      cv_.notify_one();
+    }
+  }
+  void OnPublished(const mqtt::token& tok, bool ok);
+  void BuildMessages(size_t n, const std::string& model_version);
+  void MaybeBuildHealth(Clock::time_point now, bool force);
+  void NetworkStep(Clock::time_point now);
+  void StartConnect();
+  void NewClient();
+  bool Publish(const OutgoingMessage& m, int64_t spool_id);
+  void ApplyCommitResult(const CommitResult& r);
+  void CountDropped(MessageKind k, int64_t n);
+  Clock::duration NextBackoff();
+
+  Identity id_;
+  TelemetryOptions opt_;
+  std::unique_ptr<Spool> spool_;
+  int64_t boot_ = 0;
+  int64_t seq_ = 0;
+
+  // Pipeline -> worker hand-off (double buffer of preallocated decisions).
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::condition_variable done_cv_;
+  std::vector<Decision> front_, back_;
+  size_t front_n_ = 0;
+  int64_t queue_dropped_scores_ = 0, queue_dropped_alerts_ = 0;
+  bool stop_ = false;
+  uint64_t flush_requested_ = 0, flush_done_ = 0;
+  std::string model_version_, model_name_;
+  std::function<nlohmann::json()> health_provider_;
+  std::atomic<bool> wake_posted_{false};
+
+  // Worker-only state.
+  std::thread worker_;
+  std::vector<OutgoingMessage> batch_, direct_;
+  Clock::time_point next_health_;
+  bool health_due_ = false;
+
+  // Network.
+  std::string paho_uri_;  // empty: spool only
+  std::unique_ptr<mqtt::async_client> cli_;
+  mqtt::connect_options connopts_;
+  PublishListener publish_listener_{this};
+  ConnectListener connect_listener_{this};
+  ConnState state_ = ConnState::kDisconnected;
+  Clock::time_point next_attempt_{};
+  double backoff_s_ = 0;
+  std::minstd_rand rng_;
+  bool ever_connected_ = false;
+  std::atomic<uint64_t> gen_{1};
+  std::atomic<int64_t> inflight_{0};
+  std::atomic<bool> connected_event_{false}, connect_failed_event_{false}, lost_event_{false};
+  std::atomic<bool> rewind_needed_{false};
+  std::atomic<int> connect_failed_rc_{0};
+  std::mutex ack_mu_;
+  std::vector<int64_t> acks_, acks_work_;
+
+  // Stats (written by worker and callbacks, read by anyone).
+  std::atomic<int64_t> st_spooled_{0}, st_delivered_{0}, st_drop_score_{0}, st_drop_alert_{0},
+      st_drop_health_{0}, st_bytes_{0}, st_depth_{0}, st_reconnects_{0}, st_decisions_{0};
+  std::atomic<bool> st_connected_{false}, st_disk_full_{false};
+};
+
+Status Telemetry::Impl::Start() {
+  TEND_RETURN_NOT_OK(id_.Validate());
+  if (opt_.spool_path.empty()) return Fail(Error::Invalid("telemetry: spool_path is empty"));
+  if (opt_.mqtt_version != 4 && opt_.mqtt_version != 5) {
+    return Fail(Error::Invalid("telemetry: mqtt_version " + std::to_string(opt_.mqtt_version) +
+                               " is not 4 (3.1.1) or 5"));
+  }
+  if (opt_.max_inflight < 1 || opt_.queue_capacity < 1) {
+    return Fail(Error::Invalid("telemetry: max_inflight and queue_capacity must be >= 1"));
+  }
+  if (opt_.reconnect_min_s <= 0 || opt_.reconnect_max_s < opt_.reconnect_min_s) {
+    return Fail(Error::Invalid("telemetry: reconnect backoff needs 0 < min <= max"));
+  }
+  SpoolOptions so;
+  so.max_bytes = opt_.spool_max_bytes;
+  so.durable = opt_.spool_durable;
+  TEND_ASSIGN_OR_RETURN(spool_, Spool::Open(opt_.spool_path, so));
+  boot_ = spool_->boot_epoch();
+  st_bytes_ = spool_->bytes();
+  st_depth_ = spool_->depth();
+  const auto& rep = spool_->open_report();
+  if (rep.state == SpoolOpenReport::State::kQuarantined) {
+    TEND_LOG_WARN("telemetry: spool was unreadable ({}); quarantined as {}, salvaged {}",
+                  rep.detail, rep.quarantine_path, rep.salvaged);
+  }
+  TEND_LOG_INFO("telemetry: spool {} boot {} holds {} messages ({} bytes)", opt_.spool_path, boot_,
+                spool_->depth(), spool_->bytes());
+
+  front_.resize(static_cast<size_t>(opt_.queue_capacity));
+  back_.resize(static_cast<size_t>(opt_.queue_capacity));
+  rng_.seed(static_cast<unsigned>(std::hash<std::string>{}(id_.device_id)) ^
+            static_cast<unsigned>(Clock::now().time_since_epoch().count()));
+  backoff_s_ = opt_.reconnect_min_s;
+
+  if (!opt_.broker_url.empty()) {
+    TEND_ASSIGN_OR_RETURN(auto addr, ParseBrokerUrl(opt_.broker_url));
+    if (addr.tls && opt_.ca_file.empty()) {
+      return Fail(Error::Invalid("telemetry: " + opt_.broker_url +
+                                 " is TLS but no CA file was given to verify the broker"));
+    }
+    if (opt_.cert_file.empty() != opt_.key_file.empty()) {
+      return Fail(Error::Invalid("telemetry: give both a client certificate and its key"));
+    }
+    paho_uri_ = addr.paho_uri;
+    try {
+      connopts_.set_mqtt_version(opt_.mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1);
+      if (opt_.mqtt_version == 5) {
+        connopts_.set_clean_session(false);
+        connopts_.set_clean_start(true);
+      } else {
+        connopts_.set_clean_start(false);
+        connopts_.set_clean_session(true);
+      }
+      connopts_.set_keep_alive_interval(opt_.keepalive_s);
+      connopts_.set_connect_timeout(std::max(1, static_cast<int>(opt_.connect_timeout_s)));
+      connopts_.set_automatic_reconnect(
+          false);  // our own backoff loop also covers the first connect
+      connopts_.set_max_inflight(std::max(opt_.max_inflight, 10) + 16);
+      if (!opt_.username.empty()) connopts_.set_user_name(opt_.username);
+      if (!opt_.password.empty()) connopts_.set_password(opt_.password);
+      if (addr.tls) {
+        mqtt::ssl_options ssl;
+        ssl.set_trust_store(opt_.ca_file);
+        if (!opt_.cert_file.empty()) {
+          ssl.set_key_store(opt_.cert_file);
+          ssl.set_private_key(opt_.key_file);
+        }
+        ssl.set_enable_server_cert_auth(true);
+        ssl.set_verify(true);
+        ssl.set_error_handler(
+            [](const std::string& msg) { TEND_LOG_WARN("telemetry: TLS: {}", msg); });
+        connopts_.set_ssl(std::move(ssl));
+      }
+      // Fail now on a bad URI or client id rather than on the first connect.
+      NewClient();
+    } catch (const mqtt::exception& e) {
+      return Fail(
+          Error::Invalid("telemetry: MQTT client for " + opt_.broker_url + ": " + e.what()));
+    }
+  }
+  if (opt_.health_interval_s > 0) next_health_ = Clock::now() + Seconds(opt_.health_interval_s);
+  worker_ = std::thread([this] { Run(); });
+  return Ok();
+}
+
+// A fresh client per connection: publishes still queued inside a dead client must not go out
+// after the reconnect, ahead of the spool's replay, or per-topic order would break.
+void Telemetry::Impl::NewClient() {
+  cli_.reset();
+  // Paho's own queue must hold a whole in-flight window plus the non-spooled messages.
+  mqtt::create_options co(opt_.mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1,
+                          opt_.max_inflight + 4096);
+  cli_ = std::make_unique<mqtt::async_client>(paho_uri_, id_.ClientId(), co, nullptr);
+  cli_->set_connection_lost_handler([this](const std::string& cause) {
+    TEND_LOG_WARN("telemetry: connection to broker lost{}{}", cause.empty() ? "" : ": ", cause);
+    lost_event_ = true;
+    Wake();
+  });
+}
+
+void Telemetry::Impl::Stop() {
+  if (!worker_.joinable()) return;
+  {
+    std::lock_guard lk(mu_);
+    stop_ = true;
+    cv_.notify_all();
+  }
+  worker_.join();
+  if (cli_) {
+    try {
+      if (state_ == ConnState::kConnected && cli_->is_connected()) {
+        auto payload = StatusPayload(std::chrono::system_clock::now(), id_, false);
+        auto tok = cli_->publish(id_.StatusTopic(), payload.data(), payload.size(), kStatusQos,
+                                 kStatusRetained);
+        tok->wait_for(std::chrono::seconds(2));
+        cli_->disconnect(std::chrono::seconds(1))->wait_for(std::chrono::seconds(2));
+      } else if (state_ == ConnState::kConnecting) {
+        cli_->disconnect(0)->wait_for(std::chrono::seconds(2));
+      }
+    } catch (const mqtt::exception& e) {
+      TEND_LOG_DEBUG("telemetry: disconnect: {}", e.what());
+    }
+    cli_.reset();  // no callbacks after this point
+  }
+}
+
+void Telemetry::Impl::OnDecision(const Decision& d) {
+  st_decisions_.fetch_add(1, std::memory_order_relaxed);
+  {
+    std::lock_guard lk(mu_);
+    if (front_n_ == front_.size()) {
+      // The worker is stuck (disk stalled); count instead of waiting.
+      ++queue_dropped_scores_;
+      if (d.is_alert) ++queue_dropped_alerts_;
+      return;
+    }
+    front_[front_n_++] = d;  // copy-assignment reuses the slot's string/vector capacity
+  }
+  wake_posted_ = true;
+  cv_.notify_one();
+}
+
+void Telemetry::Impl::OnPublished(const mqtt::token& tok, bool ok) {
+  void* ctx = tok.get_user_context();
+  int64_t id = ContextId(ctx);
+  bool current = ContextGen(ctx) == (gen_.load() & 0xffff);
+  size_t pending_acks = 0;
+  if (ok) {
+    st_delivered_.fetch_add(1, std::memory_order_relaxed);
+    if (id != 0) {
+      std::lock_guard lk(ack_mu_);
+      acks_.push_back(id);
+      pending_acks = acks_.size();
+    }
+  } else {
+    int rc = tok.get_reason_code();
+    // Only an MQTT 5 PUBACK carries a refusal; failures while a connection dies (any version)
+    // must lead to a resend, never to deletion.
+    if (id != 0 && opt_.mqtt_version == 5 && current && st_connected_ && rc >= 0x80 &&
+        tok.get_return_code() != MQTTASYNC_DISCONNECTED) {
+      // The broker refused this message for good (MQTT 5 reason code, e.g. not authorized):
+      // retrying cannot help, so it leaves the spool and is counted as dropped.
+      TEND_LOG_WARN("telemetry: broker rejected message {} (reason code {:#x})", id, rc);
+      std::lock_guard lk(ack_mu_);
+      acks_.push_back(-id);
+    } else if (id != 0 && current) {
+      TEND_LOG_DEBUG("telemetry: publish of {} failed (rc {}); will resend", id,
+                     tok.get_return_code());
+      rewind_needed_ = true;
+    }
+  }
+  int64_t left = (id != 0 && current) ? inflight_.fetch_sub(1) - 1 : inflight_.load();
+  // Batch the worker's wake-ups: one per half window of acknowledgements (or when the window
+  // runs dry), not one per message.
+  if (!ok || left <= opt_.max_inflight / 2 || pending_acks >= 512) Wake();
+}
+
+Telemetry::Stats Telemetry::Impl::stats() const {
+  Stats s;
+  s.spooled = st_spooled_;
+  s.delivered = st_delivered_;
+  s.dropped_scores = st_drop_score_;
+  s.dropped_alerts = st_drop_alert_;
+  s.dropped_health = st_drop_health_;
+  s.spool_bytes = st_bytes_;
+  s.spool_depth = st_depth_;
+  s.reconnects = st_reconnects_;
+  s.connected = st_connected_;
+  s.disk_full = st_disk_full_;
+  s.decisions = st_decisions_;
+  return s;
+}
+
+void Telemetry::Impl::CountDropped(MessageKind k, int64_t n) {
+  switch (k) {
+    case MessageKind::kAlert:
+      st_drop_alert_ += n;
+      break;
+    case MessageKind::kScore:
+      st_drop_score_ += n;
+      break;
+    case MessageKind::kHealth:
+      st_drop_health_ += n;
+      break;
+    case MessageKind::kReport:
+      break;
+  }
+}
+
+void Telemetry::Impl::ApplyCommitResult(const CommitResult& r) {
+  st_spooled_ += r.appended;
+  for (int k = 0; k < 4; ++k) CountDropped(static_cast<MessageKind>(k), r.dropped_by_kind[k]);
+  // Sticky until a commit with messages succeeds without hitting ENOSPC.
+  if (r.disk_full || r.appended > 0) st_disk_full_ = r.disk_full;
+  st_bytes_ = spool_->bytes();
+  st_depth_ = spool_->depth();
+}
+
+void Telemetry::Impl::BuildMessages(size_t n, const std::string& model_version) {
+  for (size_t i = 0; i < n; ++i) {
+    Decision& d = back_[i];
+    if (d.model_version.empty()) d.model_version = model_version;
+    MessageId mid{boot_, ++seq_};
+    std::string payload = ScorePayload(d, id_, mid);
+    if (d.is_alert) {
+      batch_.push_back({MessageKind::kAlert, id_.AlertsTopic(), kAlertsQos, false, payload});
+    }
+    OutgoingMessage score{MessageKind::kScore, id_.ScoresTopic(), kScoresQos, false,
+                          std::move(payload)};
+    (opt_.spool_scores ? batch_ : direct_).push_back(std::move(score));
+  }
+}
+
+void Telemetry::Impl::MaybeBuildHealth(Clock::time_point now, bool force) {
+  if (opt_.health_interval_s <= 0) return;
+  if (!force && now < next_health_) return;
+  next_health_ = now + Seconds(opt_.health_interval_s);
+  nlohmann::json extra = nlohmann::json::object();
+  std::function<nlohmann::json()> provider;
+  std::string model_version;
+  {
+    std::lock_guard lk(mu_);
+    provider = health_provider_;
+    model_version = model_version_;
+  }
+  if (provider) {
+    try {
+      nlohmann::json p = provider();
+      if (p.is_object()) extra = std::move(p);
+    } catch (const std::exception& e) {
+      TEND_LOG_WARN("telemetry: health provider failed: {}", e.what());
+    }
+  }
+  extra["model_version"] = model_version;
+  extra["spool_depth"] = spool_->depth();
+  extra["spool_bytes"] = spool_->bytes();
+  extra["spool_disk_full"] = st_disk_full_.load();
+  extra["dropped"] = {{"scores", st_drop_score_.load()},
+                      {"alerts", st_drop_alert_.load()},
+                      {"health", st_drop_health_.load()}};
+  extra["connected"] = st_connected_.load();
+  MessageId mid{boot_, ++seq_};
+  OutgoingMessage m{MessageKind::kHealth, id_.HealthTopic(), kHealthQos, false,
+                    HealthPayload(std::chrono::system_clock::now(), id_, mid, extra)};
+  (opt_.spool_health ? batch_ : direct_).push_back(std::move(m));
+}
+
+Clock::duration Telemetry::Impl::NextBackoff() {
+  std::uniform_real_distribution<double> jitter(0.8, 1.2);
+  double s = backoff_s_ * jitter(rng_);
+  backoff_s_ = std::min(backoff_s_ * 2, opt_.reconnect_max_s);
+  return Seconds(s);
+}
+
+void Telemetry::Impl::StartConnect() {
+  // The Last Will is fixed at CONNECT time, so its timestamp is that of the connection attempt.
+  auto will_payload = StatusPayload(std::chrono::system_clock::now(), id_, false);
+  connopts_.set_will(
+      mqtt::will_options(id_.StatusTopic(), will_payload, kStatusQos, kStatusRetained));
+  try {
+    NewClient();
+    cli_->connect(connopts_, nullptr, connect_listener_);
+    state_ = ConnState::kConnecting;
+  } catch (const mqtt::exception& e) {
+    TEND_LOG_WARN("telemetry: connect to {}: {}", opt_.broker_url, e.what());
+    state_ = ConnState::kDisconnected;
+    next_attempt_ = Clock::now() + NextBackoff();
+  }
+}
+
+bool Telemetry::Impl::Publish(const OutgoingMessage& m, int64_t spool_id) {
+  void* ctx = PackContext(gen_.load(), spool_id);
+  if (spool_id != 0) inflight_.fetch_add(1);
+  try {
+    cli_->publish(m.topic, m.payload.data(), m.payload.size(), m.qos, m.retained, ctx,
+                  publish_listener_);
+  } catch (const mqtt::exception& e) {
+    if (spool_id != 0) {
+      inflight_.fetch_sub(1);
+      rewind_needed_ = true;
+    }
+    TEND_LOG_DEBUG("telemetry: publish on {}: {} (rc {})", m.topic, e.what(), e.get_return_code());
+    return false;
+  }
+  return true;
+}
+
+void Telemetry::Impl::NetworkStep(Clock::time_point now) {
+  if (paho_uri_.empty()) {
+    // Spool-only: non-spooled messages have nowhere to go.
+    for (auto& m : direct_) {
+      if (m.kind == MessageKind::kScore)
+        spool_->NoteDropped(m.topic, m.kind, 1), CountDropped(m.kind, 1);
+    }
+    direct_.clear();
+    return;
+  }
+  if (connect_failed_event_.exchange(false)) {
+    TEND_LOG_WARN("telemetry: cannot connect to {} (rc {}); retrying with backoff", opt_.broker_url,
+                  connect_failed_rc_.load());
+    state_ = ConnState::kDisconnected;
+    next_attempt_ = now + NextBackoff();
+  }
+  if (lost_event_.exchange(false) && state_ == ConnState::kConnected) {
+    state_ = ConnState::kDisconnected;
+    st_connected_ = false;
+    gen_.fetch_add(1);
+    inflight_ = 0;
+    spool_->Rewind();
+    next_attempt_ = now + NextBackoff();
+  }
+  if (connected_event_.exchange(false)) {
+    state_ = ConnState::kConnected;
+    st_connected_ = true;
+    backoff_s_ = opt_.reconnect_min_s;
+    if (ever_connected_) st_reconnects_ += 1;
+    ever_connected_ = true;
+    gen_.fetch_add(1);
+    inflight_ = 0;
+    spool_->Rewind();
+    TEND_LOG_INFO("telemetry: connected to {} as {}; {} messages to deliver", opt_.broker_url,
+                  id_.ClientId(), spool_->depth());
+    Publish({MessageKind::kReport, id_.StatusTopic(), kStatusQos, kStatusRetained,
+             StatusPayload(std::chrono::system_clock::now(), id_, true)},
+            0);
+    if (!spool_->unreported_drops().empty()) {
+      nlohmann::json j;
+      j["type"] = "spool_drop_report";
+      j["timestamp"] = FormatIso8601(std::chrono::system_clock::now());
+      j["device_id"] = id_.device_id;
+      j["asset_id"] = id_.asset_id;
+      j["boot"] = boot_;
+      int64_t total = 0;
+      for (const auto& [topic, n] : spool_->unreported_drops()) total += n;
+      j["dropped"] = spool_->unreported_drops();
+      j["dropped_total"] = total;
+      auto st = spool_->EnqueueDropReport(id_.HealthTopic(), 1, j.dump());
+      if (!st) TEND_LOG_WARN("telemetry: drop report: {}", st.error().message);
+      TEND_LOG_WARN("telemetry: {} messages were dropped while the broker was away: {}", total,
+                    j["dropped"].dump());
+    }
+  }
+  if (state_ == ConnState::kDisconnected && now >= next_attempt_) StartConnect();
+  if (state_ != ConnState::kConnected) {
+    for (auto& m : direct_) {
+      if (m.kind == MessageKind::kScore) {
+        spool_->NoteDropped(m.topic, m.kind, 1);
+        CountDropped(m.kind, 1);
+      }
+    }
+    direct_.clear();
+    return;
+  }
+  if (rewind_needed_.exchange(false)) {
+    TEND_LOG_INFO("telemetry: a publish failed; resending everything not yet acknowledged");
+    gen_.fetch_add(1);
+    inflight_ = 0;
+    spool_->Rewind();
+  }
+  for (auto& m : direct_) Publish(m, 0);
+  direct_.clear();
+  while (inflight_.load() < opt_.max_inflight) {
+    size_t room = static_cast<size_t>(opt_.max_inflight - inflight_.load());
+    auto next = spool_->Next(std::min<size_t>(room, 512));
+    if (!next) {
+      TEND_LOG_ERROR("telemetry: reading the spool: {}", next.error().message);
+      break;
+    }
+    if (next->empty()) break;
+    bool ok = true;
+    for (auto& s : *next) {
+      // Stop at the first refusal: later messages must not overtake it (rewind resends it).
+      if (!(ok = Publish(s.msg, s.id))) break;
+    }
+    if (!ok) break;
+  }
+}
+
+void Telemetry::Impl::Run() {
+  std::vector<int64_t> rejected;
+  for (;;) {
+    size_t n = 0;
+    bool stopping;
+    uint64_t flush_seq;
+    int64_t qd_scores, qd_alerts;
+    std::string model_version;
+    {
+      std::unique_lock lk(mu_);
+      auto now = Clock::now();
+      auto deadline = now + std::chrono::milliseconds(200);
+      if (opt_.health_interval_s > 0) deadline = std::min(deadline, next_health_);
+      if (!paho_uri_.empty() && state_ == ConnState::kDisconnected) {
+        deadline = std::min(deadline, std::max(next_attempt_, now));
+      }
+      cv_.wait_until(lk, deadline, [&] {
+        return stop_ || front_n_ > 0 || wake_posted_.load() || flush_requested_ > flush_done_;
+      });
+      wake_posted_ = false;
+      std::swap(front_, back_);
+      n = front_n_;
+      front_n_ = 0;
+      stopping = stop_;
+      flush_seq = flush_requested_;
+      qd_scores = queue_dropped_scores_;
+      qd_alerts = queue_dropped_alerts_;
+      queue_dropped_scores_ = queue_dropped_alerts_ = 0;
+      model_version = model_version_;
+    }
+    if (qd_scores > 0) {
+      spool_->NoteDropped(id_.ScoresTopic(), MessageKind::kScore, qd_scores);
+      CountDropped(MessageKind::kScore, qd_scores);
+    }
+    if (qd_alerts > 0) {
+      spool_->NoteDropped(id_.AlertsTopic(), MessageKind::kAlert, qd_alerts);
+      CountDropped(MessageKind::kAlert, qd_alerts);
+    }
+    BuildMessages(n, model_version);
+    auto now = Clock::now();
+    MaybeBuildHealth(now, false);
+    {
+      std::lock_guard lk(ack_mu_);
+      std::swap(acks_, acks_work_);
+    }
+    // Negative ids: rejected by the broker; removed like acks, counted as drops.
+    rejected.clear();
+    for (auto& a : acks_work_) {
+      if (a < 0) {
+        a = -a;
+        rejected.push_back(a);
+      }
+    }
+    auto r = spool_->Commit(batch_, acks_work_);
+    if (r) {
+      ApplyCommitResult(*r);
+      if (r->committed) {
+        acks_work_.clear();
+        if (!rejected.empty())
+          CountDropped(MessageKind::kAlert, static_cast<int64_t>(rejected.size()));
+      }
+    } else {
+      TEND_LOG_ERROR("telemetry: spool commit failed: {}", r.error().message);
+      // Acks are retried with the next commit; the batch is counted as dropped.
+      for (auto& m : batch_) {
+        spool_->NoteDropped(m.topic, m.kind, 1);
+        CountDropped(m.kind, 1);
+      }
+    }
+    batch_.clear();
+    NetworkStep(now);
+    {
+      std::lock_guard lk(mu_);
+      flush_done_ = flush_seq;
+    }
+    done_cv_.notify_all();
+    if (stopping) break;
+  }
+}
+
+Status Telemetry::Impl::Commit(std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  std::unique_lock lk(mu_);
+  uint64_t want = ++flush_requested_;
+  cv_.notify_one();
+  if (!done_cv_.wait_until(lk, deadline, [&] { return flush_done_ >= want; })) {
+    return Fail(Error::Timeout("telemetry: the spool writer did not commit in time"));
+  }
+  return Ok();
+}
+
+Status Telemetry::Impl::Flush(std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  TEND_RETURN_NOT_OK(Commit(timeout));
+  if (paho_uri_.empty()) return Ok();
+  while (Clock::now() < deadline) {
+    if (st_connected_ && st_depth_.load() == 0) return Ok();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    Wake();
+  }
+  return Fail(Error::Timeout("telemetry flush: " + std::to_string(st_depth_.load()) +
+                             " messages not yet delivered (kept in the spool)"));
+}
+
+Telemetry::Telemetry(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Telemetry::~Telemetry() = default;
+
+Result<std::unique_ptr<Telemetry>> Telemetry::Create(const Identity& identity,
+                                                     const TelemetryOptions& options) {
+  auto impl = std::make_unique<Impl>(identity, options);
+  TEND_RETURN_NOT_OK(impl->Start());
+  return std::unique_ptr<Telemetry>(new Telemetry(std::move(impl)));
+}
+
+void Telemetry::OnDecision(const Decision& d) { impl_->OnDecision(d); }
+void Telemetry::OnModelInfo(const ModelInfo& info) { impl_->OnModelInfo(info); }
+void Telemetry::SetHealthProvider(std::function<nlohmann::json()> fn) {
+  impl_->SetHealthProvider(std::move(fn));
+}
+Telemetry::Stats Telemetry::stats() const { return impl_->stats(); }
+const SpoolOpenReport& Telemetry::spool_report() const { return impl_->spool_report(); }
+Status Telemetry::Flush(std::chrono::milliseconds timeout) { return impl_->Flush(timeout); }
+Status Telemetry::Commit(std::chrono::milliseconds timeout) { return impl_->Commit(timeout); }
+
+}  // namespace tend::telemetry

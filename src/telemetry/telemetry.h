@@ -1,0 +1,83 @@
+// The telemetry sink of the agent: every decision becomes a SPEC.md MQTT message, appended to
+// the durable spool first (group commit on a worker thread) and delivered from there, in order
+// per topic, alerts ahead of scores, with reconnect and backoff. The pipeline thread only copies
+// the decision into a preallocated buffer: it never waits for the disk or the network.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "core/status.h"
+#include "decide/decision.h"
+#include "telemetry/identity.h"
+#include "telemetry/spool.h"
+
+namespace tend::telemetry {
+
+struct TelemetryOptions {
+  std::string broker_url;  // mqtt://host:port or mqtts://host:port ("" = spool only, no network)
+  int mqtt_version = 4;    // 4 = 3.1.1, 5 = MQTT 5
+  std::string ca_file, cert_file, key_file;  // TLS (mqtts): CA to verify the broker, our cert
+  std::string username, password;
+  std::string spool_path;  // e.g. <state_dir>/spool.db
+  int64_t spool_max_bytes = 256 << 20;
+  bool spool_durable = true;  // fsync every group commit (false: survives crashes, not power loss)
+  bool spool_scores = true, spool_health = false;
+  double health_interval_s = 15;  // <= 0: no periodic health messages
+  double reconnect_min_s = 0.5;   // backoff doubles from min to max, +-20 % jitter
+  double reconnect_max_s = 30;
+  int keepalive_s = 60;
+  double connect_timeout_s = 10;
+  int max_inflight = 1000;     // messages handed to the client and not yet acknowledged
+  int queue_capacity = 16384;  // decisions buffered between the pipeline and the worker
+};
+
+class Telemetry : public DecisionSink {
+ public:
+  static Result<std::unique_ptr<Telemetry>> Create(const Identity& identity,
+                                                   const TelemetryOptions& options);
+  // Copies the decision into a preallocated slot and returns; if the worker has fallen
+  // queue_capacity decisions behind, the decision is dropped and counted (never blocks).
+  void OnDecision(const Decision& decision) override;
+  void OnModelInfo(const ModelInfo& info) override;
+  // Extra health fields (cpu_pct, gpu_pct, temp_c, memory_pct, throttled, ...) from the metrics
+  // module; called on the telemetry worker thread every health_interval_s.
+  void SetHealthProvider(std::function<nlohmann::json()> fn);
+
+  struct Stats {
+    int64_t spooled = 0;    // messages committed to the spool
+    int64_t delivered = 0;  // acknowledged by the broker (QoS 1) or written to the socket (QoS 0)
+    int64_t dropped_scores = 0, dropped_alerts = 0, dropped_health = 0;  // evicted or rejected
+    int64_t spool_bytes = 0, spool_depth = 0;
+    int64_t reconnects = 0;  // successful connections after the first
+    bool connected = false;
+    bool disk_full = false;  // the last commit hit ENOSPC
+    int64_t decisions = 0;   // OnDecision calls
+  };
+  Stats stats() const;
+  const SpoolOpenReport& spool_report() const;
+
+  // Waits until every decision received so far is committed to the spool (not delivered).
+  Status Commit(std::chrono::milliseconds timeout);
+  // Commits everything received so far; then, if a broker is configured and connected, waits
+  // (up to `timeout`) for the spool to drain. Timeout error if messages remain (they stay on
+  // disk and are sent by the next run).
+  Status Flush(std::chrono::milliseconds timeout);
+
+  // Commits what is pending, publishes `offline` (retained, QoS 1) on the status topic when
+  // connected — a clean DISCONNECT suppresses the Last Will, so a graceful stop says it
+  // explicitly — and disconnects.
+  ~Telemetry() override;
+
+  class Impl;
+
+ private:
+  explicit Telemetry(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tend::telemetry

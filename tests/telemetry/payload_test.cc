@@ -1,0 +1,157 @@
+// Topics, identity validation, broker URLs and SPEC payloads, checked field by field.
+#include "telemetry/payload.h"
+
+#include <gtest/gtest.h>
+
+#include "telemetry/identity.h"
+#include "telemetry/mqtt_url.h"
+
+namespace tend::telemetry {
+namespace {
+
+Identity Id() { return {"f1", "l2", "press-7", "edge-42"}; }
+
+TEST(Identity, TopicsFollowSpec) {
+  auto id = Id();
+  ASSERT_TRUE(id.Validate());
+  EXPECT_EQ(id.ScoresTopic(), "factory/f1/line/l2/asset/press-7/scores");
+  EXPECT_EQ(id.AlertsTopic(), "factory/f1/line/l2/asset/press-7/alerts");
+  EXPECT_EQ(id.HealthTopic(), "factory/f1/line/l2/asset/press-7/health");
+  EXPECT_EQ(id.StatusTopic(), "factory/f1/edge/edge-42/status");
+  EXPECT_EQ(id.ClientId(), "edge_edge-42");
+  EXPECT_EQ(kScoresQos, 0);
+  EXPECT_EQ(kAlertsQos, 1);
+  EXPECT_EQ(kHealthQos, 0);
+  EXPECT_EQ(kStatusQos, 1);
+  EXPECT_TRUE(kStatusRetained);
+}
+
+TEST(Identity, RejectsWildcardsSlashesAndEmpty) {
+  for (const char* bad : {"", "a/b", "a+", "#", "a b"}) {
+    auto id = Id();
+    id.device_id = bad;
+    auto st = id.Validate();
+    ASSERT_FALSE(st) << bad;
+    EXPECT_NE(st.error().message.find("device_id"), std::string::npos);
+  }
+  auto id = Id();
+  id.factory_id = std::string(65, 'x');
+  EXPECT_FALSE(id.Validate());
+}
+
+TEST(Identity, ParseTopicRoundTrips) {
+  auto id = Id();
+  auto p = ParseTopic(id.AlertsTopic());
+  EXPECT_EQ(p.kind, TopicKind::kAlerts);
+  EXPECT_EQ(p.factory_id, "f1");
+  EXPECT_EQ(p.line_id, "l2");
+  EXPECT_EQ(p.asset_id, "press-7");
+  EXPECT_EQ(ParseTopic(id.ScoresTopic()).kind, TopicKind::kScores);
+  EXPECT_EQ(ParseTopic(id.HealthTopic()).kind, TopicKind::kHealth);
+  auto s = ParseTopic(id.StatusTopic());
+  EXPECT_EQ(s.kind, TopicKind::kStatus);
+  EXPECT_EQ(s.device_id, "edge-42");
+  EXPECT_EQ(ParseTopic("factory/f/line/l/asset/a/other").kind, TopicKind::kUnknown);
+  EXPECT_EQ(ParseTopic("factory//line/l/asset/a/alerts").kind, TopicKind::kUnknown);
+  EXPECT_EQ(ParseTopic("x/f/edge/d/status").kind, TopicKind::kUnknown);
+}
+
+TEST(BrokerUrl, ParsesSchemesAndPorts) {
+  auto a = ParseBrokerUrl("mqtt://broker.local");
+  ASSERT_TRUE(a);
+  EXPECT_FALSE(a->tls);
+  EXPECT_EQ(a->port, 1883);
+  EXPECT_EQ(a->paho_uri, "tcp://broker.local:1883");
+  auto b = ParseBrokerUrl("mqtts://10.0.0.2:9883");
+  ASSERT_TRUE(b);
+  EXPECT_TRUE(b->tls);
+  EXPECT_EQ(b->port, 9883);
+  EXPECT_EQ(b->paho_uri, "ssl://10.0.0.2:9883");
+  EXPECT_EQ(ParseBrokerUrl("mqtts://h")->port, 8883);
+  for (const char* bad : {"http://h", "mqtt://", "mqtt://h:0", "mqtt://h:70000", "mqtt://h:x",
+                          "mqtt://u:p@h", "h:1883"}) {
+    auto r = ParseBrokerUrl(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_NE(r.error().message.find(bad), std::string::npos) << r.error().message;
+  }
+}
+
+TEST(Iso8601, FormatsUtcMillisecondsAndParsesBack) {
+  using namespace std::chrono;
+  system_clock::time_point t{milliseconds(1714564800123)};  // 2024-05-01T12:00:00.123Z
+  EXPECT_EQ(FormatIso8601(t), "2024-05-01T12:00:00.123Z");
+  auto ms = ParseIso8601Ms("2024-05-01T12:00:00.123Z");
+  ASSERT_TRUE(ms);
+  EXPECT_EQ(*ms, 1714564800123);
+  EXPECT_EQ(*ParseIso8601Ms("2024-05-01T12:00:00Z"), 1714564800000);
+  EXPECT_EQ(*ParseIso8601Ms("2024-05-01T12:00:00.5+00:00"), 1714564800500);
+  for (const char* bad : {"", "2024-05-01", "2024-05-01T12:00:00", "2024-13-01T12:00:00Z",
+                          "2024-05-01T12:00:00.Z", "2024-05-01T12:00:00+02:00", "yesterday"}) {
+    EXPECT_FALSE(ParseIso8601Ms(bad)) << bad;
+  }
+}
+
+TEST(Payload, ScoreHasSpecFieldsAndTypes) {
+  Decision d;
+  d.timestamp = std::chrono::system_clock::time_point{std::chrono::milliseconds(1714564800123)};
+  d.anomaly_score = 0.123456f;
+  d.severity = Severity::kHigh;
+  d.is_alert = true;
+  d.top_sensors = {"rms", "kurtosis"};
+  d.latency_ms = 1.23456;
+  d.model_version = "3.1";
+  d.window_index = 77;
+  auto j = nlohmann::json::parse(ScorePayload(d, Id(), MessageId{5, 9}));
+  EXPECT_EQ(j["timestamp"], "2024-05-01T12:00:00.123Z");
+  EXPECT_EQ(j["asset_id"], "press-7");
+  ASSERT_TRUE(j["anomaly_score"].is_number_float());
+  EXPECT_DOUBLE_EQ(j["anomaly_score"].get<double>(), 0.1235);
+  EXPECT_EQ(j["is_alert"], true);
+  EXPECT_EQ(j["severity"], "HIGH");
+  EXPECT_EQ(j["top_sensors"], nlohmann::json::array({"rms", "kurtosis"}));
+  EXPECT_EQ(j["device_id"], "edge-42");
+  EXPECT_EQ(j["model_version"], "3.1");
+  EXPECT_EQ(j["msg_id"], "edge-42-5-9");
+  EXPECT_EQ(j["seq"], 9);
+  EXPECT_EQ(j["boot"], 5);
+  EXPECT_EQ(j["window_index"], 77);
+  EXPECT_DOUBLE_EQ(j["latency_ms"].get<double>(), 1.235);
+  // 4 decimals on the wire, not just after parsing.
+  EXPECT_NE(ScorePayload(d, Id(), MessageId{5, 9}).find("\"anomaly_score\":0.1235,"),
+            std::string::npos);
+  for (auto [sev, name] : {std::pair{Severity::kLow, "LOW"}, {Severity::kMedium, "MEDIUM"}}) {
+    d.severity = sev;
+    EXPECT_EQ(nlohmann::json::parse(ScorePayload(d, Id(), {}))["severity"], name);
+  }
+  d.anomaly_score = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_TRUE(nlohmann::json::parse(ScorePayload(d, Id(), {}))["anomaly_score"].is_null());
+}
+
+TEST(Payload, HealthRoundsAndMergesExtras) {
+  auto t = std::chrono::system_clock::time_point{std::chrono::seconds(1714564800)};
+  nlohmann::json extra = {{"cpu_pct", 12.345}, {"gpu_pct", 0}, {"temp_c", 41.26}, {"mem_pct", 50}};
+  auto j = nlohmann::json::parse(HealthPayload(t, Id(), MessageId{1, 2}, extra));
+  EXPECT_EQ(j["timestamp"], "2024-05-01T12:00:00.000Z");
+  EXPECT_EQ(j["device_id"], "edge-42");
+  EXPECT_DOUBLE_EQ(j["cpu_pct"].get<double>(), 12.3);
+  EXPECT_DOUBLE_EQ(j["gpu_pct"].get<double>(), 0.0);
+  EXPECT_DOUBLE_EQ(j["temp_c"].get<double>(), 41.3);
+  EXPECT_EQ(j["mem_pct"], 50);
+  EXPECT_EQ(j["msg_id"], "edge-42-1-2");
+  // Unmeasured values are explicit nulls, never invented numbers.
+  auto k = nlohmann::json::parse(HealthPayload(t, Id(), {}, nlohmann::json::object()));
+  EXPECT_TRUE(k.contains("cpu_pct") && k["cpu_pct"].is_null());
+  EXPECT_TRUE(k.contains("temp_c") && k["temp_c"].is_null());
+}
+
+TEST(Payload, StatusOnlineOffline) {
+  auto t = std::chrono::system_clock::time_point{std::chrono::seconds(1714564800)};
+  auto on = nlohmann::json::parse(StatusPayload(t, Id(), true));
+  EXPECT_EQ(on, (nlohmann::json{{"device_id", "edge-42"},
+                                {"status", "online"},
+                                {"timestamp", "2024-05-01T12:00:00.000Z"}}));
+  EXPECT_EQ(nlohmann::json::parse(StatusPayload(t, Id(), false))["status"], "offline");
+}
+
+}  // namespace
+}  // namespace tend::telemetry

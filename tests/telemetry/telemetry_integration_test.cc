@@ -1,0 +1,422 @@
+// End-to-end against a real Mosquitto on a free loopback port, checked by an independent
+// subscriber (mosquitto_sub): topics, QoS, retain, Last Will, broker outages, SIGKILL of the
+// agent, alert priority over a score backlog, and a full disk.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sys/mount.h>
+
+#include <atomic>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "telemetry/payload.h"
+#include "telemetry/telemetry.h"
+#include "telemetry/test_support.h"
+
+namespace tend::telemetry {
+namespace {
+
+using namespace std::chrono_literals;
+using tend::testing::Broker;
+using tend::testing::SubMessage;
+using tend::testing::Subscriber;
+using tend::testing::WaitFor;
+
+const Identity kId{"f1", "l1", "press-1", "edge-1"};
+
+Decision MakeDecision(int64_t i, bool alert) {
+  Decision d;
+  d.window_index = i;
+  d.timestamp = std::chrono::system_clock::now();
+  d.anomaly_score = alert ? 0.9f : 0.1f;
+  d.is_alert = alert;
+  d.severity = alert ? Severity::kHigh : Severity::kLow;
+  d.top_sensors = {"rms", "crest"};
+  d.model_version = "1";
+  return d;
+}
+
+std::vector<int64_t> WindowsOn(const std::vector<SubMessage>& msgs, const std::string& topic) {
+  std::vector<int64_t> out;
+  for (const auto& m : msgs) {
+    if (m.topic != topic) continue;
+    auto j = nlohmann::json::parse(m.payload, nullptr, false);
+    if (!j.is_discarded() && j.contains("window_index")) out.push_back(j["window_index"]);
+  }
+  return out;
+}
+
+// First occurrence of each value, in arrival order (what a receiver keeps after dedup).
+std::vector<int64_t> Dedup(const std::vector<int64_t>& v) {
+  std::set<int64_t> seen;
+  std::vector<int64_t> out;
+  for (auto x : v) {
+    if (seen.insert(x).second) out.push_back(x);
+  }
+  return out;
+}
+
+bool StrictlyIncreasing(const std::vector<int64_t>& v) {
+  for (size_t i = 1; i < v.size(); ++i) {
+    if (v[i] <= v[i - 1]) return false;
+  }
+  return true;
+}
+
+class TelemetryIntegration : public ::testing::TestWithParam<int> {
+ protected:
+  void SetUp() override {
+    if (!Broker::Available()) GTEST_SKIP() << "/usr/sbin/mosquitto not installed";
+    dir_ = tend::testing::MakeTempDir("telemetry");
+  }
+  void TearDown() override {
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+  TelemetryOptions Options(const Broker& b) {
+    TelemetryOptions o;
+    o.broker_url = b.url();
+    o.mqtt_version = GetParam();
+    o.spool_path = dir_ + "/spool.db";
+    o.reconnect_min_s = 0.1;
+    o.reconnect_max_s = 0.5;
+    o.health_interval_s = 0.5;
+    return o;
+  }
+  std::string dir_;
+};
+
+TEST_P(TelemetryIntegration, TopicsQosRetainStatusAndHealthFollowSpec) {
+  Broker broker;
+  ASSERT_TRUE(broker.Start());
+  Subscriber sub(broker.port(), {"factory/#"}, "indep-1");
+  sub.Start();
+  ASSERT_TRUE(tend::testing::WaitSubscribed(broker.port(), sub, "factory/probe"));
+  {
+    auto t = Telemetry::Create(kId, Options(broker));
+    ASSERT_TRUE(t) << t.error().message;
+    ASSERT_TRUE(WaitFor([&] { return (*t)->stats().connected; }, 10s));
+    for (int i = 0; i < 20; ++i) (*t)->OnDecision(MakeDecision(i, i % 5 == 0));
+    ASSERT_TRUE((*t)->Flush(10s));
+    ASSERT_TRUE(
+        WaitFor([&] { return WindowsOn(sub.Messages(), kId.ScoresTopic()).size() >= 20; }, 10s));
+    std::this_thread::sleep_for(600ms);  // at least one health message
+  }                                      // graceful stop: publishes "offline"
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (const auto& m : sub.Messages()) {
+          if (m.topic == kId.StatusTopic() && m.payload.find("offline") != std::string::npos)
+            return true;
+        }
+        return false;
+      },
+      10s));
+  auto msgs = sub.Messages();
+  std::map<std::string, int> per_topic;
+  for (const auto& m : msgs) {
+    ++per_topic[m.topic];
+    if (m.topic == kId.ScoresTopic()) {
+      EXPECT_EQ(m.qos, 0);  // published at QoS 0
+      auto j = nlohmann::json::parse(m.payload);
+      for (const char* k : {"timestamp", "asset_id", "anomaly_score", "is_alert", "severity",
+                            "top_sensors", "msg_id", "seq", "device_id"}) {
+        EXPECT_TRUE(j.contains(k)) << k;
+      }
+      EXPECT_TRUE(ParseIso8601Ms(j["timestamp"]));
+    } else if (m.topic == kId.AlertsTopic()) {
+      EXPECT_EQ(m.qos, 1);
+      EXPECT_EQ(nlohmann::json::parse(m.payload)["is_alert"], true);
+    } else if (m.topic == kId.HealthTopic()) {
+      auto j = nlohmann::json::parse(m.payload);
+      if (j.value("type", "") == "spool_drop_report") continue;
+      EXPECT_EQ(m.qos, 0);
+      for (const char* k : {"timestamp", "device_id", "cpu_pct", "gpu_pct", "temp_c"}) {
+        EXPECT_TRUE(j.contains(k)) << k;
+      }
+    } else if (m.topic == kId.StatusTopic()) {
+      EXPECT_EQ(m.qos, 1);
+      auto j = nlohmann::json::parse(m.payload);
+      EXPECT_EQ(j["device_id"], "edge-1");
+      EXPECT_TRUE(j["status"] == "online" || j["status"] == "offline");
+    }
+  }
+  EXPECT_EQ(Dedup(WindowsOn(msgs, kId.ScoresTopic())).size(), 20u);
+  EXPECT_EQ(Dedup(WindowsOn(msgs, kId.AlertsTopic())), (std::vector<int64_t>{0, 5, 10, 15}));
+  EXPECT_GE(per_topic[kId.HealthTopic()], 1);
+  EXPECT_GE(per_topic[kId.StatusTopic()], 2);  // online, then offline
+
+  // The status is retained: a new subscriber gets the last one with the retain flag.
+  Subscriber late(broker.port(), {kId.StatusTopic()}, "late-1", {"-C", "1"});
+  late.Start();
+  ASSERT_TRUE(WaitFor([&] { return !late.Messages().empty(); }, 10s));
+  auto r = late.Messages()[0];
+  EXPECT_EQ(r.retained, 1);
+  EXPECT_EQ(nlohmann::json::parse(r.payload)["status"], "offline");
+}
+
+TEST_P(TelemetryIntegration, LastWillSaysOfflineWhenTheAgentIsKilled) {
+  Broker broker;
+  ASSERT_TRUE(broker.Start());
+  Subscriber sub(broker.port(), {"factory/+/edge/+/status"}, "indep-will");
+  sub.Start();
+  ASSERT_TRUE(tend::testing::WaitSubscribed(broker.port(), sub, "factory/x/edge/probe/status"));
+  std::string out = dir_ + "/agent.txt";
+  pid_t pid = tend::testing::Spawn({TEND_TELEMETRY_HELPER, "agent", dir_ + "/spool.db",
+                                    broker.url(), "edge-9", "0", "100000", "50", "0"},
+                                   out);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (const auto& m : sub.Messages()) {
+          if (m.payload.find("\"online\"") != std::string::npos) return true;
+        }
+        return false;
+      },
+      10s));
+  ::kill(pid, SIGKILL);
+  tend::testing::WaitExit(pid);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (const auto& m : sub.Messages()) {
+          if (m.topic == "factory/f1/edge/edge-9/status" &&
+              m.payload.find("\"offline\"") != std::string::npos)
+            return true;
+        }
+        return false;
+      },
+      10s))
+      << "no Last Will seen";
+}
+
+// The broker goes away while decisions keep coming at 100/s; every alert arrives, in order,
+// once after dedup. 5 s by default; TEND_LONG_TESTS=1 makes it the 60 s of the acceptance test.
+TEST_P(TelemetryIntegration, BrokerOutageLosesNoAlert) {
+  const char* long_env = std::getenv("TEND_LONG_TESTS");
+  const auto outage = (long_env && std::string(long_env) == "1") ? 60s : 5s;
+  Broker broker;
+  ASSERT_TRUE(broker.Start());
+  Subscriber sub(broker.port(),
+                 {"factory/+/line/+/asset/+/alerts", "factory/+/line/+/asset/+/scores"},
+                 "indep-outage");
+  sub.Start();
+  ASSERT_TRUE(tend::testing::WaitSubscribed(broker.port(), sub, "factory/p/line/p/asset/p/alerts"));
+  auto t = Telemetry::Create(kId, Options(broker));
+  ASSERT_TRUE(t) << t.error().message;
+  std::atomic<bool> run{true};
+  std::atomic<int64_t> produced{0};
+  std::thread feeder([&] {
+    auto next = std::chrono::steady_clock::now();
+    for (int64_t i = 0; run; ++i) {
+      (*t)->OnDecision(MakeDecision(i, i % 10 == 3));
+      produced = i + 1;
+      next += 10ms;
+      std::this_thread::sleep_until(next);
+    }
+  });
+  std::this_thread::sleep_for(1s);
+  broker.Stop();
+  ASSERT_TRUE(WaitFor([&] { return !(*t)->stats().connected; }, 10s));
+  std::this_thread::sleep_for(outage);
+  int64_t depth_during = (*t)->stats().spool_depth;
+  ASSERT_TRUE(broker.Start());
+  std::this_thread::sleep_for(2s);
+  run = false;
+  feeder.join();
+  const int64_t n = produced;
+  auto st = (*t)->Flush(30s);
+  EXPECT_TRUE(st) << st.error().message;
+  auto stats = (*t)->stats();
+  EXPECT_GE(stats.reconnects, 1);
+  EXPECT_EQ(stats.dropped_alerts, 0);
+  EXPECT_GT(depth_during, 100);  // the outage really was spooled
+  std::vector<int64_t> want;
+  for (int64_t i = 0; i < n; ++i) {
+    if (i % 10 == 3) want.push_back(i);
+  }
+  ASSERT_TRUE(WaitFor(
+      [&] { return Dedup(WindowsOn(sub.Messages(), kId.AlertsTopic())).size() >= want.size(); },
+      30s));
+  auto msgs = sub.Messages();
+  auto alerts = Dedup(WindowsOn(msgs, kId.AlertsTopic()));
+  EXPECT_EQ(alerts, want) << "alerts missing, duplicated after dedup, or out of order";
+  auto scores = Dedup(WindowsOn(msgs, kId.ScoresTopic()));
+  for (size_t i = 1; i < scores.size(); ++i) {
+    if (scores[i] <= scores[i - 1]) {
+      ADD_FAILURE() << "scores out of order after dedup at " << i << ": " << scores[i - 1]
+                    << " then " << scores[i];
+      break;
+    }
+  }
+  // Scores are QoS 0 per SPEC: only the few in the socket buffer when the link died may be lost.
+  std::printf(
+      "outage %llds: %lld decisions, %zu alerts, %zu/%lld scores arrived, spool depth "
+      "during outage %lld\n",
+      static_cast<long long>(outage.count()), static_cast<long long>(n), alerts.size(),
+      scores.size(), static_cast<long long>(n), static_cast<long long>(depth_during));
+  EXPECT_GE(static_cast<int64_t>(scores.size()), n - 200);
+}
+
+// The agent is SIGKILLed while the broker is down; a restarted agent delivers everything the
+// first one had committed.
+TEST_P(TelemetryIntegration, SigkilledAgentLosesNothingItSpooled) {
+  Broker broker;
+  ASSERT_TRUE(broker.Start());
+  Subscriber sub(broker.port(), {"factory/+/line/+/asset/+/alerts"}, "indep-kill");
+  sub.Start();
+  ASSERT_TRUE(tend::testing::WaitSubscribed(broker.port(), sub, "factory/p/line/p/asset/p/alerts"));
+  broker.Stop();
+  std::string out = dir_ + "/run1.txt";
+  pid_t pid = tend::testing::Spawn({TEND_TELEMETRY_HELPER, "agent", dir_ + "/spool.db",
+                                    broker.url(), "edge-1", "0", "1000000", "400", "3"},
+                                   out, false);
+  ASSERT_TRUE(WaitFor(
+      [&] { return tend::testing::ReadAll(out).find("committed 599") != std::string::npos; }, 20s));
+  ::kill(pid, SIGKILL);
+  tend::testing::WaitExit(pid);
+  long long last = -1;
+  {
+    std::istringstream in(tend::testing::ReadAll(out));
+    std::string line;
+    while (std::getline(in, line)) std::sscanf(line.c_str(), "committed %lld", &last);
+  }
+  ASSERT_GE(last, 599);
+  ASSERT_TRUE(broker.Start());
+  // Second run: a few more decisions, then Flush delivers the backlog.
+  std::string out2 = dir_ + "/run2.txt";
+  pid_t pid2 = tend::testing::Spawn({TEND_TELEMETRY_HELPER, "agent", dir_ + "/spool.db",
+                                     broker.url(), "edge-1", "10000000", "10", "100", "3"},
+                                    out2, false);
+  EXPECT_EQ(tend::testing::WaitExit(pid2), 0) << tend::testing::ReadAll(out2);
+  std::set<int64_t> want;
+  for (int64_t i = 0; i <= last; ++i) {
+    if (i % 3 == 0) want.insert(i);
+  }
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto got = WindowsOn(sub.Messages(), kId.AlertsTopic());
+        std::set<int64_t> s(got.begin(), got.end());
+        return std::includes(s.begin(), s.end(), want.begin(), want.end());
+      },
+      20s))
+      << "alerts committed before the SIGKILL did not all arrive";
+  auto first = Dedup(WindowsOn(sub.Messages(), kId.AlertsTopic()));
+  EXPECT_TRUE(StrictlyIncreasing(first));
+}
+
+// 100,000 scores wait in the spool; an alert decided last still goes out ahead of them.
+TEST_P(TelemetryIntegration, AlertOvertakesScoreBacklogOnReconnect) {
+  Broker broker;
+  ASSERT_TRUE(broker.Start());
+  Subscriber sub(broker.port(),
+                 {"factory/+/line/+/asset/+/alerts", "factory/+/line/+/asset/+/scores"},
+                 "indep-backlog");
+  sub.Start();
+  ASSERT_TRUE(tend::testing::WaitSubscribed(broker.port(), sub, "factory/p/line/p/asset/p/alerts"));
+  broker.Stop();
+  auto o = Options(broker);
+  o.spool_durable = false;  // the fill is not what is measured here
+  auto t = Telemetry::Create(kId, o);
+  ASSERT_TRUE(t) << t.error().message;
+  const int64_t kScoresN = 100000;
+  for (int64_t i = 0; i < kScoresN; ++i) {
+    (*t)->OnDecision(MakeDecision(i, false));
+    if (i % 5000 == 4999) {
+      ASSERT_TRUE((*t)->Commit(30s));
+    }
+  }
+  (*t)->OnDecision(MakeDecision(kScoresN, true));
+  ASSERT_TRUE((*t)->Commit(30s));
+  EXPECT_EQ((*t)->stats().spool_depth, kScoresN + 2);
+  ASSERT_TRUE(broker.Start());
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(WaitFor([&] { return (*t)->stats().connected; }, 10s));
+  auto t_conn = std::chrono::steady_clock::now();
+  ASSERT_TRUE(WaitFor([&] { return !WindowsOn(sub.Messages(), kId.AlertsTopic()).empty(); }, 60s));
+  auto t_alert = std::chrono::steady_clock::now();
+  std::printf(
+      "backlog %lld scores: connected %.0f ms after broker start; alert seen by the "
+      "subscriber %.0f ms after connect\n",
+      static_cast<long long>(kScoresN),
+      std::chrono::duration<double, std::milli>(t_conn - t0).count(),
+      std::chrono::duration<double, std::milli>(t_alert - t_conn).count());
+  ASSERT_TRUE((*t)->Flush(120s));
+  ASSERT_TRUE(WaitFor(
+      [&] { return WindowsOn(sub.Messages(), kId.ScoresTopic()).size() >= kScoresN; }, 60s));
+  // Position of the alert in the subscriber's stream: at most one in-flight window of scores
+  // (max_inflight) went out before it.
+  auto msgs = sub.Messages();
+  size_t pos = 0, scores_before = 0;
+  for (; pos < msgs.size(); ++pos) {
+    if (msgs[pos].topic == kId.AlertsTopic()) break;
+    if (msgs[pos].topic == kId.ScoresTopic()) ++scores_before;
+  }
+  ASSERT_LT(pos, msgs.size());
+  EXPECT_LE(scores_before, static_cast<size_t>(o.max_inflight) + 512);
+  EXPECT_EQ(Dedup(WindowsOn(msgs, kId.ScoresTopic())).size(), static_cast<size_t>(kScoresN + 1));
+}
+
+INSTANTIATE_TEST_SUITE_P(Mqtt, TelemetryIntegration, ::testing::Values(4, 5),
+                         [](const auto& info) { return "v" + std::to_string(info.param); });
+
+// Disk full on a 1 MiB tmpfs: decisions keep flowing, the condition is reported, and every
+// alert either is in the spool or was counted as dropped.
+TEST(TelemetryDiskFull, KeepsDecidingAndLosesNoAlertThatFitted) {
+  std::string dir = tend::testing::MakeTempDir("diskfull");
+  if (::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=1m") != 0) {
+    std::filesystem::remove_all(dir);
+    GTEST_SKIP() << "cannot mount a tmpfs here (" << std::strerror(errno)
+                 << "); run as root to test a full disk";
+  }
+  int64_t alerts_fed = 0, fed = 0;
+  {
+    TelemetryOptions o;
+    o.spool_path = dir + "/spool.db";
+    o.spool_max_bytes = 64 << 20;  // far more than the disk: the disk is the limit
+    o.health_interval_s = 0;
+    auto t = Telemetry::Create(kId, o);
+    ASSERT_TRUE(t) << t.error().message;
+    for (int64_t i = 0; i < 20000; ++i) {
+      bool alert = i % 10 == 0;
+      (*t)->OnDecision(MakeDecision(i, alert));
+      ++fed;
+      alerts_fed += alert;
+      if (i % 200 == 199) {
+        ASSERT_TRUE((*t)->Commit(30s));
+      }
+    }
+    ASSERT_TRUE((*t)->Commit(30s));
+    auto s = (*t)->stats();
+    EXPECT_EQ(s.decisions, fed);
+    EXPECT_TRUE(s.disk_full);
+    EXPECT_GT(s.dropped_scores, 0);
+    std::printf(
+        "disk full: fed %lld decisions (%lld alerts); spooled %lld; dropped %lld scores, "
+        "%lld alerts\n",
+        static_cast<long long>(fed), static_cast<long long>(alerts_fed),
+        static_cast<long long>(s.spooled), static_cast<long long>(s.dropped_scores),
+        static_cast<long long>(s.dropped_alerts));
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+      std::printf("  %s: %lld bytes\n", e.path().filename().c_str(),
+                  static_cast<long long>(e.file_size()));
+    }
+    int64_t dropped_alerts = s.dropped_alerts;
+    t->reset();
+    // Every alert not counted as dropped is in the file (read-only: the disk is still full).
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open_v2(o.spool_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM spool WHERE kind=0", -1, &st, nullptr),
+              SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+    int64_t alerts_in_spool = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    EXPECT_EQ(alerts_in_spool + dropped_alerts, alerts_fed);
+    EXPECT_GT(alerts_in_spool, 0);
+  }
+  ::umount(dir.c_str());
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace tend::telemetry
