@@ -11,6 +11,7 @@
 #include <set>
 #include <thread>
 
+#include "agent/agent.h"
 #include "metrics/exporter.h"
 #include "test_util.h"
 
@@ -369,6 +370,66 @@ TEST(PrometheusIntegrationTest, ScrapesQueriesAndLatencyAlertFires) {
     auto res = prom.Query(q);
     EXPECT_EQ(res.value("status", ""), "success") << q << ": " << res.dump();
   }
+}
+
+
+// The same chain with the real agent in front: a model trained by `tend train`, the press
+// simulator as the source, and inference forced slow (45 ms of a 50 ms budget): Prometheus
+// scraping the agent's exporter must see its series and fire the p95 latency rule.
+TEST(PrometheusIntegrationTest, RealAgentWithSlowInferenceFiresTheLatencyRule) {
+  REQUIRE_PROGRAM("prometheus");
+  TempDir dir;
+  std::string bin = std::string(std::getenv("TEND_BINARY_DIR")) + "/tend";
+  auto trained = RunCommand({bin, "train", "--input", "sim:strokes=30,wear=0,seed=71", "--out",
+                             dir.path() + "/m.onnx"});
+  ASSERT_EQ(trained.exit_code, 0) << trained.output;
+
+  agent::AgentOptions o;
+  o.model_path = dir.path() + "/m.onnx";
+  o.source = "sim:strokes=0,seed=72";  // endless
+  o.speed = 20;                        // a stroke every ~170 ms
+  o.print = false;
+  o.deadline_s = 0.05;                 // 50 ms budget...
+  o.inject_delay_ms_for_test = 45;     // ...and every window takes ~45 ms: above 80 %, below 100 %
+  o.serve.warmup_runs = 1;
+  auto a = agent::Agent::Create(o);
+  ASSERT_TRUE(a) << a.error().message;
+  Exporter::Options eo;
+  eo.bind = "127.0.0.1";
+  eo.port = Exporter::kAnyPortForTest;
+  eo.latency_budget_ms = o.deadline_s * 1000;
+  eo.system_interval_s = 1;
+  auto exporter = Exporter::Create({"edge-agent-07", "press-07", "plant-b"}, eo);
+  ASSERT_TRUE(exporter) << exporter.error().message;
+  (*a)->AddSink(exporter->get());
+  std::atomic<bool> stop{false};
+  std::thread runner([&] { EXPECT_TRUE((*a)->Run(&stop)); });
+  struct Join {
+    std::atomic<bool>& stop;
+    std::thread& t;
+    ~Join() {
+      stop = true;
+      t.join();
+    }
+  } join{stop, runner};
+
+  PrometheusServer prom(dir.path(), (*exporter)->port());
+  ASSERT_TRUE(prom.WaitReady()) << prom.Log();
+  auto r = prom.PollQuery("edge_inference_total{device_id=\"edge-agent-07\"}", [](const nlohmann::json& res) {
+    return res.size() == 1 && ValueOf(res[0]) > 0;
+  });
+  ASSERT_EQ(r["data"]["result"].size(), 1u) << r.dump() << prom.Log();
+  EXPECT_EQ(r["data"]["result"][0]["metric"]["asset_id"], "press-07");
+  EXPECT_EQ(r["data"]["result"][0]["metric"]["factory_id"], "plant-b");
+  auto model = prom.PollQuery("edge_model_version", [](const nlohmann::json& res) { return res.size() == 1; });
+  ASSERT_EQ(model["data"]["result"].size(), 1u) << model.dump();
+  EXPECT_EQ(model["data"]["result"][0]["metric"]["version_string"], "1");
+  r = prom.PollQuery(
+      "ALERTS{alertname=\"EdgeLatencyP95NearBudget\",alertstate=\"firing\",device_id=\"edge-agent-07\"}",
+      [](const nlohmann::json& res) { return res.size() == 1; }, 60);
+  ASSERT_EQ(r["data"]["result"].size(), 1u) << r.dump() << prom.Log();
+  auto s = (*a)->summary();
+  EXPECT_GT(s.windows, 0);
 }
 
 }  // namespace

@@ -366,7 +366,15 @@ TEST(TelemetryDiskFull, KeepsDecidingAndLosesNoAlertThatFitted) {
     std::filesystem::remove_all(dir);
     GTEST_SKIP() << "cannot mount a tmpfs here (" << std::strerror(errno)
                  << "); run as root to test a full disk";
-  }
+  }  // Unmount even when an assertion ends the test early.
+  struct Unmount {
+    std::string dir;
+    ~Unmount() {
+      ::umount(dir.c_str());
+      std::filesystem::remove_all(dir);
+    }
+  } unmount{dir};
+
   int64_t alerts_fed = 0, fed = 0;
   {
     TelemetryOptions o;
@@ -414,8 +422,6 @@ TEST(TelemetryDiskFull, KeepsDecidingAndLosesNoAlertThatFitted) {
     EXPECT_EQ(alerts_in_spool + dropped_alerts, alerts_fed);
     EXPECT_GT(alerts_in_spool, 0);
   }
-  ::umount(dir.c_str());
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
