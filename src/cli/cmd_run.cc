@@ -10,6 +10,7 @@
 
 #include "agent/agent.h"
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "metrics/exporter.h"
@@ -58,11 +59,8 @@ Status LoadRunConfig(RunArgs& a, CLI::App& cmd) {
   if (a.config.empty()) return Ok();
   TEND_ASSIGN_OR_RETURN(auto c, Config::LoadFile(a.config));
   auto& o = a.opts;
-  // Flags given on the command line win over the file; the file's keys are still type-checked.
-  auto from = [&](const char* flag, const char* key, auto& field) -> Status {
-    if (cmd.count(flag) == 0) return c.Get(key, field);
-    std::remove_reference_t<decltype(field)> ignored = field;
-    return c.Get(key, ignored);
+  auto from = [&](const char* flag, const char* key, auto& field) {
+    return FlagOrConfig(c, cmd, flag, key, field);
   };
   TEND_RETURN_NOT_OK(from("--model", "agent.model", o.model_path));
   TEND_RETURN_NOT_OK(from("--source", "agent.source", o.source));

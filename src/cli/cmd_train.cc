@@ -46,11 +46,8 @@ struct TrainArgs {
 Status LoadTrainConfig(TrainArgs& a, CLI::App& cmd) {
   if (a.config.empty()) return Ok();
   TEND_ASSIGN_OR_RETURN(auto c, Config::LoadFile(a.config));
-  // Command-line flags win over the file.
-  auto from = [&](const char* flag, const char* key, auto& field) -> Status {
-    if (cmd.count(flag) == 0) return c.Get(key, field);
-    std::remove_reference_t<decltype(field)> ignored = field;
-    return c.Get(key, ignored);
+  auto from = [&](const char* flag, const char* key, auto& field) {
+    return FlagOrConfig(c, cmd, flag, key, field);
   };
   TEND_RETURN_NOT_OK(from("--detector", "train.detector", a.detector));
   TEND_RETURN_NOT_OK(from("--features", "train.features", a.features));

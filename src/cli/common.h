@@ -5,6 +5,10 @@
 #include <chrono>
 #include <string>
 
+#include <CLI/CLI.hpp>
+
+#include "core/config.h"
+
 namespace tend::cli {
 
 class Progress {
@@ -19,5 +23,15 @@ class Progress {
   bool enabled_;
   std::chrono::steady_clock::time_point start_, last_;
 };
+
+// Reads `key` from the config file into `field` unless `flag` was given on the command line,
+// where the flag wins. The file's value is type-checked either way, so a bad key never hides
+// behind a flag.
+template <typename T>
+Status FlagOrConfig(Config& c, const CLI::App& cmd, const char* flag, const char* key, T& field) {
+  if (cmd.count(flag) == 0) return c.Get(key, field);
+  T ignored = field;
+  return c.Get(key, ignored);
+}
 
 }  // namespace tend::cli
