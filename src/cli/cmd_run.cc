@@ -113,6 +113,14 @@ Status LoadRunConfig(RunArgs& a, CLI::App& cmd) {
 }
 
 void DoRun(RunArgs& a, CLI::App& cmd) {
+  // Handlers first: a supervisor's SIGTERM or SIGHUP during start-up (model load, warm-up) must
+  // not kill the process; a stop or reload requested that early is honoured once running.
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGHUP, &sa, nullptr);
   OrDie(LoadRunConfig(a, cmd));
   auto& o = a.opts;
   if (a.fail_safe == "alert") {
@@ -170,13 +178,6 @@ void DoRun(RunArgs& a, CLI::App& cmd) {
     agent->AddSink(tele.get());
     TEND_LOG_INFO("telemetry to {} as {} (spool {})", a.mqtt.broker_url, a.id.ClientId(), a.mqtt.spool_path);
   }
-
-  struct sigaction sa {};
-  sa.sa_handler = OnSignal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGHUP, &sa, nullptr);
 
   auto st = agent->Run(&g_stop, &g_reload);
   if (tele) {
