@@ -13,7 +13,11 @@
 #include "cli/common.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "agent/dataset.h"
+#include "eval/metrics.h"
 #include "metrics/exporter.h"
+#include "ota/fetch.h"
+#include "ota/updater.h"
 #include "telemetry/telemetry.h"
 
 namespace tend::cli {
@@ -41,6 +45,10 @@ struct RunArgs {
   std::string state_dir = "tend-state";
   telemetry::Identity id{"factory-1", "line-1", "asset-1", ""};
   telemetry::TelemetryOptions mqtt;
+  // Over-the-air updates (off unless --ota-registry is given).
+  std::string ota_registry, ota_model_dir, ota_profile = "x86-cpu-fp32", ota_root, ota_name;
+  double ota_interval_s = 3600, ota_min_quality = 0;
+  std::vector<std::string> ota_ref_normal, ota_ref_anomalous;
   int metrics_port = 8000;
   std::string metrics_bind = "0.0.0.0";
   double system_interval_s = 15;
@@ -106,10 +114,48 @@ Status LoadRunConfig(RunArgs& a, CLI::App& cmd) {
   TEND_RETURN_NOT_OK(c.Get("mqtt.spool_scores", m.spool_scores));
   TEND_RETURN_NOT_OK(c.Get("mqtt.spool_health", m.spool_health));
   TEND_RETURN_NOT_OK(c.Get("mqtt.health_interval_s", m.health_interval_s));
+  TEND_RETURN_NOT_OK(from("--ota-registry", "ota.registry", a.ota_registry));
+  TEND_RETURN_NOT_OK(from("--ota-model-dir", "ota.model_dir", a.ota_model_dir));
+  TEND_RETURN_NOT_OK(from("--ota-profile", "ota.profile", a.ota_profile));
+  TEND_RETURN_NOT_OK(from("--ota-root", "ota.root", a.ota_root));
+  TEND_RETURN_NOT_OK(from("--ota-name", "ota.model_name", a.ota_name));
+  TEND_RETURN_NOT_OK(from("--ota-interval", "ota.interval_s", a.ota_interval_s));
+  TEND_RETURN_NOT_OK(from("--ota-min-quality", "ota.min_quality", a.ota_min_quality));
+  TEND_RETURN_NOT_OK(from("--ota-reference-normal", "ota.reference_normal", a.ota_ref_normal));
+  TEND_RETURN_NOT_OK(from("--ota-reference-anomalous", "ota.reference_anomalous", a.ota_ref_anomalous));
   TEND_RETURN_NOT_OK(from("--metrics-port", "metrics.port", a.metrics_port));
   TEND_RETURN_NOT_OK(c.Get("metrics.bind", a.metrics_bind));
   TEND_RETURN_NOT_OK(c.Get("metrics.system_interval_s", a.system_interval_s));
   return c.CheckNoUnknownKeys();
+}
+
+// The OTA quality gate: ROC AUC of a candidate model on the device's local reference set
+// (normal and anomalous recordings with known answers), scored exactly as the agent would.
+Result<double> ReferenceAuc(const std::string& model_path, const RunArgs& a) {
+  agent::ServeOptions so = a.opts.serve;
+  so.warmup_runs = 1;
+  TEND_ASSIGN_OR_RETURN(auto m, agent::ServedModel::Load(model_path, so));
+  agent::ScoreOut out;
+  m->PrepareOut(out);
+  auto scores = [&](const std::vector<std::string>& specs) -> Result<std::vector<double>> {
+    std::vector<double> v;
+    std::vector<agent::InputSpec> inputs;
+    for (auto& s : specs) {
+      TEND_ASSIGN_OR_RETURN(auto in, agent::InputSpec::Parse(s));
+      inputs.push_back(in);
+    }
+    TEND_RETURN_NOT_OK(agent::ForEachWindow(inputs, a.opts.source_opts, m->windowing(), -1,
+                                            [&](std::span<const float> w, const agent::WindowInfo&) -> Status {
+                                              TEND_RETURN_NOT_OK(m->Score(w, out));
+                                              v.push_back(out.score);
+                                              return Ok();
+                                            }));
+    if (v.empty()) return Fail(Error::Invalid("OTA reference set: no windows"));
+    return v;
+  };
+  TEND_ASSIGN_OR_RETURN(auto normal, scores(a.ota_ref_normal));
+  TEND_ASSIGN_OR_RETURN(auto anomalous, scores(a.ota_ref_anomalous));
+  return eval::RocAuc(normal, anomalous);
 }
 
 void DoRun(RunArgs& a, CLI::App& cmd) {
@@ -135,7 +181,44 @@ void DoRun(RunArgs& a, CLI::App& cmd) {
   o.print = !a.quiet;
   if (a.id.device_id.empty()) a.id.device_id = Hostname();
   o.asset_id = a.id.asset_id;
+  std::unique_ptr<ota::Updater> updater;
+  agent::Agent* agent_ptr = nullptr;
+  if (!a.ota_registry.empty()) {
+    if (a.ota_model_dir.empty()) Die("--ota-registry needs --ota-model-dir (where verified models are kept)");
+    if (a.ota_ref_normal.empty() || a.ota_ref_anomalous.empty()) {
+      Die("OTA needs a local reference set to gate new models: --ota-reference-normal and --ota-reference-anomalous");
+    }
+    ota::UpdaterOptions uo;
+    uo.model_dir = a.ota_model_dir;
+    uo.model_name = a.ota_name.empty() ? "press-anomaly" : a.ota_name;
+    uo.profile = a.ota_profile;
+    uo.pinned_root_path = a.ota_root;
+    uo.min_quality = a.ota_min_quality;
+    uo.interval_s = a.ota_interval_s;
+    uo.load_check = [&a](const std::string& path) -> Status {
+      agent::ServeOptions so = a.opts.serve;
+      so.warmup_runs = 1;
+      TEND_ASSIGN_OR_RETURN(auto m, agent::ServedModel::Load(path, so));
+      return Ok();
+    };
+    uo.quality_gate = [&a](const std::string& path) { return ReferenceAuc(path, a); };
+    uo.on_commit = [&a, &agent_ptr](const std::string& path) -> Status {
+      if (!agent_ptr) return Ok();  // before start-up the agent loads the current model itself
+      TEND_ASSIGN_OR_RETURN(auto m, agent::ServedModel::Load(path, a.opts.serve));
+      return agent_ptr->SubmitModel(std::move(m));
+    };
+    std::unique_ptr<ota::Fetcher> fetcher;
+    if (a.ota_registry.rfind("http://", 0) == 0) {
+      fetcher = OrDie(ota::HttpFetcher::Create(a.ota_registry), "OTA registry");
+    } else {
+      fetcher = OrDie(ota::DirFetcher::Create(a.ota_registry), "OTA registry");
+    }
+    updater = OrDie(ota::Updater::Create(uo, std::move(fetcher)), "OTA");
+    std::string current = updater->CurrentModelPath();
+    if (!current.empty() && cmd.count("--model") == 0) o.model_path = current;
+  }
   auto agent = OrDie(agent::Agent::Create(o));
+  agent_ptr = agent.get();
 
   // Metrics: always counted (the health message uses them); served over HTTP unless port 0.
   // A port already in use must not stop a press from being watched: say so and go on.
@@ -179,7 +262,13 @@ void DoRun(RunArgs& a, CLI::App& cmd) {
     TEND_LOG_INFO("telemetry to {} as {} (spool {})", a.mqtt.broker_url, a.id.ClientId(), a.mqtt.spool_path);
   }
 
+  if (updater) updater->Start();
   auto st = agent->Run(&g_stop, &g_reload);
+  if (updater) {
+    updater->Stop();
+    auto us = updater->StatusJson();
+    std::fprintf(stderr, "ota: %s\n", us.dump().c_str());
+  }
   if (tele) {
     auto fl = tele->Flush(std::chrono::seconds(5));
     auto ts = tele->stats();
@@ -262,6 +351,15 @@ void RegisterRun(CLI::App& app) {
   cmd->add_option("--key", a->mqtt.key_file, "This device's private key (mqtts)");
   cmd->add_option("--spool", a->mqtt.spool_path, "Store-and-forward spool (default <state-dir>/spool.db)");
   cmd->add_option("--metrics-port", a->metrics_port, "Prometheus /metrics port (default 8000; 0 = off)");
+  cmd->add_option("--ota-registry", a->ota_registry, "Signed model registry: http://host:port[/prefix] or a directory");
+  cmd->add_option("--ota-model-dir", a->ota_model_dir, "Where verified models, their backup and the OTA state live");
+  cmd->add_option("--ota-profile", a->ota_profile, "This device's profile (default x86-cpu-fp32)");
+  cmd->add_option("--ota-root", a->ota_root, "Pinned root.json: the trust anchor");
+  cmd->add_option("--ota-name", a->ota_name, "Model name in the registry (default press-anomaly)");
+  cmd->add_option("--ota-interval", a->ota_interval_s, "Seconds between registry checks (default 3600, with jitter)");
+  cmd->add_option("--ota-min-quality", a->ota_min_quality, "Minimum reference-set AUC a new model must reach");
+  cmd->add_option("--ota-reference-normal", a->ota_ref_normal, "Reference set: normal inputs");
+  cmd->add_option("--ota-reference-anomalous", a->ota_ref_anomalous, "Reference set: anomalous inputs");
   cmd->add_flag("--json", o.print_json, "Print decisions as JSON lines");
   cmd->add_flag("--quiet,-q", a->quiet, "No line per decision (summary only)");
   cmd->add_option("--summary-json", a->summary_json, "Write the run summary as JSON here");

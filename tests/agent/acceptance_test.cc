@@ -210,5 +210,48 @@ TEST_F(Acceptance, SigtermFinishesTheWindowInFlightAndFlushes) {
   EXPECT_EQ(lines, windows);
 }
 
+// Over-the-air update inside the running agent: a signed, better model is verified, gated on the
+// local reference set and swapped in without a missed window; a signed model that scores worse on
+// the reference set is refused and the agent keeps the current one.
+TEST_F(Acceptance, OtaInstallsABetterModelAndRefusesAWorseOne) {
+  ASSERT_EQ(Tend("train --input 'sim:strokes=40,wear=0,seed=81' --out v1.onnx", dir_).rc, 0);
+  ASSERT_EQ(Tend("train --input 'sim:strokes=40,wear=0,seed=82' --version 2 --out v2.onnx", dir_).rc, 0);
+  // Trained on a worn die: it calls wear normal, so it fails the reference-set gate.
+  ASSERT_EQ(Tend("train --input 'sim:strokes=40,wear=0.9,seed=83' --version 3 --out v3.onnx", dir_).rc, 0);
+  ASSERT_EQ(Tend("keygen --out pub", dir_).rc, 0);
+  ASSERT_EQ(Tend("registry init reg --key pub.key", dir_).rc, 0);
+  auto pub = Tend("publish v2.onnx --name press-anomaly --version 2 --profile x86-cpu-fp32 --key pub.key "
+                  "--registry reg --min-quality 0.9", dir_);
+  ASSERT_EQ(pub.rc, 0) << pub.err;
+  const std::string ota =
+      " --quiet --metrics-port 0 --ota-registry reg --ota-model-dir models --ota-root reg/root.json "
+      "--ota-interval 1 --ota-reference-normal 'sim:strokes=30,wear=0,seed=84' "
+      "--ota-reference-anomalous 'sim:strokes=20,wear=0.5,wear_end=1,seed=85' --summary-json s.json";
+  auto r = Tend("run --model v1.onnx --source 'sim:strokes=60,seed=86' --speed 20" + ota, dir_);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto s = nlohmann::json::parse(Slurp(dir_ + "/s.json"));
+  EXPECT_EQ(s["model"], "press-anomaly v2");
+  EXPECT_EQ(s["windows"], 60);
+  EXPECT_EQ(s["deadline_misses"], 0);
+  EXPECT_EQ(s["overruns"], 0);
+
+  pub = Tend("publish v3.onnx --name press-anomaly --version 3 --profile x86-cpu-fp32 --key pub.key "
+             "--registry reg --min-quality 0.9", dir_);
+  ASSERT_EQ(pub.rc, 0) << pub.err;
+  // No --model: the agent starts on the model OTA installed.
+  r = Tend("run --source 'sim:strokes=30,seed=87' --speed 20" + ota, dir_);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  s = nlohmann::json::parse(Slurp(dir_ + "/s.json"));
+  EXPECT_EQ(s["model"], "press-anomaly v2");
+  EXPECT_EQ(s["windows"], 30);
+  auto pos = r.err.rfind("ota: {");
+  ASSERT_NE(pos, std::string::npos) << r.err;
+  auto status = nlohmann::json::parse(r.err.substr(pos + 5, r.err.find('\n', pos) - pos - 5));
+  EXPECT_EQ(status["current_version"], 2);
+  EXPECT_EQ(status["installs"], 0);
+  EXPECT_EQ(status["highest_version"], 3);  // refused versions are recorded, never retried
+  EXPECT_NE(r.err.find("v3 rolled back before commit: quality"), std::string::npos) << r.err;
+}
+
 }  // namespace
 }  // namespace tend::testing
