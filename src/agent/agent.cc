@@ -1,5 +1,7 @@
 #include "agent/agent.h"
 
+#include "agent/dataset.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -116,17 +118,7 @@ Status Agent::SubmitModel(std::unique_ptr<ServedModel> next) {
 }
 
 double Agent::WearAt(int64_t start_frame) const {
-  // The stroke whose onset falls inside (or just after the start of) this window.
-  if (truth_.empty()) return -1;
-  int64_t len = model_->windowing().window;
-  auto it = std::lower_bound(truth_.begin(), truth_.end(), start_frame,
-                             [](const auto& l, int64_t f) { return l.onset_frame < f; });
-  if (it != truth_.end() && it->onset_frame < start_frame + len) return it->wear;
-  if (it != truth_.begin()) {
-    auto prev = std::prev(it);
-    if (prev->onset_frame + len > start_frame) return prev->wear;
-  }
-  return -1;  // no stroke in this window
+  return truth_.empty() ? -1 : WearInWindow(truth_, start_frame, model_->windowing().window);
 }
 
 void Agent::Acquire() {

@@ -45,6 +45,15 @@ std::string InputSpec::ToString() const {
   return fmt::format("{}@{}:{}", source, start_s, end_s < 0 ? std::string() : fmt::format("{}", end_s));
 }
 
+double WearInWindow(const std::vector<sources::PressSimulator::StrokeLabel>& truth,
+                    int64_t start_frame, int64_t length) {
+  auto it = std::lower_bound(truth.begin(), truth.end(), start_frame,
+                             [](const auto& l, int64_t f) { return l.onset_frame < f; });
+  if (it != truth.end() && it->onset_frame < start_frame + length) return it->wear;
+  if (it != truth.begin() && std::prev(it)->onset_frame + length > start_frame) return std::prev(it)->wear;
+  return -1;
+}
+
 Result<sources::StreamInfo> ProbeStream(const InputSpec& input, const sources::SourceOptions& opts) {
   TEND_ASSIGN_OR_RETURN(auto src, sources::OpenSource(input.source, opts));
   return src->info();
@@ -76,14 +85,7 @@ Status ForEachWindow(const std::vector<InputSpec>& inputs, const sources::Source
     auto emit = [&](const sources::WindowView& v) {
       if (!st) return;
       WindowInfo info{&in, produced++, first + v.start_frame, (first + v.start_frame) / sr, -1};
-      if (!truth.empty()) {
-        int64_t abs = first + v.start_frame;
-        auto it = std::lower_bound(truth.begin(), truth.end(), abs,
-                                   [](const auto& l, int64_t f) { return l.onset_frame < f; });
-        if (it != truth.end() && it->onset_frame < abs + windowing.window) info.wear = it->wear;
-        else if (it != truth.begin() && std::prev(it)->onset_frame + windowing.window > abs)
-          info.wear = std::prev(it)->wear;
-      }
+      if (!truth.empty()) info.wear = WearInWindow(truth, first + v.start_frame, windowing.window);
       st = fn(v.samples, info);
     };
     while (st) {

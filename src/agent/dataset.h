@@ -37,6 +37,11 @@ Status ForEachWindow(const std::vector<InputSpec>& inputs, const sources::Source
                      const WindowingSpec& windowing, double max_duration_s,
                      const std::function<Status(std::span<const float>, const WindowInfo&)>& fn);
 
+// Simulator ground truth for a window: the wear of the stroke whose onset lies in
+// [start_frame - length, start_frame + length), preferring one inside the window; -1 if none.
+double WearInWindow(const std::vector<sources::PressSimulator::StrokeLabel>& truth,
+                    int64_t start_frame, int64_t length);
+
 // The stream of the first input (to pick defaults before a model exists).
 Result<sources::StreamInfo> ProbeStream(const InputSpec& input, const sources::SourceOptions& opts);
 

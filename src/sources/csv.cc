@@ -202,12 +202,7 @@ Result<std::unique_ptr<Source>> CsvSource::Open(const std::string& path,
                                                 const SourceOptions& opts) {
   std::unique_ptr<CsvSource> s(new CsvSource());
   s->path_ = path;
-  s->fd_ = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (s->fd_.get() < 0) return Fail(fs::ErrnoError(path, errno));
-  struct stat st {};
-  if (::fstat(s->fd_.get(), &st) != 0) return Fail(fs::ErrnoError(path, errno));
-  if (S_ISDIR(st.st_mode))
-    return Fail(Error::Invalid(path + ": is a directory, expected a CSV file"));
+  TEND_ASSIGN_OR_RETURN(s->fd_, internal::OpenInputFile(path, "CSV"));
 
   // Count data lines first so total_frames is known (one cheap pass of memchr).
   int64_t data_lines = 0;

@@ -39,6 +39,10 @@ class UniqueFd {
   int fd_ = -1;
 };
 
+// Opens a regular file read-only for a source; a missing file, a refusal or a directory is an
+// error naming the path ("a.wav: is a directory, expected a WAV file"). Sets *size when given.
+Result<UniqueFd> OpenInputFile(const std::string& path, const char* kind, int64_t* size = nullptr);
+
 // "a.wav: NaN sample at frame 12, channel 1".
 inline Error BadSample(const std::string& name, float v, int64_t frame, int channel) {
   return Error::Corrupt(fmt::format("{}: {} sample at frame {}, channel {}", name,

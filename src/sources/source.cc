@@ -1,6 +1,7 @@
 #include "sources/source.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -13,6 +14,19 @@
 #include "sources/internal.h"
 
 namespace tend::sources {
+
+Result<internal::UniqueFd> internal::OpenInputFile(const std::string& path, const char* kind,
+                                                  int64_t* size) {
+  internal::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return Fail(fs::ErrnoError(path, errno));
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return Fail(fs::ErrnoError(path, errno));
+  if (S_ISDIR(st.st_mode)) {
+    return Fail(Error::Invalid(path + ": is a directory, expected a " + kind + " file"));
+  }
+  if (size) *size = st.st_size;
+  return fd;
+}
 namespace {
 
 std::string LowerExtension(const std::string& path) {

@@ -212,13 +212,8 @@ Result<std::unique_ptr<Source>> WavSource::Open(const std::string& path,
                                                 const SourceOptions& opts) {
   std::unique_ptr<WavSource> s(new WavSource());
   s->path_ = path;
-  s->fd_ = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (s->fd_.get() < 0) return Fail(fs::ErrnoError(path, errno));
-  struct stat st {};
-  if (::fstat(s->fd_.get(), &st) != 0) return Fail(fs::ErrnoError(path, errno));
-  if (S_ISDIR(st.st_mode))
-    return Fail(Error::Invalid(path + ": is a directory, expected a WAV file"));
-  const int64_t file_size = st.st_size;
+  int64_t file_size = 0;
+  TEND_ASSIGN_OR_RETURN(s->fd_, internal::OpenInputFile(path, "WAV", &file_size));
   const int fd = s->fd_.get();
 
   uint8_t hdr[12];
