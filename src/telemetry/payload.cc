@@ -85,9 +85,8 @@ nlohmann::json ScoreJson(const Decision& d, const Identity& id, const MessageId&
   j["is_alert"] = d.is_alert;
   j["severity"] = SeverityName(d.severity);
   j["top_sensors"] = d.top_sensors;
+  // factory_id and line_id are in the topic; every byte here is paid once per stroke.
   j["device_id"] = id.device_id;
-  j["factory_id"] = id.factory_id;
-  j["line_id"] = id.line_id;
   j["model_name"] = d.model_name;
   j["model_version"] = d.model_version;
   j["msg_id"] = FormatMessageId(id.device_id, mid);
@@ -95,7 +94,7 @@ nlohmann::json ScoreJson(const Decision& d, const Identity& id, const MessageId&
   j["boot"] = mid.boot;
   j["latency_ms"] = RoundTo(d.latency_ms, 3);
   j["window_index"] = d.window_index;
-  j["fail_safe"] = d.fail_safe;
+  if (d.fail_safe) j["fail_safe"] = true;  // absent = a normal decision
   return j;
 }
 

@@ -28,9 +28,9 @@ std::string FormatIso8601(std::chrono::system_clock::time_point t);
 Result<int64_t> ParseIso8601Ms(const std::string& s);
 
 // SPEC fields: timestamp, asset_id, anomaly_score (4 decimals), is_alert, severity, top_sensors;
-// extras: device_id, factory_id, line_id, model_name, model_version, msg_id, seq, boot,
-// latency_ms, window_index, fail_safe. The same payload goes to .../scores and, for an alert,
-// to .../alerts.
+// extras: device_id, model_name, model_version, msg_id, seq, boot, latency_ms, window_index, and
+// fail_safe (only when true). factory_id/line_id/asset path are in the topic. The same payload
+// goes to .../scores and, for an alert, to .../alerts.
 nlohmann::json ScoreJson(const Decision& d, const Identity& id, const MessageId& mid);
 std::string ScorePayload(const Decision& d, const Identity& id, const MessageId& mid);
 

@@ -116,6 +116,13 @@ TEST(Payload, ScoreHasSpecFieldsAndTypes) {
   EXPECT_EQ(j["boot"], 5);
   EXPECT_EQ(j["window_index"], 77);
   EXPECT_DOUBLE_EQ(j["latency_ms"].get<double>(), 1.235);
+  // Redundant with the topic, so not repeated on every stroke; fail_safe only when it is true.
+  EXPECT_FALSE(j.contains("factory_id"));
+  EXPECT_FALSE(j.contains("line_id"));
+  EXPECT_FALSE(j.contains("fail_safe"));
+  d.fail_safe = true;
+  EXPECT_EQ(nlohmann::json::parse(ScorePayload(d, Id(), MessageId{5, 9}))["fail_safe"], true);
+  d.fail_safe = false;
   // 4 decimals on the wire, not just after parsing.
   EXPECT_NE(ScorePayload(d, Id(), MessageId{5, 9}).find("\"anomaly_score\":0.1235,"),
             std::string::npos);
