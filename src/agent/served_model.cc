@@ -17,7 +17,10 @@ double MsSince(std::chrono::steady_clock::time_point t0) {
 
 std::string ShapeStr(const std::vector<int64_t>& s) {
   std::string r = "[";
-  for (size_t i = 0; i < s.size(); ++i) r += (i ? "," : "") + std::to_string(s[i]);
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i) r += ',';
+    r += std::to_string(s[i]);  // appended, not "," + ...: GCC 12 -O3 warns (-Wrestrict) on that
+  }
   return r + "]";
 }
 

@@ -39,7 +39,11 @@ inline CmdResult RunCmd(const std::string& cmd, const std::string& dir) {
 }
 
 inline CmdResult Tend(const std::string& args, const std::string& dir) {
-  return RunCmd("'" + TendBin() + "' " + args, dir);
+  std::string cmd = "'";  // appended piecewise: GCC 12 -O3 warns (-Wrestrict) on "'" + string
+  cmd += TendBin();
+  cmd += "' ";
+  cmd += args;
+  return RunCmd(cmd, dir);
 }
 
 inline std::string TempDir(const std::string& name) {
