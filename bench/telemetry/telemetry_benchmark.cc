@@ -6,8 +6,11 @@
 // Files go to $TEND_BENCH_DIR (default: a temp dir under /tmp, which must be a real disk for
 // the fsync numbers to mean anything).
 #include <benchmark/benchmark.h>
+#include <mqtt/async_client.h>
 
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
 
 #include "telemetry/payload.h"
 #include "telemetry/spool.h"
@@ -126,6 +129,7 @@ void BM_DrainQos1(benchmark::State& state) {
     o.reconnect_max_s = 0.05;
     o.queue_capacity = 1 << 16;
     o.max_inflight = static_cast<int>(state.range(1));
+    o.mqtt_version = static_cast<int>(state.range(2));
     auto t = std::move(*Telemetry::Create(kId, o));
     for (int64_t i = 0; i < n; ++i) {
       t->OnDecision(Sample(i, true));  // alert: one QoS 1 message + one QoS 0 score
@@ -149,8 +153,98 @@ void BM_DrainQos1(benchmark::State& state) {
       benchmark::Counter(static_cast<double>(n * state.iterations()), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_DrainQos1)
-    ->Args({100000, 1000})
-    ->Args({100000, 10000})
+    ->ArgNames({"n", "window", "mqtt"})
+    ->Args({100000, 1000, 4})
+    ->Args({100000, 100, 4})
+    ->Args({100000, 300, 4})
+    ->Args({100000, 300, 5})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(1);
+
+// Ceiling for BM_DrainQos1: a bare Paho async client (same library, protocol, payload, in-flight
+// window and broker configuration; no spool, no worker) publishing N QoS 1 messages, optionally
+// each followed by its QoS 0 twin on .../scores as tend does for an alert. Time from the first
+// publish to the last acknowledgement (QoS 0: written to the socket).
+void BM_BarePahoQos1(benchmark::State& state) {
+  if (!tend::testing::Broker::Available()) {
+    state.SkipWithError("mosquitto not installed");
+    return;
+  }
+  const int64_t n = state.range(0);
+  const int window = static_cast<int>(state.range(1));
+  const bool twin = state.range(2) != 0;
+  const int version = static_cast<int>(state.range(3)) == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
+  // The broker's max_inflight_messages: 0 (unlimited) as in the tests, 20 = Mosquitto's default.
+  const int64_t broker_inflight = state.range(4);
+  std::string payload = ScorePayload(Sample(1, true), kId, {1, 1});
+  std::string alerts = kId.AlertsTopic(), scores = kId.ScoresTopic();
+  struct Listener : mqtt::iaction_listener {
+    std::mutex mu;
+    std::condition_variable cv;
+    int64_t inflight = 0, done = 0, failed = 0;
+    void on_success(const mqtt::token&) override { finish(false); }
+    void on_failure(const mqtt::token&) override { finish(true); }
+    void finish(bool fail) {
+      std::lock_guard lk(mu);
+      --inflight;
+      ++done;
+      failed += fail;
+      cv.notify_one();
+    }
+  };
+  for (auto _ : state) {
+    state.PauseTiming();
+    tend::testing::Broker broker("max_inflight_messages " + std::to_string(broker_inflight));
+    broker.Start();
+    mqtt::create_options co(version, window + 4096);
+    mqtt::async_client cli("tcp://127.0.0.1:" + std::to_string(broker.port()), "bare_paho", co,
+                           nullptr);
+    mqtt::connect_options conn;
+    conn.set_mqtt_version(version);
+    if (version == MQTTVERSION_5) {
+      conn.set_clean_start(true);
+    } else {
+      conn.set_clean_session(true);
+    }
+    conn.set_max_inflight(window + 16);
+    cli.connect(conn)->wait();
+    Listener l;
+    const int64_t total = twin ? 2 * n : n;
+    state.ResumeTiming();
+    for (int64_t i = 0; i < n; ++i) {
+      {
+        std::unique_lock lk(l.mu);
+        l.cv.wait(lk, [&] { return l.inflight < window; });
+        l.inflight += twin ? 2 : 1;
+      }
+      cli.publish(alerts, payload.data(), payload.size(), 1, false, nullptr, l);
+      if (twin) cli.publish(scores, payload.data(), payload.size(), 0, false, nullptr, l);
+    }
+    {
+      std::unique_lock lk(l.mu);
+      l.cv.wait(lk, [&] { return l.done == total; });
+    }
+    state.PauseTiming();
+    if (l.failed) state.SkipWithError("publishes failed");
+    cli.disconnect()->wait();
+    broker.Stop();
+    state.ResumeTiming();
+  }
+  state.counters["msgs_per_s"] = benchmark::Counter(
+      static_cast<double>((twin ? 2 : 1) * n * state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["qos1_per_s"] =
+      benchmark::Counter(static_cast<double>(n * state.iterations()), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_BarePahoQos1)
+    ->ArgNames({"n", "window", "twin", "mqtt", "broker_inflight"})
+    ->Args({100000, 1000, 0, 4, 0})
+    ->Args({100000, 1000, 1, 4, 0})
+    ->Args({100000, 1000, 0, 5, 0})
+    ->Args({100000, 1000, 0, 5, 20})
+    ->Args({100000, 100, 0, 4, 0})
+    ->Args({100000, 300, 0, 4, 0})
+    ->Args({100000, 300, 1, 4, 0})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()
     ->Iterations(1);

@@ -55,7 +55,18 @@ std::string Identity::HealthTopic() const { return AssetPrefix(*this) + "/health
 std::string Identity::StatusTopic() const {
   return "factory/" + factory_id + "/edge/" + device_id + "/status";
 }
+std::string Identity::EdgeTopic(const std::string& name) const {
+  return "factory/" + factory_id + "/edge/" + device_id + "/" + name;
+}
 std::string Identity::ClientId() const { return "edge_" + device_id; }
+
+Status ValidateEdgeStateName(const std::string& name) {
+  TEND_RETURN_NOT_OK(ValidatePart("edge state name", name));
+  if (name == "status") {
+    return Fail(Error::Invalid("edge state name 'status' is reserved for online/offline"));
+  }
+  return Ok();
+}
 
 ParsedTopic ParseTopic(const std::string& topic) {
   ParsedTopic out;

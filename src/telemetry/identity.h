@@ -20,8 +20,15 @@ struct Identity {
   std::string AlertsTopic() const;  // factory/{f}/line/{l}/asset/{a}/alerts  (QoS 1)
   std::string HealthTopic() const;  // factory/{f}/line/{l}/asset/{a}/health  (QoS 0)
   std::string StatusTopic() const;  // factory/{f}/edge/{d}/status  (QoS 1, retained)
-  std::string ClientId() const;     // edge_{d}
+  // factory/{f}/edge/{d}/{name}: a device state such as "ota" (QoS 1, retained); `name` must pass
+  // ValidateEdgeStateName.
+  std::string EdgeTopic(const std::string& name) const;
+  std::string ClientId() const;  // edge_{d}
 };
+
+// A device state name for Identity::EdgeTopic: one topic level (same rules as the identity
+// parts), and not "status", which is the SPEC online/offline topic.
+Status ValidateEdgeStateName(const std::string& name);
 
 // Quality of service and retain flag per topic kind, as SPEC.md fixes them.
 inline constexpr int kScoresQos = 0;

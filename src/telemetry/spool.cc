@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -19,7 +20,13 @@ namespace tend::telemetry {
 namespace {
 
 int ClassOf(MessageKind k) {
-  return (k == MessageKind::kAlert || k == MessageKind::kReport) ? 0 : 1;
+  return (k == MessageKind::kAlert || k == MessageKind::kReport || k == MessageKind::kState) ? 0
+                                                                                             : 1;
+}
+
+// Kept when the disk is full (alerts-only mode), and held by the caller when nothing fits.
+bool MustKeep(MessageKind k) {
+  return k == MessageKind::kAlert || k == MessageKind::kReport || k == MessageKind::kState;
 }
 
 // Kinds a new message of `k` may push out, lowest value first.
@@ -31,6 +38,7 @@ std::vector<MessageKind> VictimKindsFor(MessageKind k) {
       return {MessageKind::kHealth, MessageKind::kScore};
     case MessageKind::kAlert:
     case MessageKind::kReport:
+    case MessageKind::kState:
       return {MessageKind::kHealth, MessageKind::kScore, MessageKind::kAlert};
   }
   return {};
@@ -68,6 +76,7 @@ struct OpenFailure {
 // Ballast: a preallocated file deleted when the disk fills up, so that the spool still has room
 // to checkpoint, evict scores and append the alerts that matter.
 bool Spool::EnsureReserve() {
+  if (memory_) return true;
   std::string r = path_ + ".reserve";
   struct stat st {};
   if (::stat(r.c_str(), &st) == 0 && st.st_size >= kReserveBytes) return true;
@@ -79,7 +88,9 @@ bool Spool::EnsureReserve() {
   return ok;
 }
 
-void Spool::ReleaseReserve() { ::unlink((path_ + ".reserve").c_str()); }
+void Spool::ReleaseReserve() {
+  if (!memory_) ::unlink((path_ + ".reserve").c_str());
+}
 
 const char* MessageKindName(MessageKind k) {
   switch (k) {
@@ -91,13 +102,16 @@ const char* MessageKindName(MessageKind k) {
       return "health";
     case MessageKind::kReport:
       return "report";
+    case MessageKind::kState:
+      return "state";
   }
   return "?";
 }
 
 Error Spool::SqlError(const std::string& what) const {
-  std::string msg = path_ + ": " + what + ": " + (db_ ? sqlite3_errmsg(db_) : "no database");
   int rc = db_ ? sqlite3_extended_errcode(db_) : SQLITE_ERROR;
+  std::string msg = path_ + ": " + what + ": " + (db_ ? sqlite3_errmsg(db_) : "no database") +
+                    " (sqlite " + std::to_string(rc) + ")";
   if (IsCorruption(rc)) return Error::Corrupt(msg);
   return Error::Io(msg);
 }
@@ -106,7 +120,8 @@ Status Spool::Exec(const char* sql) {
   char* err = nullptr;
   int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
   if (rc != SQLITE_OK) {
-    std::string m = err ? err : sqlite3_errstr(rc);
+    std::string m = std::string(err ? err : sqlite3_errstr(rc)) + " (sqlite " +
+                    std::to_string(sqlite3_extended_errcode(db_)) + ")";
     sqlite3_free(err);
     Error e = IsCorruption(rc) ? Error::Corrupt(path_ + ": " + m) : Error::Io(path_ + ": " + m);
     return Fail(e);
@@ -115,7 +130,7 @@ Status Spool::Exec(const char* sql) {
 }
 
 void Spool::CloseDb() {
-  for (sqlite3_stmt** s : {&insert_, &delete_, &next_, &victims_, &drop_upsert_}) {
+  for (sqlite3_stmt** s : {&insert_, &delete_, &next_, &victims_, &drop_upsert_, &supersede_}) {
     sqlite3_finalize(*s);
     *s = nullptr;
   }
@@ -141,6 +156,7 @@ Status Spool::Prepare() {
       {&drop_upsert_,
        "INSERT INTO drops(topic, count) VALUES(?,?) "
        "ON CONFLICT(topic) DO UPDATE SET count=excluded.count"},
+      {&supersede_, "DELETE FROM spool WHERE kind=4 AND topic=? AND id>? RETURNING bytes"},
   };
   for (auto& s : stmts) {
     if (sqlite3_prepare_v3(db_, s.sql, -1, SQLITE_PREPARE_PERSISTENT, s.stmt, nullptr) !=
@@ -154,7 +170,7 @@ Status Spool::Prepare() {
 // Opens the file and checks it end to end; any failure that smells of a bad file is Corrupt.
 Status Spool::OpenDb() {
   int rc =
-      sqlite3_open_v2(path_.c_str(), &db_,
+      sqlite3_open_v2(memory_ ? ":memory:" : path_.c_str(), &db_,
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     Error e = SqlError("open");
@@ -162,6 +178,11 @@ Status Spool::OpenDb() {
   }
   sqlite3_extended_result_codes(db_, 1);
   sqlite3_busy_timeout(db_, 5000);
+  // One process owns the spool. Exclusive locking set before the first WAL access keeps the WAL
+  // index in heap memory instead of a <spool>-shm file: opening then needs no disk space at all
+  // (creating and sizing -shm fails with SQLITE_IOERR on a full disk), and no shared-memory
+  // locking is paid per transaction.
+  TEND_RETURN_NOT_OK(Exec("PRAGMA locking_mode=EXCLUSIVE"));
   TEND_RETURN_NOT_OK(Exec("PRAGMA journal_mode=WAL"));
   TEND_RETURN_NOT_OK(
       Exec(options_.durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
@@ -208,11 +229,6 @@ Status Spool::OpenDb() {
       return Fail(Error::Corrupt(path_ + ": not a tend spool: " + schema.error().message));
     return schema;
   }
-  TEND_RETURN_NOT_OK(Exec("BEGIN IMMEDIATE"));
-  TEND_RETURN_NOT_OK(
-      Exec("INSERT INTO meta(key, value) VALUES('boot', 1) "
-           "ON CONFLICT(key) DO UPDATE SET value = value + 1"));
-  TEND_RETURN_NOT_OK(Exec("COMMIT"));
   auto scalar = [&](const char* sql, int64_t& out) -> Status {
     sqlite3_stmt* st = nullptr;
     if (sqlite3_prepare_v2(db_, sql, -1, &st, nullptr) != SQLITE_OK) return Fail(SqlError(sql));
@@ -222,7 +238,47 @@ Status Spool::OpenDb() {
     if (r != SQLITE_ROW && r != SQLITE_DONE) return Fail(SqlError(sql));
     return Ok();
   };
-  TEND_RETURN_NOT_OK(scalar("SELECT value FROM meta WHERE key='boot'", boot_));
+  int64_t persisted_boot = 0;
+  TEND_RETURN_NOT_OK(scalar("SELECT value FROM meta WHERE key='boot'", persisted_boot));
+  boot_ = persisted_boot + 1;
+  if (memory_) {
+    // Nothing persisted to count from: a boot number from the clock (milliseconds), above any
+    // counter a file spool will have reached, so message ids stay unique across restarts.
+    boot_ = std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
+    // Row ids far above any file spool's, so that a late acknowledgement of a message sent
+    // from memory can never delete a row of the file spool that absorbs it (see Absorb).
+    TEND_RETURN_NOT_OK(
+        Exec("INSERT INTO sqlite_sequence(name, seq) VALUES('spool', 1099511627776)"));
+  } else {
+    bool full = false;
+    auto bump = [&] {
+      auto st = Exec("BEGIN IMMEDIATE");
+      if (st) st = WriteBoot();
+      if (st) st = Exec("COMMIT");
+      full = !st && IsFull();
+      if (!st) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      return st;
+    };
+    auto st = bump();
+    if (!st && full) {
+      ReleaseReserve();
+      st = bump();
+    }
+    if (!st && full) {
+      // The disk is full and the ballast is gone: do not let the boot counter stop the agent.
+      // Use the clock (as the memory spool does) and persist it with the first commit.
+      boot_ = std::max(boot_, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count());
+      boot_dirty_ = true;
+      TEND_LOG_WARN("spool {}: disk full at open; boot {} will be recorded with the first commit",
+                    path_, boot_);
+    } else if (!st) {
+      return st;
+    }
+  }
   TEND_RETURN_NOT_OK(scalar("SELECT COALESCE(SUM(bytes),0) FROM spool", bytes_));
   TEND_RETURN_NOT_OK(scalar("SELECT COUNT(*) FROM spool", depth_));
   TEND_RETURN_NOT_OK(scalar("SELECT COALESCE(MAX(id),0) FROM spool WHERE cls=0", max_id_[0]));
@@ -241,6 +297,78 @@ Status Spool::OpenDb() {
   return Ok();
 }
 
+bool Spool::IsFull() const {
+  if (!db_) return false;
+  int rc = sqlite3_extended_errcode(db_);
+  return (rc & 0xff) == SQLITE_FULL || rc == SQLITE_IOERR_WRITE || rc == SQLITE_IOERR_FSYNC ||
+         rc == SQLITE_IOERR_TRUNCATE || rc == SQLITE_IOERR_SHMSIZE;
+}
+
+Status Spool::WriteBoot() {
+  std::string sql = "INSERT INTO meta(key, value) VALUES('boot', " + std::to_string(boot_) +
+                    ") ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)";
+  return Exec(sql.c_str());
+}
+
+Result<std::unique_ptr<Spool>> Spool::OpenMemory(const std::string& path,
+                                                 const SpoolOptions& options) {
+  std::unique_ptr<Spool> spool(new Spool(path, options));
+  spool->memory_ = true;
+  TEND_RETURN_NOT_OK(spool->OpenDb());
+  spool->reserve_ok_ = true;  // no ballast in memory
+  spool->report_.state = SpoolOpenReport::State::kCreated;
+  spool->report_.detail = "in memory";
+  return spool;
+}
+
+Status Spool::Absorb(Spool& from, CommitResult& result) {
+  std::vector<OutgoingMessage> rows;
+  {
+    sqlite3_stmt* sel = nullptr;
+    if (sqlite3_prepare_v2(from.db_,
+                           "SELECT kind, topic, qos, retained, payload FROM spool ORDER BY id", -1,
+                           &sel, nullptr) != SQLITE_OK) {
+      return Fail(from.SqlError("absorb: read"));
+    }
+    while (sqlite3_step(sel) == SQLITE_ROW) {
+      OutgoingMessage m;
+      m.kind = static_cast<MessageKind>(sqlite3_column_int(sel, 0));
+      m.topic = reinterpret_cast<const char*>(sqlite3_column_text(sel, 1));
+      m.qos = sqlite3_column_int(sel, 2);
+      m.retained = sqlite3_column_int(sel, 3) != 0;
+      const void* b = sqlite3_column_blob(sel, 4);
+      m.payload.assign(static_cast<const char*>(b),
+                       static_cast<size_t>(sqlite3_column_bytes(sel, 4)));
+      rows.push_back(std::move(m));
+    }
+    sqlite3_finalize(sel);
+  }
+  auto drops0 = drops_, dirty0 = drops_dirty_;
+  const int64_t boot0 = boot_;
+  const bool boot_dirty0 = boot_dirty_;
+  for (const auto& [topic, n] : from.drops_) {
+    drops_[topic] += n;
+    drops_dirty_[topic] = 1;
+  }
+  if (from.boot_ > boot_) {
+    boot_ = from.boot_;
+    boot_dirty_ = true;
+  }
+  auto r = Commit(rows);
+  if (!r || !r->committed) {
+    drops_ = std::move(drops0);
+    drops_dirty_ = std::move(dirty0);
+    boot_ = boot0;
+    boot_dirty_ = boot_dirty0;
+    if (!r) return Fail(r.error());
+    return Fail(Error::Io(path_ + ": no space to take over the messages held in memory"));
+  }
+  result = *r;
+  from.drops_.clear();
+  from.drops_dirty_.clear();
+  return Ok();
+}
+
 Result<std::unique_ptr<Spool>> Spool::Open(const std::string& path, const SpoolOptions& options) {
   if (path.empty()) return Fail(Error::Invalid("spool: path is empty"));
   if (options.max_bytes < 512) {
@@ -256,7 +384,7 @@ Result<std::unique_ptr<Spool>> Spool::Open(const std::string& path, const SpoolO
   bool empty_file = existed && st.st_size == 0;
 
   auto first = spool->OpenDb();
-  if (!first && first.error().message.find("full") != std::string::npos) {
+  if (!first && first.error().code != ErrorCode::kCorrupt && fs::Exists(path + ".reserve")) {
     // A full disk must not stop the agent: use the ballast to open.
     TEND_LOG_WARN("spool {}: {}; retrying with the reserve released", path, first.error().message);
     spool->CloseDb();
@@ -304,7 +432,7 @@ Result<std::unique_ptr<Spool>> Spool::Open(const std::string& path, const SpoolO
         while (sqlite3_step(sel) == SQLITE_ROW) {
           OutgoingMessage m;
           int kind = sqlite3_column_int(sel, 0);
-          if (kind < 0 || kind > 3) continue;
+          if (kind < 0 || kind >= kMessageKinds) continue;
           m.kind = static_cast<MessageKind>(kind);
           const unsigned char* t = sqlite3_column_text(sel, 1);
           if (!t) continue;
@@ -332,7 +460,9 @@ Result<std::unique_ptr<Spool>> Spool::Open(const std::string& path, const SpoolO
   spool->report_.salvaged = static_cast<int64_t>(salvaged.size());
   if (!salvaged.empty()) {
     TEND_ASSIGN_OR_RETURN(auto r, spool->Commit(salvaged));
-    (void)r;
+    if (!r.committed) {
+      for (const auto& m : salvaged) spool->NoteDropped(m.topic, m.kind, 1);  // no room left
+    }
   }
   spool->report_.pending = spool->depth_;
   TEND_LOG_WARN("spool {}: unreadable ({}); moved to {}, salvaged {} messages", path,
@@ -445,11 +575,27 @@ Status Spool::CommitOnce(std::vector<OutgoingMessage>& messages, std::span<const
   }
   for (auto& m : messages) {
     int ki = static_cast<int>(m.kind);
-    if (alerts_only && m.kind != MessageKind::kAlert && m.kind != MessageKind::kReport) {
+    if (alerts_only && !MustKeep(m.kind)) {
       ++result.dropped_by_kind[ki];
       drops_[m.topic] += 1;
       drops_dirty_[m.topic] = 1;
       continue;
+    }
+    if (m.kind == MessageKind::kState) {
+      // Only the newest state per name matters: drop an older one not yet handed to the network
+      // (one in flight stays; it is sent first, so the newest still ends up retained).
+      sqlite3_reset(supersede_);
+      sqlite3_bind_text(supersede_, 1, m.topic.data(), static_cast<int>(m.topic.size()),
+                        SQLITE_STATIC);
+      sqlite3_bind_int64(supersede_, 2, cursor_[0]);
+      int rc;
+      while ((rc = sqlite3_step(supersede_)) == SQLITE_ROW) {
+        bytes_ -= sqlite3_column_int64(supersede_, 0);
+        --depth_;
+        ++result.superseded;
+      }
+      sqlite3_reset(supersede_);
+      if (rc != SQLITE_DONE) return Fail(SqlError("supersede state"));
     }
     int64_t row_bytes = SpoolRowBytes(m);
     bool fits = true;
@@ -470,8 +616,10 @@ Status Spool::CommitOnce(std::vector<OutgoingMessage>& messages, std::span<const
     ++result.appended;
   }
   TEND_RETURN_NOT_OK(PersistDrops());
+  if (boot_dirty_) TEND_RETURN_NOT_OK(WriteBoot());
   TEND_RETURN_NOT_OK(Exec("COMMIT"));
   drops_dirty_.clear();
+  boot_dirty_ = false;
   return Ok();
 }
 
@@ -518,7 +666,7 @@ void Spool::EvictForDiskFull(CommitResult& result) {
       return;
     }
     drops_dirty_.clear();
-    for (int k = 0; k < 4; ++k) result.dropped_by_kind[k] += step.dropped_by_kind[k];
+    for (int k = 0; k < kMessageKinds; ++k) result.dropped_by_kind[k] += step.dropped_by_kind[k];
     sqlite3_exec(db_, "PRAGMA wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr);
     if (evicted < 32) return;
   }
@@ -534,6 +682,7 @@ Result<CommitResult> Spool::Commit(std::vector<OutgoingMessage>& messages,
   const bool relax = options_.durable && messages.empty();
   if (relax) sqlite3_exec(db_, "PRAGMA synchronous=NORMAL", nullptr, nullptr, nullptr);
   auto st = CommitOnce(messages, acked, /*alerts_only=*/false, result);
+  const int rc = st ? SQLITE_OK : sqlite3_extended_errcode(db_) & 0xff;  // before any other call
   if (relax) sqlite3_exec(db_, "PRAGMA synchronous=FULL", nullptr, nullptr, nullptr);
   if (st) {
     if (!reserve_ok_ && (result.acked > 0 || result.dropped_by_kind[1] > 0)) {
@@ -541,7 +690,6 @@ Result<CommitResult> Spool::Commit(std::vector<OutgoingMessage>& messages,
     }
     return result;
   }
-  int rc = sqlite3_extended_errcode(db_) & 0xff;
   Restore(snap);
   if (rc != SQLITE_FULL) return Fail(st.error());
 
@@ -563,24 +711,31 @@ Result<CommitResult> Spool::Commit(std::vector<OutgoingMessage>& messages,
   snap = Save();
   result = CommitResult{};
   st = CommitOnce(messages, acked, /*alerts_only=*/true, result);
-  for (int k = 0; k < 4; ++k) result.dropped_by_kind[k] += evicted.dropped_by_kind[k];
+  for (int k = 0; k < kMessageKinds; ++k) result.dropped_by_kind[k] += evicted.dropped_by_kind[k];
   result.disk_full = true;
   if (st) {
     sqlite3_exec(db_, "PRAGMA wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr);
     return result;
   }
   Restore(snap);
-  // Nothing of the batch could be written: count it in memory; the counts are persisted when
-  // space returns. Acks are retried by the caller with the next commit.
+  // Nothing of the batch could be written. Scores and health are counted as dropped (the counts
+  // are persisted when space returns); alerts and reports stay in `messages` for the caller to
+  // hold and retry. Acks are retried by the caller with the next commit.
   result = CommitResult{};
-  for (int k = 0; k < 4; ++k) result.dropped_by_kind[k] = evicted.dropped_by_kind[k];
+  for (int k = 0; k < kMessageKinds; ++k) result.dropped_by_kind[k] = evicted.dropped_by_kind[k];
   result.disk_full = true;
   result.committed = false;
+  std::vector<OutgoingMessage> keep;
   for (auto& m : messages) {
+    if (MustKeep(m.kind)) {
+      keep.push_back(std::move(m));
+      continue;
+    }
     ++result.dropped_by_kind[static_cast<int>(m.kind)];
     drops_[m.topic] += 1;
     drops_dirty_[m.topic] = 1;
   }
+  messages = std::move(keep);
   return result;
 }
 

@@ -20,8 +20,11 @@ struct sqlite3_stmt;
 
 namespace tend::telemetry {
 
-// Ordered by eviction priority: health goes first, then scores, then alerts; reports never.
-enum class MessageKind : int { kAlert = 0, kScore = 1, kHealth = 2, kReport = 3 };
+// Ordered by eviction priority: health goes first, then scores, then alerts; reports and device
+// states never. A state (retained, QoS 1, .../edge/{device}/{name}) replaces the undelivered
+// state of the same topic when it is committed: only the newest one per name is kept.
+enum class MessageKind : int { kAlert = 0, kScore = 1, kHealth = 2, kReport = 3, kState = 4 };
+inline constexpr int kMessageKinds = 5;
 const char* MessageKindName(MessageKind k);
 
 struct OutgoingMessage {
@@ -57,9 +60,12 @@ struct CommitResult {
   int64_t appended = 0;
   int64_t acked = 0;
   // Messages dropped by this commit (evicted old rows and rejected new ones), by kind.
-  int64_t dropped_by_kind[4] = {0, 0, 0, 0};
+  int64_t dropped_by_kind[kMessageKinds] = {0, 0, 0, 0, 0};
+  int64_t superseded = 0;  // undelivered device states replaced by a newer one of the same name
   bool disk_full = false;  // the filesystem said ENOSPC; what was dropped is in dropped_by_kind
-  bool committed = true;   // false: nothing was written (acks must be retried)
+  // false: nothing was written (acks must be retried); the batch's alerts and reports were left
+  // in the caller's vector (not counted as dropped), everything else was counted.
+  bool committed = true;
 };
 
 class Spool {
@@ -71,8 +77,22 @@ class Spool {
   // wrong schema) is moved aside to <path>.corrupt-<unix>-<n>, readable rows are salvaged into a
   // fresh spool, and open_report() says what happened; only OS errors (permissions, missing
   // directory that cannot be created) make Open fail.
+  // Opening needs no free disk space for an existing spool: the WAL index lives in memory
+  // (exclusive locking) and the boot counter, if the disk is full even after releasing the
+  // reserve, comes from the clock and is written with the first commit.
   static Result<std::unique_ptr<Spool>> Open(const std::string& path, const SpoolOptions& options);
+  // The degraded fallback when `path` cannot be opened: the same spool in memory (bounded by
+  // options.max_bytes), lost on exit. Its row ids start at 2^40 and its boot number is the clock
+  // in milliseconds, so neither can collide with a file spool's.
+  static Result<std::unique_ptr<Spool>> OpenMemory(const std::string& path,
+                                                   const SpoolOptions& options);
   ~Spool();
+
+  bool in_memory() const { return memory_; }
+  // Moves every message of `from` (in order) and its unreported drop counts into this spool in
+  // one durable commit and raises this spool's boot counter to `from`'s; `from` is then to be
+  // discarded. On error nothing changed here.
+  Status Absorb(Spool& from, CommitResult& result);
 
   const SpoolOpenReport& open_report() const { return report_; }
   // Incremented and committed by every Open: part of each message id.
@@ -114,6 +134,8 @@ class Spool {
   };
   Spool(std::string path, SpoolOptions options) : path_(std::move(path)), options_(options) {}
   Status OpenDb();
+  bool IsFull() const;
+  Status WriteBoot();
   Status Prepare();
   void CloseDb();
   Status Exec(const char* sql);
@@ -139,7 +161,10 @@ class Spool {
   sqlite3_stmt* next_ = nullptr;
   sqlite3_stmt* victims_ = nullptr;
   sqlite3_stmt* drop_upsert_ = nullptr;
+  sqlite3_stmt* supersede_ = nullptr;
   int64_t boot_ = 0;
+  bool boot_dirty_ = false;  // boot_ not yet persisted (disk was full at open)
+  bool memory_ = false;
   bool reserve_ok_ = true;
   int64_t bytes_ = 0;
   int64_t depth_ = 0;

@@ -54,10 +54,11 @@ class Telemetry::Impl {
     std::lock_guard lk(mu_);
     health_provider_ = std::move(fn);
   }
+  void PublishDeviceState(const std::string& name, nlohmann::json payload);
   Stats stats() const;
   Status Flush(std::chrono::milliseconds timeout);
   Status Commit(std::chrono::milliseconds timeout);
-  const SpoolOpenReport& spool_report() const { return spool_->open_report(); }
+  const SpoolOpenReport& spool_report() const { return report_; }
 
  private:
   enum class ConnState { kDisconnected, kConnecting, kConnected };
@@ -97,12 +98,31 @@ class Telemetry::Impl {
   void NewClient();
   bool Publish(const OutgoingMessage& m, int64_t spool_id);
   void ApplyCommitResult(const CommitResult& r);
+  void Hold(OutgoingMessage&& m);
+  void BuildStates();
+  bool ApplyRefusals(Clock::time_point now);
+  void MaybeEnqueueDropReport(Clock::time_point now, bool force);
+  void TryDiskSpool(Clock::time_point now);
+  void SetSpoolError(std::string e) {
+    std::lock_guard lk(mu_);
+    spool_error_ = std::move(e);
+  }
   void CountDropped(MessageKind k, int64_t n);
   Clock::duration NextBackoff();
 
   Identity id_;
   TelemetryOptions opt_;
   std::unique_ptr<Spool> spool_;
+  SpoolOpenReport report_;
+  SpoolOptions spool_options_;
+  Clock::time_point next_disk_retry_{};
+  std::vector<OutgoingMessage> held_;  // alerts a full disk refused, committed first next time
+  int64_t held_bytes_ = 0;
+  int64_t commit_errors_ = 0;
+  static constexpr auto kAckCommitDelay = std::chrono::milliseconds(50);
+  Clock::time_point last_ack_commit_{};
+  uint64_t flushed_seq_ = 0;
+  Clock::time_point last_commit_error_log_{};
   int64_t boot_ = 0;
   int64_t seq_ = 0;
 
@@ -116,6 +136,7 @@ class Telemetry::Impl {
   bool stop_ = false;
   uint64_t flush_requested_ = 0, flush_done_ = 0;
   std::string model_version_, model_name_;
+  std::string spool_error_;
   std::function<nlohmann::json()> health_provider_;
   std::atomic<bool> wake_posted_{false};
 
@@ -143,11 +164,24 @@ class Telemetry::Impl {
   std::atomic<int> connect_failed_rc_{0};
   std::mutex ack_mu_;
   std::vector<int64_t> acks_, acks_work_;
+  struct Refusal {
+    int64_t id;  // spool row (0: not spooled, e.g. the online status)
+    int reason_code;
+    std::string topic;
+  };
+  std::vector<Refusal> refusals_, refusals_work_;    // guarded by ack_mu_ / worker-only
+  std::map<std::string, int64_t> refused_by_topic_;  // guarded by mu_
+  std::map<std::pair<std::string, int>, int64_t> refused_unlogged_;  // worker-only
+  Clock::time_point last_refusal_log_{};
+  Clock::time_point next_drop_report_{};
+  // Device states (PublishDeviceState): newest per name, guarded by mu_.
+  std::map<std::string, nlohmann::json> pending_states_;
 
   // Stats (written by worker and callbacks, read by anyone).
   std::atomic<int64_t> st_spooled_{0}, st_delivered_{0}, st_drop_score_{0}, st_drop_alert_{0},
       st_drop_health_{0}, st_bytes_{0}, st_depth_{0}, st_reconnects_{0}, st_decisions_{0};
-  std::atomic<bool> st_connected_{false}, st_disk_full_{false};
+  std::atomic<bool> st_connected_{false}, st_disk_full_{false}, st_in_memory_{false};
+  std::atomic<int64_t> st_held_{0}, st_refused_{0};
 };
 
 Status Telemetry::Impl::Start() {
@@ -163,10 +197,32 @@ Status Telemetry::Impl::Start() {
   if (opt_.reconnect_min_s <= 0 || opt_.reconnect_max_s < opt_.reconnect_min_s) {
     return Fail(Error::Invalid("telemetry: reconnect backoff needs 0 < min <= max"));
   }
+  if (opt_.memory_queue_bytes < 512 || opt_.disk_retry_s <= 0) {
+    return Fail(Error::Invalid("telemetry: memory_queue_bytes must be >= 512, disk_retry_s > 0"));
+  }
   SpoolOptions so;
   so.max_bytes = opt_.spool_max_bytes;
   so.durable = opt_.spool_durable;
-  TEND_ASSIGN_OR_RETURN(spool_, Spool::Open(opt_.spool_path, so));
+  spool_options_ = so;
+  auto opened = Spool::Open(opt_.spool_path, so);
+  if (opened) {
+    spool_ = std::move(*opened);
+  } else if (opened.error().code == ErrorCode::kInvalidArgument) {
+    return Fail(opened.error());
+  } else {
+    // The agent always starts: keep deciding and buffer in memory until the disk comes back.
+    SpoolOptions mo = so;
+    mo.max_bytes = std::min(so.max_bytes, opt_.memory_queue_bytes);
+    TEND_ASSIGN_OR_RETURN(spool_, Spool::OpenMemory(opt_.spool_path, mo));
+    st_in_memory_ = true;
+    spool_error_ = opened.error().message;
+    next_disk_retry_ = Clock::now() + Seconds(opt_.disk_retry_s);
+    TEND_LOG_ERROR(
+        "telemetry: spool unusable ({}); DEGRADED: buffering up to {} bytes in memory (lost on "
+        "exit), retrying the disk every {} s",
+        spool_error_, mo.max_bytes, opt_.disk_retry_s);
+  }
+  report_ = spool_->open_report();
   boot_ = spool_->boot_epoch();
   st_bytes_ = spool_->bytes();
   st_depth_ = spool_->depth();
@@ -274,6 +330,14 @@ void Telemetry::Impl::Stop() {
     }
     cli_.reset();  // no callbacks after this point
   }
+  if (spool_ && (spool_->in_memory() || !held_.empty())) {
+    TEND_LOG_ERROR("telemetry: stopping with {} messages in memory only ({}); they are lost",
+                   (spool_->in_memory() ? spool_->depth() : 0) + static_cast<int64_t>(held_.size()),
+                   spool_->in_memory() ? "spool file unusable" : "disk full");
+    for (const auto& m : held_) CountDropped(m.kind, 1);
+    held_.clear();
+    st_held_ = 0;
+  }
 }
 
 void Telemetry::Impl::OnDecision(const Decision& d) {
@@ -308,13 +372,18 @@ void Telemetry::Impl::OnPublished(const mqtt::token& tok, bool ok) {
     int rc = tok.get_reason_code();
     // Only an MQTT 5 PUBACK carries a refusal; failures while a connection dies (any version)
     // must lead to a resend, never to deletion.
-    if (id != 0 && opt_.mqtt_version == 5 && current && st_connected_ && rc >= 0x80 &&
+    if (opt_.mqtt_version == 5 && current && st_connected_ && rc >= 0x80 &&
         tok.get_return_code() != MQTTASYNC_DISCONNECTED) {
-      // The broker refused this message for good (MQTT 5 reason code, e.g. not authorized):
-      // retrying cannot help, so it leaves the spool and is counted as dropped.
-      TEND_LOG_WARN("telemetry: broker rejected message {} (reason code {:#x})", id, rc);
+      // The broker refused this message for good (MQTT 5 PUBACK reason code, e.g. 0x87 not
+      // authorized): resending would be refused again, so it leaves the spool; it is not
+      // delivered, it is counted as refused per topic and reported.
+      std::string topic;
+      if (auto* dt = dynamic_cast<const mqtt::delivery_token*>(&tok); dt && dt->get_message()) {
+        topic = dt->get_message()->get_topic();
+      }
+      st_refused_.fetch_add(1);
       std::lock_guard lk(ack_mu_);
-      acks_.push_back(-id);
+      refusals_.push_back({id, rc, std::move(topic)});
     } else if (id != 0 && current) {
       TEND_LOG_DEBUG("telemetry: publish of {} failed (rc {}); will resend", id,
                      tok.get_return_code());
@@ -340,6 +409,14 @@ Telemetry::Stats Telemetry::Impl::stats() const {
   s.connected = st_connected_;
   s.disk_full = st_disk_full_;
   s.decisions = st_decisions_;
+  s.spool_in_memory = st_in_memory_;
+  s.held_alerts = st_held_;
+  s.refused = st_refused_;
+  {
+    std::lock_guard lk(mu_);
+    s.spool_error = spool_error_;
+    s.refused_by_topic = refused_by_topic_;
+  }
   return s;
 }
 
@@ -355,13 +432,16 @@ void Telemetry::Impl::CountDropped(MessageKind k, int64_t n) {
       st_drop_health_ += n;
       break;
     case MessageKind::kReport:
+    case MessageKind::kState:
       break;
   }
 }
 
 void Telemetry::Impl::ApplyCommitResult(const CommitResult& r) {
   st_spooled_ += r.appended;
-  for (int k = 0; k < 4; ++k) CountDropped(static_cast<MessageKind>(k), r.dropped_by_kind[k]);
+  for (int k = 0; k < kMessageKinds; ++k) {
+    CountDropped(static_cast<MessageKind>(k), r.dropped_by_kind[k]);
+  }
   // Sticky until a commit with messages succeeds without hitting ENOSPC.
   if (r.disk_full || r.appended > 0) st_disk_full_ = r.disk_full;
   st_bytes_ = spool_->bytes();
@@ -407,6 +487,12 @@ void Telemetry::Impl::MaybeBuildHealth(Clock::time_point now, bool force) {
   extra["spool_depth"] = spool_->depth();
   extra["spool_bytes"] = spool_->bytes();
   extra["spool_disk_full"] = st_disk_full_.load();
+  if (st_in_memory_) {
+    extra["spool_in_memory"] = true;
+    std::lock_guard lk(mu_);
+    extra["spool_error"] = spool_error_;
+  }
+  if (!held_.empty()) extra["held_alerts"] = static_cast<int64_t>(held_.size());
   extra["dropped"] = {{"scores", st_drop_score_.load()},
                       {"alerts", st_drop_alert_.load()},
                       {"health", st_drop_health_.load()}};
@@ -495,23 +581,9 @@ void Telemetry::Impl::NetworkStep(Clock::time_point now) {
     Publish({MessageKind::kReport, id_.StatusTopic(), kStatusQos, kStatusRetained,
              StatusPayload(std::chrono::system_clock::now(), id_, true)},
             0);
-    if (!spool_->unreported_drops().empty()) {
-      nlohmann::json j;
-      j["type"] = "spool_drop_report";
-      j["timestamp"] = FormatIso8601(std::chrono::system_clock::now());
-      j["device_id"] = id_.device_id;
-      j["asset_id"] = id_.asset_id;
-      j["boot"] = boot_;
-      int64_t total = 0;
-      for (const auto& [topic, n] : spool_->unreported_drops()) total += n;
-      j["dropped"] = spool_->unreported_drops();
-      j["dropped_total"] = total;
-      auto st = spool_->EnqueueDropReport(id_.HealthTopic(), 1, j.dump());
-      if (!st) TEND_LOG_WARN("telemetry: drop report: {}", st.error().message);
-      TEND_LOG_WARN("telemetry: {} messages were dropped while the broker was away: {}", total,
-                    j["dropped"].dump());
-    }
+    MaybeEnqueueDropReport(now, /*force=*/true);
   }
+  if (state_ == ConnState::kConnected) MaybeEnqueueDropReport(now, /*force=*/false);
   if (state_ == ConnState::kDisconnected && now >= next_attempt_) StartConnect();
   if (state_ != ConnState::kConnected) {
     for (auto& m : direct_) {
@@ -549,7 +621,6 @@ void Telemetry::Impl::NetworkStep(Clock::time_point now) {
 }
 
 void Telemetry::Impl::Run() {
-  std::vector<int64_t> rejected;
   for (;;) {
     size_t n = 0;
     bool stopping;
@@ -560,6 +631,7 @@ void Telemetry::Impl::Run() {
       std::unique_lock lk(mu_);
       auto now = Clock::now();
       auto deadline = now + std::chrono::milliseconds(200);
+      if (!acks_work_.empty()) deadline = std::min(deadline, last_ack_commit_ + kAckCommitDelay);
       if (opt_.health_interval_s > 0) deadline = std::min(deadline, next_health_);
       if (!paho_uri_.empty() && state_ == ConnState::kDisconnected) {
         deadline = std::min(deadline, std::max(next_attempt_, now));
@@ -589,35 +661,69 @@ void Telemetry::Impl::Run() {
     BuildMessages(n, model_version);
     auto now = Clock::now();
     MaybeBuildHealth(now, false);
+    BuildStates();
     {
       std::lock_guard lk(ack_mu_);
-      std::swap(acks_, acks_work_);
-    }
-    // Negative ids: rejected by the broker; removed like acks, counted as drops.
-    rejected.clear();
-    for (auto& a : acks_work_) {
-      if (a < 0) {
-        a = -a;
-        rejected.push_back(a);
+      if (acks_work_.empty()) {
+        std::swap(acks_, acks_work_);
+      } else {  // a previous commit failed: keep its acks
+        acks_work_.insert(acks_work_.end(), acks_.begin(), acks_.end());
+        acks_.clear();
       }
+      std::swap(refusals_, refusals_work_);
     }
+    // Mosquitto 2.0 closes the connection after refusing a publish: remove the refused rows now,
+    // before the reconnect replays the spool, or they would be refused again and again.
+    const bool refused = ApplyRefusals(now);
+    if (!held_.empty()) {
+      // Alerts the disk refused last time go first, in their order.
+      batch_.insert(batch_.begin(), std::make_move_iterator(held_.begin()),
+                    std::make_move_iterator(held_.end()));
+      held_.clear();
+      held_bytes_ = 0;
+    }
+    // Acknowledgements alone are committed in bulk (every 4,096 or 50 ms): the window is refilled
+    // without waiting for a transaction, and an ack lost in a crash only means a resend.
+    const bool commit_now = !batch_.empty() || refused || stopping || flush_seq != flushed_seq_ ||
+                            acks_work_.size() >= 4096 || spool_->in_memory() ||
+                            (!acks_work_.empty() && now - last_ack_commit_ >= kAckCommitDelay);
+    if (!commit_now) {
+      NetworkStep(now);
+      continue;
+    }
+    flushed_seq_ = flush_seq;
+    last_ack_commit_ = now;
     auto r = spool_->Commit(batch_, acks_work_);
     if (r) {
       ApplyCommitResult(*r);
       if (r->committed) {
         acks_work_.clear();
-        if (!rejected.empty())
-          CountDropped(MessageKind::kAlert, static_cast<int64_t>(rejected.size()));
+      } else {
+        // Full disk, nothing written: batch_ now holds only its alerts (and reports).
+        for (auto& m : batch_) Hold(std::move(m));
       }
     } else {
-      TEND_LOG_ERROR("telemetry: spool commit failed: {}", r.error().message);
-      // Acks are retried with the next commit; the batch is counted as dropped.
+      ++commit_errors_;
+      if (now - last_commit_error_log_ >= std::chrono::seconds(10)) {
+        TEND_LOG_ERROR("telemetry: spool commit failed ({} times): {}", commit_errors_,
+                       r.error().message);
+        last_commit_error_log_ = now;
+        commit_errors_ = 0;
+      }
+      // Acks are retried with the next commit; alerts are held, the rest counted as dropped.
       for (auto& m : batch_) {
-        spool_->NoteDropped(m.topic, m.kind, 1);
-        CountDropped(m.kind, 1);
+        if (m.kind == MessageKind::kAlert || m.kind == MessageKind::kReport ||
+            m.kind == MessageKind::kState) {
+          Hold(std::move(m));
+        } else {
+          spool_->NoteDropped(m.topic, m.kind, 1);
+          CountDropped(m.kind, 1);
+        }
       }
     }
     batch_.clear();
+    st_held_ = static_cast<int64_t>(held_.size());
+    if (st_in_memory_ && now >= next_disk_retry_) TryDiskSpool(now);
     NetworkStep(now);
     {
       std::lock_guard lk(mu_);
@@ -626,6 +732,165 @@ void Telemetry::Impl::Run() {
     done_cv_.notify_all();
     if (stopping) break;
   }
+}
+
+namespace {
+// Refusals are counted in the spool's drop table under "<topic>#<reason code>": '#' cannot occur
+// in a topic name, so the key is unambiguous.
+std::string RefusalKey(const std::string& topic, int reason_code) {
+  return topic + "#" + std::to_string(reason_code);
+}
+std::string ReasonText(int reason_code) {
+  const char* s = MQTTReasonCode_toString(static_cast<enum MQTTReasonCodes>(reason_code));
+  return s ? s : "unknown";
+}
+}  // namespace
+
+void Telemetry::Impl::PublishDeviceState(const std::string& name, nlohmann::json payload) {
+  if (auto v = ValidateEdgeStateName(name); !v) {
+    TEND_LOG_WARN("telemetry: device state ignored: {}", v.error().message);
+    return;
+  }
+  if (!payload.is_object()) {
+    TEND_LOG_WARN("telemetry: device state '{}' ignored: payload is not a JSON object", name);
+    return;
+  }
+  if (!payload.contains("timestamp")) {
+    payload["timestamp"] = FormatIso8601(std::chrono::system_clock::now());
+  }
+  {
+    std::lock_guard lk(mu_);
+    pending_states_[name] = std::move(payload);  // a newer state replaces an unsent one
+  }
+  Wake();
+}
+
+void Telemetry::Impl::BuildStates() {
+  std::map<std::string, nlohmann::json> states;
+  {
+    std::lock_guard lk(mu_);
+    if (pending_states_.empty()) return;
+    states.swap(pending_states_);
+  }
+  for (auto& [name, p] : states) {
+    if (!p.contains("device_id")) p["device_id"] = id_.device_id;
+    if (!p.contains("msg_id")) p["msg_id"] = FormatMessageId(id_.device_id, {boot_, ++seq_});
+    batch_.push_back(
+        {MessageKind::kState, id_.EdgeTopic(name), kStatusQos, /*retained=*/true, p.dump()});
+  }
+}
+
+bool Telemetry::Impl::ApplyRefusals(Clock::time_point now) {
+  const bool any = !refusals_work_.empty();
+  for (auto& r : refusals_work_) {
+    if (r.id != 0) {
+      acks_work_.push_back(r.id);  // leaves the spool with this commit
+      // Reports go QoS 1 on the health topic: a refused report is logged, not re-reported.
+      if (r.topic != id_.HealthTopic()) {
+        spool_->NoteDropped(RefusalKey(r.topic, r.reason_code), MessageKind::kAlert, 1);
+      }
+    }
+    {
+      std::lock_guard lk(mu_);
+      refused_by_topic_[r.topic] += 1;
+    }
+    refused_unlogged_[{r.topic, r.reason_code}] += 1;
+  }
+  refusals_work_.clear();
+  if (!refused_unlogged_.empty() && now - last_refusal_log_ >= std::chrono::seconds(10)) {
+    for (const auto& [k, n] : refused_unlogged_) {
+      TEND_LOG_WARN(
+          "telemetry: broker refused {} message(s) on {} (MQTT 5 reason code {:#04x} {}); "
+          "removed from the spool, not resent",
+          n, k.first, k.second, ReasonText(k.second));
+    }
+    refused_unlogged_.clear();
+    last_refusal_log_ = now;
+  }
+  return any;
+}
+
+// Sends what was dropped or refused and not yet reported as one QoS 1 message on the health
+// topic: {"type":"spool_drop_report","dropped":{topic:n},"refused":[{topic,reason_code,...}]}.
+void Telemetry::Impl::MaybeEnqueueDropReport(Clock::time_point now, bool force) {
+  if (spool_->unreported_drops().empty()) return;
+  if (!force && (opt_.drop_report_interval_s <= 0 || now < next_drop_report_)) return;
+  next_drop_report_ = now + Seconds(std::max(opt_.drop_report_interval_s, 0.0));
+  nlohmann::json j;
+  j["type"] = "spool_drop_report";
+  j["timestamp"] = FormatIso8601(std::chrono::system_clock::now());
+  j["device_id"] = id_.device_id;
+  j["asset_id"] = id_.asset_id;
+  j["boot"] = boot_;
+  j["msg_id"] = FormatMessageId(id_.device_id, {boot_, ++seq_});
+  int64_t total = 0, refused_total = 0;
+  nlohmann::json dropped = nlohmann::json::object(), refused = nlohmann::json::array();
+  for (const auto& [key, n] : spool_->unreported_drops()) {
+    size_t hash = key.rfind('#');
+    if (hash == std::string::npos) {
+      dropped[key] = n;
+      total += n;
+      continue;
+    }
+    int code = std::atoi(key.c_str() + hash + 1);
+    refused.push_back({{"topic", key.substr(0, hash)},
+                       {"reason_code", code},
+                       {"reason", ReasonText(code)},
+                       {"count", n}});
+    refused_total += n;
+  }
+  j["dropped"] = dropped;
+  j["dropped_total"] = total;
+  if (!refused.empty()) {
+    j["refused"] = refused;
+    j["refused_total"] = refused_total;
+  }
+  auto st = spool_->EnqueueDropReport(id_.HealthTopic(), 1, j.dump());
+  if (!st) {
+    TEND_LOG_WARN("telemetry: drop report: {}", st.error().message);
+    return;
+  }
+  TEND_LOG_WARN("telemetry: reporting {} dropped and {} refused messages: {} {}", total,
+                refused_total, dropped.dump(), refused.dump());
+}
+
+void Telemetry::Impl::Hold(OutgoingMessage&& m) {
+  int64_t b = SpoolRowBytes(m);
+  if (held_bytes_ + b > opt_.memory_queue_bytes) {
+    spool_->NoteDropped(m.topic, m.kind, 1);
+    CountDropped(m.kind, 1);
+    return;
+  }
+  held_bytes_ += b;
+  held_.push_back(std::move(m));
+}
+
+// Degraded mode: try the spool file again; on success it takes over what memory holds.
+void Telemetry::Impl::TryDiskSpool(Clock::time_point now) {
+  next_disk_retry_ = now + Seconds(opt_.disk_retry_s);
+  auto f = Spool::Open(opt_.spool_path, spool_options_);
+  CommitResult moved;
+  Status st = f ? (*f)->Absorb(*spool_, moved) : Status(Fail(f.error()));
+  if (!st) {
+    TEND_LOG_DEBUG("telemetry: spool {} still unusable: {}", opt_.spool_path, st.error().message);
+    SetSpoolError(st.error().message);
+    return;
+  }
+  for (int k = 0; k < kMessageKinds; ++k) {
+    CountDropped(static_cast<MessageKind>(k), moved.dropped_by_kind[k]);
+  }
+  TEND_LOG_WARN("telemetry: spool {} usable again; moved {} messages from memory to it",
+                opt_.spool_path, moved.appended);
+  spool_ = std::move(*f);
+  // Messages in flight carry memory row ids (>= 2^40): their late acks match no file row; the
+  // messages themselves are resent from the file (receivers deduplicate on msg_id).
+  gen_.fetch_add(1);
+  inflight_ = 0;
+  spool_->Rewind();
+  st_in_memory_ = false;
+  SetSpoolError("");
+  st_bytes_ = spool_->bytes();
+  st_depth_ = spool_->depth();
 }
 
 Status Telemetry::Impl::Commit(std::chrono::milliseconds timeout) {
@@ -666,6 +931,9 @@ void Telemetry::OnDecision(const Decision& d) { impl_->OnDecision(d); }
 void Telemetry::OnModelInfo(const ModelInfo& info) { impl_->OnModelInfo(info); }
 void Telemetry::SetHealthProvider(std::function<nlohmann::json()> fn) {
   impl_->SetHealthProvider(std::move(fn));
+}
+void Telemetry::PublishDeviceState(const std::string& name, nlohmann::json payload) {
+  impl_->PublishDeviceState(name, std::move(payload));
 }
 Telemetry::Stats Telemetry::stats() const { return impl_->stats(); }
 const SpoolOpenReport& Telemetry::spool_report() const { return impl_->spool_report(); }

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <sys/mount.h>
+#include <sys/statvfs.h>
 
 #include <atomic>
 #include <map>
@@ -355,8 +356,161 @@ TEST_P(TelemetryIntegration, AlertOvertakesScoreBacklogOnReconnect) {
   EXPECT_EQ(Dedup(WindowsOn(msgs, kId.ScoresTopic())).size(), static_cast<size_t>(kScoresN + 1));
 }
 
+// The broker's ACL denies the device's alerts topic. MQTT 5: Mosquitto answers each alert with
+// PUBACK 0x87 (not authorized); the alert leaves the spool, is not counted as delivered, is
+// counted as refused per topic, and the next drop report names it with the reason. MQTT 3.1.1:
+// the broker acknowledges and silently discards it; the device cannot know (the documented
+// protocol limitation), which this test pins down.
+TEST_P(TelemetryIntegration, AclRefusedAlertsAreCountedNotDelivered) {
+  std::string acl = dir_ + "/acl";
+  {
+    std::ofstream f(acl);
+    f << "topic deny " << kId.AlertsTopic() << "\ntopic readwrite factory/#\n";
+  }
+  Broker broker("acl_file " + acl + "\nlog_type debug");  // debug: "Denied PUBLISH" lines
+  ASSERT_TRUE(broker.Start());
+  Subscriber sub(broker.port(), {"factory/#"}, "indep-acl");
+  sub.Start();
+  ASSERT_TRUE(tend::testing::WaitSubscribed(broker.port(), sub, "factory/p/line/p/asset/p/scores"));
+  auto o = Options(broker);
+  o.health_interval_s = 0;
+  o.drop_report_interval_s = 0.2;
+  auto t = Telemetry::Create(kId, o);
+  ASSERT_TRUE(t) << t.error().message;
+  ASSERT_TRUE(WaitFor([&] { return (*t)->stats().connected; }, 10s));
+  for (int i = 0; i < 20; ++i) (*t)->OnDecision(MakeDecision(i, i % 5 == 0));
+  // Refused alerts leave the spool too. Mosquitto 2.0.11 closes the connection after each
+  // denied QoS 1 publish (after its PUBACK), so this also proves there is no resend loop; QoS 0
+  // scores written behind a denied alert on that connection may be lost (SPEC QoS 0).
+  ASSERT_TRUE((*t)->Flush(30s));
+  auto s = (*t)->stats();
+  EXPECT_TRUE(WindowsOn(sub.Messages(), kId.AlertsTopic()).empty());
+  std::string log = broker.log();
+  size_t denied = 0;
+  for (size_t p = 0; (p = log.find("Denied PUBLISH", p)) != std::string::npos; ++p) ++denied;
+  // Each alert is refused at least once and not resent in a loop (a refusal racing the broker's
+  // disconnect can be resent once).
+  EXPECT_GE(denied, 4u);
+  EXPECT_LE(denied, 8u);
+  EXPECT_GE(s.reconnects, 1);  // the broker disconnected us at least once
+  if (GetParam() == 5) {
+    EXPECT_EQ(s.refused, 4);  // each alert counted once, however often it was refused
+    EXPECT_EQ(s.refused_by_topic[kId.AlertsTopic()], s.refused);
+    EXPECT_LE(s.delivered, 20 + 1 + s.reconnects * 2);  // scores, online statuses, reports
+    EXPECT_EQ(s.dropped_alerts, 0);
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          int64_t reported = 0;
+          for (const auto& m : sub.Messages()) {
+            if (m.topic != kId.HealthTopic()) continue;
+            auto j = nlohmann::json::parse(m.payload, nullptr, false);
+            if (j.is_discarded() || !j.contains("refused")) continue;
+            for (const auto& r : j["refused"]) {
+              if (r["topic"] == kId.AlertsTopic() && r["reason_code"] == 0x87 &&
+                  r["reason"].get<std::string>().find("authorized") != std::string::npos)
+                reported += r["count"].get<int64_t>();
+            }
+          }
+          return reported == s.refused;
+        },
+        10s))
+        << "no drop report naming the refused alerts";
+  } else {
+    // 3.1.1: PUBACK carries no reason; the denied alerts look delivered.
+    EXPECT_EQ(s.refused, 0);
+    EXPECT_GE(s.delivered, 4);  // the denied alerts count as delivered: the protocol says so
+  }
+}
+
+// A device state (OTA progress) is spooled while the broker is away, a newer one replaces the
+// older undelivered one in the spool, and the newest arrives retained after the reconnect.
+TEST_P(TelemetryIntegration, DeviceStateIsRetainedNewestWinsAndSurvivesOutage) {
+  Broker broker;
+  ASSERT_TRUE(broker.Start());
+  auto o = Options(broker);
+  o.health_interval_s = 0;
+  auto t = Telemetry::Create(kId, o);
+  ASSERT_TRUE(t) << t.error().message;
+  ASSERT_TRUE(WaitFor([&] { return (*t)->stats().connected; }, 10s));
+  broker.Stop();
+  ASSERT_TRUE(WaitFor([&] { return !(*t)->stats().connected; }, 10s));
+  (*t)->PublishDeviceState("ota", {{"state", "downloading"}, {"version", "7"}});
+  ASSERT_TRUE((*t)->Commit(10s));
+  EXPECT_EQ((*t)->stats().spool_depth, 1);
+  (*t)->PublishDeviceState("ota", {{"state", "installed"}, {"version", "7"}});
+  (*t)->PublishDeviceState("bad/name", {{"state", "x"}});  // ignored: not one topic level
+  (*t)->PublishDeviceState("status", {{"state", "x"}});    // ignored: reserved
+  ASSERT_TRUE((*t)->Commit(10s));
+  EXPECT_EQ((*t)->stats().spool_depth, 1) << "the newer state replaces the undelivered one";
+  ASSERT_TRUE(broker.Start());
+  ASSERT_TRUE((*t)->Flush(20s));
+  const std::string topic = "factory/f1/edge/edge-1/ota";
+  EXPECT_EQ(kId.EdgeTopic("ota"), topic);
+  Subscriber late(broker.port(), {topic}, "late-ota", {"-C", "1"});
+  late.Start();
+  ASSERT_TRUE(WaitFor([&] { return !late.Messages().empty(); }, 10s));
+  auto m = late.Messages()[0];
+  EXPECT_EQ(m.retained, 1);
+  EXPECT_EQ(m.qos, 1);
+  auto j = nlohmann::json::parse(m.payload);
+  EXPECT_EQ(j["state"], "installed");
+  EXPECT_EQ(j["device_id"], "edge-1");
+  EXPECT_TRUE(ParseIso8601Ms(j["timestamp"].get<std::string>()));
+  EXPECT_EQ(j["msg_id"].get<std::string>().rfind("edge-1-", 0), 0u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Mqtt, TelemetryIntegration, ::testing::Values(4, 5),
                          [](const auto& info) { return "v" + std::to_string(info.param); });
+
+// Window indices of the alerts a spool file holds. Opened like the spool does (exclusive
+// locking: no -shm file to create) since the disk may be full and a WAL left behind.
+std::set<int64_t> AlertsInSpoolFile(const std::string& path) {
+  std::set<int64_t> out;
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+    sqlite3_close(db);
+    ADD_FAILURE() << "cannot open " << path;
+    return out;
+  }
+  sqlite3_exec(db, "PRAGMA locking_mode=EXCLUSIVE", nullptr, nullptr, nullptr);
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db, "SELECT payload FROM spool WHERE kind=0", -1, &st, nullptr) ==
+      SQLITE_OK) {
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      std::string p(static_cast<const char*>(sqlite3_column_blob(st, 0)),
+                    static_cast<size_t>(sqlite3_column_bytes(st, 0)));
+      out.insert(nlohmann::json::parse(p)["window_index"].get<int64_t>());
+    }
+  } else {
+    ADD_FAILURE() << path << ": " << sqlite3_errmsg(db);
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return out;
+}
+
+// Fills what is left of the filesystem with `path`; returns the bytes written.
+int64_t FillDisk(const std::string& path) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0) return -1;
+  std::vector<char> buf(4096, 'x');
+  int64_t total = 0;
+  for (;;) {
+    ssize_t n = ::write(fd, buf.data(), buf.size());
+    if (n <= 0) break;
+    total += n;
+  }
+  for (size_t chunk = 512; chunk >= 1; chunk /= 2) {
+    while (::write(fd, buf.data(), chunk) > 0) total += static_cast<int64_t>(chunk);
+  }
+  ::close(fd);
+  return total;
+}
+
+std::set<int64_t> AlertWindowsSeen(const Subscriber& sub) {
+  auto v = WindowsOn(sub.Messages(), kId.AlertsTopic());
+  return {v.begin(), v.end()};
+}
 
 // Disk full on a 1 MiB tmpfs: decisions keep flowing, the condition is reported, and every
 // alert either is in the spool or was counted as dropped.
@@ -408,20 +562,159 @@ TEST(TelemetryDiskFull, KeepsDecidingAndLosesNoAlertThatFitted) {
                   static_cast<long long>(e.file_size()));
     }
     int64_t dropped_alerts = s.dropped_alerts;
+    int64_t held_alerts = s.held_alerts;  // refused by the disk, kept in memory, lost on exit
     t->reset();
-    // Every alert not counted as dropped is in the file (read-only: the disk is still full).
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open_v2(o.spool_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
-    sqlite3_stmt* st = nullptr;
-    ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM spool WHERE kind=0", -1, &st, nullptr),
-              SQLITE_OK);
-    ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-    int64_t alerts_in_spool = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    EXPECT_EQ(alerts_in_spool + dropped_alerts, alerts_fed);
+    // Every alert not counted as dropped or held is in the file.
+    int64_t alerts_in_spool = static_cast<int64_t>(AlertsInSpoolFile(o.spool_path).size());
+    EXPECT_EQ(alerts_in_spool + dropped_alerts + held_alerts, alerts_fed);
     EXPECT_GT(alerts_in_spool, 0);
   }
+}
+
+// The agent is restarted while the disk is still full (nothing free, ballast already spent):
+// Create must succeed, decisions keep flowing, and once space and the broker are back every
+// alert committed by either run, and every alert the full disk refused but held, arrives.
+TEST(TelemetryDiskFull, RestartOnFullDiskComesUpAndDeliversEveryCommittedAlert) {
+  if (!Broker::Available()) GTEST_SKIP() << "/usr/sbin/mosquitto not installed";
+  std::string dir = tend::testing::MakeTempDir("diskfull2");
+  if (::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=1m") != 0) {
+    std::filesystem::remove_all(dir);
+    GTEST_SKIP() << "cannot mount a tmpfs here (" << std::strerror(errno) << ")";
+  }
+  struct Unmount {
+    std::string dir;
+    ~Unmount() {
+      ::umount(dir.c_str());
+      std::filesystem::remove_all(dir);
+    }
+  } unmount{dir};
+  Broker broker;
+  ASSERT_TRUE(broker.Start());
+  Subscriber sub(broker.port(), {"factory/+/line/+/asset/+/alerts"}, "indep-diskfull");
+  sub.Start();
+  ASSERT_TRUE(tend::testing::WaitSubscribed(broker.port(), sub, "factory/p/line/p/asset/p/alerts"));
+  broker.Stop();
+
+  TelemetryOptions o;
+  o.broker_url = broker.url();
+  o.spool_path = dir + "/spool.db";
+  o.spool_max_bytes = 64 << 20;
+  o.health_interval_s = 0;
+  o.reconnect_min_s = 0.1;
+  o.reconnect_max_s = 0.3;
+  int64_t i = 0;
+  {
+    auto t = Telemetry::Create(kId, o);
+    ASSERT_TRUE(t) << t.error().message;
+    for (; i < 20000 && !(*t)->stats().disk_full; ++i) {
+      (*t)->OnDecision(MakeDecision(i, i % 10 == 0));
+      if (i % 200 == 199) {
+        ASSERT_TRUE((*t)->Commit(30s));
+      }
+    }
+    ASSERT_TRUE((*t)->Commit(30s));
+    ASSERT_TRUE((*t)->stats().disk_full);
+  }
+  std::set<int64_t> committed = AlertsInSpoolFile(o.spool_path);
+  ASSERT_GT(committed.size(), 10u);
+  ASSERT_FALSE(std::filesystem::exists(o.spool_path + ".reserve"));
+  ASSERT_GE(FillDisk(dir + "/filler"), 0);
+  struct statvfs vfs {};
+  ASSERT_EQ(::statvfs(dir.c_str(), &vfs), 0);
+  ASSERT_EQ(vfs.f_bavail, 0u) << "the disk is not full";
+
+  // Second run on the full disk.
+  auto t = Telemetry::Create(kId, o);
+  ASSERT_TRUE(t) << t.error().message;
+  EXPECT_FALSE((*t)->stats().spool_in_memory);
+  std::set<int64_t> second_alerts;
+  const int64_t first_end = i;
+  for (; i < first_end + 300; ++i) {
+    bool alert = i % 10 == 0;
+    (*t)->OnDecision(MakeDecision(i, alert));
+    if (alert) second_alerts.insert(i);
+  }
+  ASSERT_TRUE((*t)->Commit(30s));
+  auto s = (*t)->stats();
+  EXPECT_EQ(s.decisions, 300);
+  EXPECT_TRUE(s.disk_full);
+  EXPECT_EQ(s.dropped_alerts, 0);
+  EXPECT_EQ(s.held_alerts + s.spooled, static_cast<int64_t>(second_alerts.size()))
+      << "every refused alert of the second run is held in memory";
+  std::printf("restart on a full disk: %lld alerts held in memory, %lld spooled\n",
+              static_cast<long long>(s.held_alerts), static_cast<long long>(s.spooled));
+
+  // Space and the broker come back.
+  std::filesystem::remove(dir + "/filler");
+  ASSERT_TRUE(broker.Start());
+  std::set<int64_t> want = committed;
+  want.insert(second_alerts.begin(), second_alerts.end());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto got = AlertWindowsSeen(sub);
+        return std::includes(got.begin(), got.end(), want.begin(), want.end());
+      },
+      60s))
+      << "committed or held alerts missing at the subscriber";
+  EXPECT_TRUE((*t)->Flush(30s));
+  EXPECT_EQ((*t)->stats().held_alerts, 0);
+  EXPECT_EQ((*t)->stats().dropped_alerts, 0);
+}
+
+// The spool cannot be created at all (a file where its directory should be): telemetry comes up
+// in memory, says so, delivers from memory, and moves to the file once it can be created.
+TEST(TelemetryDegraded, UnusableSpoolPathRunsInMemoryThenRecovers) {
+  if (!Broker::Available()) GTEST_SKIP() << "/usr/sbin/mosquitto not installed";
+  std::string dir = tend::testing::MakeTempDir("degraded");
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() { std::filesystem::remove_all(dir); }
+  } cleanup{dir};
+  { std::ofstream(dir + "/state") << "not a directory"; }
+  Broker broker;
+  ASSERT_TRUE(broker.Start());
+  Subscriber sub(broker.port(), {"factory/+/line/+/asset/+/alerts"}, "indep-degraded");
+  sub.Start();
+  ASSERT_TRUE(tend::testing::WaitSubscribed(broker.port(), sub, "factory/p/line/p/asset/p/alerts"));
+
+  TelemetryOptions o;
+  o.broker_url = broker.url();
+  o.spool_path = dir + "/state/spool.db";
+  o.health_interval_s = 0;
+  o.reconnect_min_s = 0.1;
+  o.reconnect_max_s = 0.3;
+  o.disk_retry_s = 0.2;
+  auto t = Telemetry::Create(kId, o);
+  ASSERT_TRUE(t) << t.error().message;
+  auto s = (*t)->stats();
+  EXPECT_TRUE(s.spool_in_memory);
+  EXPECT_NE(s.spool_error.find("state"), std::string::npos) << s.spool_error;
+  for (int64_t i = 0; i < 50; ++i) (*t)->OnDecision(MakeDecision(i, i % 5 == 0));
+  ASSERT_TRUE((*t)->Flush(20s));
+  ASSERT_TRUE(WaitFor([&] { return AlertWindowsSeen(sub).size() >= 10; }, 20s));
+  EXPECT_TRUE((*t)->stats().spool_in_memory);
+
+  // The broker goes away while still in memory; then the directory becomes creatable: what
+  // memory holds moves to the file, and is delivered when the broker returns.
+  broker.Stop();
+  ASSERT_TRUE(WaitFor([&] { return !(*t)->stats().connected; }, 10s));
+  for (int64_t i = 50; i < 100; ++i) (*t)->OnDecision(MakeDecision(i, i % 5 == 0));
+  ASSERT_TRUE((*t)->Commit(10s));
+  EXPECT_EQ((*t)->stats().spool_depth, 60);  // 50 scores + 10 alerts
+  std::filesystem::remove(dir + "/state");
+  ASSERT_TRUE(WaitFor([&] { return !(*t)->stats().spool_in_memory; }, 20s));
+  EXPECT_EQ((*t)->stats().spool_error, "");
+  EXPECT_EQ((*t)->stats().spool_depth, 60);  // now in the file
+  EXPECT_TRUE(std::filesystem::exists(o.spool_path));
+  ASSERT_TRUE(broker.Start());
+  ASSERT_TRUE((*t)->Flush(30s));
+  ASSERT_TRUE(WaitFor([&] { return AlertWindowsSeen(sub).size() >= 20; }, 20s));
+  std::set<int64_t> want;
+  for (int64_t i = 0; i < 100; i += 5) want.insert(i);
+  EXPECT_EQ(AlertWindowsSeen(sub), want);
+  EXPECT_EQ((*t)->stats().dropped_alerts, 0);
+  t->reset();
+  EXPECT_TRUE(AlertsInSpoolFile(o.spool_path).empty());  // delivered and acknowledged
 }
 
 }  // namespace
