@@ -351,9 +351,12 @@ Status Agent::Run(const std::atomic<bool>* stop, std::atomic<bool>* reload) {
   for (;;) {
     if (stop && stop->load()) stop_.store(true);
     if (reload && reload->exchange(false) && !loading.valid()) {
-      TEND_LOG_INFO("reloading model {}", opts_.model_path);
-      loading = std::async(std::launch::async, [this] {
-        return ServedModel::Load(opts_.model_path, opts_.serve);
+      // The file of the model being served: the start-up path, or the one OTA handed over since
+      // (reloading the start-up path then would silently undo an update).
+      std::string path = model_->path();
+      TEND_LOG_INFO("reloading model {}", path);
+      loading = std::async(std::launch::async, [this, path] {
+        return ServedModel::Load(path, opts_.serve);
       });
     }
     if (loading.valid() &&

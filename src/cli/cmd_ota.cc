@@ -282,23 +282,22 @@ void RegisterOtaCmd(CLI::App& app) {
   status->callback([status_dir, max_age_weeks] {
     auto s = OrDie(ota::LoadState(*status_dir));
     int64_t now = std::max(UnixNow(), s.latest_time_seen);
-    int64_t age = s.current ? now - s.current->installed_unix : -1;
-    bool stale = s.current && age > static_cast<int64_t>(*max_age_weeks * 7 * ota::kDay);
-    Print({{"model", s.model_name},
-           {"current", SlotSummary(s.current)},
-           {"backup", SlotSummary(s.backup)},
-           {"highest_version", s.highest_version},
-           {"rejected_versions", s.rejected_versions},
-           {"root_version", s.root_version},
-           {"timestamp_version", s.timestamp_version},
-           {"targets_version", s.targets_version},
-           {"latest_time_seen", s.latest_time_seen ? ota::FormatTime(s.latest_time_seen) : ""},
-           {"in_probation", now < s.probation_until},
-           {"rollbacks", s.rollbacks},
-           {"last_rollback_reason", s.last_rollback_reason},
-           {"model_age_days", age < 0 ? nlohmann::json(nullptr) : nlohmann::json(age / 86400.0)},
-           {"stale", stale}});
-    if (stale) std::fprintf(stderr, "tend: warning: model older than %g weeks\n", *max_age_weeks);
+    // The same fields as the agent's status (MQTT "ota" state, metrics), plus the slots and the
+    // trust floors in full.
+    nlohmann::json j =
+        ota::StateStatusJson(s, now, static_cast<int64_t>(*max_age_weeks * 7 * ota::kDay));
+    const int64_t age = j["model_age_s"];
+    j["current"] = SlotSummary(s.current);
+    j["backup"] = SlotSummary(s.backup);
+    j["timestamp_version"] = s.timestamp_version;
+    j["targets_version"] = s.targets_version;
+    j["latest_time_seen"] = s.latest_time_seen ? ota::FormatTime(s.latest_time_seen) : "";
+    j["model_age_days"] = age < 0 ? nlohmann::json(nullptr) : nlohmann::json(age / 86400.0);
+    Print(j);
+    if (j["stale"] == true) {
+      std::fprintf(stderr, "tend: warning: no model received for more than %g weeks\n",
+                   *max_age_weeks);
+    }
   });
 
   auto rb_dir = std::make_shared<std::string>();

@@ -2,13 +2,18 @@
 // settings; SIGINT/SIGTERM finish the window in flight and flush, SIGHUP reloads the model.
 #include <unistd.h>
 
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
+#include <limits>
 #include <memory>
+#include <mutex>
+#include <thread>
 
 #include <fmt/format.h>
 
 #include "agent/agent.h"
+#include "agent/model_watch.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/config.h"
@@ -48,6 +53,9 @@ struct RunArgs {
   // Over-the-air updates (off unless --ota-registry is given).
   std::string ota_registry, ota_model_dir, ota_profile = "x86-cpu-fp32", ota_root, ota_name;
   double ota_interval_s = 3600, ota_min_quality = 0;
+  int64_t ota_probation_s = 86400, ota_max_model_age_s = 8 * 7 * 86400;
+  agent::ModelWatchOptions ota_watch;  // what counts as misbehaviour during probation
+  double ota_watch_interval_s = 1;
   std::vector<std::string> ota_ref_normal, ota_ref_anomalous;
   int metrics_port = 8000;
   std::string metrics_bind = "0.0.0.0";
@@ -123,6 +131,13 @@ Status LoadRunConfig(RunArgs& a, CLI::App& cmd) {
   TEND_RETURN_NOT_OK(from("--ota-min-quality", "ota.min_quality", a.ota_min_quality));
   TEND_RETURN_NOT_OK(from("--ota-reference-normal", "ota.reference_normal", a.ota_ref_normal));
   TEND_RETURN_NOT_OK(from("--ota-reference-anomalous", "ota.reference_anomalous", a.ota_ref_anomalous));
+  TEND_RETURN_NOT_OK(from("--ota-probation", "ota.probation_s", a.ota_probation_s));
+  TEND_RETURN_NOT_OK(from("--ota-max-model-age", "ota.max_model_age_s", a.ota_max_model_age_s));
+  TEND_RETURN_NOT_OK(from("--ota-max-fail-safe", "ota.max_fail_safe", a.ota_watch.max_fail_safe));
+  TEND_RETURN_NOT_OK(from("--ota-storm-alerts", "ota.storm_alerts", a.ota_watch.storm_alerts));
+  TEND_RETURN_NOT_OK(from("--ota-storm-windows", "ota.storm_windows", a.ota_watch.storm_windows));
+  TEND_RETURN_NOT_OK(from("--ota-storm-ratio", "ota.storm_ratio", a.ota_watch.storm_ratio));
+  TEND_RETURN_NOT_OK(c.Get("ota.watch_interval_s", a.ota_watch_interval_s));
   TEND_RETURN_NOT_OK(from("--metrics-port", "metrics.port", a.metrics_port));
   TEND_RETURN_NOT_OK(c.Get("metrics.bind", a.metrics_bind));
   TEND_RETURN_NOT_OK(c.Get("metrics.system_interval_s", a.system_interval_s));
@@ -158,6 +173,106 @@ Result<double> ReferenceAuc(const std::string& model_path, const RunArgs& a) {
   return eval::RocAuc(normal, anomalous);
 }
 
+// Which state change a status is, against the previous one ("" when none): the MQTT "ota" state
+// is published on these only. Several at once: the most important one names the message.
+std::string OtaEvent(const nlohmann::json& prev, const nlohmann::json& cur) {
+  if (prev.is_null()) return "startup";
+  auto grew = [&](const char* k) { return cur["updates"][k] > prev["updates"][k]; };
+  if (grew("rolled_back")) return "rolled_back";
+  if (grew("installed")) return "installed";
+  if (grew("refused")) return "refused";
+  if (prev["current_version"] != cur["current_version"]) return "changed";
+  if (prev["in_probation"] == true && cur["in_probation"] == false) return "probation_ended";
+  if (prev["stale"] == false && cur["stale"] == true) return "stale";
+  return "";
+}
+
+metrics::OtaFigures OtaFiguresOf(const nlohmann::json& st) {
+  metrics::OtaFigures f;
+  const auto& u = st["updates"];
+  f.installed_total = u["installed"];
+  f.refused_total = u["refused"];
+  f.rolled_back_total = u["rolled_back"];
+  f.failed_total = u["failed"];
+  if (st["last_check_unix"].get<int64_t>() > 0) f.last_check_unix = st["last_check_unix"];
+  f.in_probation = st["in_probation"];
+  if (st["model_installed_unix"].get<int64_t>() > 0) {
+    f.model_installed_unix = st["model_installed_unix"];
+  }
+  f.stale = st["stale"];
+  f.max_model_age_s = st["max_model_age_s"];
+  return f;
+}
+
+// Watches a model on probation from its own thread (never the pipeline's: a rollback does file
+// I/O and loads a model): when the ModelWatch sees misbehaviour from the model OTA installed, the
+// updater rolls back and hands the backup to the agent. Every tick it also logs staleness (once a
+// day) and publishes the OTA state on each change.
+class OtaSupervisor {
+ public:
+  OtaSupervisor(ota::Updater* updater, agent::ModelWatch* watch, double interval_s,
+                std::function<void(const nlohmann::json&)> publish)
+      : updater_(updater), watch_(watch), interval_s_(interval_s), publish_(std::move(publish)) {}
+  ~OtaSupervisor() { Stop(); }
+
+  // The model from this watch generation on is the one on probation (the swap happens at the
+  // next window after SubmitModel).
+  void Arm(int64_t generation) { armed_.store(generation); }
+
+  void Start() {
+    thread_ = std::thread([this] {
+      std::unique_lock<std::mutex> lock(mu_);
+      while (!stop_) {
+        lock.unlock();
+        Tick();
+        lock.lock();
+        cv_.wait_for(lock, std::chrono::duration<double>(interval_s_), [this] { return stop_; });
+      }
+    });
+  }
+
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  void Tick() {
+    if (updater_->InProbation() && watch_->generation() >= armed_.load()) {
+      std::string why = watch_->Misbehaviour();
+      if (!why.empty()) {
+        TEND_LOG_WARN("ota: model on probation misbehaves: {}; rolling back", why);
+        Status st = updater_->ReportMisbehaviour(why);
+        if (!st) TEND_LOG_ERROR("ota: rollback failed: {}", st.error().message);
+      }
+    }
+    const bool stale_warned = updater_->WarnIfStale();
+    nlohmann::json st = updater_->StatusJson();
+    std::string event = OtaEvent(prev_, st);
+    if (event.empty() && stale_warned) event = "stale";  // the daily reminder
+    prev_ = st;
+    if (event.empty()) return;
+    st["event"] = event;
+    st["serving"] = watch_->Health().ToJson();
+    publish_(st);
+  }
+
+ private:
+  ota::Updater* updater_;
+  agent::ModelWatch* watch_;
+  double interval_s_;
+  std::function<void(const nlohmann::json&)> publish_;
+  std::atomic<int64_t> armed_{std::numeric_limits<int64_t>::max()};
+  nlohmann::json prev_;  // Tick() thread only
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+};
+
 void DoRun(RunArgs& a, CLI::App& cmd) {
   // Handlers first: a supervisor's SIGTERM or SIGHUP during start-up (model load, warm-up) must
   // not kill the process; a stop or reload requested that early is honoured once running.
@@ -181,9 +296,14 @@ void DoRun(RunArgs& a, CLI::App& cmd) {
   o.print = !a.quiet;
   if (a.id.device_id.empty()) a.id.device_id = Hostname();
   o.asset_id = a.id.asset_id;
+  std::unique_ptr<telemetry::Telemetry> tele;  // created below; the OTA supervisor publishes to it
   std::unique_ptr<ota::Updater> updater;
   agent::Agent* agent_ptr = nullptr;
+  std::unique_ptr<agent::ModelWatch> watch;
+  std::unique_ptr<OtaSupervisor> supervisor;
   if (!a.ota_registry.empty()) {
+    watch = OrDie(agent::ModelWatch::Create(a.ota_watch), "OTA probation");
+    if (!(a.ota_watch_interval_s > 0)) Die("ota.watch_interval_s must be > 0");
     if (a.ota_model_dir.empty()) Die("--ota-registry needs --ota-model-dir (where verified models are kept)");
     if (a.ota_ref_normal.empty() || a.ota_ref_anomalous.empty()) {
       Die("OTA needs a local reference set to gate new models: --ota-reference-normal and --ota-reference-anomalous");
@@ -195,6 +315,11 @@ void DoRun(RunArgs& a, CLI::App& cmd) {
     uo.pinned_root_path = a.ota_root;
     uo.min_quality = a.ota_min_quality;
     uo.interval_s = a.ota_interval_s;
+    uo.probation_s = a.ota_probation_s;
+    uo.max_model_age_s = a.ota_max_model_age_s;
+    if (uo.probation_s < 0 || uo.max_model_age_s <= 0) {
+      Die("--ota-probation must be >= 0 s and --ota-max-model-age > 0 s");
+    }
     uo.load_check = [&a](const std::string& path) -> Status {
       agent::ServeOptions so = a.opts.serve;
       so.warmup_runs = 1;
@@ -202,10 +327,15 @@ void DoRun(RunArgs& a, CLI::App& cmd) {
       return Ok();
     };
     uo.quality_gate = [&a](const std::string& path) { return ReferenceAuc(path, a); };
-    uo.on_commit = [&a, &agent_ptr](const std::string& path) -> Status {
+    uo.on_commit = [&a, &agent_ptr, &watch, &supervisor](const std::string& path) -> Status {
       if (!agent_ptr) return Ok();  // before start-up the agent loads the current model itself
       TEND_ASSIGN_OR_RETURN(auto m, agent::ServedModel::Load(path, a.opts.serve));
-      return agent_ptr->SubmitModel(std::move(m));
+      const int64_t generation = watch->generation();
+      TEND_RETURN_NOT_OK(agent_ptr->SubmitModel(std::move(m)));
+      // Probation judges the new model from the window it takes over: the next generation, or
+      // generation 1 when the agent has not started yet (0 is the model it starts with).
+      if (supervisor) supervisor->Arm(generation < 0 ? 1 : generation + 1);
+      return Ok();
     };
     std::unique_ptr<ota::Fetcher> fetcher;
     if (a.ota_registry.rfind("http://", 0) == 0) {
@@ -214,11 +344,30 @@ void DoRun(RunArgs& a, CLI::App& cmd) {
       fetcher = OrDie(ota::DirFetcher::Create(a.ota_registry), "OTA registry");
     }
     updater = OrDie(ota::Updater::Create(uo, std::move(fetcher)), "OTA");
+    // The start-up model (--model or agent.model) is adopted by OTA as v0 so that the first
+    // update has something to roll back to; a model OTA installed since wins until the operator
+    // deploys other bytes at that path. Without one, the agent starts on OTA's current model.
     std::string current = updater->CurrentModelPath();
-    if (!current.empty() && cmd.count("--model") == 0) o.model_path = current;
+    if (!o.model_path.empty()) {
+      current = OrDie(updater->AdoptStartupModel(o.model_path), "OTA start-up model");
+    }
+    if (!current.empty()) o.model_path = current;
+    // Each state change goes to the log and, with telemetry on, to the retained MQTT state
+    // factory/{factory_id}/edge/{device_id}/ota (QoS 1, durably spooled; never blocks).
+    supervisor = std::make_unique<OtaSupervisor>(
+        updater.get(), watch.get(), a.ota_watch_interval_s,
+        [&tele](const nlohmann::json& st) {
+          TEND_LOG_INFO("ota: {}: {} v{} ({}), backup v{}", st["event"].get<std::string>(),
+                        st["model"].get<std::string>(), st["current_version"].get<int64_t>(),
+                        st["state"].get<std::string>(), st["backup_version"].get<int64_t>());
+          if (tele) tele->PublishDeviceState("ota", st);
+        });
+    // Restarted during probation on the model OTA installed: it is still on probation.
+    if (!current.empty() && o.model_path == current) supervisor->Arm(0);
   }
   auto agent = OrDie(agent::Agent::Create(o));
   agent_ptr = agent.get();
+  if (watch) agent->AddSink(watch.get());
 
   // Metrics: always counted (the health message uses them); served over HTTP unless port 0.
   // A port already in use must not stop a press from being watched: say so and go on.
@@ -240,7 +389,6 @@ void DoRun(RunArgs& a, CLI::App& cmd) {
     TEND_LOG_INFO("metrics on http://{}:{}/metrics", a.metrics_bind, metrics_exporter->port());
   }
 
-  std::unique_ptr<telemetry::Telemetry> tele;
   if (!a.mqtt.broker_url.empty()) {
     OrDie(a.id.Validate(), "identity");
     if (a.mqtt.spool_path.empty()) a.mqtt.spool_path = a.state_dir + "/spool.db";
@@ -256,15 +404,25 @@ void DoRun(RunArgs& a, CLI::App& cmd) {
       f.spool_dropped_total = st.dropped_scores + st.dropped_alerts + st.dropped_health;
       f.mqtt_connected = st.connected;
       f.mqtt_reconnects_total = st.reconnects;
+      f.mqtt_refused_total = st.refused;
+      f.spool_in_memory = st.spool_in_memory;
+      f.spool_disk_full = st.disk_full;
+      f.spool_held_alerts = st.held_alerts;
       return f;
     });
     agent->AddSink(tele.get());
     TEND_LOG_INFO("telemetry to {} as {} (spool {})", a.mqtt.broker_url, a.id.ClientId(), a.mqtt.spool_path);
   }
 
-  if (updater) updater->Start();
+  if (updater) {
+    auto* u = updater.get();
+    metrics_exporter->SetOtaStatusProvider([u] { return OtaFiguresOf(u->StatusJson()); });
+    updater->Start();
+    supervisor->Start();
+  }
   auto st = agent->Run(&g_stop, &g_reload);
   if (updater) {
+    supervisor->Stop();
     updater->Stop();
     auto us = updater->StatusJson();
     std::fprintf(stderr, "ota: %s\n", us.dump().c_str());
@@ -360,6 +518,16 @@ void RegisterRun(CLI::App& app) {
   cmd->add_option("--ota-min-quality", a->ota_min_quality, "Minimum reference-set AUC a new model must reach");
   cmd->add_option("--ota-reference-normal", a->ota_ref_normal, "Reference set: normal inputs");
   cmd->add_option("--ota-reference-anomalous", a->ota_ref_anomalous, "Reference set: anomalous inputs");
+  cmd->add_option("--ota-probation", a->ota_probation_s, "Seconds a new model is on probation (default 86400)");
+  cmd->add_option("--ota-max-model-age", a->ota_max_model_age_s,
+                  "Seconds without a new model before the device is stale (default 8 weeks)");
+  cmd->add_option("--ota-max-fail-safe", a->ota_watch.max_fail_safe,
+                  "Probation: roll back after this many fail-safe decisions of the new model (default 3; 0 = off)");
+  cmd->add_option("--ota-storm-alerts", a->ota_watch.storm_alerts,
+                  "Probation: roll back on more than this many alerts in the last --ota-storm-windows windows (default 20; 0 = off)");
+  cmd->add_option("--ota-storm-windows", a->ota_watch.storm_windows, "Probation: alert storm window count (default 100)");
+  cmd->add_option("--ota-storm-ratio", a->ota_watch.storm_ratio,
+                  "Probation: ... and an alert rate above this many times the previous model's (default 5)");
   cmd->add_flag("--json", o.print_json, "Print decisions as JSON lines");
   cmd->add_flag("--quiet,-q", a->quiet, "No line per decision (summary only)");
   cmd->add_option("--summary-json", a->summary_json, "Write the run summary as JSON here");

@@ -193,6 +193,7 @@ struct Exporter::State {
 
   mutable std::mutex provider_mu;
   std::function<TelemetryFigures()> provider;
+  std::function<OtaFigures()> ota_provider;  // guarded by provider_mu
 
   std::mutex health_mu;
   std::vector<uint64_t> health_prev_counts;
@@ -346,6 +347,11 @@ void Exporter::SetTelemetryStatsProvider(std::function<TelemetryFigures()> fn) {
   state_->provider = std::move(fn);
 }
 
+void Exporter::SetOtaStatusProvider(std::function<OtaFigures()> fn) {
+  std::lock_guard<std::mutex> lock(state_->provider_mu);
+  state_->ota_provider = std::move(fn);
+}
+
 std::string Exporter::ScrapeText() const {
   const State& s = *state_;
   std::vector<ClientMetric::Label> base = {{"device_id", labels_.device_id},
@@ -357,7 +363,7 @@ std::string Exporter::ScrapeText() const {
     return l;
   };
   std::vector<MetricFamily> out;
-  out.reserve(48);  // family() hands out references into `out`
+  out.reserve(64);  // family() hands out references into `out` (fewer than 40 families)
   auto family = [&](const char* name, const char* help, MetricType type) -> MetricFamily& {
     out.push_back(MetricFamily{name, help, type, {}});
     return out.back();
@@ -532,7 +538,62 @@ std::string Exporter::ScrapeText() const {
       counter1("edge_mqtt_reconnects_total", "Reconnections to the MQTT broker.",
                double(*tel->mqtt_reconnects_total));
     }
+    if (tel->mqtt_refused_total) {
+      counter1("edge_mqtt_refused_total",
+               "QoS 1 messages the broker refused (MQTT 5 reason code >= 0x80, e.g. ACL).",
+               double(*tel->mqtt_refused_total));
+    }
+    if (tel->spool_in_memory) {
+      gauge1("edge_spool_in_memory",
+             "1 while the spool file is unusable and telemetry is held in memory only.",
+             *tel->spool_in_memory ? 1 : 0);
+    }
+    if (tel->spool_disk_full) {
+      gauge1("edge_spool_disk_full", "1 when the last spool commit found the disk full.",
+             *tel->spool_disk_full ? 1 : 0);
+    }
+    if (tel->spool_held_alerts) {
+      gauge1("edge_spool_held_alerts", "Alerts the full disk refused, held in memory.",
+             double(*tel->spool_held_alerts));
+    }
   }
+  // Over-the-air updates, polled now.
+  std::optional<OtaFigures> ota;
+  {
+    std::lock_guard<std::mutex> lock(s.provider_mu);
+    if (s.ota_provider) ota = s.ota_provider();
+  }
+  if (ota) {
+    auto& f = family("edge_ota_updates_total",
+                     "Over-the-air update outcomes since start: installed, refused (load check or "
+                     "reference-set gate), rolled_back (after a commit: failed hand-over, "
+                     "misbehaviour in probation, operator), failed (registry, network or trust "
+                     "error).",
+                     MetricType::Counter);
+    counter(f, double(ota->installed_total), with({{"result", "installed"}}));
+    counter(f, double(ota->refused_total), with({{"result", "refused"}}));
+    counter(f, double(ota->rolled_back_total), with({{"result", "rolled_back"}}));
+    counter(f, double(ota->failed_total), with({{"result", "failed"}}));
+    if (ota->last_check_unix) {
+      gauge1("edge_ota_last_check_timestamp_seconds", "Unix time of the latest registry check.",
+             *ota->last_check_unix);
+    }
+    gauge1("edge_ota_probation",
+           "1 while a newly installed model runs on probation (misbehaviour rolls it back).",
+           ota->in_probation ? 1 : 0);
+    if (ota->model_installed_unix) {
+      gauge1("edge_ota_model_installed_timestamp_seconds",
+             "Unix time the model in service was installed over the air.",
+             *ota->model_installed_unix);
+    }
+    gauge1("edge_ota_max_model_age_seconds",
+           "Staleness limit: a device that received no model for this long is stale.",
+           ota->max_model_age_s);
+    gauge1("edge_model_stale",
+           "1 when the device has received no model for longer than its staleness limit.",
+           ota->stale ? 1 : 0);
+  }
+
   gauge(family("edge_build_info", "tend version (always 1).", MetricType::Gauge), 1,
         with({{"version", TEND_VERSION}}));
 
@@ -590,6 +651,7 @@ nlohmann::json Exporter::HealthFigures() {
     if (tel->spool_dropped_total) j["spool_dropped_total"] = *tel->spool_dropped_total;
     if (tel->mqtt_connected) j["mqtt_connected"] = *tel->mqtt_connected;
     if (tel->mqtt_reconnects_total) j["mqtt_reconnects_total"] = *tel->mqtt_reconnects_total;
+    if (tel->mqtt_refused_total) j["mqtt_refused_total"] = *tel->mqtt_refused_total;
   }
   return j;
 }

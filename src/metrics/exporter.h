@@ -36,6 +36,24 @@ struct TelemetryFigures {
   std::optional<int64_t> spool_dropped_total;  // messages dropped because the spool was full
   std::optional<bool> mqtt_connected;
   std::optional<int64_t> mqtt_reconnects_total;
+  // QoS 1 messages the broker refused (MQTT 5 reason code >= 0x80, e.g. an ACL denial).
+  std::optional<int64_t> mqtt_refused_total;
+  // The spool file is unusable and telemetry is kept in memory (lost on exit).
+  std::optional<bool> spool_in_memory;
+  std::optional<bool> spool_disk_full;        // the last spool commit hit ENOSPC
+  std::optional<int64_t> spool_held_alerts;  // alerts the full disk refused, held in memory
+};
+
+// What the over-the-air updater knows (fed by `tend run` through a provider, so that this module
+// does not depend on src/ota).
+struct OtaFigures {
+  // Outcomes since the process started: edge_ota_updates_total{result=...}.
+  int64_t installed_total = 0, refused_total = 0, rolled_back_total = 0, failed_total = 0;
+  std::optional<double> last_check_unix;       // absent before the first check
+  bool in_probation = false;                   // a new model runs on probation
+  std::optional<double> model_installed_unix;  // absent until OTA installed a model
+  bool stale = false;                          // no model received within max_model_age_s
+  double max_model_age_s = 0;                  // the device's staleness limit
 };
 
 // Bucket upper bounds of edge_inference_latency_ms (SPEC's 5..1000 plus fine ones below 5 ms, and
@@ -76,6 +94,8 @@ class Exporter : public DecisionSink {
   // Polled at every scrape and by HealthFigures(), from the HTTP or caller thread (never two at
   // once). It must be cheap, thread-safe, and must not call back into the exporter.
   void SetTelemetryStatsProvider(std::function<TelemetryFigures()> fn);
+  // Same contract, for the OTA figures (edge_ota_*, edge_model_stale): polled at every scrape.
+  void SetOtaStatusProvider(std::function<OtaFigures()> fn);
 
   SystemSnapshot LatestSystem() const;
   // Collects system figures now instead of waiting for the next period (tests, `tend` tooling).

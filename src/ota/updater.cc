@@ -11,6 +11,7 @@
 
 #include "core/fs.h"
 #include "core/log.h"
+#include "ota/crypto.h"
 #include "ota/trust.h"
 
 namespace tend::ota {
@@ -114,7 +115,8 @@ json OtaState::ToJson() const {
           {"backup", SlotJson(backup)},
           {"probation_until", probation_until},
           {"rollbacks", rollbacks},
-          {"last_rollback_reason", last_rollback_reason}};
+          {"last_rollback_reason", last_rollback_reason},
+          {"adopted_sha256", adopted_sha256}};
 }
 
 Result<OtaState> OtaState::FromJson(const json& j, const std::string& what) {
@@ -134,6 +136,7 @@ Result<OtaState> OtaState::FromJson(const json& j, const std::string& what) {
     s.probation_until = j.at("probation_until").get<int64_t>();
     s.rollbacks = j.at("rollbacks").get<int64_t>();
     s.last_rollback_reason = j.at("last_rollback_reason").get<std::string>();
+    s.adopted_sha256 = j.value("adopted_sha256", std::string());  // absent in older state files
   } catch (const json::exception& e) {
     return Fail(Error::Corrupt(what + ": " + e.what()));
   }
@@ -223,6 +226,30 @@ Result<OtaState> RecoverState(const std::string& model_dir) {
   return s;
 }
 
+json StateStatusJson(const OtaState& s, int64_t now, int64_t max_model_age_s) {
+  const bool probation = s.current && now < s.probation_until;
+  const int64_t age = s.current ? now - s.current->installed_unix : -1;
+  return {{"model", s.model_name},
+          {"state", !s.current ? "no-model" : (probation ? "probation" : "serving")},
+          {"current_version", s.current ? s.current->version : 0},
+          {"current_sha256", s.current ? s.current->sha256 : ""},
+          {"current_quality", s.current ? json(s.current->quality) : json(nullptr)},
+          {"backup_version", s.backup ? s.backup->version : 0},
+          {"highest_version", s.highest_version},
+          {"rejected_versions", s.rejected_versions},
+          {"root_version", s.root_version},
+          {"in_probation", probation},
+          {"probation_until", probation ? FormatTime(s.probation_until) : ""},
+          {"probation_remaining_s", probation ? s.probation_until - now : 0},
+          {"model_installed", s.current ? FormatTime(s.current->installed_unix) : ""},
+          {"model_installed_unix", s.current ? s.current->installed_unix : 0},
+          {"model_age_s", age},
+          {"max_model_age_s", max_model_age_s},
+          {"stale", s.current.has_value() && age > max_model_age_s},
+          {"rollbacks", s.rollbacks},
+          {"last_rollback_reason", s.last_rollback_reason}};
+}
+
 Result<std::unique_ptr<Updater>> Updater::Create(UpdaterOptions opts,
                                                  std::unique_ptr<Fetcher> fetcher) {
   TEND_RETURN_NOT_OK(CheckName(opts.model_name, "ota model name"));
@@ -261,14 +288,34 @@ Result<std::unique_ptr<Updater>> Updater::Create(UpdaterOptions opts,
   } else {
     return Fail(st.error());
   }
+  {
+    std::lock_guard<std::mutex> lock(u->mu_);
+    u->PublishLocked();
+  }
   return u;
 }
 
 Updater::~Updater() { Stop(); }
 
-int64_t Updater::Now() const {
+int64_t Updater::Now() const { return NowAtLeast(state_.latest_time_seen); }
+
+int64_t Updater::NowAtLeast(int64_t latest_time_seen) const {
   int64_t clock = opts_.clock ? opts_.clock() : SystemNow();
-  return std::max(clock, state_.latest_time_seen);
+  return std::max(clock, latest_time_seen);
+}
+
+void Updater::PublishLocked() {
+  std::lock_guard<std::mutex> lock(snap_mu_);
+  snap_.state = state_;
+  snap_.counters = counters_;
+  snap_.last_check_unix = last_check_unix_;
+  snap_.last_result = last_result_;
+  snap_.last_error = last_error_;
+}
+
+Updater::Snapshot Updater::Snap() const {
+  std::lock_guard<std::mutex> lock(snap_mu_);
+  return snap_;
 }
 
 void Updater::Sync(const char* step) const {
@@ -277,17 +324,18 @@ void Updater::Sync(const char* step) const {
 
 Result<UpdateReport> Updater::CheckOnce() {
   std::lock_guard<std::mutex> lock(mu_);
-  checks_ += 1;
+  counters_.checks += 1;
   last_check_unix_ = Now();
   auto r = CheckLocked();
   if (r) {
     last_result_ = r->message;
     last_error_.clear();
   } else {
-    failures_ += 1;
+    counters_.failed += 1;
     last_error_ = r.error().message;
     TEND_LOG_WARN("ota: update refused: {}", r.error().message);
   }
+  PublishLocked();
   return r;
 }
 
@@ -424,6 +472,7 @@ Result<UpdateReport> Updater::CheckLocked() {
     next.last_rollback_reason = "v" + std::to_string(target->version) + ": " + refusal;
     TEND_RETURN_NOT_OK(SaveState(o.model_dir, next));
     state_ = next;
+    counters_.refused += 1;
     Sync("gated");
     TEND_LOG_WARN("ota: {} v{} rolled back before commit: {}", o.model_name, target->version,
                   refusal);
@@ -434,6 +483,12 @@ Result<UpdateReport> Updater::CheckLocked() {
   Sync("gated");
 
   const std::optional<ModelSlot> old_current = next.current, old_backup = next.backup;
+  // The backup is the model to go back to, so it must be one that has run well. A current model
+  // still in probation has not: it is superseded and the last proven one stays the backup
+  // (never deleted before its successor finished probation). Out of probation, the current model
+  // becomes the backup and the old backup goes.
+  const bool current_unproven = old_current && old_backup && now < next.probation_until;
+  const std::optional<ModelSlot> superseded = current_unproven ? old_current : old_backup;
   ModelSlot slot;
   slot.file = final_name;
   slot.version = target->version;
@@ -441,17 +496,30 @@ Result<UpdateReport> Updater::CheckLocked() {
   slot.length = target->length;
   slot.installed_unix = now;
   slot.quality = quality;
-  next.backup = old_current;
+  next.backup = current_unproven ? old_backup : old_current;
   next.current = slot;
   next.highest_version = target->version;
   next.probation_until = now + o.probation_s;
   TEND_RETURN_NOT_OK(SaveState(o.model_dir, next));
   state_ = next;
   Sync("committed");
-  installs_ += 1;
-  TEND_LOG_INFO("ota: installed {} v{} (quality {:.4f}, threshold {:.4f})", o.model_name,
-                target->version, quality, threshold);
+  TEND_LOG_INFO("ota: installed {} v{} (quality {:.4f}, threshold {:.4f}); backup {}{}",
+                o.model_name, target->version, quality, threshold,
+                next.backup ? "v" + std::to_string(next.backup->version) : std::string("none"),
+                current_unproven ? " (the superseded v" + std::to_string(old_current->version) +
+                                       " had not finished probation)"
+                                 : std::string());
 
+  // The superseded model file goes once nothing references it (after a failed hand-over the
+  // state may hold other slots than `next`).
+  auto remove_superseded = [&]() -> Status {
+    if (!superseded || superseded->file == slot.file) return Ok();
+    for (const auto* s : {&state_.current, &state_.backup}) {
+      if (*s && (*s)->file == superseded->file) return Ok();
+    }
+    RemoveQuietly(Join(o.model_dir, superseded->file));
+    return fs::FsyncDir(o.model_dir);
+  };
   if (o.on_commit) {
     Status handed = o.on_commit(final_path);
     if (!handed) {
@@ -461,42 +529,129 @@ Result<UpdateReport> Updater::CheckLocked() {
                                         " but could not hand it over and there is no backup"));
       }
       TEND_ASSIGN_OR_RETURN(state_, RollbackState(o.model_dir, why, now));
+      counters_.rolled_back += 1;
+      TEND_RETURN_NOT_OK(remove_superseded());
       report.outcome = UpdateOutcome::kRejectedByGate;
       report.message = why;
       return report;
     }
   }
+  counters_.installed += 1;
   Sync("handed-over");
 
-  // The previous backup is no longer referenced; the previous current stays as the backup.
-  if (old_backup && old_backup->file != slot.file &&
-      !(next.backup && next.backup->file == old_backup->file)) {
-    RemoveQuietly(Join(o.model_dir, old_backup->file));
-    TEND_RETURN_NOT_OK(fs::FsyncDir(o.model_dir));
-  }
+  TEND_RETURN_NOT_OK(remove_superseded());
   Sync("cleaned");
   report.outcome = UpdateOutcome::kInstalled;
   report.message = "installed v" + std::to_string(target->version);
   return report;
 }
 
+Result<std::string> Updater::AdoptStartupModel(const std::string& path) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const UpdaterOptions& o = opts_;
+  TEND_ASSIGN_OR_RETURN(auto bytes, fs::ReadBinaryFile(path));
+  const std::string sha = Sha256Hex(bytes);
+  if (state_.current && (sha == state_.adopted_sha256 || sha == state_.current->sha256)) {
+    if (state_.adopted_sha256 != sha) {
+      state_.adopted_sha256 = sha;
+      TEND_RETURN_NOT_OK(SaveState(o.model_dir, state_));
+      PublishLocked();
+    }
+    const std::string current = Join(o.model_dir, state_.current->file);
+    if (state_.current->sha256 != sha) {
+      TEND_LOG_INFO("ota: serving {} v{} installed by OTA; the start-up model {} is unchanged "
+                    "since it was adopted (deploy other bytes there to override OTA)",
+                    o.model_name, state_.current->version, path);
+    }
+    return current;
+  }
+  ModelSlot slot;
+  slot.file = o.model_name + "-v0-" + sha.substr(0, 12) + ".onnx";
+  slot.version = 0;
+  slot.sha256 = sha;
+  slot.length = static_cast<int64_t>(bytes.size());
+  slot.installed_unix = Now();
+  const std::string final_path = Join(o.model_dir, slot.file);
+  const std::string staging = Join(o.model_dir, "." + slot.file + ".staging");
+  TEND_RETURN_NOT_OK(WriteAndSync(staging, bytes));
+  if (::rename(staging.c_str(), final_path.c_str()) != 0) {
+    int e = errno;
+    RemoveQuietly(staging);
+    return Fail(fs::ErrnoError("rename " + staging, e));
+  }
+  TEND_RETURN_NOT_OK(fs::FsyncDir(o.model_dir));
+  OtaState next = state_;
+  const std::optional<ModelSlot> old_backup = next.backup;
+  if (next.current && next.current->file != slot.file) next.backup = next.current;
+  next.current = slot;
+  next.probation_until = 0;  // the operator's own model: nothing to roll back to automatically
+  next.adopted_sha256 = sha;
+  TEND_RETURN_NOT_OK(SaveState(o.model_dir, next));
+  state_ = next;
+  PublishLocked();
+  if (old_backup && old_backup->file != slot.file &&
+      !(next.backup && next.backup->file == old_backup->file)) {
+    RemoveQuietly(Join(o.model_dir, old_backup->file));
+    TEND_RETURN_NOT_OK(fs::FsyncDir(o.model_dir));
+  }
+  TEND_LOG_INFO("ota: adopted start-up model {} as {} v0 (sha256 {}){}", path, o.model_name,
+                sha.substr(0, 12),
+                next.backup ? "; backup v" + std::to_string(next.backup->version) : std::string());
+  return final_path;
+}
+
 Status Updater::Rollback(const std::string& reason) {
   std::lock_guard<std::mutex> lock(mu_);
-  TEND_ASSIGN_OR_RETURN(state_, RollbackState(opts_.model_dir, reason, Now()));
+  return RollbackLocked(reason);
+}
+
+Status Updater::RollbackLocked(const std::string& reason) {
+  auto s = RollbackState(opts_.model_dir, reason, Now());
+  if (!s) {
+    PublishLocked();
+    return Fail(s.error());
+  }
+  state_ = std::move(*s);
+  counters_.rolled_back += 1;
   last_result_ = "rolled back: " + reason;
+  PublishLocked();
   if (opts_.on_commit) return opts_.on_commit(Join(opts_.model_dir, state_.current->file));
   return Ok();
 }
 
 Status Updater::ReportMisbehaviour(const std::string& reason) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!state_.current || !state_.backup || Now() >= state_.probation_until) {
-      TEND_LOG_WARN("ota: model misbehaves outside probation (no automatic rollback): {}", reason);
-      return Ok();
-    }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!state_.current || !state_.backup || Now() >= state_.probation_until) {
+    TEND_LOG_WARN("ota: model misbehaves outside probation (no automatic rollback): {}", reason);
+    return Ok();
   }
-  return Rollback("misbehaviour during probation: " + reason);
+  return RollbackLocked("misbehaviour during probation: " + reason);
+}
+
+bool Updater::InProbation() const {
+  Snapshot s = Snap();
+  return s.state.current && s.state.backup &&
+         NowAtLeast(s.state.latest_time_seen) < s.state.probation_until;
+}
+
+bool Updater::WarnIfStale() {
+  Snapshot s = Snap();
+  const int64_t now = NowAtLeast(s.state.latest_time_seen);
+  const bool stale =
+      s.state.current && now - s.state.current->installed_unix > opts_.max_model_age_s;
+  std::lock_guard<std::mutex> lock(snap_mu_);
+  if (!stale) {
+    last_stale_warning_ = 0;
+    return false;
+  }
+  if (last_stale_warning_ != 0 && now - last_stale_warning_ < 86400) return false;
+  last_stale_warning_ = now;
+  TEND_LOG_WARN(
+      "ota: model {} v{} is stale: installed {} ({:.1f} days ago, limit {:.1f} days); "
+      "no newer model received",
+      s.state.model_name, s.state.current->version, FormatTime(s.state.current->installed_unix),
+      double(now - s.state.current->installed_unix) / 86400, double(opts_.max_model_age_s) / 86400);
+  return true;
 }
 
 void Updater::Start() {
@@ -530,42 +685,35 @@ void Updater::Stop() {
 }
 
 std::string Updater::CurrentModelPath() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return state_.current ? Join(opts_.model_dir, state_.current->file) : std::string();
+  Snapshot s = Snap();
+  return s.state.current ? Join(opts_.model_dir, s.state.current->file) : std::string();
 }
 
-OtaState Updater::state() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return state_;
-}
+OtaState Updater::state() const { return Snap().state; }
 
 bool Updater::Stale() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return state_.current && Now() - state_.current->installed_unix > opts_.max_model_age_s;
+  Snapshot s = Snap();
+  return s.state.current && NowAtLeast(s.state.latest_time_seen) - s.state.current->installed_unix >
+                                opts_.max_model_age_s;
 }
 
 json Updater::StatusJson() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  const int64_t now = Now();
-  int64_t age = state_.current ? now - state_.current->installed_unix : -1;
-  return {{"model", state_.model_name},
-          {"profile", opts_.profile},
-          {"current_version", state_.current ? state_.current->version : 0},
-          {"current_sha256", state_.current ? state_.current->sha256 : ""},
-          {"backup_version", state_.backup ? state_.backup->version : 0},
-          {"highest_version", state_.highest_version},
-          {"root_version", state_.root_version},
-          {"in_probation", now < state_.probation_until},
-          {"model_age_s", age},
-          {"stale", age > opts_.max_model_age_s},
-          {"checks", checks_},
-          {"failures", failures_},
-          {"installs", installs_},
-          {"rollbacks", state_.rollbacks},
-          {"last_rollback_reason", state_.last_rollback_reason},
-          {"last_check", last_check_unix_ ? FormatTime(last_check_unix_) : ""},
-          {"last_result", last_result_},
-          {"last_error", last_error_}};
+  Snapshot s = Snap();
+  json j = StateStatusJson(s.state, NowAtLeast(s.state.latest_time_seen), opts_.max_model_age_s);
+  j["profile"] = opts_.profile;
+  j["checks"] = s.counters.checks;
+  j["updates"] = {{"installed", s.counters.installed},
+                  {"refused", s.counters.refused},
+                  {"rolled_back", s.counters.rolled_back},
+                  {"failed", s.counters.failed}};
+  // Kept for readers of the first status format.
+  j["failures"] = s.counters.failed;
+  j["installs"] = s.counters.installed;
+  j["last_check"] = s.last_check_unix ? FormatTime(s.last_check_unix) : "";
+  j["last_check_unix"] = s.last_check_unix;
+  j["last_result"] = s.last_result;
+  j["last_error"] = s.last_error;
+  return j;
 }
 
 }  // namespace tend::ota

@@ -46,6 +46,8 @@ struct OtaState {
   int64_t probation_until = 0;
   int64_t rollbacks = 0;
   std::string last_rollback_reason;
+  // SHA-256 of the last local start-up model (--model) adopted as version 0; "" when none.
+  std::string adopted_sha256;
 
   nlohmann::json ToJson() const;
   static Result<OtaState> FromJson(const nlohmann::json& j, const std::string& what);
@@ -62,6 +64,11 @@ Result<OtaState> RollbackState(const std::string& model_dir, const std::string& 
 // Startup repair after a crash: removes staging leftovers and model files the state does not
 // reference, and falls back to the backup when the current file is missing or corrupt.
 Result<OtaState> RecoverState(const std::string& model_dir);
+
+// The status fields derived from a state at `now` (unix s), shared by the agent's updater
+// (StatusJson) and `tend ota status`: versions, "state" (no-model | probation | serving),
+// probation end, model install time and age, staleness against max_model_age_s.
+nlohmann::json StateStatusJson(const OtaState& state, int64_t now, int64_t max_model_age_s);
 
 struct UpdaterOptions {
   std::string model_dir;
@@ -108,34 +115,71 @@ class Updater {
 
   // One poll: refresh the trust chain, and install the newest release for this profile if any.
   Result<UpdateReport> CheckOnce();
+  // The model the device is started with (--model): when OTA has no model yet, or the file now
+  // holds other bytes than the one adopted last time (the operator deployed a new one), a copy
+  // becomes the current model as version 0 (the previous current, if any, is its backup), so the
+  // first OTA update has a proven model to roll back to and staleness counts from it. Otherwise
+  // the model OTA installed since wins. Returns the path the agent must serve. Does not call
+  // on_commit (the agent is not running yet). Version 0 never raises the anti-rollback floor.
+  Result<std::string> AdoptStartupModel(const std::string& path);
   // Back to the backup, e.g. when the lead sees the new model misbehave; calls on_commit.
   Status Rollback(const std::string& reason);
   // Rolls back when called within the probation period of the current model; else only logs.
   Status ReportMisbehaviour(const std::string& reason);
+  // True while the current model is in probation (installed by OTA, with a backup to go back to).
+  bool InProbation() const;
+  // Logs a warning when the model is stale, at most once per 24 h of the updater's clock (again
+  // at once after a fresh model went stale again); returns whether it logged.
+  bool WarnIfStale();
 
   // Background polling with jitter; Stop() interrupts the wait (not a download in flight).
   void Start();
   void Stop();
 
+  // These read a snapshot taken after every check or rollback, so they never wait for a
+  // download in flight (a metrics scrape or the MQTT status can call them at any time).
   std::string CurrentModelPath() const;  // "" when OTA has not installed a model yet
   OtaState state() const;
   bool Stale() const;
-  // For MQTT status and metrics: versions, last check/result/error, counters, model age, stale.
+  // For MQTT status and metrics: StateStatusJson() plus last check/result/error and counters
+  // since start ("updates": installed, refused, rolled_back, failed; "checks").
   nlohmann::json StatusJson() const;
 
+  // Since this process started.
+  struct Counters {
+    int64_t checks = 0;
+    int64_t installed = 0;    // committed and handed over to the pipeline
+    int64_t refused = 0;      // refused by the load check or the quality gate (never committed)
+    int64_t rolled_back = 0;  // back to the backup after a commit (hand-over, misbehaviour, manual)
+    int64_t failed = 0;       // checks that ended in an error (registry, network, trust)
+  };
+
  private:
+  struct Snapshot {
+    OtaState state;
+    Counters counters;
+    int64_t last_check_unix = 0;
+    std::string last_result, last_error;
+  };
   Updater() = default;
   int64_t Now() const;
+  int64_t NowAtLeast(int64_t latest_time_seen) const;
   Result<UpdateReport> CheckLocked();
+  Status RollbackLocked(const std::string& reason);
   void Sync(const char* step) const;
+  void PublishLocked();  // mu_ held: copies what the readers see
+  Snapshot Snap() const;
 
   UpdaterOptions opts_;
   std::unique_ptr<Fetcher> fetcher_;
   mutable std::mutex mu_;
   OtaState state_;
-  int64_t checks_ = 0, failures_ = 0, installs_ = 0;
+  Counters counters_;
   int64_t last_check_unix_ = 0;
   std::string last_result_, last_error_;
+  mutable std::mutex snap_mu_;
+  Snapshot snap_;
+  int64_t last_stale_warning_ = 0;  // guarded by snap_mu_
 
   std::thread thread_;
   std::mutex wait_mu_;

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -251,6 +252,88 @@ TEST_F(Acceptance, OtaInstallsABetterModelAndRefusesAWorseOne) {
   EXPECT_EQ(status["installs"], 0);
   EXPECT_EQ(status["highest_version"], 3);  // refused versions are recorded, never retried
   EXPECT_NE(r.err.find("v3 rolled back before commit: quality"), std::string::npos) << r.err;
+}
+
+
+// Probation in the running agent: a signed model that passes the reference-set gate but alert-
+// storms on the live stream (trained on a new die only, it calls the moderate wear the press now
+// has an anomaly; the old model, trained up to wear 0.4, does not) is rolled back by the device on
+// its own; the agent ends on the old model and no window is missed.
+TEST_F(Acceptance, OtaProbationRollsBackAnAlertStorm) {
+  ASSERT_EQ(Tend("train --input 'sim:strokes=40,wear=0,wear_end=0.4,seed=91' --version 2 --out v2.onnx", dir_).rc, 0);
+  ASSERT_EQ(Tend("train --input 'sim:strokes=40,wear=0,seed=92' --version 3 --out v3.onnx", dir_).rc, 0);
+  ASSERT_EQ(Tend("keygen --out pub", dir_).rc, 0);
+  ASSERT_EQ(Tend("registry init reg --key pub.key", dir_).rc, 0);
+  const std::string publish = " --name press-anomaly --profile x86-cpu-fp32 --key pub.key --registry reg --min-quality 0.9";
+  auto pub = Tend("publish v2.onnx --version 2" + publish, dir_);
+  ASSERT_EQ(pub.rc, 0) << pub.err;
+  const std::string ota =
+      " --quiet --metrics-port 0 --ota-registry reg --ota-model-dir models --ota-root reg/root.json "
+      "--ota-interval 1 --ota-reference-normal 'sim:strokes=30,wear=0,seed=84' "
+      "--ota-reference-anomalous 'sim:strokes=20,wear=0.5,wear_end=1,seed=85' "
+      "--ota-storm-windows 10 --ota-storm-alerts 5 --summary-json s.json";
+  // First run: the factory model (v1.onnx) is adopted as v0 and becomes the backup of v2, which
+  // OTA installs. --ota-probation 0 lets v2 count as proven at once, as if it had run its 24 h.
+  ASSERT_EQ(Tend("train --input 'sim:strokes=40,wear=0,wear_end=0.4,seed=93' --out v1.onnx", dir_).rc, 0);
+  auto r = Tend("run --model v1.onnx --source 'sim:strokes=20,wear=0.3,seed=94' --speed 20 "
+                "--ota-probation 0" + ota, dir_);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  ASSERT_EQ(nlohmann::json::parse(Slurp(dir_ + "/s.json"))["model"], "press-anomaly v2") << r.err;
+  EXPECT_NE(r.err.find("adopted start-up model v1.onnx as press-anomaly v0"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("installed press-anomaly v2 (quality"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("; backup v0"), std::string::npos) << r.err;
+
+  pub = Tend("publish v3.onnx --version 3" + publish, dir_);
+  ASSERT_EQ(pub.rc, 0) << pub.err;
+  r = Tend("run --source 'sim:strokes=80,wear=0.3,seed=95' --speed 20 --decision-log d.jsonl" + ota, dir_);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto s = nlohmann::json::parse(Slurp(dir_ + "/s.json"));
+  EXPECT_EQ(s["model"], "press-anomaly v2") << r.err;
+  EXPECT_EQ(s["windows"], 80);
+  EXPECT_EQ(s["deadline_misses"], 0);
+  EXPECT_EQ(s["overruns"], 0);
+  EXPECT_EQ(s["errors"], 0);
+  // The gate passed v3 and it served; then the device went back to v2 by itself.
+  EXPECT_NE(r.err.find("installed press-anomaly v3"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("rolled back press-anomaly from v3 to v2: misbehaviour during probation: "
+                       "press-anomaly v3: alert storm"),
+            std::string::npos)
+      << r.err;
+  auto pos = r.err.rfind("ota: {");
+  ASSERT_NE(pos, std::string::npos) << r.err;
+  auto status = nlohmann::json::parse(r.err.substr(pos + 5, r.err.find('\n', pos) - pos - 5));
+  EXPECT_EQ(status["current_version"], 2);
+  EXPECT_EQ(status["backup_version"], 3);
+  EXPECT_EQ(status["in_probation"], false);
+  EXPECT_EQ(status["updates"]["installed"], 1);
+  EXPECT_EQ(status["updates"]["rolled_back"], 1);
+  EXPECT_NE(status["last_rollback_reason"].get<std::string>().find("alert storm"), std::string::npos);
+  // Every window decided once, in order; v3's stretch in the middle, v2 on both sides of it.
+  std::ifstream log(dir_ + "/d.jsonl");
+  std::string line, versions, alerts;
+  int64_t expect_window = 0;
+  while (std::getline(log, line)) {
+    auto d = nlohmann::json::parse(line);
+    EXPECT_EQ(d["window"], expect_window++);
+    versions += d["model_version"].get<std::string>();
+    alerts += d["is_alert"].get<bool>() ? 'A' : '.';
+  }
+  EXPECT_EQ(expect_window, 80);
+  std::printf("  models: %s\n  alerts: %s\n", versions.c_str(), alerts.c_str());
+  auto first3 = versions.find('3'), last3 = versions.rfind('3');
+  ASSERT_NE(first3, std::string::npos);
+  EXPECT_EQ(versions.find_first_not_of('3', first3), last3 + 1);  // one contiguous stretch
+  EXPECT_EQ(versions.back(), '2');
+  // v2 does not alert on this die; v3 did, which is why it went.
+  EXPECT_EQ(alerts.substr(last3 + 1).find('A'), std::string::npos) << alerts;
+  EXPECT_GT(std::count(alerts.begin() + static_cast<std::ptrdiff_t>(first3),
+                       alerts.begin() + static_cast<std::ptrdiff_t>(last3) + 1, 'A'),
+            5);
+  // Not installed again on the next check.
+  r = Tend("run --source 'sim:strokes=10,wear=0.3,seed=96' --speed 20" + ota, dir_);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(Slurp(dir_ + "/s.json"))["model"], "press-anomaly v2");
+  EXPECT_EQ(r.err.find("installed press-anomaly v3"), std::string::npos) << r.err;
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "agent/latency_histogram.h"
+#include "agent/model_watch.h"
 #include "cli_util.h"
 
 namespace tend::agent {
@@ -125,6 +126,40 @@ TEST_F(AgentTest, SwapsModelsBetweenWindowsAndRefusesOtherWindowing) {
   EXPECT_EQ(c.models.back().version, "2");
 }
 
+// SIGHUP re-reads the file of the model being served: after an OTA hand-over that is the new
+// model's file, not the start-up --model (re-reading that would silently undo the update).
+TEST_F(AgentTest, ReloadRereadsTheModelBeingServed) {
+  auto o = Opts("a.onnx", "sim:strokes=40,seed=6");
+  o.speed = 50;  // ~66 ms a stroke: time for the reload to load and swap in
+  auto a = Agent::Create(o);
+  ASSERT_TRUE(a) << a.error().message;
+  ServeOptions so;
+  so.warmup_runs = 1;
+  auto b = ServedModel::Load(*dir_ + "/b.onnx", so);
+  ASSERT_TRUE(b);
+  ASSERT_TRUE((*a)->SubmitModel(std::move(*b)));
+  std::atomic<bool> reload{false};
+  class ReloadOnV2 : public Collect {
+   public:
+    explicit ReloadOnV2(std::atomic<bool>& r) : r_(r) {}
+    void OnDecision(const Decision& d) override {
+      Collect::OnDecision(d);
+      if (d.model_version == "2" && !fired_) fired_ = true, r_.store(true);
+    }
+   private:
+    std::atomic<bool>& r_;
+    bool fired_ = false;
+  } c(reload);
+  (*a)->AddSink(&c);
+  ASSERT_TRUE((*a)->Run(nullptr, &reload));
+  EXPECT_EQ(c.decisions.size(), 40u);
+  EXPECT_EQ((*a)->summary().reloads, 1);
+  ASSERT_EQ(c.models.size(), 3u);  // a, b handed over, b re-read
+  EXPECT_EQ(c.models[1].version, "2");
+  EXPECT_EQ(c.models[2].version, "2");
+  EXPECT_EQ(c.decisions.back().model_version, "2");
+}
+
 TEST_F(AgentTest, RejectsBadOptions) {
   auto o = Opts("a.onnx", "sim");
   o.deadline_s = 0;
@@ -199,6 +234,125 @@ TEST_F(AgentTest, HotSwapUnderLoadMissesNothing) {
   EXPECT_EQ(s.errors, 0);
   EXPECT_NEAR(static_cast<double>(s.windows), static_cast<double>(expected), 2);
   for (size_t i = 0; i < c.decisions.size(); ++i) ASSERT_EQ(c.decisions[i].window_index, static_cast<int64_t>(i));
+}
+
+
+// Probation watch: per-model counts from the decisions the agent emits, judged against the
+// previous model. Fed by hand here; ProbationRollsBackAnAlertStorm runs it in the real agent.
+Decision WatchDecision(bool alert, bool fail_safe = false) {
+  Decision d;
+  d.is_alert = alert;
+  d.fail_safe = fail_safe;
+  return d;
+}
+
+TEST(ModelWatchTest, AlertStormAgainstThePreviousModel) {
+  ModelWatchOptions o;
+  o.storm_windows = 10;
+  o.storm_alerts = 4;
+  o.storm_ratio = 3;
+  auto w = ModelWatch::Create(o);
+  ASSERT_TRUE(w) << w.error().message;
+  ModelWatch& watch = **w;
+  EXPECT_EQ(watch.generation(), -1);
+  watch.OnModelInfo({"press", "1", "cpu", 0, 0});
+  // The start-up model: 2 alerts in its last 10 windows (20 %).
+  for (int i = 0; i < 30; ++i) watch.OnDecision(WatchDecision(i == 25 || i == 28));
+  EXPECT_EQ(watch.Misbehaviour(), "");
+  watch.OnModelInfo({"press", "2", "cpu", 0, 0});
+  ModelHealth h = watch.Health();
+  EXPECT_EQ(h.generation, 1);
+  EXPECT_EQ(h.model_version, "2");
+  EXPECT_EQ(h.previous_windows, 10);
+  EXPECT_EQ(h.previous_alerts, 2);
+  EXPECT_EQ(h.windows, 0);
+  // 5 alerts in 10 windows: more than 4, but 50 % is not above 3 x 20 %.
+  for (int i = 0; i < 10; ++i) watch.OnDecision(WatchDecision(i % 2 == 0));
+  EXPECT_EQ(watch.Misbehaviour(), "");
+  // 7 of the last 10: 70 % > 60 %.
+  for (int i = 0; i < 4; ++i) watch.OnDecision(WatchDecision(true));
+  h = watch.Health();
+  EXPECT_EQ(h.recent_windows, 10);
+  EXPECT_EQ(h.recent_alerts, 7);
+  EXPECT_EQ(h.alerts, 9);
+  std::string why = watch.Misbehaviour();
+  EXPECT_NE(why.find("press v2: alert storm, 7 alerts in its last 10 windows (70 %) against 2 in "
+                     "the previous model's last 10 (20 %)"),
+            std::string::npos)
+      << why;
+  // The storm passes: the sliding window forgets it.
+  for (int i = 0; i < 10; ++i) watch.OnDecision(WatchDecision(false));
+  EXPECT_EQ(watch.Misbehaviour(), "");
+}
+
+TEST(ModelWatchTest, WithoutAPreviousModelOnlyTheCountDecides) {
+  ModelWatchOptions o;
+  o.storm_windows = 10;
+  o.storm_alerts = 4;
+  auto w = ModelWatch::Create(o);
+  ASSERT_TRUE(w);
+  (*w)->OnModelInfo({"press", "7", "cpu", 0, 0});
+  for (int i = 0; i < 4; ++i) (*w)->OnDecision(WatchDecision(true));
+  EXPECT_EQ((*w)->Misbehaviour(), "");
+  (*w)->OnDecision(WatchDecision(true));
+  EXPECT_NE((*w)->Misbehaviour().find("no previous model to compare"), std::string::npos);
+  // 0 disables the storm check.
+  o.storm_alerts = 0;
+  EXPECT_EQ(ModelWatch::Judge((*w)->Health(), o), "");
+}
+
+TEST(ModelWatchTest, FailSafeDecisionsAndOptions) {
+  ModelWatchOptions o;
+  o.max_fail_safe = 2;
+  auto w = ModelWatch::Create(o);
+  ASSERT_TRUE(w);
+  (*w)->OnModelInfo({"press", "1", "cpu", 0, 0});
+  (*w)->OnDecision(WatchDecision(true, true));  // a fail-safe alert is not an alert of the model
+  EXPECT_EQ((*w)->Health().alerts, 0);
+  EXPECT_EQ((*w)->Misbehaviour(), "");
+  (*w)->OnDecision(WatchDecision(false, true));
+  EXPECT_NE((*w)->Misbehaviour().find("press v1: 2 fail-safe decisions"), std::string::npos)
+      << (*w)->Misbehaviour();
+  // A new model starts from zero.
+  (*w)->OnModelInfo({"press", "2", "cpu", 0, 0});
+  EXPECT_EQ((*w)->Misbehaviour(), "");
+  EXPECT_EQ((*w)->Health().fail_safe, 0);
+
+  ModelWatchOptions bad;
+  bad.storm_windows = 0;
+  EXPECT_FALSE(ModelWatch::Create(bad));
+  bad = {};
+  bad.storm_alerts = 100;  // not below the 100 windows it counts over
+  EXPECT_FALSE(ModelWatch::Create(bad));
+  bad = {};
+  bad.storm_ratio = 0.5;
+  EXPECT_FALSE(ModelWatch::Create(bad));
+  bad = {};
+  bad.max_fail_safe = -1;
+  EXPECT_FALSE(ModelWatch::Create(bad));
+}
+
+// In the real agent: decisions are attributed to the model that made them across a swap.
+TEST_F(AgentTest, ModelWatchFollowsSwaps) {
+  auto a = Agent::Create(Opts("a.onnx", "sim:strokes=30,wear=0,seed=5"));
+  ASSERT_TRUE(a) << a.error().message;
+  auto w = ModelWatch::Create({});
+  ASSERT_TRUE(w);
+  (*a)->AddSink(w->get());
+  Collect c;
+  (*a)->AddSink(&c);
+  ServeOptions so;
+  so.warmup_runs = 1;
+  auto b = ServedModel::Load(*dir_ + "/b.onnx", so);
+  ASSERT_TRUE(b);
+  ASSERT_TRUE((*a)->SubmitModel(std::move(*b)));  // taken over at the first window
+  ASSERT_TRUE((*a)->Run());
+  ModelHealth h = (*w)->Health();
+  EXPECT_EQ(h.generation, 1);
+  EXPECT_EQ(h.model_version, c.models.back().version);
+  EXPECT_EQ(h.windows, 30);
+  EXPECT_EQ(h.previous_windows, 0);
+  EXPECT_EQ(h.fail_safe, 0);
 }
 
 }  // namespace

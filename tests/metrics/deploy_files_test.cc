@@ -46,7 +46,13 @@ std::set<std::string> ExportedNames() {
   (*e)->RefreshSystemNow();
   (*e)->OnDecision(Decision{});
   (*e)->OnModelInfo({"m", "1", "CPUExecutionProvider", 1, 2});
-  (*e)->SetTelemetryStatsProvider([] { return TelemetryFigures{1, 2, 3, true, 4}; });
+  (*e)->SetTelemetryStatsProvider([] { return TelemetryFigures{1, 2, 3, true, 4, 5, false, false, 0}; });
+  (*e)->SetOtaStatusProvider([] {
+    OtaFigures f;
+    f.last_check_unix = 1;
+    f.model_installed_unix = 1;
+    return f;
+  });
   std::set<std::string> names;
   for (const auto& s : testing::ParseExposition((*e)->ScrapeText())) names.insert(s.name);
   return names;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -122,6 +123,10 @@ TEST(ExporterTest, ScrapeOverHttpHasSpecMetricsLabelsAndBuckets) {
     t.spool_dropped_total = 3;
     t.mqtt_connected = false;
     t.mqtt_reconnects_total = 5;
+    t.mqtt_refused_total = 2;
+    t.spool_in_memory = true;
+    t.spool_disk_full = false;
+    t.spool_held_alerts = 4;
     return t;
   });
 
@@ -213,6 +218,10 @@ TEST(ExporterTest, ScrapeOverHttpHasSpecMetricsLabelsAndBuckets) {
   EXPECT_EQ(Value(samples, "edge_spool_dropped_total"), 3);
   EXPECT_EQ(Value(samples, "edge_mqtt_connected"), 0);
   EXPECT_EQ(Value(samples, "edge_mqtt_reconnects_total"), 5);
+  EXPECT_EQ(Value(samples, "edge_mqtt_refused_total"), 2);
+  EXPECT_EQ(Value(samples, "edge_spool_in_memory"), 1);
+  EXPECT_EQ(Value(samples, "edge_spool_disk_full"), 0);
+  EXPECT_EQ(Value(samples, "edge_spool_held_alerts"), 4);
   EXPECT_EQ(Value(samples, "edge_build_info", {{"version", TEND_VERSION}}), 1);
 
   // Each family is announced with HELP and TYPE, with the right type.
@@ -228,6 +237,67 @@ TEST(ExporterTest, ScrapeOverHttpHasSpecMetricsLabelsAndBuckets) {
   ASSERT_EQ(direct.size(), samples.size());
   for (size_t i = 0; i < direct.size(); ++i) EXPECT_EQ(direct[i].name, samples[i].name);
   EXPECT_TRUE(Get(ex.port(), "/nope").empty());
+}
+
+// OTA figures come from a provider (the updater in `tend run`); a scrape shows what it says now.
+TEST(ExporterTest, OtaStatusOverHttp) {
+  FakeSys sys;
+  auto e = Exporter::Create(TestLabels(), TestOptions(sys));
+  ASSERT_TRUE(e) << e.error().message;
+  Exporter& ex = **e;
+  // Without a provider (no OTA configured): no edge_ota_* series and no staleness verdict.
+  auto before = testing::ParseExposition(Get(ex.port(), "/metrics"));
+  ASSERT_FALSE(before.empty());
+  for (const auto& s : before) {
+    EXPECT_EQ(s.name.rfind("edge_ota_", 0), std::string::npos) << s.name;
+    EXPECT_NE(s.name, "edge_model_stale");
+  }
+
+  std::mutex mu;
+  OtaFigures figures;
+  figures.failed_total = 2;
+  figures.max_model_age_s = 4838400;
+  ex.SetOtaStatusProvider([&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return figures;
+  });
+  auto samples = testing::ParseExposition(Get(ex.port(), "/metrics"));
+  EXPECT_EQ(Value(samples, "edge_ota_updates_total", {{"result", "installed"}}), 0);
+  EXPECT_EQ(Value(samples, "edge_ota_updates_total", {{"result", "failed"}}), 2);
+  EXPECT_EQ(Value(samples, "edge_ota_probation"), 0);
+  EXPECT_EQ(Value(samples, "edge_model_stale"), 0);
+  EXPECT_EQ(Value(samples, "edge_ota_max_model_age_seconds"), 4838400);
+  // Never checked, nothing installed yet: those series are absent rather than 0 (1970).
+  EXPECT_TRUE(Find(samples, "edge_ota_last_check_timestamp_seconds").empty());
+  EXPECT_TRUE(Find(samples, "edge_ota_model_installed_timestamp_seconds").empty());
+
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    figures.installed_total = 3;
+    figures.refused_total = 1;
+    figures.rolled_back_total = 1;
+    figures.last_check_unix = 1800000000;
+    figures.in_probation = true;
+    figures.model_installed_unix = 1799990000;
+    figures.stale = true;
+  }
+  const std::string text = Get(ex.port(), "/metrics");
+  samples = testing::ParseExposition(text);
+  EXPECT_EQ(Value(samples, "edge_ota_updates_total", {{"result", "installed"}}), 3);
+  EXPECT_EQ(Value(samples, "edge_ota_updates_total", {{"result", "refused"}}), 1);
+  EXPECT_EQ(Value(samples, "edge_ota_updates_total", {{"result", "rolled_back"}}), 1);
+  EXPECT_EQ(Find(samples, "edge_ota_updates_total").size(), 4u);
+  EXPECT_EQ(Value(samples, "edge_ota_last_check_timestamp_seconds"), 1800000000);
+  EXPECT_EQ(Value(samples, "edge_ota_model_installed_timestamp_seconds"), 1799990000);
+  EXPECT_EQ(Value(samples, "edge_ota_probation"), 1);
+  EXPECT_EQ(Value(samples, "edge_model_stale"), 1);
+  for (const auto& s : samples) {
+    EXPECT_EQ(s.labels.at("device_id"), "edge-press-01") << s.name;
+    EXPECT_EQ(s.labels.at("factory_id"), "plant-a") << s.name;
+  }
+  EXPECT_NE(text.find("# TYPE edge_ota_updates_total counter\n"), std::string::npos);
+  EXPECT_NE(text.find("# TYPE edge_model_stale gauge\n"), std::string::npos);
+  EXPECT_NE(text.find("# TYPE edge_ota_probation gauge\n"), std::string::npos);
 }
 
 TEST(ExporterTest, NoDecisionYetMeansNoScoreGauge) {

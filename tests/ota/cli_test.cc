@@ -120,6 +120,14 @@ TEST_F(OtaCliTest, PublishServeCheckRollback) {
   EXPECT_EQ(sj["current"]["version"], 2);
   EXPECT_EQ(sj["backup"]["version"], 1);
   EXPECT_EQ(sj["current"]["sha256"], Sha256Hex(ReadText(dir_ / "m2.onnx")));
+  // The agent's status fields too (StateStatusJson), consistent with the slots.
+  EXPECT_EQ(sj["current_version"], 2);
+  EXPECT_EQ(sj["backup_version"], 1);
+  EXPECT_EQ(sj["state"], "probation");
+  EXPECT_EQ(sj["in_probation"], true);
+  EXPECT_GT(sj["probation_remaining_s"].get<int64_t>(), 0);
+  EXPECT_EQ(sj["stale"], false);
+  EXPECT_EQ(sj["max_model_age_s"], 8 * 7 * 86400);
   ::kill(pid, SIGTERM);
   int status = 0;
   ::waitpid(pid, &status, 0);

@@ -152,10 +152,126 @@ TEST_F(OtaUpdaterTest, InstallsKeepsBackupAndCleansUp) {
   EXPECT_TRUE(fs::Exists(dev_ + "/press-ae-v1.onnx"));
 
   PublishFake(reg_, dir_, 3, 3, {kProfile}, keys_);
+  now_ += 2 * kDay;  // v2 has finished its probation
   Install(3);
   EXPECT_FALSE(fs::Exists(dev_ + "/press-ae-v1.onnx"));  // the old backup goes
   EXPECT_TRUE(fs::Exists(dev_ + "/press-ae-v2.onnx"));   // the previous model stays
   EXPECT_EQ(ReadText(dev_ + "/press-ae-v3.onnx"), FakeModel(3));
+  EXPECT_EQ(LoadState(dev_)->backup->version, 2);
+}
+
+// SPEC: the previous model is never deleted before the new one has run well for the probation
+// period. A second release during probation supersedes the unproven model; the last proven one
+// stays the backup, and a rollback from the newest lands on it.
+TEST_F(OtaUpdaterTest, UpdateDuringProbationKeepsTheLastProvenModelAsBackup) {
+  Install(1);
+  now_ += 2 * kDay;
+  PublishFake(reg_, dir_, 2, 2, {kProfile}, keys_);
+  Install(2);  // backup v1 (proven), v2 in probation
+  now_ += 3600;
+  PublishFake(reg_, dir_, 3, 3, {kProfile}, keys_);
+  auto u = MakeUpdater();
+  ASSERT_TRUE(u->InProbation());
+  auto r = u->CheckOnce();
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ(r->outcome, UpdateOutcome::kInstalled);
+  auto s = LoadState(dev_);
+  ASSERT_TRUE(s && s->current && s->backup);
+  EXPECT_EQ(s->current->version, 3);
+  EXPECT_EQ(s->backup->version, 1);            // not the unproven v2
+  EXPECT_EQ(s->probation_until, now_ + kDay);  // probation starts again for v3
+  EXPECT_TRUE(fs::Exists(dev_ + "/press-ae-v1.onnx"));
+  EXPECT_FALSE(fs::Exists(dev_ + "/press-ae-v2.onnx"));  // superseded, nothing refers to it
+  EXPECT_TRUE(fs::Exists(dev_ + "/press-ae-v3.onnx"));
+  EXPECT_EQ(u->StatusJson()["backup_version"], 1);
+
+  ASSERT_TRUE(u->ReportMisbehaviour("alert storm"));
+  EXPECT_EQ(CurrentVersion(), 1);
+  EXPECT_EQ(commits_.back(), dev_ + "/press-ae-v1.onnx");
+  EXPECT_FALSE(u->InProbation());
+
+  // Once out of probation the usual rotation resumes: the current (proven) model is the backup.
+  PublishFake(reg_, dir_, 4, 4, {kProfile}, keys_);
+  ASSERT_EQ(u->CheckOnce()->outcome, UpdateOutcome::kInstalled);
+  s = LoadState(dev_);
+  EXPECT_EQ(s->current->version, 4);
+  EXPECT_EQ(s->backup->version, 1);
+  EXPECT_FALSE(fs::Exists(dev_ + "/press-ae-v3.onnx"));  // the rolled-back one goes now
+  // Probation of v4 ends; v5 then rotates v4 into the backup slot and v1 goes.
+  now_ += kDay + 1;
+  EXPECT_FALSE(u->InProbation());
+  PublishFake(reg_, dir_, 5, 5, {kProfile}, keys_);
+  ASSERT_EQ(u->CheckOnce()->outcome, UpdateOutcome::kInstalled);
+  s = LoadState(dev_);
+  EXPECT_EQ(s->backup->version, 4);
+  EXPECT_FALSE(fs::Exists(dev_ + "/press-ae-v1.onnx"));
+}
+
+// A failed hand-over during the probation of the model before it leaves no orphan file and the
+// last proven model in service.
+TEST_F(OtaUpdaterTest, FailedHandOverDuringProbationGoesBackToTheProvenModel) {
+  Install(1);
+  now_ += 2 * kDay;
+  PublishFake(reg_, dir_, 2, 2, {kProfile}, keys_);
+  Install(2);
+  PublishFake(reg_, dir_, 3, 3, {kProfile}, keys_);
+  commit_status_ = Fail(Error::Model("windowing differs"));
+  auto u = MakeUpdater();
+  auto r = u->CheckOnce();
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->outcome, UpdateOutcome::kRejectedByGate);
+  EXPECT_EQ(CurrentVersion(), 1);
+  EXPECT_FALSE(fs::Exists(dev_ + "/press-ae-v2.onnx"));
+  EXPECT_EQ(u->StatusJson()["updates"]["rolled_back"], 1);
+  EXPECT_EQ(u->StatusJson()["updates"]["installed"], 0);
+}
+
+// The counters behind edge_ota_updates_total and the status fields behind the other OTA metrics.
+TEST_F(OtaUpdaterTest, StatusCountsEveryOutcome) {
+  auto u = MakeUpdater();
+  json st = u->StatusJson();
+  EXPECT_EQ(st["state"], "no-model");
+  EXPECT_EQ(st["last_check_unix"], 0);
+  ASSERT_EQ(u->CheckOnce()->outcome, UpdateOutcome::kInstalled);  // v1
+  st = u->StatusJson();
+  EXPECT_EQ(st["state"], "probation");
+  EXPECT_EQ(st["in_probation"], true);
+  EXPECT_EQ(st["probation_remaining_s"], kDay);
+  EXPECT_EQ(st["model_installed_unix"], now_);
+  EXPECT_EQ(st["last_check_unix"], now_);
+  EXPECT_FALSE(u->InProbation());  // no backup: nothing to roll back to
+  TargetInfo v2 = PublishFake(reg_, dir_, 2, 2, {kProfile}, keys_);
+  quality_[v2.sha256] = 0.1;
+  ASSERT_EQ(u->CheckOnce()->outcome, UpdateOutcome::kRejectedByGate);
+  FlipByte(reg_ + "/timestamp.json", 40);
+  ASSERT_FALSE(u->CheckOnce());
+  now_ += 2 * kDay;
+  st = u->StatusJson();
+  EXPECT_EQ(st["state"], "serving");
+  EXPECT_EQ(st["model_age_s"], 2 * kDay);
+  EXPECT_EQ(st["updates"],
+            json({{"installed", 1}, {"refused", 1}, {"rolled_back", 0}, {"failed", 1}}))
+      << st.dump();
+  EXPECT_EQ(st["checks"], 3);
+  EXPECT_NE(st["last_error"].get<std::string>(), "");
+}
+
+// Staleness is logged at warn level once per day, not at every tick; a fresh model resets it.
+TEST_F(OtaUpdaterTest, StaleWarningOncePerDay) {
+  Install(1);
+  auto u = MakeUpdater();
+  EXPECT_FALSE(u->WarnIfStale());
+  now_ += 8 * 7 * kDay + 1;
+  EXPECT_TRUE(u->WarnIfStale());
+  EXPECT_FALSE(u->WarnIfStale());
+  now_ += kDay - 1;
+  EXPECT_FALSE(u->WarnIfStale());
+  now_ += 1;
+  EXPECT_TRUE(u->WarnIfStale());
+  PublishFake(reg_, dir_, 2, 2, {kProfile}, keys_, now_);
+  ASSERT_EQ(u->CheckOnce()->outcome, UpdateOutcome::kInstalled);
+  EXPECT_FALSE(u->WarnIfStale());
+  EXPECT_FALSE(u->Stale());
 }
 
 TEST_F(OtaUpdaterTest, AttackUnsignedMetadata) {
@@ -419,6 +535,62 @@ TEST_F(OtaUpdaterTest, MisbehaviourDuringProbationRollsBack) {
   now_ += 2 * kDay;
   ASSERT_TRUE(u->ReportMisbehaviour("late"));
   EXPECT_EQ(CurrentVersion(), 3);
+}
+
+// The model the device starts with (--model) is adopted as v0: the first OTA update then has a
+// backup to roll back to. An unchanged start-up file does not undo later updates on restart;
+// other bytes at that path (the operator deployed a new model) take over, with OTA's as backup.
+TEST_F(OtaUpdaterTest, StartupModelIsAdoptedAsTheFirstBackup) {
+  const std::string local = dir_ / "local.onnx";
+  WriteText(local, FakeModel(100));
+  auto u = MakeUpdater();
+  auto adopted = u->AdoptStartupModel(local);
+  ASSERT_TRUE(adopted) << adopted.error().message;
+  const std::string v0 = dev_ + "/press-ae-v0-" + Sha256Hex(FakeModel(100)).substr(0, 12) + ".onnx";
+  EXPECT_EQ(*adopted, v0);
+  EXPECT_EQ(ReadText(v0), FakeModel(100));
+  EXPECT_EQ(CurrentVersion(), 0);
+  EXPECT_EQ(LoadState(dev_)->highest_version, 0);  // v0 raises no anti-rollback floor
+  EXPECT_TRUE(commits_.empty());                     // the agent is not running yet
+  auto before = Snapshot(dev_);
+  ASSERT_EQ(*u->AdoptStartupModel(local), v0);
+  EXPECT_EQ(Snapshot(dev_), before);
+
+  // First OTA update: v0 is the backup, so misbehaviour in probation has somewhere to go.
+  ASSERT_EQ(u->CheckOnce()->outcome, UpdateOutcome::kInstalled);
+  EXPECT_EQ(LoadState(dev_)->backup->version, 0);
+  ASSERT_TRUE(u->ReportMisbehaviour("alert storm"));
+  EXPECT_EQ(CurrentVersion(), 0);
+  EXPECT_EQ(commits_.back(), v0);
+
+  // v2 installs and proves itself; a restart with the same start-up file keeps v2.
+  PublishFake(reg_, dir_, 2, 2, {kProfile}, keys_);
+  ASSERT_EQ(u->CheckOnce()->outcome, UpdateOutcome::kInstalled);
+  now_ += 2 * kDay;
+  u.reset();
+  u = MakeUpdater();
+  EXPECT_EQ(*u->AdoptStartupModel(local), dev_ + "/press-ae-v2.onnx");
+  EXPECT_EQ(CurrentVersion(), 2);
+
+  // The operator deploys a new start-up model: it serves, v2 is its backup, the old v0 goes.
+  WriteText(local, FakeModel(101));
+  auto redeployed = u->AdoptStartupModel(local);
+  ASSERT_TRUE(redeployed) << redeployed.error().message;
+  EXPECT_NE(*redeployed, v0);
+  EXPECT_EQ(ReadText(*redeployed), FakeModel(101));
+  auto s = LoadState(dev_);
+  ASSERT_TRUE(s && s->current && s->backup);
+  EXPECT_EQ(s->current->version, 0);
+  EXPECT_EQ(s->backup->version, 2);
+  EXPECT_EQ(s->highest_version, 2);
+  EXPECT_FALSE(fs::Exists(v0));
+  EXPECT_FALSE(u->InProbation());
+  // A missing start-up file is an error naming it, and changes nothing.
+  before = Snapshot(dev_);
+  auto missing = u->AdoptStartupModel(dir_ / "nope.onnx");
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message.find("nope.onnx"), std::string::npos) << missing.error().message;
+  EXPECT_EQ(Snapshot(dev_), before);
 }
 
 TEST_F(OtaUpdaterTest, FailedHandOverRollsBack) {
