@@ -503,7 +503,8 @@ void RegisterRun(CLI::App& app) {
   cmd->add_option("--asset", a->id.asset_id, "Asset id");
   cmd->add_option("--device-id", a->id.device_id, "Device id (default: host name)");
   cmd->add_option("--mqtt", a->mqtt.broker_url, "Broker: mqtt://host:1883 or mqtts://host:8883 (default: no telemetry)");
-  cmd->add_option("--mqtt-version", a->mqtt.mqtt_version, "4 (MQTT 3.1.1) or 5");
+  cmd->add_option("--mqtt-version", a->mqtt.mqtt_version,
+                  "5 (default; refusals such as ACL denials are reported) or 4 (MQTT 3.1.1)");
   cmd->add_option("--ca", a->mqtt.ca_file, "CA certificate to verify the broker (mqtts)");
   cmd->add_option("--cert", a->mqtt.cert_file, "This device's client certificate (mqtts)");
   cmd->add_option("--key", a->mqtt.key_file, "This device's private key (mqtts)");
