@@ -618,7 +618,10 @@ TEST(TelemetryDiskFull, RestartOnFullDiskComesUpAndDeliversEveryCommittedAlert) 
   std::set<int64_t> committed = AlertsInSpoolFile(o.spool_path);
   ASSERT_GT(committed.size(), 10u);
   ASSERT_FALSE(std::filesystem::exists(o.spool_path + ".reserve"));
-  ASSERT_GE(FillDisk(dir + "/filler"), 0);
+  const int64_t filled = FillDisk(dir + "/filler");
+  ASSERT_GE(filled, 0);
+  std::printf("after the first run: %lld bytes were still free (now taken by a filler)\n",
+              static_cast<long long>(filled));
   struct statvfs vfs {};
   ASSERT_EQ(::statvfs(dir.c_str(), &vfs), 0);
   ASSERT_EQ(vfs.f_bavail, 0u) << "the disk is not full";
@@ -644,8 +647,10 @@ TEST(TelemetryDiskFull, RestartOnFullDiskComesUpAndDeliversEveryCommittedAlert) 
   std::printf("restart on a full disk: %lld alerts held in memory, %lld spooled\n",
               static_cast<long long>(s.held_alerts), static_cast<long long>(s.spooled));
 
-  // Space and the broker come back.
+  // Space and the broker come back. The filler may hold nothing (the first run can leave the
+  // disk at 0 bytes free), so the volume also grows, as when an operator makes room.
   std::filesystem::remove(dir + "/filler");
+  ASSERT_EQ(::mount("tmpfs", dir.c_str(), "tmpfs", MS_REMOUNT, "size=4m"), 0) << std::strerror(errno);
   ASSERT_TRUE(broker.Start());
   std::set<int64_t> want = committed;
   want.insert(second_alerts.begin(), second_alerts.end());
