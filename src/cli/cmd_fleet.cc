@@ -1,4 +1,4 @@
-// `tend fleet ingest|status|alerts`: the cloud side of telemetry (see src/fleet/).
+// `tend fleet ingest|status|alerts|ota`: the cloud side of telemetry (see src/fleet/).
 #include <csignal>
 #include <cstdio>
 #include <ctime>
@@ -94,8 +94,8 @@ void RegisterFleet(CLI::App& app) {
   });
 
   // status
-  auto* status =
-      fleet->add_subcommand("status", "Devices: online/offline, last seen, model version");
+  auto* status = fleet->add_subcommand(
+      "status", "Devices: online/offline, last seen, model version, OTA state");
   auto sdb = std::make_shared<std::string>("sqlite:fleet.db");
   auto sjson = std::make_shared<bool>(false);
   status->add_option("--db", *sdb, "sqlite:PATH or postgresql://...");
@@ -104,10 +104,12 @@ void RegisterFleet(CLI::App& app) {
     auto store = OrDie(fleet::OpenFleetStore(*sdb), "fleet status");
     auto devices = OrDie(store->Devices(), "fleet status");
     if (!*sjson) {
-      std::printf("%-20s %-12s %-8s %-25s %-25s %s\n", "DEVICE", "FACTORY", "STATUS", "LAST SEEN",
-                  "STATUS SINCE", "MODEL");
+      std::printf("%-20s %-12s %-8s %-25s %-25s %-8s %-5s %-10s %-5s %s\n", "DEVICE", "FACTORY",
+                  "STATUS", "LAST SEEN", "STATUS SINCE", "MODEL", "OTA", "OTA STATE", "STALE",
+                  "LAST ROLLBACK");
     }
     for (const auto& d : devices) {
+      const fleet::OtaFields& o = d.ota.ota;
       if (*sjson) {
         nlohmann::json j = {{"device_id", d.device_id},
                             {"factory_id", d.factory_id},
@@ -115,12 +117,34 @@ void RegisterFleet(CLI::App& app) {
                             {"last_seen", FormatMs(d.last_seen_ms)},
                             {"status_since", FormatMs(d.status_ms)},
                             {"model_version", d.model_version}};
+        // The latest OTA state the device reported; null when it never sent one.
+        j["ota"] = nullptr;
+        if (d.has_ota) {
+          j["ota"] = {{"timestamp", d.ota.timestamp},
+                      {"event", o.event},
+                      {"model", o.model},
+                      {"state", o.state},
+                      {"current_version", o.current_version},
+                      {"backup_version", o.backup_version},
+                      {"highest_version", o.highest_version},
+                      {"in_probation", o.in_probation},
+                      {"stale", o.stale},
+                      {"model_age_s", o.model_age_s},
+                      {"rollbacks", o.rollbacks},
+                      {"last_rollback_reason", o.last_rollback_reason}};
+        }
         std::printf("%s\n", j.dump().c_str());
       } else {
-        std::printf("%-20s %-12s %-8s %-25s %-25s %s\n", d.device_id.c_str(), d.factory_id.c_str(),
-                    d.status.empty() ? "unknown" : d.status.c_str(),
+        std::string ota_version = d.has_ota ? "v" + std::to_string(o.current_version) : "-";
+        std::printf("%-20s %-12s %-8s %-25s %-25s %-8s %-5s %-10s %-5s %s\n", d.device_id.c_str(),
+                    d.factory_id.c_str(), d.status.empty() ? "unknown" : d.status.c_str(),
                     FormatMs(d.last_seen_ms).c_str(), FormatMs(d.status_ms).c_str(),
-                    d.model_version.empty() ? "-" : d.model_version.c_str());
+                    d.model_version.empty() ? "-" : d.model_version.c_str(), ota_version.c_str(),
+                    d.has_ota ? o.state.c_str() : "-",
+                    !d.has_ota ? "-"
+                    : o.stale  ? "yes"
+                               : "no",
+                    o.last_rollback_reason.empty() ? "-" : o.last_rollback_reason.c_str());
       }
     }
   });
@@ -161,6 +185,51 @@ void RegisterFleet(CLI::App& app) {
         std::printf("%-25s %-16s %-24s %-7.4f %-8s %s\n", a.timestamp.c_str(), a.device_id.c_str(),
                     (a.line_id + "/" + a.asset_id).c_str(), a.anomaly_score, a.severity.c_str(),
                     a.top_sensors.c_str());
+      }
+    }
+  });
+
+  // ota
+  auto* ota = fleet->add_subcommand(
+      "ota", "OTA events devices reported (installs, refusals, rollbacks...), oldest first");
+  auto odb = std::make_shared<std::string>("sqlite:fleet.db");
+  auto osince = std::make_shared<std::string>();
+  auto oevent = std::make_shared<std::string>();
+  auto olimit = std::make_shared<int64_t>(1000);
+  auto ojson = std::make_shared<bool>(false);
+  ota->add_option("--db", *odb, "sqlite:PATH or postgresql://...");
+  ota->add_option("--since", *osince, "ISO-8601 UTC time, or 30m / 2h / 7d ago");
+  ota->add_option("--event", *oevent,
+                  "Only this event (startup, installed, refused, rolled_back, changed, "
+                  "probation_ended, stale)");
+  ota->add_option("--limit", *olimit, "At most this many rows");
+  ota->add_flag("--json", *ojson, "One JSON object per event per line");
+  ota->callback([odb, osince, oevent, olimit, ojson] {
+    int64_t since_ms = OrDie(ParseSince(*osince));
+    auto store = OrDie(fleet::OpenFleetStore(*odb), "fleet ota");
+    auto rows = OrDie(store->OtaEvents(since_ms, *oevent, *olimit), "fleet ota");
+    if (!*ojson) {
+      std::printf("%-25s %-16s %-16s %-20s %-7s %-7s %s\n", "TIMESTAMP", "DEVICE", "EVENT", "MODEL",
+                  "VERSION", "BACKUP", "REASON");
+    }
+    for (const auto& e : rows) {
+      if (*ojson) {
+        nlohmann::json j = {{"timestamp", e.timestamp},
+                            {"msg_id", e.msg_id},
+                            {"device_id", e.device_id},
+                            {"factory_id", e.factory_id},
+                            {"event", e.event},
+                            {"model", e.model},
+                            {"current_version", e.current_version},
+                            {"backup_version", e.backup_version},
+                            {"reason", e.reason}};
+        std::printf("%s\n", j.dump().c_str());
+      } else {
+        std::printf("%-25s %-16s %-16s %-20s v%-6lld v%-6lld %s\n", e.timestamp.c_str(),
+                    e.device_id.c_str(), e.event.c_str(), e.model.empty() ? "-" : e.model.c_str(),
+                    static_cast<long long>(e.current_version),
+                    static_cast<long long>(e.backup_version),
+                    e.reason.empty() ? "-" : e.reason.c_str());
       }
     }
   });

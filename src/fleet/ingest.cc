@@ -14,8 +14,13 @@ namespace tend::fleet {
 
 std::vector<std::string> IngestTopicFilters(const std::string& group) {
   std::string prefix = group.empty() ? "" : "$share/" + group + "/";
+  // The OTA state is retained and sent only on a change, and a broker need not send retained
+  // messages to shared subscriptions (MQTT 5 §4.8.2): it is subscribed plainly, so that every
+  // instance gets each device's current state when it (re)subscribes, and every change after.
+  // A few messages per device per day; instances sharing a database store each once (msg_id).
   return {prefix + "factory/+/line/+/asset/+/alerts", prefix + "factory/+/line/+/asset/+/scores",
-          prefix + "factory/+/line/+/asset/+/health", prefix + "factory/+/edge/+/status"};
+          prefix + "factory/+/line/+/asset/+/health", prefix + "factory/+/edge/+/status",
+          "factory/+/edge/+/ota"};
 }
 
 class Ingest::Impl {

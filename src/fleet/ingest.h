@@ -1,6 +1,7 @@
-// `tend fleet ingest`: subscribes to every device's scores, alerts, health and status through
-// an MQTT shared subscription ($share/GROUP/...) so that several instances split the load, and
-// stores each message once. Malformed messages are counted by reason and skipped, never fatal.
+// `tend fleet ingest`: subscribes to every device's scores, alerts, health, status and OTA state
+// through an MQTT shared subscription ($share/GROUP/...) so that several instances split the load,
+// and stores each message once. The retained OTA state comes through a plain subscription.
+// Malformed messages are counted by reason and skipped, never fatal.
 #pragma once
 
 #include <atomic>
@@ -30,7 +31,8 @@ struct IngestStats {
   bool connected = false;
 };
 
-// The topic filters ingest subscribes to, with the $share/GROUP/ prefix when group is set.
+// The topic filters ingest subscribes to, with the $share/GROUP/ prefix when group is set; the
+// OTA state filter (factory/+/edge/+/ota) is always plain, for its retained messages.
 std::vector<std::string> IngestTopicFilters(const std::string& group);
 
 class Ingest {

@@ -53,6 +53,96 @@ bool ReqString(const nlohmann::json& j, const char* key, std::string& out, std::
   return OptString(j, key, out, err);
 }
 
+bool OptInt(const nlohmann::json& j, const char* key, int64_t& out, std::string& err) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return true;
+  if (!it->is_number_integer()) {
+    err = std::string("field '") + key + "' must be an integer";
+    return false;
+  }
+  out = it->get<int64_t>();
+  return true;
+}
+
+bool ReqInt(const nlohmann::json& j, const char* key, int64_t& out, std::string& err) {
+  if (!j.contains(key) || j[key].is_null()) {
+    err = std::string("missing field '") + key + "'";
+    return false;
+  }
+  return OptInt(j, key, out, err);
+}
+
+bool OptBool(const nlohmann::json& j, const char* key, bool& out, std::string& err) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return true;
+  if (!it->is_boolean()) {
+    err = std::string("field '") + key + "' must be a boolean";
+    return false;
+  }
+  out = it->get<bool>();
+  return true;
+}
+
+bool ReqBool(const nlohmann::json& j, const char* key, bool& out, std::string& err) {
+  if (!j.contains(key) || j[key].is_null()) {
+    err = std::string("missing field '") + key + "'";
+    return false;
+  }
+  return OptBool(j, key, out, err);
+}
+
+// The OTA state the agent publishes (src/cli/cmd_run.cc OtaSupervisor, ota::Updater::StatusJson):
+// required are the fields the fleet shows (event, state, current_version, stale); the rest must
+// have the right type when present.
+bool ParseOta(const nlohmann::json& j, OtaFields& o, std::string& err) {
+  if (!ReqString(j, "event", o.event, err)) return false;
+  if (o.event.empty()) {
+    err = "field 'event' is empty";
+    return false;
+  }
+  if (!ReqString(j, "state", o.state, err)) return false;
+  if (o.state != "no-model" && o.state != "probation" && o.state != "serving") {
+    err = "state must be no-model, probation or serving, got '" + o.state + "'";
+    return false;
+  }
+  if (!ReqInt(j, "current_version", o.current_version, err)) return false;
+  if (o.current_version < 0) {
+    err = "field 'current_version' must be >= 0";
+    return false;
+  }
+  if (!ReqBool(j, "stale", o.stale, err)) return false;
+  if (!OptString(j, "model", o.model, err)) return false;
+  if (!OptInt(j, "backup_version", o.backup_version, err)) return false;
+  if (!OptInt(j, "highest_version", o.highest_version, err)) return false;
+  if (!OptBool(j, "in_probation", o.in_probation, err)) return false;
+  if (!OptInt(j, "model_age_s", o.model_age_s, err)) return false;
+  if (!OptInt(j, "rollbacks", o.rollbacks, err)) return false;
+  if (!OptString(j, "last_rollback_reason", o.last_rollback_reason, err)) return false;
+  std::string last_error, last_result;
+  if (!OptString(j, "last_error", last_error, err)) return false;
+  if (!OptString(j, "last_result", last_result, err)) return false;
+  if (j.contains("updates") && !j["updates"].is_null()) {
+    const auto& u = j["updates"];
+    if (!u.is_object()) {
+      err = "field 'updates' must be an object";
+      return false;
+    }
+    for (const char* k : {"installed", "refused", "rolled_back", "failed"}) {
+      int64_t n = 0;
+      if (!OptInt(u, k, n, err)) {
+        err = "updates: " + err;
+        return false;
+      }
+    }
+  }
+  if (o.event == "rolled_back") {
+    o.reason = o.last_rollback_reason;
+  } else {
+    o.reason = !last_error.empty() ? last_error : last_result;
+  }
+  return true;
+}
+
 }  // namespace
 
 ParseOutcome ParseFleetMessage(const std::string& topic, const std::string& payload,
@@ -98,6 +188,13 @@ ParseOutcome ParseFleetMessage(const std::string& topic, const std::string& payl
     if (m.status != "online" && m.status != "offline") {
       return wrong("status must be 'online' or 'offline', got '" + m.status + "'");
     }
+    return o;
+  }
+  if (t.kind == TopicKind::kOta) {
+    std::string dev;
+    if (!ReqString(j, "device_id", dev, err)) return wrong(err);
+    if (dev != t.device_id) return wrong("device_id '" + dev + "' does not match the topic");
+    if (!ParseOta(j, m.ota, err)) return wrong(err);
     return o;
   }
   if (!OptString(j, "device_id", m.device_id, err)) return wrong(err);

@@ -11,6 +11,21 @@
 
 namespace tend::fleet {
 
+// The fields of an edge "ota" state message (factory/{f}/edge/{d}/ota) the fleet keeps: what
+// `ota::Updater::StatusJson()` reports plus the agent's `event`.
+struct OtaFields {
+  std::string
+      event;  // startup | installed | refused | rolled_back | changed | probation_ended | stale
+  std::string model, state;  // state: no-model | probation | serving
+  int64_t current_version = 0, backup_version = 0, highest_version = 0;
+  bool in_probation = false, stale = false;
+  int64_t model_age_s = -1, rollbacks = 0;
+  std::string last_rollback_reason;
+  // Why this event happened, for the event history: the rollback reason for rolled_back, else the
+  // updater's last error or result ("" when it gave none).
+  std::string reason;
+};
+
 struct FleetMessage {
   telemetry::TopicKind kind = telemetry::TopicKind::kUnknown;
   std::string factory_id, line_id, asset_id, device_id;
@@ -26,6 +41,7 @@ struct FleetMessage {
   int64_t seq = -1;
   std::string status;        // status messages: online | offline
   bool drop_report = false;  // a health-topic spool drop report
+  OtaFields ota;             // ota messages
   std::string payload;       // the raw JSON
 };
 

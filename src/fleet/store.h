@@ -1,7 +1,7 @@
 // Where the fleet keeps what devices send: devices (online/offline, last seen, model version),
-// status history, alerts, scores and health. SQLite by default, PostgreSQL for a real
-// deployment (several ingest instances writing to one database). Deduplicates by message id so
-// at-least-once delivery stores each message once.
+// status history, alerts, scores, health, and each device's OTA state and event history. SQLite by
+// default, PostgreSQL for a real deployment (several ingest instances writing to one database).
+// Deduplicates by message id so at-least-once delivery stores each message once.
 #pragma once
 
 #include <cstdint>
@@ -14,12 +14,30 @@
 
 namespace tend::fleet {
 
+// The latest OTA state a device reported (newest device timestamp wins).
+struct OtaStateRow {
+  std::string timestamp, msg_id;
+  int64_t ts_ms = 0;
+  OtaFields ota;
+};
+
 struct DeviceRow {
   std::string device_id, factory_id;
   std::string status;  // online | offline | "" (never reported)
   int64_t status_ms = 0;
   int64_t last_seen_ms = 0;  // receive time of the latest message from the device
   std::string model_version;
+  bool has_ota = false;  // the device has reported an OTA state
+  OtaStateRow ota;
+};
+
+// One entry of the OTA event history (every OTA state message: installs, refusals, rollbacks...).
+struct OtaEventRow {
+  std::string msg_id, device_id, factory_id, timestamp;
+  int64_t ts_ms = 0;
+  std::string event, model;
+  int64_t current_version = 0, backup_version = 0;
+  std::string reason;
 };
 
 struct AlertRow {
@@ -41,7 +59,10 @@ class FleetStore {
   virtual Result<std::vector<DeviceRow>> Devices() = 0;
   // Alerts with a device timestamp >= since_ms, oldest first.
   virtual Result<std::vector<AlertRow>> Alerts(int64_t since_ms, int64_t limit) = 0;
-  // msg_ids stored in `table` (alerts | scores | health): for tests and audits.
+  // OTA events with a device timestamp >= since_ms, oldest first; `event` "" means all.
+  virtual Result<std::vector<OtaEventRow>> OtaEvents(int64_t since_ms, const std::string& event,
+                                                     int64_t limit) = 0;
+  // msg_ids stored in `table` (alerts | scores | health | ota_events): for tests and audits.
   virtual Result<std::vector<std::string>> MessageIds(const std::string& table) = 0;
   virtual Result<int64_t> StatusHistoryCount() = 0;
 };

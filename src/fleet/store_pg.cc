@@ -31,6 +31,19 @@ CREATE TABLE IF NOT EXISTS scores(
 CREATE TABLE IF NOT EXISTS health(
   msg_id TEXT UNIQUE, device_id TEXT NOT NULL, asset_id TEXT NOT NULL, ts_ms BIGINT NOT NULL,
   payload TEXT NOT NULL, received_ms BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS ota_state(
+  device_id TEXT PRIMARY KEY, factory_id TEXT NOT NULL, msg_id TEXT, ts_ms BIGINT NOT NULL,
+  timestamp TEXT NOT NULL, event TEXT NOT NULL, model TEXT NOT NULL, state TEXT NOT NULL,
+  current_version BIGINT NOT NULL, backup_version BIGINT NOT NULL,
+  highest_version BIGINT NOT NULL, in_probation BOOLEAN NOT NULL, stale BOOLEAN NOT NULL,
+  model_age_s BIGINT NOT NULL, rollbacks BIGINT NOT NULL, last_rollback_reason TEXT NOT NULL,
+  payload TEXT NOT NULL, received_ms BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS ota_events(
+  msg_id TEXT UNIQUE, device_id TEXT NOT NULL, factory_id TEXT NOT NULL, ts_ms BIGINT NOT NULL,
+  timestamp TEXT NOT NULL, event TEXT NOT NULL, model TEXT NOT NULL,
+  current_version BIGINT NOT NULL, backup_version BIGINT NOT NULL, reason TEXT NOT NULL,
+  received_ms BIGINT NOT NULL, UNIQUE(device_id, event, ts_ms));
+CREATE INDEX IF NOT EXISTS ota_events_by_ts ON ota_events(ts_ms);
 )sql";
 
 const char* NullIfEmpty(const std::string& s) { return s.empty() ? nullptr : s.c_str(); }
@@ -78,6 +91,25 @@ class PostgresStore : public FleetStore {
                      " excluded.status ELSE devices.status END,"
                      " status_ms=GREATEST(devices.status_ms, excluded.status_ms),"
                      " last_seen_ms=GREATEST(devices.last_seen_ms, excluded.last_seen_ms)");
+      conn_->prepare("otaevent",
+                     "INSERT INTO ota_events(msg_id, device_id, factory_id, ts_ms, timestamp,"
+                     " event, model, current_version, backup_version, reason, received_ms)"
+                     " VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT DO NOTHING");
+      conn_->prepare(
+          "otastate",
+          "INSERT INTO ota_state(device_id, factory_id, msg_id, ts_ms, timestamp, event, model,"
+          " state, current_version, backup_version, highest_version, in_probation, stale,"
+          " model_age_s, rollbacks, last_rollback_reason, payload, received_ms)"
+          " VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)"
+          " ON CONFLICT(device_id) DO UPDATE SET"
+          " factory_id=excluded.factory_id, msg_id=excluded.msg_id, ts_ms=excluded.ts_ms,"
+          " timestamp=excluded.timestamp, event=excluded.event, model=excluded.model,"
+          " state=excluded.state, current_version=excluded.current_version,"
+          " backup_version=excluded.backup_version, highest_version=excluded.highest_version,"
+          " in_probation=excluded.in_probation, stale=excluded.stale,"
+          " model_age_s=excluded.model_age_s, rollbacks=excluded.rollbacks,"
+          " last_rollback_reason=excluded.last_rollback_reason, payload=excluded.payload,"
+          " received_ms=excluded.received_ms WHERE excluded.ts_ms >= ota_state.ts_ms");
       return Ok();
     });
   }
@@ -112,6 +144,22 @@ class PostgresStore : public FleetStore {
                          .affected_rows() > 0;
           w.exec_prepared("devstatus", m.device_id, m.factory_id, m.status, m.ts_ms, received_ms);
           break;
+        case TopicKind::kOta: {
+          const OtaFields& o = m.ota;
+          inserted = w.exec_prepared("otaevent", NullIfEmpty(m.msg_id), m.device_id, m.factory_id,
+                                     m.ts_ms, m.timestamp, o.event, o.model, o.current_version,
+                                     o.backup_version, o.reason, received_ms)
+                         .affected_rows() > 0;
+          // A redelivery carries a state already applied.
+          if (inserted) {
+            w.exec_prepared("otastate", m.device_id, m.factory_id, NullIfEmpty(m.msg_id), m.ts_ms,
+                            m.timestamp, o.event, o.model, o.state, o.current_version,
+                            o.backup_version, o.highest_version, o.in_probation, o.stale,
+                            o.model_age_s, o.rollbacks, o.last_rollback_reason, m.payload,
+                            received_ms);
+          }
+          break;
+        }
         case TopicKind::kUnknown:
           return Fail(Error::Internal("store: unknown topic kind"));
       }
@@ -129,8 +177,13 @@ class PostgresStore : public FleetStore {
     std::vector<DeviceRow> out;
     auto st = Guard("query devices", [&]() -> Status {
       pqxx::read_transaction w(*conn_);
-      for (const auto& r : w.exec("SELECT device_id, factory_id, status, status_ms, last_seen_ms,"
-                                  " model_version FROM devices ORDER BY device_id")) {
+      for (const auto& r :
+           w.exec("SELECT d.device_id, d.factory_id, d.status, d.status_ms, d.last_seen_ms,"
+                  " d.model_version, o.ts_ms IS NOT NULL, o.timestamp, COALESCE(o.msg_id,''),"
+                  " o.ts_ms, o.event, o.model, o.state, o.current_version, o.backup_version,"
+                  " o.highest_version, o.in_probation, o.stale, o.model_age_s, o.rollbacks,"
+                  " o.last_rollback_reason FROM devices d"
+                  " LEFT JOIN ota_state o ON o.device_id = d.device_id ORDER BY d.device_id")) {
         DeviceRow d;
         d.device_id = r[0].as<std::string>();
         d.factory_id = r[1].as<std::string>();
@@ -138,6 +191,24 @@ class PostgresStore : public FleetStore {
         d.status_ms = r[3].as<int64_t>();
         d.last_seen_ms = r[4].as<int64_t>();
         d.model_version = r[5].as<std::string>();
+        d.has_ota = r[6].as<bool>();
+        if (d.has_ota) {
+          d.ota.timestamp = r[7].as<std::string>();
+          d.ota.msg_id = r[8].as<std::string>();
+          d.ota.ts_ms = r[9].as<int64_t>();
+          OtaFields& o = d.ota.ota;
+          o.event = r[10].as<std::string>();
+          o.model = r[11].as<std::string>();
+          o.state = r[12].as<std::string>();
+          o.current_version = r[13].as<int64_t>();
+          o.backup_version = r[14].as<int64_t>();
+          o.highest_version = r[15].as<int64_t>();
+          o.in_probation = r[16].as<bool>();
+          o.stale = r[17].as<bool>();
+          o.model_age_s = r[18].as<int64_t>();
+          o.rollbacks = r[19].as<int64_t>();
+          o.last_rollback_reason = r[20].as<std::string>();
+        }
         out.push_back(std::move(d));
       }
       return Ok();
@@ -178,8 +249,38 @@ class PostgresStore : public FleetStore {
     return out;
   }
 
+  Result<std::vector<OtaEventRow>> OtaEvents(int64_t since_ms, const std::string& event,
+                                             int64_t limit) override {
+    std::vector<OtaEventRow> out;
+    auto st = Guard("query ota events", [&]() -> Status {
+      pqxx::read_transaction w(*conn_);
+      auto res = w.exec_params(
+          "SELECT COALESCE(msg_id,''), device_id, factory_id, timestamp, ts_ms, event, model,"
+          " current_version, backup_version, reason FROM ota_events"
+          " WHERE ts_ms >= $1 AND ($2 = '' OR event = $2) ORDER BY ts_ms, device_id LIMIT $3",
+          since_ms, event, limit);
+      for (const auto& r : res) {
+        OtaEventRow e;
+        e.msg_id = r[0].as<std::string>();
+        e.device_id = r[1].as<std::string>();
+        e.factory_id = r[2].as<std::string>();
+        e.timestamp = r[3].as<std::string>();
+        e.ts_ms = r[4].as<int64_t>();
+        e.event = r[5].as<std::string>();
+        e.model = r[6].as<std::string>();
+        e.current_version = r[7].as<int64_t>();
+        e.backup_version = r[8].as<int64_t>();
+        e.reason = r[9].as<std::string>();
+        out.push_back(std::move(e));
+      }
+      return Ok();
+    });
+    if (!st) return Fail(st.error());
+    return out;
+  }
+
   Result<std::vector<std::string>> MessageIds(const std::string& table) override {
-    if (table != "alerts" && table != "scores" && table != "health") {
+    if (table != "alerts" && table != "scores" && table != "health" && table != "ota_events") {
       return Fail(Error::Invalid("unknown table '" + table + "'"));
     }
     std::vector<std::string> out;

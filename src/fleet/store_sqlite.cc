@@ -32,6 +32,19 @@ CREATE TABLE IF NOT EXISTS scores(
 CREATE TABLE IF NOT EXISTS health(
   msg_id TEXT UNIQUE, device_id TEXT NOT NULL, asset_id TEXT NOT NULL, ts_ms INTEGER NOT NULL,
   payload TEXT NOT NULL, received_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS ota_state(
+  device_id TEXT PRIMARY KEY, factory_id TEXT NOT NULL, msg_id TEXT, ts_ms INTEGER NOT NULL,
+  timestamp TEXT NOT NULL, event TEXT NOT NULL, model TEXT NOT NULL, state TEXT NOT NULL,
+  current_version INTEGER NOT NULL, backup_version INTEGER NOT NULL,
+  highest_version INTEGER NOT NULL, in_probation INTEGER NOT NULL, stale INTEGER NOT NULL,
+  model_age_s INTEGER NOT NULL, rollbacks INTEGER NOT NULL, last_rollback_reason TEXT NOT NULL,
+  payload TEXT NOT NULL, received_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS ota_events(
+  msg_id TEXT UNIQUE, device_id TEXT NOT NULL, factory_id TEXT NOT NULL, ts_ms INTEGER NOT NULL,
+  timestamp TEXT NOT NULL, event TEXT NOT NULL, model TEXT NOT NULL,
+  current_version INTEGER NOT NULL, backup_version INTEGER NOT NULL, reason TEXT NOT NULL,
+  received_ms INTEGER NOT NULL, UNIQUE(device_id, event, ts_ms));
+CREATE INDEX IF NOT EXISTS ota_events_by_ts ON ota_events(ts_ms);
 )sql";
 
 class SqliteStore : public FleetStore {
@@ -79,6 +92,23 @@ class SqliteStore : public FleetStore {
         " status=CASE WHEN excluded.status_ms >= status_ms THEN excluded.status ELSE status END,"
         " status_ms=max(status_ms, excluded.status_ms),"
         " last_seen_ms=max(last_seen_ms, excluded.last_seen_ms)",
+        // 6 ota event (history; dedup by msg_id)
+        "INSERT INTO ota_events(msg_id, device_id, factory_id, ts_ms, timestamp, event, model,"
+        " current_version, backup_version, reason, received_ms) VALUES(?,?,?,?,?,?,?,?,?,?,?)"
+        " ON CONFLICT DO NOTHING",
+        // 7 ota state (only a newer state replaces an older one)
+        "INSERT INTO ota_state(device_id, factory_id, msg_id, ts_ms, timestamp, event, model,"
+        " state, current_version, backup_version, highest_version, in_probation, stale,"
+        " model_age_s, rollbacks, last_rollback_reason, payload, received_ms)"
+        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(device_id) DO UPDATE SET"
+        " factory_id=excluded.factory_id, msg_id=excluded.msg_id, ts_ms=excluded.ts_ms,"
+        " timestamp=excluded.timestamp, event=excluded.event, model=excluded.model,"
+        " state=excluded.state, current_version=excluded.current_version,"
+        " backup_version=excluded.backup_version, highest_version=excluded.highest_version,"
+        " in_probation=excluded.in_probation, stale=excluded.stale,"
+        " model_age_s=excluded.model_age_s, rollbacks=excluded.rollbacks,"
+        " last_rollback_reason=excluded.last_rollback_reason, payload=excluded.payload,"
+        " received_ms=excluded.received_ms WHERE excluded.ts_ms >= ota_state.ts_ms",
     };
     for (const char* s : sql) {
       sqlite3_stmt* st = nullptr;
@@ -102,10 +132,15 @@ class SqliteStore : public FleetStore {
   Result<std::vector<DeviceRow>> Devices() override {
     std::vector<DeviceRow> out;
     sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(db_,
-                           "SELECT device_id, factory_id, status, status_ms, last_seen_ms,"
-                           " model_version FROM devices ORDER BY device_id",
-                           -1, &st, nullptr) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(
+            db_,
+            "SELECT d.device_id, d.factory_id, d.status, d.status_ms, d.last_seen_ms,"
+            " d.model_version, o.ts_ms IS NOT NULL, o.timestamp, COALESCE(o.msg_id,''), o.ts_ms,"
+            " o.event, o.model, o.state, o.current_version, o.backup_version, o.highest_version,"
+            " o.in_probation, o.stale, o.model_age_s, o.rollbacks, o.last_rollback_reason"
+            " FROM devices d LEFT JOIN ota_state o ON o.device_id = d.device_id"
+            " ORDER BY d.device_id",
+            -1, &st, nullptr) != SQLITE_OK) {
       return Fail(Err("query devices"));
     }
     while (sqlite3_step(st) == SQLITE_ROW) {
@@ -116,6 +151,24 @@ class SqliteStore : public FleetStore {
       d.status_ms = sqlite3_column_int64(st, 3);
       d.last_seen_ms = sqlite3_column_int64(st, 4);
       d.model_version = Text(st, 5);
+      d.has_ota = sqlite3_column_int(st, 6) != 0;
+      if (d.has_ota) {
+        d.ota.timestamp = Text(st, 7);
+        d.ota.msg_id = Text(st, 8);
+        d.ota.ts_ms = sqlite3_column_int64(st, 9);
+        OtaFields& o = d.ota.ota;
+        o.event = Text(st, 10);
+        o.model = Text(st, 11);
+        o.state = Text(st, 12);
+        o.current_version = sqlite3_column_int64(st, 13);
+        o.backup_version = sqlite3_column_int64(st, 14);
+        o.highest_version = sqlite3_column_int64(st, 15);
+        o.in_probation = sqlite3_column_int(st, 16) != 0;
+        o.stale = sqlite3_column_int(st, 17) != 0;
+        o.model_age_s = sqlite3_column_int64(st, 18);
+        o.rollbacks = sqlite3_column_int64(st, 19);
+        o.last_rollback_reason = Text(st, 20);
+      }
       out.push_back(std::move(d));
     }
     sqlite3_finalize(st);
@@ -155,8 +208,42 @@ class SqliteStore : public FleetStore {
     return out;
   }
 
+  Result<std::vector<OtaEventRow>> OtaEvents(int64_t since_ms, const std::string& event,
+                                             int64_t limit) override {
+    std::vector<OtaEventRow> out;
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db_,
+                           "SELECT COALESCE(msg_id,''), device_id, factory_id, timestamp, ts_ms,"
+                           " event, model, current_version, backup_version, reason FROM ota_events"
+                           " WHERE ts_ms >= ? AND (? = '' OR event = ?)"
+                           " ORDER BY ts_ms, device_id LIMIT ?",
+                           -1, &st, nullptr) != SQLITE_OK) {
+      return Fail(Err("query ota events"));
+    }
+    sqlite3_bind_int64(st, 1, since_ms);
+    BindText(st, 2, event);
+    BindText(st, 3, event);
+    sqlite3_bind_int64(st, 4, limit);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      OtaEventRow e;
+      e.msg_id = Text(st, 0);
+      e.device_id = Text(st, 1);
+      e.factory_id = Text(st, 2);
+      e.timestamp = Text(st, 3);
+      e.ts_ms = sqlite3_column_int64(st, 4);
+      e.event = Text(st, 5);
+      e.model = Text(st, 6);
+      e.current_version = sqlite3_column_int64(st, 7);
+      e.backup_version = sqlite3_column_int64(st, 8);
+      e.reason = Text(st, 9);
+      out.push_back(std::move(e));
+    }
+    sqlite3_finalize(st);
+    return out;
+  }
+
   Result<std::vector<std::string>> MessageIds(const std::string& table) override {
-    if (table != "alerts" && table != "scores" && table != "health") {
+    if (table != "alerts" && table != "scores" && table != "health" && table != "ota_events") {
       return Fail(Error::Invalid("unknown table '" + table + "'"));
     }
     std::vector<std::string> out;
@@ -287,6 +374,44 @@ class SqliteStore : public FleetStore {
         sqlite3_bind_int64(dv, 5, received_ms);
         TEND_RETURN_NOT_OK(Step(dv, "update device status"));
         return inserted;
+      }
+      case TopicKind::kOta: {
+        const OtaFields& o = m.ota;
+        sqlite3_stmt* ev = stmts_[6];
+        BindMsgId(ev, 1, m.msg_id);
+        BindText(ev, 2, m.device_id);
+        BindText(ev, 3, m.factory_id);
+        sqlite3_bind_int64(ev, 4, m.ts_ms);
+        BindText(ev, 5, m.timestamp);
+        BindText(ev, 6, o.event);
+        BindText(ev, 7, o.model);
+        sqlite3_bind_int64(ev, 8, o.current_version);
+        sqlite3_bind_int64(ev, 9, o.backup_version);
+        BindText(ev, 10, o.reason);
+        sqlite3_bind_int64(ev, 11, received_ms);
+        TEND_ASSIGN_OR_RETURN(inserted, Step(ev, "insert ota event"));
+        if (!inserted) break;  // a redelivery: the state it carried is already applied
+        sqlite3_stmt* os = stmts_[7];
+        BindText(os, 1, m.device_id);
+        BindText(os, 2, m.factory_id);
+        BindMsgId(os, 3, m.msg_id);
+        sqlite3_bind_int64(os, 4, m.ts_ms);
+        BindText(os, 5, m.timestamp);
+        BindText(os, 6, o.event);
+        BindText(os, 7, o.model);
+        BindText(os, 8, o.state);
+        sqlite3_bind_int64(os, 9, o.current_version);
+        sqlite3_bind_int64(os, 10, o.backup_version);
+        sqlite3_bind_int64(os, 11, o.highest_version);
+        sqlite3_bind_int(os, 12, o.in_probation ? 1 : 0);
+        sqlite3_bind_int(os, 13, o.stale ? 1 : 0);
+        sqlite3_bind_int64(os, 14, o.model_age_s);
+        sqlite3_bind_int64(os, 15, o.rollbacks);
+        BindText(os, 16, o.last_rollback_reason);
+        BindText(os, 17, m.payload);
+        sqlite3_bind_int64(os, 18, received_ms);
+        TEND_RETURN_NOT_OK(Step(os, "update ota state"));
+        break;
       }
       case TopicKind::kUnknown:
         return Fail(Error::Internal("store: unknown topic kind"));

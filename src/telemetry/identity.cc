@@ -86,8 +86,9 @@ ParsedTopic ParseTopic(const std::string& topic) {
     out.asset_id = parts[5];
     return out;
   }
-  if (parts.size() == 5 && parts[0] == "factory" && parts[2] == "edge" && parts[4] == "status") {
-    out.kind = TopicKind::kStatus;
+  if (parts.size() == 5 && parts[0] == "factory" && parts[2] == "edge" &&
+      (parts[4] == "status" || parts[4] == "ota")) {
+    out.kind = parts[4] == "status" ? TopicKind::kStatus : TopicKind::kOta;
     out.factory_id = parts[1];
     out.device_id = parts[3];
   }

@@ -39,12 +39,13 @@ inline constexpr bool kStatusRetained = true;
 inline constexpr int kKeepAliveS = 60;
 
 // Kind of an asset/edge topic parsed back from its name (for the fleet side).
-enum class TopicKind { kScores, kAlerts, kHealth, kStatus, kUnknown };
+// kOta: the device's over-the-air update state, factory/{f}/edge/{d}/ota (EdgeTopic("ota")).
+enum class TopicKind { kScores, kAlerts, kHealth, kStatus, kOta, kUnknown };
 struct ParsedTopic {
   TopicKind kind = TopicKind::kUnknown;
-  std::string factory_id, line_id, asset_id, device_id;  // device_id only for status topics
+  std::string factory_id, line_id, asset_id, device_id;  // device_id only for edge topics
 };
-// Accepts exactly the four SPEC topic shapes; anything else is kUnknown.
+// Accepts exactly the four SPEC topic shapes and the edge "ota" state; anything else is kUnknown.
 ParsedTopic ParseTopic(const std::string& topic);
 
 }  // namespace tend::telemetry

@@ -1,10 +1,13 @@
 // Fleet-side parsing of device messages (SPEC checks, malformed classification) and the SQLite
-// store (dedup by msg_id, device status, alerts --since).
+// store (dedup by msg_id, device status, alerts --since, OTA state and event history).
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <filesystem>
 
+#include "fleet/ingest.h"
 #include "fleet/message.h"
+#include "fleet/ota_support.h"
 #include "fleet/store.h"
 #include "telemetry/payload.h"
 #include "telemetry/test_support.h"
@@ -146,6 +149,182 @@ TEST_F(FleetStoreTest, DedupsByMessageIdAndTracksDevices) {
   EXPECT_EQ((*devices)[0].model_version, "3");
   EXPECT_EQ((*devices)[0].last_seen_ms, t0 + 9002);
   EXPECT_EQ(*s.StatusHistoryCount(), 2);
+}
+
+// ---- OTA state (factory/{f}/edge/{d}/ota) ----------------------------------------------------
+
+using testing::AgentOtaState;
+using testing::OtaShape;
+using testing::WirePayload;
+
+TEST(FleetTopic, ParsesTheEdgeOtaTopicAndNothingElseNew) {
+  auto p = telemetry::ParseTopic(kId.EdgeTopic("ota"));
+  EXPECT_EQ(p.kind, TopicKind::kOta);
+  EXPECT_EQ(p.factory_id, "f1");
+  EXPECT_EQ(p.device_id, "edge-1");
+  EXPECT_TRUE(p.line_id.empty());
+  EXPECT_EQ(telemetry::ParseTopic(kId.StatusTopic()).kind, TopicKind::kStatus);
+  EXPECT_EQ(telemetry::ParseTopic(kId.AlertsTopic()).kind, TopicKind::kAlerts);
+  for (const char* t : {"factory/f1/edge/edge-1/other", "factory/f1/edge//ota",
+                        "factory/f1/edge/edge-1/ota/x", "factory/f1/line/l1/asset/a1/ota",
+                        "plant/f1/edge/edge-1/ota", "factory/f1/edge/edge-1/OTA"}) {
+    EXPECT_EQ(telemetry::ParseTopic(t).kind, TopicKind::kUnknown) << t;
+  }
+}
+
+TEST(FleetMessage, ParsesTheOtaStateTheAgentSends) {
+  OtaShape s{"rolled_back", 1, 2, false, 1, "misbehaviour during probation: alert storm", 1, 0, 1};
+  auto payload = WirePayload(AgentOtaState(s, 1714564800), kId, 1714564800250, 9);
+  auto o = ParseFleetMessage(kId.EdgeTopic("ota"), payload);
+  ASSERT_EQ(o.reason, Malformed::kNone) << o.detail;
+  const FleetMessage& m = o.message;
+  EXPECT_EQ(m.kind, TopicKind::kOta);
+  EXPECT_EQ(m.device_id, "edge-1");
+  EXPECT_EQ(m.factory_id, "f1");
+  EXPECT_EQ(m.msg_id, "edge-1-1-9");
+  EXPECT_EQ(m.ts_ms, 1714564800250);
+  EXPECT_EQ(m.ota.event, "rolled_back");
+  EXPECT_EQ(m.ota.model, "press-anomaly");
+  EXPECT_EQ(m.ota.state, "serving");
+  EXPECT_EQ(m.ota.current_version, 1);
+  EXPECT_EQ(m.ota.backup_version, 2);
+  EXPECT_EQ(m.ota.highest_version, 2);
+  EXPECT_FALSE(m.ota.in_probation);
+  EXPECT_FALSE(m.ota.stale);
+  EXPECT_EQ(m.ota.rollbacks, 1);
+  EXPECT_EQ(m.ota.model_age_s, 60);
+  EXPECT_EQ(m.ota.last_rollback_reason, "misbehaviour during probation: alert storm");
+  EXPECT_EQ(m.ota.reason, "misbehaviour during probation: alert storm");
+
+  // A device without a model yet, on probation, and a refusal's reason (the updater's error).
+  auto none = nlohmann::json::parse(payload);
+  none["state"] = "no-model";
+  none["current_version"] = 0;
+  EXPECT_EQ(ParseFleetMessage(kId.EdgeTopic("ota"), none.dump()).reason, Malformed::kNone);
+  OtaShape prob{"installed", 3, 1, true};
+  auto p = ParseFleetMessage(kId.EdgeTopic("ota"),
+                             WirePayload(AgentOtaState(prob, 1714564800), kId, 1714564800000, 1));
+  ASSERT_EQ(p.reason, Malformed::kNone) << p.detail;
+  EXPECT_EQ(p.message.ota.state, "probation");
+  EXPECT_TRUE(p.message.ota.in_probation);
+  auto refused = nlohmann::json::parse(payload);
+  refused["event"] = "refused";
+  refused["last_error"] = "v4: quality 0.61 below 0.9";
+  auto r = ParseFleetMessage(kId.EdgeTopic("ota"), refused.dump());
+  ASSERT_EQ(r.reason, Malformed::kNone) << r.detail;
+  EXPECT_EQ(r.message.ota.reason, "v4: quality 0.61 below 0.9");
+}
+
+TEST(FleetMessage, ClassifiesMalformedOtaState) {
+  const auto good =
+      nlohmann::json::parse(WirePayload(AgentOtaState({}, 1714564800), kId, 1714564800000, 1));
+  ASSERT_EQ(ParseFleetMessage(kId.EdgeTopic("ota"), good.dump()).reason, Malformed::kNone);
+  struct Case {
+    const char* field;
+    nlohmann::json value;
+  } cases[] = {{"event", 3},
+               {"event", ""},
+               {"event", nullptr},
+               {"current_version", "2"},
+               {"current_version", 1.5},
+               {"current_version", -1},
+               {"current_version", nullptr},
+               {"stale", "no"},
+               {"stale", 0},
+               {"stale", nullptr},
+               {"state", "broken"},
+               {"state", 1},
+               {"device_id", "edge-2"},
+               {"device_id", nullptr},
+               {"timestamp", "yesterday"},
+               {"timestamp", nullptr},
+               {"msg_id", 7},
+               {"backup_version", "1"},
+               {"in_probation", "yes"},
+               {"last_rollback_reason", 1},
+               {"model", false},
+               {"updates", "many"},
+               {"updates", {{"installed", "one"}}}};
+  for (const auto& c : cases) {
+    auto j = good;
+    j[c.field] = c.value;
+    auto o = ParseFleetMessage(kId.EdgeTopic("ota"), j.dump());
+    EXPECT_EQ(o.reason, Malformed::kWrongType) << c.field << " = " << c.value.dump();
+    EXPECT_FALSE(o.detail.empty());
+  }
+  for (const char* k : {"event", "current_version", "stale", "state", "device_id", "timestamp"}) {
+    auto j = good;
+    j.erase(k);
+    EXPECT_EQ(ParseFleetMessage(kId.EdgeTopic("ota"), j.dump()).reason, Malformed::kWrongType)
+        << "without " << k;
+  }
+  EXPECT_EQ(ParseFleetMessage(kId.EdgeTopic("ota"), "[1]").reason, Malformed::kWrongType);
+  EXPECT_EQ(ParseFleetMessage(kId.EdgeTopic("ota"), "{oops").reason, Malformed::kBadJson);
+  EXPECT_EQ(ParseFleetMessage("factory/f1/edge/edge-1/otaa", good.dump()).reason,
+            Malformed::kUnknownTopic);
+}
+
+// Shared subscriptions for the SPEC topics, a plain one for the retained OTA state.
+TEST(FleetIngest, OtaStateIsSubscribedPlainly) {
+  auto f = IngestTopicFilters("g1");
+  ASSERT_EQ(f.size(), 5u);
+  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(f[i].rfind("$share/g1/factory/", 0), 0u) << f[i];
+  EXPECT_EQ(f[4], "factory/+/edge/+/ota");
+  auto plain = IngestTopicFilters("");
+  ASSERT_EQ(plain.size(), 5u);
+  for (const auto& t : plain) EXPECT_EQ(t.find("$share"), std::string::npos) << t;
+}
+
+TEST_F(FleetStoreTest, OtaStateNewestWinsAndHistoryDedupsSqlite) {
+  auto store = OpenFleetStore("sqlite:" + dir_ + "/fleet.db");
+  ASSERT_TRUE(store) << store.error().message;
+  testing::ExpectOtaStoreBehaviour(**store);
+}
+
+TEST_F(FleetStoreTest, DevicesWithoutOtaStateHaveNone) {
+  auto store = OpenFleetStore("sqlite:" + dir_ + "/fleet.db");
+  ASSERT_TRUE(store) << store.error().message;
+  auto a = Parsed(kId.AlertsTopic(),
+                  telemetry::ScorePayload(MakeDecision(true, 1714564800000), kId, MessageId{1, 1}));
+  ASSERT_TRUE((*store)->Store(a, 1714564800001));
+  auto d = (*store)->Devices();
+  ASSERT_TRUE(d);
+  ASSERT_EQ(d->size(), 1u);
+  EXPECT_FALSE((*d)[0].has_ota);
+  auto ev = (*store)->OtaEvents(0, "", 10);
+  ASSERT_TRUE(ev);
+  EXPECT_TRUE(ev->empty());
+}
+
+// A fleet database made before OTA state existed opens, keeps its data and gains the OTA tables.
+TEST_F(FleetStoreTest, OpensAFleetDatabaseFromBeforeOtaState) {
+  const std::string path = dir_ + "/old.db";
+  {
+    auto store = OpenFleetStore("sqlite:" + path);
+    ASSERT_TRUE(store) << store.error().message;
+    auto a = Parsed(kId.AlertsTopic(), telemetry::ScorePayload(MakeDecision(true, 1714564800000),
+                                                               kId, MessageId{1, 1}));
+    ASSERT_TRUE((*store)->Store(a, 1714564800001));
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(db, "DROP TABLE ota_events; DROP TABLE ota_state;", nullptr, nullptr, nullptr),
+      SQLITE_OK);
+  sqlite3_close(db);
+  auto store = OpenFleetStore("sqlite:" + path);
+  ASSERT_TRUE(store) << store.error().message;
+  EXPECT_EQ((*store)->Alerts(0, 10)->size(), 1u);
+  auto m =
+      testing::ParsedOta(kId, WirePayload(AgentOtaState({}, 1714564800), kId, 1714564800500, 2));
+  auto r = (*store)->Store(m, 1714564800600);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_TRUE(*r);
+  auto d = (*store)->Devices();
+  ASSERT_TRUE(d);
+  ASSERT_EQ(d->size(), 1u);
+  EXPECT_TRUE((*d)[0].has_ota);
+  EXPECT_EQ((*d)[0].ota.ota.current_version, 1);
 }
 
 TEST(FleetStore, BadUrlsAreClearErrors) {
