@@ -349,6 +349,7 @@ Status Agent::Run(const std::atomic<bool>* stop, std::atomic<bool>* reload) {
   std::future<Result<std::unique_ptr<ServedModel>>> loading;
   int64_t decided = 0;
   for (;;) {
+    heartbeat_.fetch_add(1, std::memory_order_relaxed);
     if (stop && stop->load()) stop_.store(true);
     if (reload && reload->exchange(false) && !loading.valid()) {
       // The file of the model being served: the start-up path, or the one OTA handed over since

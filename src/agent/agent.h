@@ -88,6 +88,9 @@ class Agent {
   Status SubmitModel(std::unique_ptr<ServedModel> next);
 
   AgentSummary summary() const;
+  // Bumped by every turn of the pipeline loop (at least every 20 ms while it is healthy, idle or
+  // not): a value that stops moving means the pipeline thread is stuck (systemd watchdog).
+  int64_t heartbeat() const { return heartbeat_.load(std::memory_order_relaxed); }
   const ServedModel& model() const { return *model_; }
   const sources::StreamInfo& stream() const { return source_->info(); }
 
@@ -129,6 +132,7 @@ class Agent {
   std::mutex mu_;
   std::condition_variable cv_;
   std::atomic<bool> stop_{false};
+  std::atomic<int64_t> heartbeat_{0};
   bool stop_watchdog_ = false;    // guarded by mu_
 
   std::mutex emit_mu_;            // decisions are emitted by the pipeline or the watchdog

@@ -17,6 +17,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/config.h"
+#include "core/sd_notify.h"
 #include "core/log.h"
 #include "agent/dataset.h"
 #include "eval/metrics.h"
@@ -273,6 +274,53 @@ class OtaSupervisor {
   bool stop_ = false;
 };
 
+// Feeds systemd's watchdog (WatchdogSec=) at half its period, but only while the agent's pipeline
+// loop is turning: a pipeline thread stuck for good (a hung driver call, a deadlock) stops the
+// pings and systemd restarts tend, instead of a process that is alive but no longer deciding.
+class SystemdWatchdog {
+ public:
+  explicit SystemdWatchdog(const agent::Agent* agent) : agent_(agent) {}
+  ~SystemdWatchdog() { Stop(); }
+  void Start() {
+    const auto period = sd::WatchdogInterval();
+    if (period.count() == 0) return;
+    TEND_LOG_INFO("systemd watchdog: {} ms", period.count() / 1000);
+    thread_ = std::thread([this, period] {
+      int64_t last = -1;
+      bool warned = false;
+      std::unique_lock<std::mutex> lock(mu_);
+      while (!cv_.wait_for(lock, period / 2, [this] { return stop_; })) {
+        const int64_t beat = agent_->heartbeat();
+        if (beat != last) {
+          (void)sd::Notify("WATCHDOG=1");
+          last = beat;
+          warned = false;
+        } else if (!warned) {
+          TEND_LOG_ERROR("the pipeline has not moved for {} ms: no longer feeding the systemd "
+                         "watchdog, which will restart tend",
+                         period.count() / 2000);
+          warned = true;
+        }
+      }
+    });
+  }
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  const agent::Agent* agent_;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+};
+
 void DoRun(RunArgs& a, CLI::App& cmd) {
   // Handlers first: a supervisor's SIGTERM or SIGHUP during start-up (model load, warm-up) must
   // not kill the process; a stop or reload requested that early is honoured once running.
@@ -420,7 +468,18 @@ void DoRun(RunArgs& a, CLI::App& cmd) {
     updater->Start();
     supervisor->Start();
   }
+  // Under systemd (Type=notify): ready once the model is loaded and warm and every sink is up;
+  // with WatchdogSec=, fed only while the pipeline loop keeps turning.
+  SystemdWatchdog sd_watchdog(agent.get());
+  if (auto r = sd::Notify("READY=1\nSTATUS=deciding with " + agent->model().card().name + " v" +
+                          agent->model().card().version);
+      !r) {
+    TEND_LOG_WARN("systemd: {}", r.error().message);
+  }
+  sd_watchdog.Start();
   auto st = agent->Run(&g_stop, &g_reload);
+  (void)sd::Notify("STOPPING=1");
+  sd_watchdog.Stop();
   if (updater) {
     supervisor->Stop();
     updater->Stop();

@@ -1,13 +1,20 @@
 // The CLI as a user meets it: train, run, score and eval on the simulator, and every kind of bad
 // input ending in one "tend: error:" line and a non-zero exit.
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <fstream>
 #include <limits>
 #include <set>
 #include <sstream>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -100,6 +107,73 @@ TEST_F(Cli, RunPrintsOneSpecShapedJsonLinePerStroke) {
   while (std::getline(log, line)) ++logged;
   EXPECT_EQ(logged, 12);
   EXPECT_NE(r.err.find("summary: 12 windows"), std::string::npos) << r.err;
+}
+
+// Under systemd (Type=notify, WatchdogSec=): READY=1 once deciding, WATCHDOG=1 while the pipeline
+// turns, STOPPING=1 at the end, all as datagrams on $NOTIFY_SOCKET as sd_notify(3) sends them.
+TEST_F(Cli, RunTalksToSystemd) {
+  const std::string sock = dir() + "/notify.sock";
+  std::filesystem::remove(sock);
+  int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  ASSERT_LT(sock.size(), sizeof(addr.sun_path));
+  std::memcpy(addr.sun_path, sock.c_str(), sock.size());
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0) << std::strerror(errno);
+  int big = 1 << 20;
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+  ::setenv("NOTIFY_SOCKET", sock.c_str(), 1);
+  ::setenv("WATCHDOG_USEC", "100000", 1);  // 100 ms: a ping every 50 ms
+  // Read while tend runs, as systemd does (the socket queues only ~10 datagrams).
+  std::vector<std::string> got;
+  std::atomic<bool> done{false};
+  std::thread reader([&] {
+    char buf[4096];
+    while (!done.load()) {
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+      if (n > 0) got.emplace_back(buf, static_cast<size_t>(n));
+    }
+  });
+  auto r = Tend("run --model m.onnx --source 'sim:strokes=15,seed=8' --speed 20 --quiet --metrics-port 0",
+                dir());
+  ::unsetenv("NOTIFY_SOCKET");
+  ::unsetenv("WATCHDOG_USEC");
+  done.store(true);
+  reader.join();
+  ::close(fd);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  ASSERT_GE(got.size(), 3u) << r.err;
+  EXPECT_EQ(got.front().rfind("READY=1\nSTATUS=deciding with ", 0), 0u) << got.front();
+  EXPECT_EQ(got.back(), "STOPPING=1");
+  const auto pings = std::count(got.begin(), got.end(), std::string("WATCHDOG=1"));
+  EXPECT_GE(pings, 5) << "15 strokes at 20x take ~2.5 s: ~50 pings expected";
+  EXPECT_NE(r.err.find("systemd watchdog: 100 ms"), std::string::npos) << r.err;
+  // A watchdog meant for another process is not ours to feed; bad values are ignored too.
+  ::setenv("WATCHDOG_USEC", "100000", 1);
+  ::setenv("WATCHDOG_PID", "1", 1);
+  r = Tend("run --model m.onnx --source 'sim:strokes=2,seed=8' --speed 0 --quiet --metrics-port 0", dir());
+  ::unsetenv("WATCHDOG_PID");
+  ::unsetenv("WATCHDOG_USEC");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.err.find("systemd watchdog"), std::string::npos) << r.err;
+}
+
+// deploy/systemd/tend.service is a unit systemd accepts as written (no unknown keys, a valid
+// ExecStart), pointing at this build's binary.
+TEST_F(Cli, SystemdUnitVerifies) {
+  if (::access("/usr/bin/systemd-analyze", X_OK) != 0) GTEST_SKIP() << "systemd-analyze not installed";
+  std::string unit = Slurp(std::string(std::getenv("TEND_SOURCE_DIR")) + "/deploy/systemd/tend.service");
+  ASSERT_NE(unit.find("Type=notify"), std::string::npos);
+  ASSERT_NE(unit.find("WatchdogSec="), std::string::npos);
+  const std::string installed = "/usr/local/bin/tend";
+  for (size_t at; (at = unit.find(installed)) != std::string::npos;) unit.replace(at, installed.size(), TendBin());
+  { std::ofstream(dir() + "/tend.service") << unit; }
+  auto r = RunCmd("/usr/bin/systemd-analyze verify tend.service", dir());
+  EXPECT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.err, "") << "systemd has objections to the unit";
 }
 
 TEST_F(Cli, ScoreAndEvalOnSimulatedWear) {
