@@ -17,6 +17,7 @@
 
 #include "cli_util.h"
 #include "eval/metrics.h"
+#include "telemetry/test_support.h"
 
 namespace tend::testing {
 namespace {
@@ -285,8 +286,57 @@ TEST_F(Acceptance, OtaProbationRollsBackAnAlertStorm) {
 
   pub = Tend("publish v3.onnx --version 3" + publish, dir_);
   ASSERT_EQ(pub.rc, 0) << pub.err;
-  r = Tend("run --source 'sim:strokes=80,wear=0.3,seed=95' --speed 20 --decision-log d.jsonl" + ota, dir_);
+  // This run also reports over MQTT: the OTA state goes to factory/{f}/edge/{device}/ota.
+  const bool mqtt = Broker::Available();
+  Broker broker;
+  Subscriber sub(broker.port(), {"factory/+/edge/+/ota"}, "indep-ota");
+  std::string telemetry;
+  if (mqtt) {
+    ASSERT_TRUE(broker.Start());
+    sub.Start();
+    ASSERT_TRUE(WaitSubscribed(broker.port(), sub, "factory/probe/edge/probe/ota"));
+    telemetry = " --mqtt " + broker.url() +
+                " --factory plant-a --line l1 --asset press-7 --device-id edge-7 --state-dir st";
+  }
+  r = Tend("run --source 'sim:strokes=80,wear=0.3,seed=95' --speed 20 --decision-log d.jsonl" + ota +
+               telemetry,
+           dir_);
   ASSERT_EQ(r.rc, 0) << r.err;
+  if (mqtt) {
+    // The agent's own state messages, in order: it started on v2, installed v3, rolled back.
+    std::vector<nlohmann::json> states;
+    WaitFor(
+        [&] {
+          states.clear();
+          for (const auto& m : sub.Messages()) {
+            if (m.topic == "factory/plant-a/edge/edge-7/ota") states.push_back(nlohmann::json::parse(m.payload));
+          }
+          return !states.empty() && states.back()["event"] == "rolled_back";
+        },
+        std::chrono::seconds(10));
+    std::string events;
+    for (const auto& st : states) events += st["event"].get<std::string>() + " ";
+    std::printf("  OTA states over MQTT: %s\n", events.c_str());
+    ASSERT_GE(states.size(), 3u) << events;
+    EXPECT_EQ(states.front()["event"], "startup") << events;
+    EXPECT_EQ(states.front()["current_version"], 2);
+    auto installed = std::find_if(states.begin(), states.end(),
+                                  [](const auto& s) { return s["event"] == "installed"; });
+    ASSERT_NE(installed, states.end()) << events;
+    EXPECT_EQ((*installed)["current_version"], 3);
+    EXPECT_EQ((*installed)["state"], "probation");
+    EXPECT_EQ(states.back()["event"], "rolled_back") << events;
+    EXPECT_EQ(states.back()["current_version"], 2);
+    EXPECT_NE(states.back()["last_rollback_reason"].get<std::string>().find("alert storm"),
+              std::string::npos);
+    EXPECT_EQ(states.back()["device_id"], "edge-7");
+    EXPECT_TRUE(states.back()["msg_id"].is_string());
+    for (const auto& m : sub.Messages()) {
+      if (m.topic == "factory/plant-a/edge/edge-7/ota") {
+        EXPECT_EQ(m.qos, 1);
+      }
+    }
+  }
   auto s = nlohmann::json::parse(Slurp(dir_ + "/s.json"));
   EXPECT_EQ(s["model"], "press-anomaly v2") << r.err;
   EXPECT_EQ(s["windows"], 80);
