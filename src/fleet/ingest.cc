@@ -144,15 +144,8 @@ Status Ingest::Impl::Start() {
       if (opt_.ca_file.empty()) {
         return Fail(Error::Invalid("fleet: " + opt_.broker_url + " is TLS but no --ca was given"));
       }
-      mqtt::ssl_options ssl;
-      ssl.set_trust_store(opt_.ca_file);
-      if (!opt_.cert_file.empty()) {
-        ssl.set_key_store(opt_.cert_file);
-        ssl.set_private_key(opt_.key_file);
-      }
-      ssl.set_enable_server_cert_auth(true);
-      ssl.set_verify(true);
-      connopts_.set_ssl(std::move(ssl));
+      connopts_.set_ssl(
+          telemetry::BrokerSslOptions(opt_.ca_file, opt_.cert_file, opt_.key_file));
     }
     cli_->set_message_callback([this](mqtt::const_message_ptr m) { OnMessage(m); });
     cli_->set_connection_lost_handler([this](const std::string& cause) {

@@ -41,4 +41,17 @@ Result<BrokerAddress> ParseBrokerUrl(const std::string& url) {
   return a;
 }
 
+mqtt::ssl_options BrokerSslOptions(const std::string& ca_file, const std::string& cert_file,
+                                   const std::string& key_file) {
+  mqtt::ssl_options ssl;
+  ssl.set_trust_store(ca_file);
+  if (!cert_file.empty()) {
+    ssl.set_key_store(cert_file);
+    ssl.set_private_key(key_file);
+  }
+  ssl.set_enable_server_cert_auth(true);
+  ssl.set_verify(true);
+  return ssl;
+}
+
 }  // namespace tend::telemetry

@@ -2,6 +2,8 @@
 // the Paho client expects, with clear errors for anything else.
 #pragma once
 
+#include <mqtt/ssl_options.h>
+
 #include <string>
 
 #include "core/status.h"
@@ -17,5 +19,11 @@ struct BrokerAddress {
 
 // Default ports: 1883 (mqtt), 8883 (mqtts). tcp:// and ssl:// are accepted as synonyms.
 Result<BrokerAddress> ParseBrokerUrl(const std::string& url);
+
+// TLS to the broker as tend does it everywhere (agent and fleet): the broker's certificate is
+// verified against `ca_file` (chain and host name), and `cert_file`/`key_file` are presented
+// when given (one client certificate per device).
+mqtt::ssl_options BrokerSslOptions(const std::string& ca_file, const std::string& cert_file,
+                                   const std::string& key_file);
 
 }  // namespace tend::telemetry

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <limits>
 
 #include "core/fs.h"
 #include "core/log.h"
@@ -22,6 +23,36 @@ namespace {
 int ClassOf(MessageKind k) {
   return (k == MessageKind::kAlert || k == MessageKind::kReport || k == MessageKind::kState) ? 0
                                                                                              : 1;
+}
+
+// Reads the messages of a spool database in id order, skipping rows that do not read back as a
+// message, until `max_bytes` (SpoolRowBytes) would be passed. False when the table cannot be read.
+bool ReadSpoolRows(sqlite3* db, int64_t max_bytes, std::vector<OutgoingMessage>& out) {
+  sqlite3_stmt* sel = nullptr;
+  if (sqlite3_prepare_v2(db, "SELECT kind, topic, qos, retained, payload FROM spool ORDER BY id",
+                         -1, &sel, nullptr) != SQLITE_OK) {
+    sqlite3_finalize(sel);
+    return false;
+  }
+  int64_t total = 0;
+  while (sqlite3_step(sel) == SQLITE_ROW) {
+    OutgoingMessage m;
+    int kind = sqlite3_column_int(sel, 0);
+    if (kind < 0 || kind >= kMessageKinds) continue;
+    m.kind = static_cast<MessageKind>(kind);
+    const unsigned char* t = sqlite3_column_text(sel, 1);
+    if (!t) continue;
+    m.topic = reinterpret_cast<const char*>(t);
+    m.qos = sqlite3_column_int(sel, 2);
+    m.retained = sqlite3_column_int(sel, 3) != 0;
+    const void* b = sqlite3_column_blob(sel, 4);
+    m.payload.assign(static_cast<const char*>(b), static_cast<size_t>(sqlite3_column_bytes(sel, 4)));
+    total += SpoolRowBytes(m);
+    if (total > max_bytes) break;
+    out.push_back(std::move(m));
+  }
+  sqlite3_finalize(sel);
+  return true;
 }
 
 // Kept when the disk is full (alerts-only mode), and held by the caller when nothing fits.
@@ -323,25 +354,8 @@ Result<std::unique_ptr<Spool>> Spool::OpenMemory(const std::string& path,
 
 Status Spool::Absorb(Spool& from, CommitResult& result) {
   std::vector<OutgoingMessage> rows;
-  {
-    sqlite3_stmt* sel = nullptr;
-    if (sqlite3_prepare_v2(from.db_,
-                           "SELECT kind, topic, qos, retained, payload FROM spool ORDER BY id", -1,
-                           &sel, nullptr) != SQLITE_OK) {
-      return Fail(from.SqlError("absorb: read"));
-    }
-    while (sqlite3_step(sel) == SQLITE_ROW) {
-      OutgoingMessage m;
-      m.kind = static_cast<MessageKind>(sqlite3_column_int(sel, 0));
-      m.topic = reinterpret_cast<const char*>(sqlite3_column_text(sel, 1));
-      m.qos = sqlite3_column_int(sel, 2);
-      m.retained = sqlite3_column_int(sel, 3) != 0;
-      const void* b = sqlite3_column_blob(sel, 4);
-      m.payload.assign(static_cast<const char*>(b),
-                       static_cast<size_t>(sqlite3_column_bytes(sel, 4)));
-      rows.push_back(std::move(m));
-    }
-    sqlite3_finalize(sel);
+  if (!ReadSpoolRows(from.db_, std::numeric_limits<int64_t>::max(), rows)) {
+    return Fail(from.SqlError("absorb: read"));
   }
   auto drops0 = drops_, dirty0 = drops_dirty_;
   const int64_t boot0 = boot_;
@@ -424,30 +438,7 @@ Result<std::unique_ptr<Spool>> Spool::Open(const std::string& path, const SpoolO
   {
     sqlite3* old = nullptr;
     if (sqlite3_open_v2(q.c_str(), &old, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-      sqlite3_stmt* sel = nullptr;
-      if (sqlite3_prepare_v2(old,
-                             "SELECT kind, topic, qos, retained, payload FROM spool ORDER BY id",
-                             -1, &sel, nullptr) == SQLITE_OK) {
-        int64_t total = 0;
-        while (sqlite3_step(sel) == SQLITE_ROW) {
-          OutgoingMessage m;
-          int kind = sqlite3_column_int(sel, 0);
-          if (kind < 0 || kind >= kMessageKinds) continue;
-          m.kind = static_cast<MessageKind>(kind);
-          const unsigned char* t = sqlite3_column_text(sel, 1);
-          if (!t) continue;
-          m.topic = reinterpret_cast<const char*>(t);
-          m.qos = sqlite3_column_int(sel, 2);
-          m.retained = sqlite3_column_int(sel, 3) != 0;
-          const void* b = sqlite3_column_blob(sel, 4);
-          m.payload.assign(static_cast<const char*>(b),
-                           static_cast<size_t>(sqlite3_column_bytes(sel, 4)));
-          total += SpoolRowBytes(m);
-          if (total > options.max_bytes) break;
-          salvaged.push_back(std::move(m));
-        }
-      }
-      sqlite3_finalize(sel);
+      ReadSpoolRows(old, options.max_bytes, salvaged);  // an unreadable table salvages nothing
     }
     sqlite3_close(old);
   }

@@ -267,14 +267,7 @@ Status Telemetry::Impl::Start() {
       if (!opt_.username.empty()) connopts_.set_user_name(opt_.username);
       if (!opt_.password.empty()) connopts_.set_password(opt_.password);
       if (addr.tls) {
-        mqtt::ssl_options ssl;
-        ssl.set_trust_store(opt_.ca_file);
-        if (!opt_.cert_file.empty()) {
-          ssl.set_key_store(opt_.cert_file);
-          ssl.set_private_key(opt_.key_file);
-        }
-        ssl.set_enable_server_cert_auth(true);
-        ssl.set_verify(true);
+        mqtt::ssl_options ssl = BrokerSslOptions(opt_.ca_file, opt_.cert_file, opt_.key_file);
         ssl.set_error_handler(
             [](const std::string& msg) { TEND_LOG_WARN("telemetry: TLS: {}", msg); });
         connopts_.set_ssl(std::move(ssl));
