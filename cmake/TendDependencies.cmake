@@ -19,6 +19,11 @@ find_package(prometheus-cpp QUIET)
 pkg_check_modules(SODIUM QUIET IMPORTED_TARGET libsodium)
 pkg_check_modules(HTTPLIB QUIET IMPORTED_TARGET cpp-httplib)
 pkg_check_modules(PQXX QUIET IMPORTED_TARGET libpqxx)
+# Images: libjpeg-turbo's TurboJPEG API and libpng (both permissive; Debian libturbojpeg0-dev,
+# libpng-dev), zlib for tests that build PNG chunks by hand.
+pkg_check_modules(TURBOJPEG REQUIRED IMPORTED_TARGET GLOBAL libturbojpeg)
+find_package(PNG REQUIRED)
+find_package(ZLIB REQUIRED)
 
 if(TEND_WITH_FFTW)
   message(WARNING "TEND_WITH_FFTW=ON: FFTW is GPL; a binary built this way is GPL-encumbered.")
