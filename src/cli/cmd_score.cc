@@ -8,6 +8,7 @@
 #include "agent/decision_log.h"
 #include "agent/served_model.h"
 #include "cli/commands.h"
+#include "cli/vision_commands.h"
 #include "core/fs.h"
 
 namespace tend::cli {
@@ -20,11 +21,13 @@ struct ScoreArgs {
   double sample_rate = 0;
   int channels = 0;
   int top_k = 3;
+  std::string overlays;
 };
 
 void DoScore(const ScoreArgs& a) {
   if (a.model.empty()) Die("no model given (--model)");
   if (a.inputs.empty()) Die("no input given (--input)");
+  if (IsImageModelFile(a.model)) return RunImageScore(a.model, a.inputs, a.out, a.overlays);
   agent::ServeOptions sopt;
   sopt.top_k = a.top_k;
   auto model = OrDie(agent::ServedModel::Load(a.model, sopt));
@@ -99,6 +102,7 @@ void RegisterScore(CLI::App& app) {
   cmd->add_option("--sample-rate", a->sample_rate, "Sample rate for raw stdin / CSV without time column");
   cmd->add_option("--channels", a->channels, "Channel count for raw stdin");
   cmd->add_option("--top", a->top_k, "How many top contributing features to list");
+  cmd->add_option("--overlays", a->overlays, "Image models: write an anomaly-map overlay PNG of every reject here");
   cmd->callback([a] { DoScore(*a); });
 }
 
