@@ -210,17 +210,18 @@ void Runtime::StopServices() {
 void Runtime::WaitForAssets(const std::atomic<bool>* stop, std::atomic<bool>* reload) {
   bool said = false;
   for (;;) {
-    bool done = true;
-    for (const auto& a : assets_) done = done && a->agent->finished();
-    if (done) return;
-    if (reload && reload->exchange(false)) {
-      for (auto& a : assets_) a->reload.store(true);
-    }
+    // Said first: a stop that came during start-up ends the agents at once, and is said too.
     if (stop && stop->load() && !said) {
       said = true;
       TEND_LOG_INFO(
           "stopping: finishing the window in flight, then flushing the outputs "
           "(stop again to quit at once)");
+    }
+    bool done = true;
+    for (const auto& a : assets_) done = done && a->agent->finished();
+    if (done) return;
+    if (reload && reload->exchange(false)) {
+      for (auto& a : assets_) a->reload.store(true);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
