@@ -292,6 +292,9 @@ TEST_F(SparkplugTest, RebirthOnNcmdAndMalformedCommandsAreCounted) {
   ASSERT_TRUE(press);
   (*press)->OnDecision(MakeDecision(0, false, 0.1f));
   ASSERT_TRUE((*node)->Flush(20s));
+  // The NBIRTH went out after the NCMD subscription on the same connection: once the broker
+  // forwarded it, the subscription is in place.
+  ASSERT_TRUE(WaitFor([&] { return cap_->On("NBIRTH").size() == 1; }, 10s));
   const std::string ncmd = "spBv1.0/plant-a/NCMD/edge-1";
   // Garbage, a Rebirth that is not a boolean: rejected and counted, the session goes on.
   Publish(broker_.port(), ncmd, "not protobuf \xff\xff", false);
