@@ -105,6 +105,25 @@ void CopyBrokerSettings(const telemetry::TelemetryOptions& from, SparkplugOption
   to.password = from.password;
 }
 
+nlohmann::json ToJson(const SparkplugStats& s) {
+  nlohmann::json j = {{"connected", s.connected},
+                      {"in_session", s.in_session},
+                      {"waiting_for_host", s.waiting_for_host},
+                      {"bd_seq", s.bd_seq},
+                      {"births", s.births},
+                      {"rebirths", s.rebirths},
+                      {"commands_rejected", s.commands_rejected},
+                      {"data_sent", s.data_sent},
+                      {"historical_sent", s.historical_sent},
+                      {"alerts_spooled", s.alerts_spooled},
+                      {"historical_dropped", s.historical_dropped},
+                      {"queue_dropped", s.queue_dropped},
+                      {"spool_depth", s.spool_depth},
+                      {"decisions", s.decisions}};
+  if (!s.last_error.empty()) j["last_error"] = s.last_error;
+  return j;
+}
+
 class SparkplugNode::Impl {
  public:
   explicit Impl(SparkplugOptions o) : o_(std::move(o)) { topics_ = {o_.group_id, o_.edge_node_id}; }
@@ -576,6 +595,7 @@ void SparkplugNode::Impl::OnConnected() {
 void SparkplugNode::Impl::Birth() {
   waiting_for_host_ = false;
   seq_ = 0;
+  CommitSpool();     // what was already sent leaves the spool before it is rewound
   spool_->Rewind();  // history goes after the births, from the start
   gen_.fetch_add(1);
   inflight_ = 0;

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "core/status.h"
@@ -57,6 +58,9 @@ struct SparkplugStats {
   int64_t decisions = 0;
   std::string last_error;
 };
+
+// For the health payload and metrics.
+nlohmann::json ToJson(const SparkplugStats& s);
 
 class SparkplugDevice;
 

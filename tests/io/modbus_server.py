@@ -61,7 +61,9 @@ def main():
                                ir=blocks["ir"], zero_mode=True)
     context = ModbusServerContext(slaves=store, single=True)
     threading.Thread(target=read_commands, args=(blocks,), daemon=True).start()
-    asyncio.run(StartAsyncTcpServer(context=context, address=("127.0.0.1", args.port)))
+    # Reuse the address: a test restarts the server on the same port right after killing it.
+    asyncio.run(StartAsyncTcpServer(context=context, address=("127.0.0.1", args.port),
+                                    allow_reuse_address=True))
 
 
 if __name__ == "__main__":

@@ -254,8 +254,10 @@ TEST_F(SparkplugTest, NdeathWillCarriesTheBirthsBdSeqAfterKill9AndBdSeqSurvivesR
     std::string out = state_ + "/helper-" + std::to_string(++runs) + ".txt";
     pid_t pid = tend::testing::Spawn(
         {TEND_SPARKPLUG_HELPER, broker_.url(), state_, kGroup, kNode, "press-1"}, out, false);
+    // In session, and the broker has forwarded this run's NBIRTH.
     bool up =
-        WaitFor([&] { return tend::testing::ReadAll(out).find(tag) != std::string::npos; }, 20s);
+        WaitFor([&] { return tend::testing::ReadAll(out).find(tag) != std::string::npos; }, 20s) &&
+        WaitFor([&] { return static_cast<int>(cap_->On("NBIRTH").size()) == runs; }, 10s);
     ::kill(pid, SIGKILL);  // no clean disconnect: the broker publishes the Will
     tend::testing::WaitExit(pid);
     ASSERT_TRUE(up) << tend::testing::ReadAll(out);
@@ -332,6 +334,7 @@ TEST_F(SparkplugTest, RebirthOnNcmdAndMalformedCommandsAreCounted) {
   EXPECT_EQ(Capture::Type(msgs[second + 2]), "DDATA");
   ExpectSeqRun(msgs, second);
   EXPECT_EQ((*node)->stats().commands_rejected, 2);
+  EXPECT_EQ(ToJson((*node)->stats())["commands_rejected"], 2);
 }
 
 TEST_F(SparkplugTest, AlertsDuringAnOutageArriveAsHistoryInOrderAfterTheBirths) {
