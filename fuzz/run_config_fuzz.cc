@@ -1,8 +1,7 @@
 // Fuzz target: the run configuration, as `tend run --config` reads it (TOML, [[asset]] tables,
 // typed and range-checked settings, path resolution) into a RunSpec. Any input must give a
-// RunSpec or a one-line error, never a crash, a hang or an abort. Built as a libFuzzer target
-// with clang (-fsanitize=fuzzer), or with fuzz/harness_main.cc as a bounded mutation run in the
-// test suite.
+// RunSpec or a one-line error, never a crash, a hang or an abort (fuzz/CMakeLists.txt: libFuzzer
+// with clang and -DTEND_FUZZ=ON, otherwise a seed-and-mutation replay in the test suite).
 #include <cstddef>
 #include <cstdint>
 #include <string>
