@@ -42,6 +42,11 @@ struct FrameSourceOptions {
   double timeout_s = 5;         // cameras: no frame for this long ends the stream with an error
 };
 
+// A frame that arrived but could not be decoded, handed on as an event (a runtime event has no
+// status of its own): its event_id is this, its pixels are zero, and the image model kind scores
+// it as an error, so the agent makes that part's fail-safe decision and counts it.
+inline constexpr int64_t kUndecodableFrameId = -2;
+
 class FrameSource {
  public:
   virtual ~FrameSource() = default;
