@@ -208,6 +208,10 @@ Status Preprocessor::Run(const ImageView& frame, std::span<float> out) {
   TEND_RETURN_NOT_OK(Resample(frame));
   const size_t hw = static_cast<size_t>(spec_.width) * spec_.height;
   const int planes = spec_.color == "rgb" ? 3 : 1;
+  // Resampled values are rounded to u8 levels, as RunU8 does: a frame that was fitted to the
+  // network size elsewhere first (the runtime's image source, a camera delivering that size)
+  // then gives exactly the input that fitting saw, not one off by rounding.
+  for (size_t i = 0; i < planes * hw; ++i) planes_[i] = std::round(std::clamp(planes_[i], 0.0f, 255.0f));
   // x = scale * v + offset, then (x - mean_c) / std_c.
   float scale = 1.0f / 255.0f, offset = 0.0f;
   if (spec_.intensity == "standardize") {

@@ -167,3 +167,32 @@ TEST(Preprocess, ResizeMatchesPil) {
 
 }  // namespace
 }  // namespace tend::vision
+
+namespace tend::vision {
+namespace {
+
+// The runtime's image source fits a frame to the network size (RunU8 of a raw-intensity spec)
+// and the model then preprocesses the fitted frame: that must be exactly what `tend train`
+// computes from the original frame, or serving skews from fitting.
+TEST(Preprocess, AFrameFittedFirstGivesExactlyTheSameInput) {
+  const Image frame = testing::Gradient(173, 121, 3, 60, 40);
+  for (const char* color : {"grey", "rgb"}) {
+    PreprocessSpec spec;
+    spec.width = 64;
+    spec.height = 48;
+    spec.color = color;
+    std::vector<float> direct(spec.InputSize()), fitted(spec.InputSize());
+    Preprocessor model(spec);
+    ASSERT_TRUE(model.Run(frame.view(), direct));
+    PreprocessSpec fit = spec;
+    fit.intensity = "raw";
+    Preprocessor source(fit);
+    Image small;
+    ASSERT_TRUE(source.RunU8(frame.view(), small));
+    ASSERT_TRUE(model.Run(small.view(), fitted));
+    for (size_t i = 0; i < direct.size(); ++i) ASSERT_EQ(direct[i], fitted[i]) << color << " at " << i;
+  }
+}
+
+}  // namespace
+}  // namespace tend::vision
