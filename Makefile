@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 CTEST_ARGS ?=
 
-.PHONY: all bootstrap configure build test test-unit test-asan demo bench format clean
+.PHONY: all bootstrap configure build test test-unit test-asan demo demo-vision bench format clean
 
 all: build
 
@@ -39,6 +39,10 @@ test-asan: bootstrap
 # The main job on an embedded default: train on a healthy simulated press, run it to die failure.
 demo: build
 	scripts/demo.sh $(BUILD)/tend
+
+# Visual inspection on the shared magnetic-tile photographs (docs/vision.md).
+demo-vision: build
+	scripts/demo_vision.sh $(BUILD)/tend
 
 bench: build
 	scripts/bench.sh $(BUILD)
