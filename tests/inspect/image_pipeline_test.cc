@@ -11,6 +11,7 @@
 #include <fstream>
 #include <mutex>
 #include <random>
+#include <thread>
 
 #include "../agent/cli_util.h"
 #include "../vision/test_images.h"
@@ -168,6 +169,56 @@ TEST_F(ImagePipeline, RunDecidesEveryImageAndBadFilesFailSafe) {
   for (int i = 4; i < 7; ++i) {
     EXPECT_TRUE(fs::exists(*dir_ + "/evidence/" + d[i].evidence_ref + "/overlay.png")) << d[i].evidence_ref;
   }
+}
+
+TEST_F(ImagePipeline, WatchedFolderDecidesEachFileASmartCameraDrops) {
+  // A smart camera writes each part's image into a folder (written under another name, then
+  // renamed in): every file is one decision, a damaged one fail-safe, in the order they came.
+  const std::string drop = *dir_ + "/drop";
+  fs::create_directories(drop);
+  auto registry = runtime::MakeRegistry(&runtime::RegisterComponents_builtin);
+  ASSERT_TRUE(registry) << registry.error().message;
+  Collect collect;
+  ASSERT_TRUE((*registry)->AddSink(CollectSink(&collect)));
+  runtime::FlagValues flags{{"agent.model", {*dir_ + "/part.onnx"}},
+                            {"agent.source", {"watch:" + drop}},
+                            {"agent.max_windows", {"3"}},
+                            {"decide.debounce_k", {"1"}},
+                            {"decide.debounce_n", {"1"}},
+                            {"output.quiet", {}},
+                            {"metrics.port", {"0"}},
+                            {"model.warmup_runs", {"1"}},
+                            {"agent.state_dir", {*dir_ + "/state-watch"}}};
+  auto spec = runtime::LoadRunSpec(**registry, "", flags);
+  ASSERT_TRUE(spec) << spec.error().message;
+  auto rt = runtime::Runtime::Create(std::move(*spec), **registry);  // the watch is set up here
+  ASSERT_TRUE(rt) << rt.error().message;
+  std::atomic<bool> stop{false};
+  Status result;
+  std::thread run([&] { result = (*rt)->Run(&stop, nullptr); });
+  for (int i = 0; i < 3; ++i) {
+    const std::string tmp = *dir_ + "/part" + std::to_string(i) + ".tmp";
+    if (i == 1) {
+      std::ofstream(tmp) << "half a file";
+    } else {
+      WritePart(tmp, 700 + i, i == 2);
+    }
+    fs::rename(tmp, drop + "/part" + std::to_string(i) + (i == 1 ? ".jpg" : ".png"));
+  }
+  // Bound on a hang (not a speed check): three decisions end the run.
+  for (int i = 0; i < 1200 && collect.all().size() < 3; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  stop.store(true);
+  run.join();
+  ASSERT_TRUE(result) << result.error().message;
+  const auto d = collect.all();
+  ASSERT_EQ(d.size(), 3u);
+  EXPECT_FALSE(d[0].fail_safe);
+  EXPECT_TRUE(d[1].fail_safe);
+  EXPECT_TRUE(d[1].is_alert);
+  EXPECT_FALSE(d[2].fail_safe);
+  EXPECT_TRUE(d[2].is_alert) << d[2].anomaly_score;
 }
 
 TEST_F(ImagePipeline, ImageSourceRefusesASampleModel) {
