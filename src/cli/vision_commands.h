@@ -3,10 +3,9 @@
 // vibration code paths stay untouched. The work is in src/inspect; this only parses and prints.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 namespace tend::cli {
 
@@ -25,14 +24,15 @@ struct ImageTrainFlags {
 void AddImageTrainFlags(CLI::App& cmd, ImageTrainFlags& flags);
 // True when the inputs are image sets; dies when images and signals are mixed.
 bool IsImageInputs(const std::vector<std::string>& inputs);
-void RunImageTrain(const CLI::App& cmd, const ImageTrainFlags& flags, const std::vector<std::string>& inputs,
-                   const std::string& out, const std::string& name, const std::string& version,
-                   double holdout, uint64_t seed);
+void RunImageTrain(const CLI::App& cmd, const ImageTrainFlags& flags,
+                   const std::vector<std::string>& inputs, const std::string& out,
+                   const std::string& name, const std::string& version, double holdout,
+                   uint64_t seed);
 
 // True when the model file is an image model (its card says input_kind "image").
 bool IsImageModelFile(const std::string& path);
-void RunImageScore(const std::string& model, const std::vector<std::string>& inputs, const std::string& out,
-                   const std::string& overlay_dir);
+void RunImageScore(const std::string& model, const std::vector<std::string>& inputs,
+                   const std::string& out, const std::string& overlay_dir);
 void RunImageEval(const std::string& model, const std::vector<std::string>& normal,
                   const std::vector<std::string>& anomalous, bool json, const std::string& plot);
 

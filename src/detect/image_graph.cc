@@ -16,7 +16,8 @@ namespace tend::detect {
 using nlohmann::json;
 
 json EmbeddingSpec::ToJson() const {
-  return {{"layers", layers}, {"pool", pool}, {"dims", dims}, {"seed", seed}, {"channels", channels}};
+  return {
+      {"layers", layers}, {"pool", pool}, {"dims", dims}, {"seed", seed}, {"channels", channels}};
 }
 
 Result<EmbeddingSpec> EmbeddingSpec::FromJson(const json& j) {
@@ -31,7 +32,8 @@ Result<EmbeddingSpec> EmbeddingSpec::FromJson(const json& j) {
     return Fail(Error::Invalid(std::string("embedding spec: ") + e.what()));
   }
   if (s.layers.empty()) return Fail(Error::Invalid("embedding spec: no layers"));
-  if (s.pool < 1 || s.pool % 2 == 0) return Fail(Error::Invalid("embedding spec: pool must be odd and >= 1"));
+  if (s.pool < 1 || s.pool % 2 == 0)
+    return Fail(Error::Invalid("embedding spec: pool must be odd and >= 1"));
   return s;
 }
 
@@ -119,19 +121,22 @@ Result<int> FindImageInput(const onnx::GraphProto& g) {
   int found = -1;
   for (int i = 0; i < g.input_size(); ++i) {
     if (inits.count(g.input(i).name())) continue;
-    if (found >= 0) return Fail(Error::Model("backbone: more than one input (an image backbone takes one)"));
+    if (found >= 0)
+      return Fail(Error::Model("backbone: more than one input (an image backbone takes one)"));
     found = i;
   }
   if (found < 0) return Fail(Error::Model("backbone: the graph has no input"));
   const auto& t = g.input(found).type().tensor_type();
   if (t.elem_type() != onnx::TensorProto::FLOAT || t.shape().dim_size() != 4) {
-    return Fail(Error::Model(fmt::format("backbone: input '{}' must be float [N,C,H,W]", g.input(found).name())));
+    return Fail(Error::Model(
+        fmt::format("backbone: input '{}' must be float [N,C,H,W]", g.input(found).name())));
   }
   return found;
 }
 
 // Maps each requested layer to a tensor name: a node output of that name, else a node so named.
-Result<std::vector<std::string>> ResolveLayers(const onnx::ModelProto& m, const std::vector<std::string>& layers) {
+Result<std::vector<std::string>> ResolveLayers(const onnx::ModelProto& m,
+                                               const std::vector<std::string>& layers) {
   std::set<std::string> outputs;
   std::map<std::string, std::string> by_node;
   for (const auto& n : m.graph().node()) {
@@ -146,8 +151,9 @@ Result<std::vector<std::string>> ResolveLayers(const onnx::ModelProto& m, const 
       out.push_back(by_node[l]);
     } else {
       auto c = LayerCandidates(m, 12);
-      return Fail(Error::NotFound(fmt::format("backbone has no layer '{}' (tensors include: {}{})", l,
-                                              fmt::join(c, ", "), c.size() == 12 ? ", ..." : "")));
+      return Fail(
+          Error::NotFound(fmt::format("backbone has no layer '{}' (tensors include: {}{})", l,
+                                      fmt::join(c, ", "), c.size() == 12 ? ", ..." : "")));
     }
   }
   return out;
@@ -184,8 +190,8 @@ void Prune(onnx::GraphProto* g, const std::vector<std::string>& targets, const s
   g->clear_value_info();
 }
 
-Result<std::vector<std::vector<int64_t>>> InferLayerShapes(const onnx::ModelProto& m,
-                                                           const std::vector<std::string>& tensors) {
+Result<std::vector<std::vector<int64_t>>> InferLayerShapes(
+    const onnx::ModelProto& m, const std::vector<std::string>& tensors) {
   onnx::ModelProto copy = m;
   try {
     onnx::ShapeInferenceOptions opts(/*check_type=*/false, /*strict=*/1, /*data_prop=*/true);
@@ -207,7 +213,8 @@ Result<std::vector<std::vector<int64_t>>> InferLayerShapes(const onnx::ModelProt
   for (const auto& t : tensors) {
     auto it = shapes.find(t);
     if (it == shapes.end() || it->second.size() != 4) {
-      return Fail(Error::Model(fmt::format("backbone: the shape of layer '{}' cannot be inferred as [1,C,h,w]", t)));
+      return Fail(Error::Model(
+          fmt::format("backbone: the shape of layer '{}' cannot be inferred as [1,C,h,w]", t)));
     }
     out.push_back(it->second);
   }
@@ -247,7 +254,8 @@ std::vector<int64_t> ChooseChannels(int64_t total, int64_t dims, uint64_t seed) 
 }
 
 // Pool, resize to the embedding grid, concatenate, keep the chosen channels.
-void AppendEmbeddingHead(EmbeddingGraph& eg, const std::vector<std::string>& tensors, const EmbeddingSpec& spec) {
+void AppendEmbeddingHead(EmbeddingGraph& eg, const std::vector<std::string>& tensors,
+                         const EmbeddingSpec& spec) {
   onnx::GraphProto* g = eg.model.mutable_graph();
   std::vector<std::string> parts;
   for (size_t i = 0; i < tensors.size(); ++i) {
@@ -291,12 +299,13 @@ void AppendEmbeddingHead(EmbeddingGraph& eg, const std::vector<std::string>& ten
 Result<EmbeddingGraph> BuildEmbeddingGraph(const onnx::ModelProto& backbone, EmbeddingSpec& spec,
                                            std::array<int64_t, 3> chw) {
   if (spec.layers.empty()) return Fail(Error::Invalid("embedding: no backbone layers given"));
-  if (spec.pool < 1 || spec.pool % 2 == 0) return Fail(Error::Invalid("embedding: pool must be odd and >= 1"));
+  if (spec.pool < 1 || spec.pool % 2 == 0)
+    return Fail(Error::Invalid("embedding: pool must be odd and >= 1"));
   if (spec.dims < 1) return Fail(Error::Invalid("embedding: dims must be >= 1"));
   const int64_t opset = DefaultOpset(backbone);
   if (opset < 13) {
-    return Fail(Error::Unsupported(fmt::format(
-        "backbone: opset {} is too old; export it with opset 13 or newer", opset)));
+    return Fail(Error::Unsupported(
+        fmt::format("backbone: opset {} is too old; export it with opset 13 or newer", opset)));
   }
   EmbeddingGraph eg;
   eg.model = backbone;
@@ -329,10 +338,12 @@ Result<EmbeddingGraph> BuildEmbeddingGraph(const onnx::ModelProto& backbone, Emb
   }
   eg.height = eg.layer_shapes[finest][2];
   eg.width = eg.layer_shapes[finest][3];
-  if (spec.channels.empty()) spec.channels = ChooseChannels(eg.total_channels, spec.dims, spec.seed);
+  if (spec.channels.empty())
+    spec.channels = ChooseChannels(eg.total_channels, spec.dims, spec.seed);
   for (int64_t c : spec.channels) {
     if (c < 0 || c >= eg.total_channels) {
-      return Fail(Error::Model(fmt::format("embedding: channel {} outside the {} channels of the layers", c, eg.total_channels)));
+      return Fail(Error::Model(fmt::format(
+          "embedding: channel {} outside the {} channels of the layers", c, eg.total_channels)));
     }
   }
   eg.dims = static_cast<int64_t>(spec.channels.size());
@@ -342,8 +353,9 @@ Result<EmbeddingGraph> BuildEmbeddingGraph(const onnx::ModelProto& backbone, Emb
 
 Status AppendPatchGaussianHead(EmbeddingGraph& eg, const PatchGaussian& pg) {
   if (pg.dims != eg.dims || pg.height != eg.height || pg.width != eg.width) {
-    return Fail(Error::Internal(fmt::format("patch head: Gaussians are {}x{}x{}, the embedding is {}x{}x{}",
-                                            pg.dims, pg.height, pg.width, eg.dims, eg.height, eg.width)));
+    return Fail(
+        Error::Internal(fmt::format("patch head: Gaussians are {}x{}x{}, the embedding is {}x{}x{}",
+                                    pg.dims, pg.height, pg.width, eg.dims, eg.height, eg.width)));
   }
   onnx::GraphProto* g = eg.model.mutable_graph();
   g->clear_output();
@@ -356,7 +368,8 @@ Status AppendPatchGaussianHead(EmbeddingGraph& eg, const PatchGaussian& pg) {
   *inits.Add() = Int64Tensor("tend_patch_shape_score", {1});
   *inits.Add() = FloatTensor("tend_patch_mean", pg.mean, {L, 1, d});
   *inits.Add() = FloatTensor("tend_patch_factor", pg.factor, {L, d, d});
-  *inits.Add() = FloatTensor("tend_patch_ones", std::vector<float>(static_cast<size_t>(d), 1.0f), {d, 1});
+  *inits.Add() =
+      FloatTensor("tend_patch_ones", std::vector<float>(static_cast<size_t>(d), 1.0f), {d, 1});
   Add(g, "Reshape", {kEmbeddingOutput, "tend_patch_shape_dl"}, {"tend_patch_dl"});
   IntsAttr(Add(g, "Transpose", {"tend_patch_dl"}, {"tend_patch_ld"}), "perm", {1, 0});
   Add(g, "Reshape", {"tend_patch_ld", "tend_patch_shape_l1d"}, {"tend_patch_x"});
@@ -372,9 +385,11 @@ Status AppendPatchGaussianHead(EmbeddingGraph& eg, const PatchGaussian& pg) {
   SetOutput(g->add_output(), "anomaly_score", {1});
   SetOutput(g->add_output(), "anomaly_map", {1, pg.height, pg.width});
   g->set_name("tend_padim");
-  g->set_doc_string(fmt::format(
-      "tend image anomaly model: backbone embedding [1,{},{},{}], one Gaussian per location (PaDiM); "
-      "anomaly_map = Mahalanobis distance per patch, anomaly_score = its maximum", d, pg.height, pg.width));
+  g->set_doc_string(
+      fmt::format("tend image anomaly model: backbone embedding [1,{},{},{}], one Gaussian per "
+                  "location (PaDiM); "
+                  "anomaly_map = Mahalanobis distance per patch, anomaly_score = its maximum",
+                  d, pg.height, pg.width));
   return Ok();
 }
 

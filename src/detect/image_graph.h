@@ -29,7 +29,7 @@ struct EmbeddingSpec {
   // Backbone tensors (or node names: their first output), any order; the finest grid (largest
   // h*w) sets the embedding grid.
   std::vector<std::string> layers;
-  int pool = 3;   // AveragePool kernel (stride 1, same padding); 1 = none
+  int pool = 3;        // AveragePool kernel (stride 1, same padding); 1 = none
   int64_t dims = 100;  // channels kept (a fixed random subset, PaDiM); >= all = keep all
   uint64_t seed = 1;
   std::vector<int64_t> channels;  // the kept channels of the concatenation (filled by Build)

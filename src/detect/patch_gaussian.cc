@@ -1,8 +1,8 @@
 #include "detect/patch_gaussian.h"
 
-#include <Eigen/Dense>
 #include <fmt/format.h>
 
+#include <Eigen/Dense>
 #include <cmath>
 
 namespace tend::detect {
@@ -28,9 +28,10 @@ Status PatchGaussianFitter::Add(std::span<const float> e) {
   for (size_t i = 0; i < e.size(); ++i) {
     if (!std::isfinite(e[i])) {
       const int64_t loc = static_cast<int64_t>(i) % L;
-      return Fail(Error::Invalid(fmt::format("patch fit: embedding value {} at location ({}, {}) "
-                                             "is not finite", static_cast<int64_t>(i) / L,
-                                             loc / w_, loc % w_)));
+      return Fail(
+          Error::Invalid(fmt::format("patch fit: embedding value {} at location ({}, {}) "
+                                     "is not finite",
+                                     static_cast<int64_t>(i) / L, loc / w_, loc % w_)));
     }
   }
   std::copy(e.begin(), e.end(), batch_.begin() + in_batch_ * d_ * L);
@@ -81,17 +82,22 @@ Result<PatchGaussian> PatchGaussianFitter::Fit(double eps) const {
     cov = (cov - n * mu * mu.transpose()) / (n - 1) + eps * I;
     Eigen::LLT<Eigen::MatrixXd> llt(cov);
     if (llt.info() != Eigen::Success) {
-      return Fail(Error::Internal(fmt::format("patch fit: covariance at location {} is not "
-                                              "positive definite", l)));
+      return Fail(
+          Error::Internal(fmt::format("patch fit: covariance at location {} is not "
+                                      "positive definite",
+                                      l)));
     }
     const Eigen::MatrixXd prec = llt.solve(I);
     Eigen::LLT<Eigen::MatrixXd> pllt(0.5 * (prec + prec.transpose()));
     if (pllt.info() != Eigen::Success) {
-      return Fail(Error::Internal(fmt::format("patch fit: precision at location {} is not "
-                                              "positive definite", l)));
+      return Fail(
+          Error::Internal(fmt::format("patch fit: precision at location {} is not "
+                                      "positive definite",
+                                      l)));
     }
     const Eigen::MatrixXd W = pllt.matrixL();
-    for (int64_t k = 0; k < d_; ++k) g.mean[static_cast<size_t>(l * d_ + k)] = static_cast<float>(mu(k));
+    for (int64_t k = 0; k < d_; ++k)
+      g.mean[static_cast<size_t>(l * d_ + k)] = static_cast<float>(mu(k));
     float* f = &g.factor[static_cast<size_t>(l * d_ * d_)];
     for (int64_t r = 0; r < d_; ++r)
       for (int64_t col = 0; col < d_; ++col) f[r * d_ + col] = static_cast<float>(W(r, col));
@@ -104,7 +110,8 @@ void ScorePatches(const PatchGaussian& g, std::span<const float> e, std::span<fl
   std::vector<double> diff(static_cast<size_t>(d));
   for (int64_t l = 0; l < L; ++l) {
     for (int64_t k = 0; k < d; ++k) {
-      diff[static_cast<size_t>(k)] = e[static_cast<size_t>(k * L + l)] - g.mean[static_cast<size_t>(l * d + k)];
+      diff[static_cast<size_t>(k)] =
+          e[static_cast<size_t>(k * L + l)] - g.mean[static_cast<size_t>(l * d + k)];
     }
     const float* W = &g.factor[static_cast<size_t>(l * d * d)];
     double sq = 0;

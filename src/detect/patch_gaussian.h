@@ -20,9 +20,9 @@ namespace tend::detect {
 
 struct PatchGaussian {
   int64_t dims = 0, height = 0, width = 0;
-  int64_t samples = 0;        // images fitted
-  double eps = 0;             // ridge added to every covariance
-  std::vector<float> mean;    // [L, d], L = height * width, locations row-major
+  int64_t samples = 0;      // images fitted
+  double eps = 0;           // ridge added to every covariance
+  std::vector<float> mean;  // [L, d], L = height * width, locations row-major
   // [L, d, d] row-major: W_l with inv(Sigma_l) = W_l W_l^T (Cholesky factor of the precision),
   // so the squared distance is |W_l^T (x - mu_l)|^2 = ((x - mu_l)^T W_l)^2 summed.
   std::vector<float> factor;
@@ -45,7 +45,7 @@ class PatchGaussianFitter {
  private:
   void Flush() const;
   int64_t d_, h_, w_, n_ = 0;
-  mutable std::vector<float> batch_;   // up to kBatch embeddings, [b, d, L]
+  mutable std::vector<float> batch_;  // up to kBatch embeddings, [b, d, L]
   mutable int64_t in_batch_ = 0;
   mutable std::vector<double> sum_;    // [L, d]
   mutable std::vector<double> cross_;  // [L, d, d]

@@ -58,13 +58,15 @@ std::string EvidenceStore::RefFor(const Decision& d) {
   gmtime_r(&secs, &tm);
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%S", &tm);
-  return fmt::format("{}.{:03d}Z-{:012d}", buf, static_cast<int>(ms % 1000), std::max<int64_t>(0, d.window_index));
+  return fmt::format("{}.{:03d}Z-{:012d}", buf, static_cast<int>(ms % 1000),
+                     std::max<int64_t>(0, d.window_index));
 }
 
 Result<std::unique_ptr<EvidenceStore>> EvidenceStore::Open(const EvidenceOptions& o) {
   if (o.dir.empty()) return Fail(Error::Invalid("evidence: no folder given"));
   if (o.max_records < 1 || o.max_bytes < 1 || !(o.max_age_s > 0) || o.queue < 1) {
-    return Fail(Error::Invalid("evidence: max_records, max_bytes, max_age and queue must be positive"));
+    return Fail(
+        Error::Invalid("evidence: max_records, max_bytes, max_age and queue must be positive"));
   }
   TEND_RETURN_NOT_OK(fs::MakeDirs(o.dir));
   std::unique_ptr<EvidenceStore> s(new EvidenceStore(o));
@@ -94,21 +96,25 @@ Status EvidenceStore::Index() {
     }
     if (!e.is_directory(ec) || !IsRecordName(name)) continue;
     Record r{name, 0, 0};
-    for (const auto& f : stdfs::directory_iterator(e.path(), ec)) r.bytes += static_cast<int64_t>(f.file_size(ec));
+    for (const auto& f : stdfs::directory_iterator(e.path(), ec))
+      r.bytes += static_cast<int64_t>(f.file_size(ec));
     auto t = stdfs::last_write_time(e.path(), ec);
     r.unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    std::chrono::file_clock::to_sys(t).time_since_epoch()).count();
+                    std::chrono::file_clock::to_sys(t).time_since_epoch())
+                    .count();
     records_.push_back(r);
   }
   if (ec) return Fail(Error::Io(fmt::format("evidence: list {}: {}", opt_.dir, ec.message())));
-  std::sort(records_.begin(), records_.end(), [](const Record& a, const Record& b) { return a.name < b.name; });
+  std::sort(records_.begin(), records_.end(),
+            [](const Record& a, const Record& b) { return a.name < b.name; });
   for (const auto& r : records_) stats_.bytes += r.bytes;
   stats_.records = static_cast<int64_t>(records_.size());
   return Ok();
 }
 
-void EvidenceStore::Stage(int64_t event_index, const vision::ImageView& frame, std::span<const float> map,
-                          int map_width, int map_height, const vision::Roi& roi, float lo, float hi) {
+void EvidenceStore::Stage(int64_t event_index, const vision::ImageView& frame,
+                          std::span<const float> map, int map_width, int map_height,
+                          const vision::Roi& roi, float lo, float hi) {
   std::lock_guard<std::mutex> lock(mu_);
   Slot& s = staging_;
   s.event_index = event_index;
@@ -228,21 +234,28 @@ void EvidenceStore::Write(Slot& s) {
     vision::OverlayOptions oo;
     oo.lo = s.lo;
     oo.hi = s.hi > s.lo ? s.hi : s.lo + 1;
-    auto st = vision::RenderOverlay(s.frame.view(), s.roi, s.map, s.map_width, s.map_height, oo, over);
+    auto st =
+        vision::RenderOverlay(s.frame.view(), s.roi, s.map, s.map_width, s.map_height, oo, over);
     auto enc = st ? vision::EncodePng(over.view()) : Result<std::string>(Fail(st.error()));
     if (!enc) return fail();
     overlay_png = std::move(*enc);
   }
-  const std::string meta = nlohmann::json{{"image_ref", s.ref},     {"event_index", s.event_index},
-                                          {"unix_ms", s.unix_ms},   {"anomaly_score", s.score},
-                                          {"severity", s.severity}, {"model", s.model},
-                                          {"model_version", s.version},
-                                          {"frame", {s.frame.width(), s.frame.height(), s.frame.channels()}}}
-                               .dump() + "\n";
+  const std::string meta =
+      nlohmann::json{{"image_ref", s.ref},
+                     {"event_index", s.event_index},
+                     {"unix_ms", s.unix_ms},
+                     {"anomaly_score", s.score},
+                     {"severity", s.severity},
+                     {"model", s.model},
+                     {"model_version", s.version},
+                     {"frame", {s.frame.width(), s.frame.height(), s.frame.channels()}}}
+          .dump() +
+      "\n";
   const int64_t total = static_cast<int64_t>(png->size() + overlay_png.size() + meta.size());
   if (total > opt_.max_bytes) return fail();  // could never fit
   Evict(total, UnixMs(std::chrono::system_clock::now()));
-  const stdfs::path tmp = stdfs::path(opt_.dir) / (".tmp-" + s.ref), dst = stdfs::path(opt_.dir) / s.ref;
+  const stdfs::path tmp = stdfs::path(opt_.dir) / (".tmp-" + s.ref),
+                    dst = stdfs::path(opt_.dir) / s.ref;
   std::error_code ec;
   stdfs::create_directory(tmp, ec);
   Status st = ec ? Fail(Error::Io("evidence: mkdir " + tmp.string() + ": " + ec.message())) : Ok();

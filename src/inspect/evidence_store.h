@@ -34,8 +34,8 @@ struct EvidenceOptions {
   int64_t max_records = 1000;
   double max_age_s = 7 * 86400.0;
   int64_t max_bytes = int64_t{512} << 20;
-  size_t queue = 8;       // records waiting for the disk; more are dropped (counted)
-  bool overlay = true;    // also write the anomaly-map overlay
+  size_t queue = 8;     // records waiting for the disk; more are dropped (counted)
+  bool overlay = true;  // also write the anomaly-map overlay
 };
 
 struct EvidenceStats {

@@ -50,8 +50,10 @@ Result<std::vector<std::string>> LoadFrames(const ImageBenchOptions& o) {
 }  // namespace
 
 Result<ImageBenchSamples> BenchImagePipeline(ImageModel& model, const ImageBenchOptions& o) {
-  if (o.frames < 1 || o.warmup < 0) return Fail(Error::Invalid("bench: frames must be >= 1, warmup >= 0"));
-  if ((o.frame_width > 0) != (o.frame_height > 0)) return Fail(Error::Invalid("bench: give both frame width and height"));
+  if (o.frames < 1 || o.warmup < 0)
+    return Fail(Error::Invalid("bench: frames must be >= 1, warmup >= 0"));
+  if ((o.frame_width > 0) != (o.frame_height > 0))
+    return Fail(Error::Invalid("bench: give both frame width and height"));
   TEND_ASSIGN_OR_RETURN(auto frames, LoadFrames(o));
   ImageBenchSamples r;
   r.images = static_cast<int64_t>(frames.size());
@@ -69,7 +71,8 @@ Result<ImageBenchSamples> BenchImagePipeline(ImageModel& model, const ImageBench
   for (int i = 0; i < o.warmup + o.frames; ++i) {
     const std::string& bytes = frames[static_cast<size_t>(i) % frames.size()];
     const auto t0 = Clock::now();
-    TEND_RETURN_NOT_OK(dec.Decode({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, {}, img));
+    TEND_RETURN_NOT_OK(
+        dec.Decode({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, {}, img));
     const auto t1 = Clock::now();
     TEND_RETURN_NOT_OK(model.Score(img.view(), s));
     const auto t2 = Clock::now();

@@ -22,7 +22,7 @@ struct ImageBenchOptions {
 
 struct ImageBenchSamples {
   std::vector<double> decode, preprocess, inference, scoring, decision, total;  // ms per frame
-  int64_t images = 0;      // distinct images cycled through
+  int64_t images = 0;                     // distinct images cycled through
   int frame_width = 0, frame_height = 0;  // of the last frame decoded
 };
 

@@ -11,7 +11,8 @@ namespace tend::inspect {
 
 using nlohmann::json;
 
-Result<ScoredImages> ScoreImageSet(ImageModel& model, const std::string& set, const ImageCallback& each) {
+Result<ScoredImages> ScoreImageSet(ImageModel& model, const std::string& set,
+                                   const ImageCallback& each) {
   TEND_ASSIGN_OR_RETURN(auto src, sources::OpenImageFiles(set, {}));
   ScoredImages out;
   out.input = set;
@@ -54,9 +55,12 @@ json EvaluationReport(const SeverityThresholds& t, const std::vector<ScoredImage
   j["thresholds"] = {{"LOW", t.low}, {"MEDIUM", t.medium}, {"HIGH", t.high}};
   for (int i = 0; i < 3; ++i) {
     auto c = eval::AtThreshold(nv, av, th[i]);
-    j["at_threshold"][kTiers[i]] = {{"threshold", th[i]},          {"recall", c.recall},
-                                    {"false_reject_rate", c.false_alarm_rate}, {"precision", c.precision},
-                                    {"rejects", c.tp + c.fp},      {"false_rejects", c.fp},
+    j["at_threshold"][kTiers[i]] = {{"threshold", th[i]},
+                                    {"recall", c.recall},
+                                    {"false_reject_rate", c.false_alarm_rate},
+                                    {"precision", c.precision},
+                                    {"rejects", c.tp + c.fp},
+                                    {"false_rejects", c.fp},
                                     {"misses", c.fn}};
   }
   j["anomalous_inputs"] = json::array();
@@ -71,7 +75,8 @@ json EvaluationReport(const SeverityThresholds& t, const std::vector<ScoredImage
   for (const auto& s : normal) {
     json r = {{"input", s.input}, {"images", s.scores.size()}};
     for (int i = 0; i < 3; ++i) {
-      r[fmt::format("false_reject_rate_at_{}", kTiers[i])] = eval::AtThreshold(s.scores, {}, th[i]).false_alarm_rate;
+      r[fmt::format("false_reject_rate_at_{}", kTiers[i])] =
+          eval::AtThreshold(s.scores, {}, th[i]).false_alarm_rate;
     }
     j["normal_inputs"].push_back(r);
   }
@@ -92,8 +97,10 @@ std::vector<double> Histogram(const std::vector<double>& v, double lo, double hi
 
 }  // namespace
 
-std::string ScoreDistributionSvg(const SeverityThresholds& t, const std::vector<ScoredImages>& normal,
-                                 const std::vector<ScoredImages>& anomalous, const std::string& title) {
+std::string ScoreDistributionSvg(const SeverityThresholds& t,
+                                 const std::vector<ScoredImages>& normal,
+                                 const std::vector<ScoredImages>& anomalous,
+                                 const std::string& title) {
   std::vector<std::pair<std::string, std::vector<double>>> series = {{"good parts", Pool(normal)}};
   for (const auto& s : anomalous) series.emplace_back(s.input, s.scores);
   std::vector<double> all = {t.low, t.medium, t.high};
@@ -109,19 +116,23 @@ std::string ScoreDistributionSvg(const SeverityThresholds& t, const std::vector<
   }
   auto X = [&](double v) { return L + (v - lo) / (hi - lo) * (W - L - R); };
   auto Y = [&](double v) { return H - B - v / ymax * (H - T - B); };
-  static const char* kColours[] = {"#1f77b4", "#d62728", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b",
-                                   "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+  static const char* kColours[] = {"#1f77b4", "#d62728", "#ff7f0e", "#2ca02c", "#9467bd",
+                                   "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
   std::string s = fmt::format(
-      "<svg xmlns='http://www.w3.org/2000/svg' width='{}' height='{}' font-family='sans-serif' font-size='12'>\n"
-      "<rect width='100%' height='100%' fill='white'/>\n<text x='{}' y='22' font-size='15'>{}</text>\n"
+      "<svg xmlns='http://www.w3.org/2000/svg' width='{}' height='{}' font-family='sans-serif' "
+      "font-size='12'>\n"
+      "<rect width='100%' height='100%' fill='white'/>\n<text x='{}' y='22' "
+      "font-size='15'>{}</text>\n"
       "<line x1='{}' y1='{}' x2='{}' y2='{}' stroke='black'/>\n",
       W, H, L, title, L, H - B, W - R, H - B);
   const double step = std::max(1.0, std::round((hi - lo) / 8));
   for (double v = lo; v <= hi; v += step) {
-    s += fmt::format("<text x='{:.1f}' y='{}' text-anchor='middle'>{:g}</text>\n", X(v), H - B + 16, v);
+    s += fmt::format("<text x='{:.1f}' y='{}' text-anchor='middle'>{:g}</text>\n", X(v), H - B + 16,
+                     v);
   }
-  s += fmt::format("<text x='{}' y='{}' text-anchor='middle'>anomaly score (largest patch distance)</text>\n",
-                   (L + W - R) / 2, H - 12);
+  s += fmt::format(
+      "<text x='{}' y='{}' text-anchor='middle'>anomaly score (largest patch distance)</text>\n",
+      (L + W - R) / 2, H - 12);
   for (size_t k = 0; k < series.size(); ++k) {
     std::string pts;
     for (int b = 0; b < bins; ++b) {
@@ -132,21 +143,27 @@ std::string ScoreDistributionSvg(const SeverityThresholds& t, const std::vector<
     const char* c = kColours[k % 10];
     std::string name = series[k].first;
     if (name.size() > 32) name = "..." + name.substr(name.size() - 29);
-    s += fmt::format("<polyline fill='none' stroke='{}' stroke-width='1.6' points='{}'/>\n"
-                     "<rect x='{}' y='{}' width='12' height='12' fill='{}'/><text x='{}' y='{}'>{} ({})</text>\n",
-                     c, pts, W - R + 10, T + 18 * k, c, W - R + 28, T + 18 * k + 11, name, series[k].second.size());
+    s += fmt::format(
+        "<polyline fill='none' stroke='{}' stroke-width='1.6' points='{}'/>\n"
+        "<rect x='{}' y='{}' width='12' height='12' fill='{}'/><text x='{}' y='{}'>{} "
+        "({})</text>\n",
+        c, pts, W - R + 10, T + 18 * k, c, W - R + 28, T + 18 * k + 11, name,
+        series[k].second.size());
   }
   const float th[] = {t.low, t.medium, t.high};
   for (int i = 0; i < 3; ++i) {
-    s += fmt::format("<line x1='{0:.1f}' y1='{1}' x2='{0:.1f}' y2='{2}' stroke='black' stroke-dasharray='5,4'/>"
-                     "<text x='{3:.1f}' y='{4}' font-size='11'>{5}</text>\n",
-                     X(th[i]), T, H - B, X(th[i]) + 3, T + 10 + 12 * i, kTiers[i]);
+    s += fmt::format(
+        "<line x1='{0:.1f}' y1='{1}' x2='{0:.1f}' y2='{2}' stroke='black' stroke-dasharray='5,4'/>"
+        "<text x='{3:.1f}' y='{4}' font-size='11'>{5}</text>\n",
+        X(th[i]), T, H - B, X(th[i]) + 3, T + 10 + 12 * i, kTiers[i]);
   }
   return s + "</svg>\n";
 }
 
-Result<double> ImageReferenceAuc(const std::string& model_path, const std::vector<std::string>& normal,
-                                 const std::vector<std::string>& anomalous, const ImageServeOptions& options) {
+Result<double> ImageReferenceAuc(const std::string& model_path,
+                                 const std::vector<std::string>& normal,
+                                 const std::vector<std::string>& anomalous,
+                                 const ImageServeOptions& options) {
   if (normal.empty() || anomalous.empty()) {
     return Fail(Error::Invalid("image reference set: needs good and defect folders"));
   }

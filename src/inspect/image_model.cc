@@ -23,15 +23,19 @@ double MsSince(Clock::time_point t0) {
 
 std::vector<int64_t> Dims(const onnx::ValueInfoProto& v) {
   std::vector<int64_t> d;
-  for (const auto& x : v.type().tensor_type().shape().dim()) d.push_back(x.has_dim_value() ? x.dim_value() : -1);
+  for (const auto& x : v.type().tensor_type().shape().dim())
+    d.push_back(x.has_dim_value() ? x.dim_value() : -1);
   return d;
 }
 
-Result<std::unique_ptr<model::Session>> SessionOf(const onnx::ModelProto& m, const std::string& name,
+Result<std::unique_ptr<model::Session>> SessionOf(const onnx::ModelProto& m,
+                                                  const std::string& name,
                                                   const model::SessionOptions& o) {
   std::string bytes;
-  if (!m.SerializeToString(&bytes)) return Fail(Error::Internal(name + ": could not serialise the graph"));
-  return model::Session::LoadBytes({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, o, name);
+  if (!m.SerializeToString(&bytes))
+    return Fail(Error::Internal(name + ": could not serialise the graph"));
+  return model::Session::LoadBytes({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()},
+                                   o, name);
 }
 
 int OutputIndex(const model::Session& s, const char* name) {
@@ -45,7 +49,8 @@ int OutputIndex(const model::Session& s, const char* name) {
 
 ImageModel::~ImageModel() = default;
 
-Result<std::unique_ptr<ImageModel>> ImageModel::Load(const std::string& path, const ImageServeOptions& opts) {
+Result<std::unique_ptr<ImageModel>> ImageModel::Load(const std::string& path,
+                                                     const ImageServeOptions& opts) {
   TEND_ASSIGN_OR_RETURN(std::string bytes, fs::ReadFile(path));
   std::unique_ptr<ImageModel> m(new ImageModel());
   m->path_ = path;
@@ -53,7 +58,8 @@ Result<std::unique_ptr<ImageModel>> ImageModel::Load(const std::string& path, co
   return m;
 }
 
-Result<std::unique_ptr<ImageModel>> ImageModel::LoadBytes(const std::string& bytes, const std::string& name,
+Result<std::unique_ptr<ImageModel>> ImageModel::LoadBytes(const std::string& bytes,
+                                                          const std::string& name,
                                                           const ImageServeOptions& opts) {
   std::unique_ptr<ImageModel> m(new ImageModel());
   m->path_ = name;
@@ -63,14 +69,16 @@ Result<std::unique_ptr<ImageModel>> ImageModel::LoadBytes(const std::string& byt
 
 Status ImageModel::Init(const std::string& bytes, const ImageServeOptions& opts) {
   onnx::ModelProto proto;
-  TEND_RETURN_NOT_OK(model::ParseModelProto({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, path_, proto));
+  TEND_RETURN_NOT_OK(model::ParseModelProto(
+      {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, path_, proto));
   std::map<std::string, std::string> props;
   for (const auto& p : proto.metadata_props()) props[p.key()] = p.value();
   auto card = detect::ModelCard::FromMetadata(props);
   if (!card) return Fail(card.error().Wrap(path_));
   card_ = std::move(*card);
   if (card_.input_kind != "image") {
-    return Fail(Error::Model(fmt::format("{}: not an image model (input kind '{}')", path_, card_.input_kind)));
+    return Fail(Error::Model(
+        fmt::format("{}: not an image model (input kind '{}')", path_, card_.input_kind)));
   }
   auto pre = vision::PreprocessSpec::FromJson(card_.feature_spec["preprocess"]);
   if (!pre) return Fail(pre.error().Wrap(path_ + ": model metadata"));
@@ -83,7 +91,8 @@ Status ImageModel::Init(const std::string& bytes, const ImageServeOptions& opts)
     names.push_back(o.name());
     shapes.push_back(Dims(o));
   }
-  if (auto st = card_.CheckAgainstGraph(Dims(g.input(0)), names, shapes); !st) return Fail(st.error().Wrap(path_));
+  if (auto st = card_.CheckAgainstGraph(Dims(g.input(0)), names, shapes); !st)
+    return Fail(st.error().Wrap(path_));
   preprocessor_ = std::make_unique<vision::Preprocessor>(pre_);
   auto split = detect::SplitAtEmbedding(proto);
   if (split) {
@@ -102,10 +111,14 @@ Status ImageModel::Init(const std::string& bytes, const ImageServeOptions& opts)
     return Fail(Error::Model(path_ + ": the graph lacks 'anomaly_score' or 'anomaly_map'"));
   }
   const auto& ms = last.output_shape(static_cast<size_t>(map_out_));
-  if (ms.size() != 3 || ms[0] != 1 || last.output_shape(static_cast<size_t>(score_out_)) != std::vector<int64_t>{1}) {
-    return Fail(Error::Model(path_ + ": anomaly_score must be [1] and anomaly_map [1,h,w] for one frame"));
+  if (ms.size() != 3 || ms[0] != 1 ||
+      last.output_shape(static_cast<size_t>(score_out_)) != std::vector<int64_t>{1}) {
+    return Fail(
+        Error::Model(path_ + ": anomaly_score must be [1] and anomaly_map [1,h,w] for one frame"));
   }
-  loaded_unix_ = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  loaded_unix_ = std::chrono::duration_cast<std::chrono::seconds>(
+                     std::chrono::system_clock::now().time_since_epoch())
+                     .count();
   for (int i = 0; i < opts.warmup_runs; ++i) {
     ImageScore s;
     PrepareOut(s);
@@ -137,10 +150,12 @@ Status ImageModel::RunSessions(ImageScore& out) {
   }
   out.score = last->output(static_cast<size_t>(score_out_))[0];
   auto map = last->output(static_cast<size_t>(map_out_));
-  if (out.map.size() != map.size()) return Fail(Error::Internal("image model: PrepareOut was not called"));
+  if (out.map.size() != map.size())
+    return Fail(Error::Internal("image model: PrepareOut was not called"));
   std::memcpy(out.map.data(), map.data(), map.size() * sizeof(float));
   out.scoring_ms = MsSince(t1);
-  if (!std::isfinite(out.score)) return Fail(Error::Model(path_ + ": the model returned a non-finite score"));
+  if (!std::isfinite(out.score))
+    return Fail(Error::Model(path_ + ": the model returned a non-finite score"));
   return Ok();
 }
 
@@ -154,7 +169,8 @@ Status ImageModel::Score(const vision::ImageView& frame, ImageScore& out) {
 Status ImageModel::ScorePreprocessed(std::span<const float> input, ImageScore& out) {
   auto dst = front_->input(0);
   if (input.size() != dst.size()) {
-    return Fail(Error::Invalid(fmt::format("image model: input of {} values, expected {}", input.size(), dst.size())));
+    return Fail(Error::Invalid(
+        fmt::format("image model: input of {} values, expected {}", input.size(), dst.size())));
   }
   std::memcpy(dst.data(), input.data(), input.size() * sizeof(float));
   out.preprocess_ms = 0;

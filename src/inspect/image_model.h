@@ -38,8 +38,10 @@ struct ImageScore {
 
 class ImageModel {
  public:
-  static Result<std::unique_ptr<ImageModel>> Load(const std::string& path, const ImageServeOptions& opts);
-  static Result<std::unique_ptr<ImageModel>> LoadBytes(const std::string& bytes, const std::string& name,
+  static Result<std::unique_ptr<ImageModel>> Load(const std::string& path,
+                                                  const ImageServeOptions& opts);
+  static Result<std::unique_ptr<ImageModel>> LoadBytes(const std::string& bytes,
+                                                       const std::string& name,
                                                        const ImageServeOptions& opts);
   ~ImageModel();
 

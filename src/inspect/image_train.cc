@@ -25,7 +25,8 @@ using nlohmann::json;
 Result<onnx::ModelProto> ReadProto(const std::string& path) {
   TEND_ASSIGN_OR_RETURN(std::string bytes, fs::ReadFile(path));
   onnx::ModelProto m;
-  TEND_RETURN_NOT_OK(model::ParseModelProto({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, path, m));
+  TEND_RETURN_NOT_OK(model::ParseModelProto(
+      {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, path, m));
   return m;
 }
 
@@ -56,7 +57,8 @@ Status ForEachImage(const std::vector<std::string>& inputs,
 Status ApplyBackboneDefaults(const json& info, ImageTrainOptions& o) {
   if (o.embedding.layers.empty()) {
     if (!info.contains("default_layers")) {
-      return Fail(Error::Invalid(o.backbone + ": the backbone recommends no layers; name them (--layers A,B)"));
+      return Fail(Error::Invalid(o.backbone +
+                                 ": the backbone recommends no layers; name them (--layers A,B)"));
     }
     o.embedding.layers = info["default_layers"].get<std::vector<std::string>>();
   }
@@ -85,7 +87,8 @@ Result<json> BackboneInfo(const std::string& path) {
   auto it = props.find("tend.backbone");
   if (it == props.end()) return json::object();
   json j = json::parse(it->second, nullptr, false);
-  if (!j.is_object()) return Fail(Error::Corrupt(path + ": metadata 'tend.backbone' is not a JSON object"));
+  if (!j.is_object())
+    return Fail(Error::Corrupt(path + ": metadata 'tend.backbone' is not a JSON object"));
   return j;
 }
 
@@ -97,7 +100,8 @@ struct Split {
 };
 
 Result<Split> SplitImages(const ImageTrainOptions& o) {
-  if (!(o.holdout > 0 && o.holdout < 0.9)) return Fail(Error::Invalid("holdout must be in (0, 0.9)"));
+  if (!(o.holdout > 0 && o.holdout < 0.9))
+    return Fail(Error::Invalid("holdout must be in (0, 0.9)"));
   std::vector<std::string> all;
   for (const auto& in : o.inputs) {
     TEND_ASSIGN_OR_RETURN(auto spec, sources::ImageSetSpec::Parse(in));
@@ -110,20 +114,25 @@ Result<Split> SplitImages(const ImageTrainOptions& o) {
   for (size_t i = 0; i < all.size(); ++i) (i % k == k - 1 ? s.holdout : s.fit).push_back(all[i]);
   if (s.holdout.size() < static_cast<size_t>(detect::kMinHoldoutWindows) || s.fit.size() < 10) {
     return Fail(Error::Invalid(fmt::format(
-        "{} good images: need at least {} (10 to fit, {} held out for thresholds at holdout {})", all.size(),
-        10 + detect::kMinHoldoutWindows, detect::kMinHoldoutWindows, o.holdout)));
+        "{} good images: need at least {} (10 to fit, {} held out for thresholds at holdout {})",
+        all.size(), 10 + detect::kMinHoldoutWindows, detect::kMinHoldoutWindows, o.holdout)));
   }
   return s;
 }
 
 // Runs the embedding graph on every fitting image and fits the per-location Gaussians.
-Result<detect::PatchGaussian> FitGaussians(const detect::EmbeddingGraph& eg, const ImageTrainOptions& o,
+Result<detect::PatchGaussian> FitGaussians(const detect::EmbeddingGraph& eg,
+                                           const ImageTrainOptions& o,
                                            const std::vector<std::string>& files) {
   model::SessionOptions so;
   so.intra_op_threads = o.threads;
   TEND_ASSIGN_OR_RETURN(std::string bytes, Serialize(eg.model));
-  TEND_ASSIGN_OR_RETURN(auto session, model::Session::LoadBytes({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, so, "embedding"));
-  TEND_RETURN_NOT_OK(session->Prepare({{1, o.preprocess.channels, o.preprocess.height, o.preprocess.width}}));
+  TEND_ASSIGN_OR_RETURN(
+      auto session,
+      model::Session::LoadBytes({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, so,
+                                "embedding"));
+  TEND_RETURN_NOT_OK(
+      session->Prepare({{1, o.preprocess.channels, o.preprocess.height, o.preprocess.width}}));
   vision::Preprocessor pre(o.preprocess);
   detect::PatchGaussianFitter fitter(eg.dims, eg.height, eg.width);
   TEND_RETURN_NOT_OK(ForEachImage(files, [&](const sources::Frame& f, int64_t i) -> Status {
@@ -131,26 +140,31 @@ Result<detect::PatchGaussian> FitGaussians(const detect::EmbeddingGraph& eg, con
     if (st) st = session->Run();
     if (st) st = fitter.Add(session->output(0));
     if (!st) return Fail(st.error().Wrap(f.path));
-    if (o.progress) o.progress("fitting", static_cast<double>(i + 1) / static_cast<double>(files.size()));
+    if (o.progress)
+      o.progress("fitting", static_cast<double>(i + 1) / static_cast<double>(files.size()));
     return Ok();
   }));
   return fitter.Fit(o.eps);
 }
 
-detect::ModelCard MakeCard(const ImageTrainOptions& o, const detect::EmbeddingGraph& eg, const json& info,
-                           const detect::PatchGaussian& g) {
+detect::ModelCard MakeCard(const ImageTrainOptions& o, const detect::EmbeddingGraph& eg,
+                           const json& info, const detect::PatchGaussian& g) {
   detect::ModelCard c;
   c.name = o.name;
   c.version = o.version;
   c.detector = "padim";
   c.input_kind = "image";
   c.created = detect::NowIso8601Utc();
-  c.feature_spec = {{"preprocess", o.preprocess.ToJson()},
-                    {"embedding", o.embedding.ToJson()},
-                    {"detector", {{"kind", "padim"}, {"eps", g.eps}, {"grid", {g.height, g.width}}, {"dims", g.dims}}},
-                    {"backbone", Provenance(o.backbone, info)}};
+  c.feature_spec = {
+      {"preprocess", o.preprocess.ToJson()},
+      {"embedding", o.embedding.ToJson()},
+      {"detector",
+       {{"kind", "padim"}, {"eps", g.eps}, {"grid", {g.height, g.width}}, {"dims", g.dims}}},
+      {"backbone", Provenance(o.backbone, info)}};
   c.thresholds = {1, 2, 3};  // replaced by the calibration
-  c.training_summary = {{"inputs", o.inputs}, {"fit_images", g.samples}, {"embedding_grid", {eg.height, eg.width}},
+  c.training_summary = {{"inputs", o.inputs},
+                        {"fit_images", g.samples},
+                        {"embedding_grid", {eg.height, eg.width}},
                         {"embedding_channels_total", eg.total_channels}};
   return c;
 }
@@ -175,9 +189,10 @@ Result<ImageTrainResult> TrainImageModel(ImageTrainOptions o) {
   TEND_RETURN_NOT_OK(ApplyBackboneDefaults(info, o));
   TEND_RETURN_NOT_OK(o.preprocess.Validate());
   TEND_ASSIGN_OR_RETURN(onnx::ModelProto backbone, ReadProto(o.backbone));
-  TEND_ASSIGN_OR_RETURN(detect::EmbeddingGraph eg,
-                        detect::BuildEmbeddingGraph(backbone, o.embedding,
-                                                    {o.preprocess.channels, o.preprocess.height, o.preprocess.width}));
+  TEND_ASSIGN_OR_RETURN(
+      detect::EmbeddingGraph eg,
+      detect::BuildEmbeddingGraph(
+          backbone, o.embedding, {o.preprocess.channels, o.preprocess.height, o.preprocess.width}));
   TEND_ASSIGN_OR_RETURN(detect::PatchGaussian g, FitGaussians(eg, o, split.fit));
   TEND_RETURN_NOT_OK(detect::AppendPatchGaussianHead(eg, g));
   detect::ModelCard card = MakeCard(o, eg, info, g);
@@ -195,7 +210,9 @@ Result<ImageTrainResult> TrainImageModel(ImageTrainOptions o) {
     auto st = served->Score(f.image.view(), s);
     if (!st) return Fail(st.error().Wrap(f.path));
     r.holdout_scores.push_back(s.score);
-    if (o.progress) o.progress("calibrating", static_cast<double>(i + 1) / static_cast<double>(split.holdout.size()));
+    if (o.progress)
+      o.progress("calibrating",
+                 static_cast<double>(i + 1) / static_cast<double>(split.holdout.size()));
     return Ok();
   }));
   TEND_ASSIGN_OR_RETURN(auto cal, detect::CalibrateThresholds(r.holdout_scores));

@@ -33,7 +33,8 @@ class AravisSource : public FrameSource {
     if (camera_) g_object_unref(camera_);
   }
 
-  static Result<std::unique_ptr<FrameSource>> Open(const std::string& id, const FrameSourceOptions& o) {
+  static Result<std::unique_ptr<FrameSource>> Open(const std::string& id,
+                                                   const FrameSourceOptions& o) {
     auto s = std::unique_ptr<AravisSource>(new AravisSource(id, o));
     TEND_RETURN_NOT_OK(s->Configure());
     return std::unique_ptr<FrameSource>(std::move(s));
@@ -47,7 +48,8 @@ class AravisSource : public FrameSource {
       ArvBuffer* b = arv_stream_timeout_pop_buffer(stream_, 100000);  // 100 ms: Stop() stays prompt
       if (!b) {
         if (Clock::now() > give_up) {
-          return Fail(Error::Timeout(fmt::format("aravis: {} delivered no frame for {} s", name_, opts_.timeout_s)));
+          return Fail(Error::Timeout(
+              fmt::format("aravis: {} delivered no frame for {} s", name_, opts_.timeout_s)));
         }
         continue;
       }
@@ -58,7 +60,8 @@ class AravisSource : public FrameSource {
   }
   void Stop() override { stopped_.store(true); }
   std::string Describe() const override {
-    return fmt::format("aravis:{} ({}x{} {})", name_, width_, height_, channels_ == 1 ? "Mono8" : "RGB8");
+    return fmt::format("aravis:{} ({}x{} {})", name_, width_, height_,
+                       channels_ == 1 ? "Mono8" : "RGB8");
   }
   bool live() const override { return true; }
 
@@ -69,21 +72,28 @@ class AravisSource : public FrameSource {
     GError* e = nullptr;
     camera_ = arv_camera_new(id_.empty() ? nullptr : id_.c_str(), &e);
     if (!camera_) {
-      return Fail(Error::NotFound(fmt::format("aravis: camera '{}': {}", id_.empty() ? "(first found)" : id_, TakeError(e))));
+      return Fail(Error::NotFound(fmt::format("aravis: camera '{}': {}",
+                                              id_.empty() ? "(first found)" : id_, TakeError(e))));
     }
     const char* dev = arv_camera_get_device_id(camera_, nullptr);
     name_ = dev ? dev : id_;
     channels_ = opts_.channels == 3 ? 3 : 1;
-    arv_camera_set_pixel_format(camera_, channels_ == 1 ? ARV_PIXEL_FORMAT_MONO_8 : ARV_PIXEL_FORMAT_RGB_8_PACKED, &e);
-    if (e) return Fail(Error::Unsupported(fmt::format("aravis: {}: pixel format {}: {}", name_, channels_ == 1 ? "Mono8" : "RGB8", TakeError(e))));
+    arv_camera_set_pixel_format(
+        camera_, channels_ == 1 ? ARV_PIXEL_FORMAT_MONO_8 : ARV_PIXEL_FORMAT_RGB_8_PACKED, &e);
+    if (e)
+      return Fail(Error::Unsupported(fmt::format("aravis: {}: pixel format {}: {}", name_,
+                                                 channels_ == 1 ? "Mono8" : "RGB8", TakeError(e))));
     if (opts_.width > 0 && opts_.height > 0) {
       arv_camera_set_region(camera_, 0, 0, opts_.width, opts_.height, &e);
-      if (e) return Fail(Error::Unsupported(fmt::format("aravis: {}: region {}x{}: {}", name_, opts_.width, opts_.height, TakeError(e))));
+      if (e)
+        return Fail(Error::Unsupported(fmt::format("aravis: {}: region {}x{}: {}", name_,
+                                                   opts_.width, opts_.height, TakeError(e))));
     }
     arv_camera_get_region(camera_, nullptr, nullptr, &width_, &height_, &e);
     if (e) return Fail(Error::Io(fmt::format("aravis: {}: {}", name_, TakeError(e))));
     stream_ = arv_camera_create_stream(camera_, nullptr, nullptr, &e);
-    if (!stream_) return Fail(Error::Io(fmt::format("aravis: {}: stream: {}", name_, TakeError(e))));
+    if (!stream_)
+      return Fail(Error::Io(fmt::format("aravis: {}: stream: {}", name_, TakeError(e))));
     const guint payload = arv_camera_get_payload(camera_, &e);
     if (e) return Fail(Error::Io(fmt::format("aravis: {}: payload: {}", name_, TakeError(e))));
     for (int i = 0; i < 8; ++i) arv_stream_push_buffer(stream_, arv_buffer_new(payload, nullptr));
@@ -98,7 +108,8 @@ class AravisSource : public FrameSource {
   // status: the pipeline still owes the part a decision.
   void Fill(ArvBuffer* b, Frame& f) {
     const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                               std::chrono::system_clock::now().time_since_epoch()).count();
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count();
     const int64_t ts = static_cast<int64_t>(arv_buffer_get_system_timestamp(b));
     const int64_t age_ns = ts > 0 && ts <= now_ns ? now_ns - ts : 0;
     f.arrival = std::chrono::system_clock::now() - std::chrono::nanoseconds(age_ns);
@@ -113,13 +124,15 @@ class AravisSource : public FrameSource {
     const int w = arv_buffer_get_image_width(b), h = arv_buffer_get_image_height(b);
     const size_t need = static_cast<size_t>(w) * static_cast<size_t>(h) * channels_;
     if (arv_buffer_get_status(b) != ARV_BUFFER_STATUS_SUCCESS) {
-      f.status = Fail(Error::Corrupt(fmt::format("aravis: {} frame {} incomplete (buffer status {})", name_,
-                                                 arv_buffer_get_frame_id(b), static_cast<int>(arv_buffer_get_status(b)))));
+      f.status = Fail(Error::Corrupt(
+          fmt::format("aravis: {} frame {} incomplete (buffer status {})", name_,
+                      arv_buffer_get_frame_id(b), static_cast<int>(arv_buffer_get_status(b)))));
       return;
     }
     if (w <= 0 || h <= 0 || size < need) {
-      f.status = Fail(Error::Corrupt(fmt::format("aravis: {} frame {}: {} bytes for {}x{}x{}", name_,
-                                                 arv_buffer_get_frame_id(b), size, w, h, channels_)));
+      f.status =
+          Fail(Error::Corrupt(fmt::format("aravis: {} frame {}: {} bytes for {}x{}x{}", name_,
+                                          arv_buffer_get_frame_id(b), size, w, h, channels_)));
       return;
     }
     f.image.Reset(w, h, channels_);
@@ -147,10 +160,12 @@ Result<std::unique_ptr<FrameSource>> OpenAravis(const std::string& device_id,
 
 #else
 
-Result<std::unique_ptr<FrameSource>> OpenAravis(const std::string& device_id, const FrameSourceOptions&) {
-  return Fail(Error::Unsupported("aravis:" + device_id +
-                                 ": this tend was built without Aravis (cmake -DTEND_WITH_ARAVIS=ON, "
-                                 "Debian libaravis-dev)"));
+Result<std::unique_ptr<FrameSource>> OpenAravis(const std::string& device_id,
+                                                const FrameSourceOptions&) {
+  return Fail(
+      Error::Unsupported("aravis:" + device_id +
+                         ": this tend was built without Aravis (cmake -DTEND_WITH_ARAVIS=ON, "
+                         "Debian libaravis-dev)"));
 }
 
 #endif

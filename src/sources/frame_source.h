@@ -19,24 +19,24 @@
 namespace tend::sources {
 
 struct Frame {
-  vision::Image image;  // valid when status is OK
-  int64_t index = -1;   // 0-based per source
-  std::chrono::system_clock::time_point arrival;        // wall clock (records, logs)
-  std::chrono::steady_clock::time_point arrival_mono;   // deadlines count from here
-  std::string source;   // the source's spec, e.g. "images:parts/"
-  std::string name;     // file name, or the camera's frame id
-  std::string path;     // files: the full path; cameras: empty
-  double decode_ms = 0; // time spent turning the bytes into pixels
+  vision::Image image;                                 // valid when status is OK
+  int64_t index = -1;                                  // 0-based per source
+  std::chrono::system_clock::time_point arrival;       // wall clock (records, logs)
+  std::chrono::steady_clock::time_point arrival_mono;  // deadlines count from here
+  std::string source;                                  // the source's spec, e.g. "images:parts/"
+  std::string name;                                    // file name, or the camera's frame id
+  std::string path;                                    // files: the full path; cameras: empty
+  double decode_ms = 0;                                // time spent turning the bytes into pixels
   // Not OK: the frame arrived but could not be decoded (truncated, not an image, 16-bit...).
   // The stream goes on; the pipeline owes this frame a (fail-safe) decision.
   Status status;
 };
 
 struct FrameSourceOptions {
-  double fps = 0;         // files: replay rate in frames per second; 0 = as fast as read
-  bool loop = false;      // files: start over after the last one
-  int channels = 0;       // 0 = as stored/delivered, 1 = grey, 3 = RGB
-  bool allow_16bit = false;  // 16-bit PNGs: keep the high byte instead of refusing
+  double fps = 0;               // files: replay rate in frames per second; 0 = as fast as read
+  bool loop = false;            // files: start over after the last one
+  int channels = 0;             // 0 = as stored/delivered, 1 = grey, 3 = RGB
+  bool allow_16bit = false;     // 16-bit PNGs: keep the high byte instead of refusing
   bool watch_existing = false;  // watch: also deliver the files already there, oldest name first
   int width = 0, height = 0;    // cameras: requested size (0 = the device's current)
   double timeout_s = 5;         // cameras: no frame for this long ends the stream with an error

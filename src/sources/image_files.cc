@@ -42,7 +42,8 @@ Result<bool> ParseSelection(const std::string& sel, ImageSetSpec& s) {
   size_t start = 0;
   while (start <= sel.size()) {
     size_t comma = sel.find(',', start);
-    std::string kv = sel.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    std::string kv =
+        sel.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     size_t eq = kv.find('=');
     if (eq == std::string::npos) {
       return Fail(Error::Invalid("image selection: expected key=value, got '" + kv + "'"));
@@ -56,8 +57,8 @@ Result<bool> ParseSelection(const std::string& sel, ImageSetSpec& s) {
     } else if (k == "offset") {
       s.offset = n;
     } else {
-      return Fail(Error::Invalid(fmt::format(
-          "image selection: unknown key '{}' (every=N, skip=N, offset=K)", k)));
+      return Fail(Error::Invalid(
+          fmt::format("image selection: unknown key '{}' (every=N, skip=N, offset=K)", k)));
     }
     if (comma == std::string::npos) break;
     start = comma + 1;
@@ -131,7 +132,8 @@ Result<std::vector<ImageEntry>> ListImages(const ImageSetSpec& spec) {
   } else if (stdfs::is_regular_file(spec.pattern, ec)) {
     files.push_back(spec.pattern);
   } else {
-    return Fail(Error::NotFound(fmt::format("{}: no such folder, file or matching images", spec.pattern)));
+    return Fail(
+        Error::NotFound(fmt::format("{}: no such folder, file or matching images", spec.pattern)));
   }
   // X.png beside X.jpg / X.jpeg is X's mask.
   std::map<std::string, std::string> jpeg_by_stem;
@@ -158,8 +160,8 @@ Result<std::vector<ImageEntry>> ListImages(const ImageSetSpec& spec) {
   }
   if (images.empty()) return Fail(Error::NotFound(spec.pattern + ": no JPEG or PNG images"));
   if (out.empty()) {
-    return Fail(Error::Invalid(fmt::format("{}: the selection leaves none of {} images",
-                                           spec.ToString(), images.size())));
+    return Fail(Error::Invalid(
+        fmt::format("{}: the selection leaves none of {} images", spec.ToString(), images.size())));
   }
   return out;
 }

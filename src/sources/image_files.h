@@ -27,7 +27,7 @@ struct ImageSetSpec {
   std::string pattern;  // folder, glob or file
   int every = 0;        // 0 = no selection
   int offset = 0;
-  bool skip = false;    // the complement of every/offset
+  bool skip = false;  // the complement of every/offset
 
   static Result<ImageSetSpec> Parse(const std::string& text);
   std::string ToString() const;

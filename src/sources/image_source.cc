@@ -76,8 +76,8 @@ class ImageFileSource : public FrameSource {
     }
     if (opts_.fps > 0) {
       if (index_ == 0) start_ = Clock::now();
-      auto due = start_ + std::chrono::duration_cast<Clock::duration>(
-                              std::chrono::duration<double>(static_cast<double>(index_) / opts_.fps));
+      auto due = start_ + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
+                              static_cast<double>(index_) / opts_.fps));
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait_until(lock, due, [&] { return stop_; });
     }
@@ -170,7 +170,8 @@ class WatchedFolderSource : public FrameSource {
   bool live() const override { return true; }
 
  private:
-  WatchedFolderSource(std::string dir, const FrameSourceOptions& o) : dir_(std::move(dir)), opts_(o) {}
+  WatchedFolderSource(std::string dir, const FrameSourceOptions& o)
+      : dir_(std::move(dir)), opts_(o) {}
 
   Status WaitForEvents() {
     pollfd p[2] = {{ino_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
@@ -190,7 +191,8 @@ class WatchedFolderSource : public FrameSource {
           return Fail(Error::NotFound("watch:" + dir_ + ": the folder was removed or moved"));
         }
         if (ev->mask & IN_Q_OVERFLOW) {
-          return Fail(Error::Io("watch:" + dir_ + ": inotify queue overflow (files arrive faster than read)"));
+          return Fail(Error::Io("watch:" + dir_ +
+                                ": inotify queue overflow (files arrive faster than read)"));
         }
         if (ev->len > 0 && HasImageExtension(ev->name)) {
           pending_.push_back((std::filesystem::path(dir_) / ev->name).string());
@@ -217,7 +219,8 @@ Result<std::unique_ptr<FrameSource>> OpenImageFiles(const std::string& spec,
   TEND_ASSIGN_OR_RETURN(auto set, ImageSetSpec::Parse(spec));
   TEND_ASSIGN_OR_RETURN(auto files, ListImages(set));
   if (options.fps < 0) return Fail(Error::Invalid("images: fps must be >= 0"));
-  return std::unique_ptr<FrameSource>(new ImageFileSource(set.ToString(), std::move(files), options));
+  return std::unique_ptr<FrameSource>(
+      new ImageFileSource(set.ToString(), std::move(files), options));
 }
 
 Result<std::unique_ptr<FrameSource>> OpenWatchedFolder(const std::string& dir,

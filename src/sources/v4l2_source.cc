@@ -35,7 +35,8 @@ class V4l2Source : public FrameSource {
     if (stop_fd_ >= 0) ::close(stop_fd_);
   }
 
-  static Result<std::unique_ptr<FrameSource>> Open(const std::string& dev, const FrameSourceOptions& o) {
+  static Result<std::unique_ptr<FrameSource>> Open(const std::string& dev,
+                                                   const FrameSourceOptions& o) {
     auto s = std::unique_ptr<V4l2Source>(new V4l2Source(dev, o));
     s->fd_ = v4l2_open(dev.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
     if (s->fd_ < 0) return Fail(fs::ErrnoError("v4l2: open " + dev, errno));
@@ -55,7 +56,8 @@ class V4l2Source : public FrameSource {
       if (rc < 0 && errno == EINTR) continue;
       if (rc < 0) return Fail(fs::ErrnoError("v4l2: poll " + dev_, errno));
       if (rc == 0) {
-        return Fail(Error::Timeout(fmt::format("v4l2: {} delivered no frame for {} s", dev_, opts_.timeout_s)));
+        return Fail(Error::Timeout(
+            fmt::format("v4l2: {} delivered no frame for {} s", dev_, opts_.timeout_s)));
       }
       if (stopped_.load()) return false;
       ssize_t n = v4l2_read(fd_, buf_.data(), size);
@@ -83,20 +85,24 @@ class V4l2Source : public FrameSource {
 
   Status Configure() {
     v4l2_capability cap{};
-    if (v4l2_ioctl(fd_, VIDIOC_QUERYCAP, &cap) < 0) return Fail(fs::ErrnoError("v4l2: VIDIOC_QUERYCAP " + dev_, errno));
-    const uint32_t caps = (cap.capabilities & V4L2_CAP_DEVICE_CAPS) ? cap.device_caps : cap.capabilities;
+    if (v4l2_ioctl(fd_, VIDIOC_QUERYCAP, &cap) < 0)
+      return Fail(fs::ErrnoError("v4l2: VIDIOC_QUERYCAP " + dev_, errno));
+    const uint32_t caps =
+        (cap.capabilities & V4L2_CAP_DEVICE_CAPS) ? cap.device_caps : cap.capabilities;
     if (!(caps & V4L2_CAP_VIDEO_CAPTURE)) {
       return Fail(Error::Unsupported("v4l2: " + dev_ + " is not a video capture device"));
     }
     fmt_.type = V4L2_BUF_TYPE_VIDEO_CAPTURE;
-    if (v4l2_ioctl(fd_, VIDIOC_G_FMT, &fmt_) < 0) return Fail(fs::ErrnoError("v4l2: VIDIOC_G_FMT " + dev_, errno));
+    if (v4l2_ioctl(fd_, VIDIOC_G_FMT, &fmt_) < 0)
+      return Fail(fs::ErrnoError("v4l2: VIDIOC_G_FMT " + dev_, errno));
     channels_ = opts_.channels == 1 ? 1 : 3;
     const uint32_t want = channels_ == 1 ? V4L2_PIX_FMT_GREY : V4L2_PIX_FMT_RGB24;
     fmt_.fmt.pix.pixelformat = want;
     if (opts_.width > 0) fmt_.fmt.pix.width = static_cast<uint32_t>(opts_.width);
     if (opts_.height > 0) fmt_.fmt.pix.height = static_cast<uint32_t>(opts_.height);
     fmt_.fmt.pix.field = V4L2_FIELD_NONE;
-    if (v4l2_ioctl(fd_, VIDIOC_S_FMT, &fmt_) < 0) return Fail(fs::ErrnoError("v4l2: VIDIOC_S_FMT " + dev_, errno));
+    if (v4l2_ioctl(fd_, VIDIOC_S_FMT, &fmt_) < 0)
+      return Fail(fs::ErrnoError("v4l2: VIDIOC_S_FMT " + dev_, errno));
     if (fmt_.fmt.pix.pixelformat != want) {
       return Fail(Error::Unsupported(fmt::format("v4l2: {} cannot deliver {} frames", dev_,
                                                  channels_ == 1 ? "grey" : "RGB24")));
@@ -143,7 +149,8 @@ Result<std::unique_ptr<FrameSource>> OpenV4l2(const std::string& device,
 
 #else
 
-Result<std::unique_ptr<FrameSource>> OpenV4l2(const std::string& device, const FrameSourceOptions&) {
+Result<std::unique_ptr<FrameSource>> OpenV4l2(const std::string& device,
+                                              const FrameSourceOptions&) {
   return Fail(Error::Unsupported("v4l2:" + device +
                                  ": this tend was built without libv4l (cmake -DTEND_WITH_V4L2=ON, "
                                  "Debian libv4l-dev)"));

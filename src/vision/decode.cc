@@ -11,9 +11,12 @@ namespace tend::vision {
 
 const char* ImageFormatName(ImageFormat f) {
   switch (f) {
-    case ImageFormat::kJpeg: return "JPEG";
-    case ImageFormat::kPng: return "PNG";
-    case ImageFormat::kUnknown: break;
+    case ImageFormat::kJpeg:
+      return "JPEG";
+    case ImageFormat::kPng:
+      return "PNG";
+    case ImageFormat::kUnknown:
+      break;
   }
   return "unknown";
 }
@@ -62,17 +65,21 @@ Decoder::~Decoder() {
 
 Status Decoder::Decode(std::span<const uint8_t> bytes, const DecodeOptions& o, Image& out) {
   if (o.channels != 0 && o.channels != 1 && o.channels != 3) {
-    return Fail(Error::Invalid(fmt::format("decode: channels must be 0, 1 or 3, not {}", o.channels)));
+    return Fail(
+        Error::Invalid(fmt::format("decode: channels must be 0, 1 or 3, not {}", o.channels)));
   }
   if (bytes.empty()) return Fail(Error::Invalid("empty image (0 bytes)"));
   switch (SniffFormat(bytes)) {
-    case ImageFormat::kJpeg: return DecodeJpeg(bytes, o, out);
-    case ImageFormat::kPng: return DecodePng(bytes, o, out);
-    case ImageFormat::kUnknown: break;
+    case ImageFormat::kJpeg:
+      return DecodeJpeg(bytes, o, out);
+    case ImageFormat::kPng:
+      return DecodePng(bytes, o, out);
+    case ImageFormat::kUnknown:
+      break;
   }
-  return Fail(Error::Corrupt(fmt::format(
-      "not a JPEG or PNG image (starts with {:02x})",
-      fmt::join(bytes.subspan(0, std::min<size_t>(bytes.size(), 4)), " "))));
+  return Fail(Error::Corrupt(
+      fmt::format("not a JPEG or PNG image (starts with {:02x})",
+                  fmt::join(bytes.subspan(0, std::min<size_t>(bytes.size(), 4)), " "))));
 }
 
 Status Decoder::DecodeJpeg(std::span<const uint8_t> bytes, const DecodeOptions& o, Image& out) {
@@ -80,8 +87,8 @@ Status Decoder::DecodeJpeg(std::span<const uint8_t> bytes, const DecodeOptions& 
   if (!tj) return Fail(Error::Internal("JPEG: TurboJPEG decompressor could not be created"));
   auto tj_error = [&](const char* stage) {
     std::string msg = tjGetErrorStr2(tj);
-    const bool unsupported = msg.find("precision") != std::string::npos ||
-                             msg.find("Unsupported") != std::string::npos;
+    const bool unsupported =
+        msg.find("precision") != std::string::npos || msg.find("Unsupported") != std::string::npos;
     std::string text = fmt::format("JPEG {}: {}", stage, msg);
     return Fail(unsupported ? Error::Unsupported(text) : Error::Corrupt(text));
   };
@@ -174,8 +181,9 @@ Result<std::string> EncodeJpeg(const ImageView& image, int quality) {
   unsigned char* buf = nullptr;
   unsigned long size = 0;
   const bool grey = image.channels == 1;
-  int rc = tjCompress2(tj, image.data, image.width, 0, image.height, grey ? TJPF_GRAY : TJPF_RGB, &buf, &size,
-                       grey ? TJSAMP_GRAY : TJSAMP_420, std::clamp(quality, 1, 100), 0);
+  int rc =
+      tjCompress2(tj, image.data, image.width, 0, image.height, grey ? TJPF_GRAY : TJPF_RGB, &buf,
+                  &size, grey ? TJSAMP_GRAY : TJSAMP_420, std::clamp(quality, 1, 100), 0);
   std::string out;
   std::string err = rc != 0 ? tjGetErrorStr2(tj) : "";
   if (rc == 0) out.assign(reinterpret_cast<const char*>(buf), size);

@@ -22,7 +22,8 @@ struct ImageView {
   }
   bool empty() const { return size() == 0; }
   const uint8_t* row(int y) const {
-    return data + static_cast<size_t>(y) * static_cast<size_t>(width) * static_cast<size_t>(channels);
+    return data +
+           static_cast<size_t>(y) * static_cast<size_t>(width) * static_cast<size_t>(channels);
   }
 };
 

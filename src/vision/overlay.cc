@@ -40,7 +40,8 @@ Status RenderOverlay(const ImageView& frame, const Roi& roi_spec, std::span<cons
     return Fail(Error::Invalid("overlay: the frame is not a grey or RGB image"));
   }
   if (mw <= 0 || mh <= 0 || map.size() != static_cast<size_t>(mw) * static_cast<size_t>(mh)) {
-    return Fail(Error::Invalid(fmt::format("overlay: map of {} values is not {}x{}", map.size(), mw, mh)));
+    return Fail(
+        Error::Invalid(fmt::format("overlay: map of {} values is not {}x{}", map.size(), mw, mh)));
   }
   if (!(o.hi > o.lo)) return Fail(Error::Invalid("overlay: hi must be above lo"));
   TEND_ASSIGN_OR_RETURN(Roi roi, roi_spec.Resolve(frame.width, frame.height));

@@ -42,8 +42,8 @@ Status Get(const nlohmann::json& j, const char* key, T& out) {
   try {
     out = it->get<T>();
   } catch (const nlohmann::json::exception&) {
-    return Fail(Error::Invalid(fmt::format("preprocess: '{}' has the wrong type ({})", key,
-                                           it->type_name())));
+    return Fail(Error::Invalid(
+        fmt::format("preprocess: '{}' has the wrong type ({})", key, it->type_name())));
   }
   return Ok();
 }
@@ -52,17 +52,18 @@ Status Get(const nlohmann::json& j, const char* key, T& out) {
 
 Result<PreprocessSpec> PreprocessSpec::FromJson(const nlohmann::json& j) {
   if (!j.is_object()) return Fail(Error::Invalid("preprocess: not a JSON object"));
-  static const std::set<std::string> kKeys = {"roi",   "width", "height", "color",
-                                              "channels", "mean", "std", "resize",
-                                              "intensity"};
+  static const std::set<std::string> kKeys = {"roi",  "width", "height", "color",    "channels",
+                                              "mean", "std",   "resize", "intensity"};
   for (const auto& [k, _] : j.items()) {
-    if (!kKeys.count(k)) return Fail(Error::Invalid(fmt::format("preprocess: unknown key '{}'", k)));
+    if (!kKeys.count(k))
+      return Fail(Error::Invalid(fmt::format("preprocess: unknown key '{}'", k)));
   }
   PreprocessSpec s;
   std::vector<int> roi;
   if (j.contains("roi") && !j["roi"].is_null()) {
     TEND_RETURN_NOT_OK(Get(j, "roi", roi));
-    if (roi.size() != 4) return Fail(Error::Invalid("preprocess: 'roi' must be [x, y, width, height]"));
+    if (roi.size() != 4)
+      return Fail(Error::Invalid("preprocess: 'roi' must be [x, y, width, height]"));
     s.roi = {roi[0], roi[1], roi[2], roi[3]};
   }
   TEND_RETURN_NOT_OK(Get(j, "width", s.width));
@@ -74,9 +75,10 @@ Result<PreprocessSpec> PreprocessSpec::FromJson(const nlohmann::json& j) {
   std::vector<float> mean, sd;
   TEND_RETURN_NOT_OK(Get(j, "mean", mean));
   TEND_RETURN_NOT_OK(Get(j, "std", sd));
-  if (mean.size() != static_cast<size_t>(std::clamp(s.channels, 0, 3)) || sd.size() != mean.size()) {
-    return Fail(Error::Invalid(fmt::format(
-        "preprocess: 'mean' and 'std' need one value per channel ({})", s.channels)));
+  if (mean.size() != static_cast<size_t>(std::clamp(s.channels, 0, 3)) ||
+      sd.size() != mean.size()) {
+    return Fail(Error::Invalid(
+        fmt::format("preprocess: 'mean' and 'std' need one value per channel ({})", s.channels)));
   }
   for (size_t c = 0; c < mean.size(); ++c) {
     s.mean[c] = mean[c];
@@ -88,23 +90,30 @@ Result<PreprocessSpec> PreprocessSpec::FromJson(const nlohmann::json& j) {
 
 Status PreprocessSpec::Validate() const {
   if (width < 8 || height < 8 || width > 8192 || height > 8192) {
-    return Fail(Error::Invalid(fmt::format("preprocess: input size {}x{} outside 8..8192", width, height)));
+    return Fail(
+        Error::Invalid(fmt::format("preprocess: input size {}x{} outside 8..8192", width, height)));
   }
   if (color != "grey" && color != "rgb") {
-    return Fail(Error::Invalid("preprocess: color must be \"grey\" or \"rgb\", not \"" + color + "\""));
+    return Fail(
+        Error::Invalid("preprocess: color must be \"grey\" or \"rgb\", not \"" + color + "\""));
   }
   if (channels != 1 && channels != 3) {
-    return Fail(Error::Invalid(fmt::format("preprocess: channels must be 1 or 3, not {}", channels)));
+    return Fail(
+        Error::Invalid(fmt::format("preprocess: channels must be 1 or 3, not {}", channels)));
   }
-  if (color == "rgb" && channels != 3) return Fail(Error::Invalid("preprocess: rgb needs 3 channels"));
+  if (color == "rgb" && channels != 3)
+    return Fail(Error::Invalid("preprocess: rgb needs 3 channels"));
   if (resize != "bilinear-antialias") {
-    return Fail(Error::Invalid("preprocess: resize must be \"bilinear-antialias\", not \"" + resize + "\""));
+    return Fail(Error::Invalid("preprocess: resize must be \"bilinear-antialias\", not \"" +
+                               resize + "\""));
   }
   if (intensity != "standardize" && intensity != "raw") {
-    return Fail(Error::Invalid("preprocess: intensity must be \"standardize\" or \"raw\", not \"" + intensity + "\""));
+    return Fail(Error::Invalid("preprocess: intensity must be \"standardize\" or \"raw\", not \"" +
+                               intensity + "\""));
   }
   if (!roi.whole() && (roi.x < 0 || roi.y < 0 || roi.width <= 0 || roi.height <= 0)) {
-    return Fail(Error::Invalid(fmt::format("preprocess: bad ROI {},{} {}x{}", roi.x, roi.y, roi.width, roi.height)));
+    return Fail(Error::Invalid(
+        fmt::format("preprocess: bad ROI {},{} {}x{}", roi.x, roi.y, roi.width, roi.height)));
   }
   for (int c = 0; c < channels; ++c) {
     if (!std::isfinite(mean[static_cast<size_t>(c)]) || !(std[static_cast<size_t>(c)] > 0) ||
@@ -164,7 +173,8 @@ Status Preprocessor::Resample(const ImageView& frame) {
     const uint8_t* src = frame.row(roi.y + y) + static_cast<size_t>(roi.x) * fc;
     int stride = fc;
     if (src_planes == 1 && fc == 3) {
-      for (int x = 0; x < roi.width; ++x) row_[x] = Luma(src[3 * x], src[3 * x + 1], src[3 * x + 2]);
+      for (int x = 0; x < roi.width; ++x)
+        row_[x] = Luma(src[3 * x], src[3 * x + 1], src[3 * x + 2]);
       src = row_.data();
       stride = 1;
     }
@@ -211,7 +221,8 @@ Status Preprocessor::Run(const ImageView& frame, std::span<float> out) {
   // Resampled values are rounded to u8 levels, as RunU8 does: a frame that was fitted to the
   // network size elsewhere first (the runtime's image source, a camera delivering that size)
   // then gives exactly the input that fitting saw, not one off by rounding.
-  for (size_t i = 0; i < planes * hw; ++i) planes_[i] = std::round(std::clamp(planes_[i], 0.0f, 255.0f));
+  for (size_t i = 0; i < planes * hw; ++i)
+    planes_[i] = std::round(std::clamp(planes_[i], 0.0f, 255.0f));
   // x = scale * v + offset, then (x - mean_c) / std_c.
   float scale = 1.0f / 255.0f, offset = 0.0f;
   if (spec_.intensity == "standardize") {
@@ -227,7 +238,8 @@ Status Preprocessor::Run(const ImageView& frame, std::span<float> out) {
   }
   for (int c = 0; c < spec_.channels; ++c) {
     const float a = scale / spec_.std[static_cast<size_t>(c)];
-    const float b = (offset - spec_.mean[static_cast<size_t>(c)]) / spec_.std[static_cast<size_t>(c)];
+    const float b =
+        (offset - spec_.mean[static_cast<size_t>(c)]) / spec_.std[static_cast<size_t>(c)];
     const float* s = &planes_[(planes == 1 ? 0 : static_cast<size_t>(c)) * hw];
     float* d = out.data() + static_cast<size_t>(c) * hw;
     for (size_t i = 0; i < hw; ++i) d[i] = s[i] * a + b;

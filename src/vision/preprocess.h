@@ -68,9 +68,9 @@ class Preprocessor {
  private:
   struct Taps {
     int in = -1, out = -1;
-    std::vector<int> first;       // first input index per output
-    std::vector<int> count;       // taps per output
-    std::vector<float> weights;   // out x max_taps
+    std::vector<int> first;      // first input index per output
+    std::vector<int> count;      // taps per output
+    std::vector<float> weights;  // out x max_taps
     int max_taps = 0;
   };
   static void MakeTaps(int in, int out, Taps& t);

@@ -76,13 +76,18 @@ class ImagePipeline : public ::testing::Test {
     const std::string d = *dir_;
     fs::create_directories(d + "/good");
     fs::create_directories(d + "/mixed");
-    auto r = testing::RunCmd(std::string(TEND_PYTHON) + " '" TEND_SOURCE_DIR
-                             "/tests/inspect/make_tiny_backbone.py' tiny.onnx", d);
+    auto r =
+        testing::RunCmd(std::string(TEND_PYTHON) +
+                            " '" TEND_SOURCE_DIR "/tests/inspect/make_tiny_backbone.py' tiny.onnx",
+                        d);
     ASSERT_EQ(r.rc, 0) << r.out << r.err;
-    for (int i = 0; i < 40; ++i) WritePart(d + "/good/g" + std::to_string(100 + i) + ".png", i, false);
+    for (int i = 0; i < 40; ++i)
+      WritePart(d + "/good/g" + std::to_string(100 + i) + ".png", i, false);
     // mixed: a0..a3 good (unseen seeds), b0..b2 defects, c0 truncated JPEG, c1 text named .png
-    for (int i = 0; i < 4; ++i) WritePart(d + "/mixed/a" + std::to_string(i) + ".png", 500 + i, false);
-    for (int i = 0; i < 3; ++i) WritePart(d + "/mixed/b" + std::to_string(i) + ".png", 600 + i, true);
+    for (int i = 0; i < 4; ++i)
+      WritePart(d + "/mixed/a" + std::to_string(i) + ".png", 500 + i, false);
+    for (int i = 0; i < 3; ++i)
+      WritePart(d + "/mixed/b" + std::to_string(i) + ".png", 600 + i, true);
     auto jpg = vision::EncodeJpeg(testing::Gradient(64, 64, 3).view());
     ASSERT_TRUE(jpg);
     std::ofstream(d + "/mixed/c0.jpg", std::ios::binary) << jpg->substr(0, jpg->size() / 2);
@@ -167,7 +172,8 @@ TEST_F(ImagePipeline, RunDecidesEveryImageAndBadFilesFailSafe) {
   EXPECT_EQ(s.errors, 2);
   rt->reset();  // the evidence store finishes its queued writes
   for (int i = 4; i < 7; ++i) {
-    EXPECT_TRUE(fs::exists(*dir_ + "/evidence/" + d[i].evidence_ref + "/overlay.png")) << d[i].evidence_ref;
+    EXPECT_TRUE(fs::exists(*dir_ + "/evidence/" + d[i].evidence_ref + "/overlay.png"))
+        << d[i].evidence_ref;
   }
 }
 
@@ -226,7 +232,8 @@ TEST_F(ImagePipeline, ImageSourceRefusesASampleModel) {
   // camera frames: one clear error at start-up.
   auto r = testing::Tend("train --input 'sim:strokes=20,wear=0,seed=3' --out vib.onnx", *dir_);
   ASSERT_EQ(r.rc, 0) << r.out << r.err;
-  r = testing::Tend("run --model vib.onnx --source images:mixed --speed 0 --metrics-port 0 --quiet", *dir_);
+  r = testing::Tend("run --model vib.onnx --source images:mixed --speed 0 --metrics-port 0 --quiet",
+                    *dir_);
   EXPECT_NE(r.rc, 0);
   EXPECT_NE((r.out + r.err).find("delivers camera frames"), std::string::npos) << r.out << r.err;
 }

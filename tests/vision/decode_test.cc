@@ -1,3 +1,5 @@
+#include "vision/decode.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -7,7 +9,6 @@
 #include <sstream>
 
 #include "tests/vision/test_images.h"
-#include "vision/decode.h"
 
 namespace tend::vision {
 namespace {
@@ -79,7 +80,8 @@ TEST(Decode, WrongFormatIsAClearError) {
   auto r = DecodeImage(riff);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, ErrorCode::kCorrupt);
-  EXPECT_NE(r.error().message.find("not a JPEG or PNG image (starts with 52 49 46 46)"), std::string::npos)
+  EXPECT_NE(r.error().message.find("not a JPEG or PNG image (starts with 52 49 46 46)"),
+            std::string::npos)
       << r.error().message;
 }
 
@@ -114,7 +116,8 @@ TEST(Decode, SixteenBitPngIsRefusedUnlessAllowed) {
   auto ok = DecodeImage(Bytes(png), o);
   ASSERT_TRUE(ok) << ok.error().message;
   EXPECT_EQ(ok->width(), 8);
-  for (size_t i = 0; i < 32; ++i) EXPECT_EQ(ok->data()[i], static_cast<uint8_t>((i * 257 % 65536) >> 8)) << i;
+  for (size_t i = 0; i < 32; ++i)
+    EXPECT_EQ(ok->data()[i], static_cast<uint8_t>((i * 257 % 65536) >> 8)) << i;
 }
 
 TEST(Decode, HugeDimensionsAreRefusedBeforeAllocating) {
@@ -141,15 +144,19 @@ TEST(Decode, DecoderReusesItsBufferAcrossFrames) {
 TEST(Decode, MatchesPilOnTheMagneticTiles) {
   const std::string dir = TileDir() + "/MT_Crack";
   if (!std::filesystem::is_directory(dir)) GTEST_SKIP() << "no shared tiles at " << dir;
-  if (std::system(TEND_PYTHON " -c 'import PIL' 2>/dev/null") != 0) GTEST_SKIP() << "no python3-pil";
-  const std::string tmp = std::filesystem::temp_directory_path() / ("tend_pil_" + std::to_string(::getpid()));
+  if (std::system(TEND_PYTHON " -c 'import PIL' 2>/dev/null") != 0)
+    GTEST_SKIP() << "no python3-pil";
+  const std::string tmp =
+      std::filesystem::temp_directory_path() / ("tend_pil_" + std::to_string(::getpid()));
   int checked = 0;
   for (const auto& e : std::filesystem::directory_iterator(dir)) {
     if (checked >= 6) break;
     const std::string path = e.path().string();
-    std::string cmd = std::string(TEND_PYTHON) + " -c \"import sys; from PIL import Image; "
-                      "open(sys.argv[2], 'wb').write(Image.open(sys.argv[1]).convert('L').tobytes())\" '" +
-                      path + "' '" + tmp + "'";
+    std::string cmd =
+        std::string(TEND_PYTHON) +
+        " -c \"import sys; from PIL import Image; "
+        "open(sys.argv[2], 'wb').write(Image.open(sys.argv[1]).convert('L').tobytes())\" '" +
+        path + "' '" + tmp + "'";
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
     std::ifstream f(tmp, std::ios::binary);
     std::string want((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
@@ -160,7 +167,8 @@ TEST(Decode, MatchesPilOnTheMagneticTiles) {
     auto img = DecodeImage(Bytes(bytes), o);
     ASSERT_TRUE(img) << path << ": " << img.error().message;
     ASSERT_EQ(img->pixels().size(), want.size()) << path;
-    EXPECT_TRUE(std::equal(img->pixels().begin(), img->pixels().end(), reinterpret_cast<const uint8_t*>(want.data())))
+    EXPECT_TRUE(std::equal(img->pixels().begin(), img->pixels().end(),
+                           reinterpret_cast<const uint8_t*>(want.data())))
         << path;
     ++checked;
   }

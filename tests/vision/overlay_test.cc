@@ -1,7 +1,8 @@
+#include "vision/overlay.h"
+
 #include <gtest/gtest.h>
 
 #include "tests/vision/test_images.h"
-#include "vision/overlay.h"
 
 namespace tend::vision {
 namespace {

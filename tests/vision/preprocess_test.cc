@@ -1,3 +1,5 @@
+#include "vision/preprocess.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -7,7 +9,6 @@
 
 #include "tests/vision/test_images.h"
 #include "vision/decode.h"
-#include "vision/preprocess.h"
 
 namespace tend::vision {
 namespace {
@@ -60,7 +61,8 @@ TEST(Preprocess, RoiCropsBeforeResizing) {
   Image out;
   ASSERT_TRUE(p.RunU8(img.view(), out));
   for (int y = 0; y < 5; ++y)
-    for (int x = 0; x < 10; ++x) EXPECT_EQ(out.data()[y * 10 + x], img.data()[(y + 3) * 40 + x + 7]);
+    for (int x = 0; x < 10; ++x)
+      EXPECT_EQ(out.data()[y * 10 + x], img.data()[(y + 3) * 40 + x + 7]);
   s.roi = {35, 0, 10, 5};
   Preprocessor bad(s);
   auto st = bad.RunU8(img.view(), out);
@@ -82,7 +84,7 @@ TEST(Preprocess, StandardizeRemovesExposure) {
     diff = std::max(diff, std::abs(double(a[i]) - b[i]));
   }
   mean /= a.size();
-  EXPECT_NEAR(mean, 0.0, 1e-3);  // (0.5 - 0.5) / 0.5
+  EXPECT_NEAR(mean, 0.0, 1e-3);                      // (0.5 - 0.5) / 0.5
   EXPECT_NEAR(std::sqrt(sq / a.size()), 0.4, 1e-3);  // 0.2 / 0.5
   EXPECT_LT(diff, 0.05);  // a linear exposure change is gone (up to rounding of the bright copy)
   Image flat(8, 8, 1);
@@ -104,7 +106,8 @@ TEST(Preprocess, SpecJsonRoundTripAndStrictErrors) {
   EXPECT_EQ(PreprocessSpec::FromJson(j).error().message, "preprocess: unknown key 'colour'");
   j = s.ToJson();
   j["width"] = "224";
-  EXPECT_EQ(PreprocessSpec::FromJson(j).error().message, "preprocess: 'width' has the wrong type (string)");
+  EXPECT_EQ(PreprocessSpec::FromJson(j).error().message,
+            "preprocess: 'width' has the wrong type (string)");
   j = s.ToJson();
   j["color"] = "cmyk";
   EXPECT_FALSE(PreprocessSpec::FromJson(j));
@@ -128,17 +131,21 @@ TEST(Preprocess, ResizeMatchesPil) {
   const char* shared = std::getenv("TEND_SHARED_DIR");
   const std::string dir = std::string(shared ? shared : "") + "/data/magnetic-tiles/MT_Free";
   if (!std::filesystem::is_directory(dir)) GTEST_SKIP() << "no shared tiles";
-  if (std::system(TEND_PYTHON " -c 'import PIL' 2>/dev/null") != 0) GTEST_SKIP() << "no python3-pil";
+  if (std::system(TEND_PYTHON " -c 'import PIL' 2>/dev/null") != 0)
+    GTEST_SKIP() << "no python3-pil";
   std::string path;
   for (const auto& e : std::filesystem::directory_iterator(dir)) {
     if (e.path().extension() == ".jpg") path = e.path().string();
     if (!path.empty()) break;
   }
-  const std::string tmp = std::filesystem::temp_directory_path() / ("tend_pilresize_" + std::to_string(::getpid()));
+  const std::string tmp =
+      std::filesystem::temp_directory_path() / ("tend_pilresize_" + std::to_string(::getpid()));
   for (auto [w, h] : {std::pair{256, 256}, std::pair{97, 300}}) {
-    std::string cmd = std::string(TEND_PYTHON) + " -c \"import sys; from PIL import Image; open(sys.argv[2], 'wb')"
-                      ".write(Image.open(sys.argv[1]).convert('L').resize((" + std::to_string(w) + "," +
-                      std::to_string(h) + "), Image.BILINEAR).tobytes())\" '" + path + "' '" + tmp + "'";
+    std::string cmd = std::string(TEND_PYTHON) +
+                      " -c \"import sys; from PIL import Image; open(sys.argv[2], 'wb')"
+                      ".write(Image.open(sys.argv[1]).convert('L').resize((" +
+                      std::to_string(w) + "," + std::to_string(h) +
+                      "), Image.BILINEAR).tobytes())\" '" + path + "' '" + tmp + "'";
     ASSERT_EQ(std::system(cmd.c_str()), 0);
     std::ifstream f(tmp, std::ios::binary);
     std::string want((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
@@ -190,7 +197,8 @@ TEST(Preprocess, AFrameFittedFirstGivesExactlyTheSameInput) {
     Image small;
     ASSERT_TRUE(source.RunU8(frame.view(), small));
     ASSERT_TRUE(model.Run(small.view(), fitted));
-    for (size_t i = 0; i < direct.size(); ++i) ASSERT_EQ(direct[i], fitted[i]) << color << " at " << i;
+    for (size_t i = 0; i < direct.size(); ++i)
+      ASSERT_EQ(direct[i], fitted[i]) << color << " at " << i;
   }
 }
 

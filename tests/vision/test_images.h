@@ -23,7 +23,8 @@ inline vision::Image Gradient(int w, int h, int channels, int spot_x = -1, int s
       for (int c = 0; c < channels; ++c) {
         int v = (x * 255) / std::max(1, w - 1) / 2 + (y * 255) / std::max(1, h - 1) / 3 + 20 * c;
         if (spot_x >= 0 && (x - spot_x) * (x - spot_x) + (y - spot_y) * (y - spot_y) < 16) v = 5;
-        img.data()[(static_cast<size_t>(y) * w + x) * channels + c] = static_cast<uint8_t>(std::min(v, 255));
+        img.data()[(static_cast<size_t>(y) * w + x) * channels + c] =
+            static_cast<uint8_t>(std::min(v, 255));
       }
     }
   }

@@ -25,7 +25,8 @@ class ImageAgentModel final : public agent::Model {
                   std::unique_ptr<inspect::EvidenceStore> evidence)
       : m_(std::move(m)), evidence_(std::move(evidence)) {
     const auto& p = m_->preprocess();
-    input_.event = EventSpec::Make(ElementType::kU8, {p.height, p.width, p.color == "grey" ? 1 : 3});
+    input_.event =
+        EventSpec::Make(ElementType::kU8, {p.height, p.width, p.color == "grey" ? 1 : 3});
     m_->PrepareOut(sc_);
   }
   const std::string& kind() const override { return kind_; }
@@ -43,7 +44,8 @@ class ImageAgentModel final : public agent::Model {
 
   Status Score(const EventView& ev, agent::ScoreOut& out) override {
     if (ev.event_id == sources::kUndecodableFrameId) {
-      return Fail(Error::Corrupt(fmt::format("frame {}: the image could not be decoded", ev.index)));
+      return Fail(
+          Error::Corrupt(fmt::format("frame {}: the image could not be decoded", ev.index)));
     }
     auto px = ev.as<uint8_t>();
     if (!(ev.spec == input_.event) || px.size() != input_.event.bytes()) {
@@ -51,7 +53,8 @@ class ImageAgentModel final : public agent::Model {
                                              ev.spec.ToString(), input_.event.ToString())));
     }
     const vision::ImageView view{px.data(), static_cast<int>(ev.spec.dims[1]),
-                                 static_cast<int>(ev.spec.dims[0]), static_cast<int>(ev.spec.dims[2])};
+                                 static_cast<int>(ev.spec.dims[0]),
+                                 static_cast<int>(ev.spec.dims[2])};
     TEND_RETURN_NOT_OK(m_->Score(view, sc_));
     out.score = sc_.score;
     out.n_top = 0;
@@ -64,8 +67,9 @@ class ImageAgentModel final : public agent::Model {
   ~ImageAgentModel() override {
     if (!evidence_) return;
     const auto st = evidence_->stats();
-    TEND_LOG_INFO("evidence {}: {} written, {} dropped (queue full), {} failed, {} deleted by retention",
-                  evidence_->dir(), st.written, st.dropped_queue_full, st.failed, st.deleted);
+    TEND_LOG_INFO(
+        "evidence {}: {} written, {} dropped (queue full), {} failed, {} deleted by retention",
+        evidence_->dir(), st.written, st.dropped_queue_full, st.failed, st.deleted);
   }
 
  private:
@@ -100,12 +104,14 @@ Result<std::unique_ptr<agent::Model>> Load(const ModelRequest& req) {
   o.warmup_runs = req.serve.warmup_runs;
   TEND_ASSIGN_OR_RETURN(auto m, inspect::ImageModel::Load(req.path, o));
   if (m->card().input_kind != "image") {
-    return Fail(Error::Model(req.path + ": tend.input_kind is '" + m->card().input_kind + "', not 'image'"));
+    return Fail(Error::Model(req.path + ": tend.input_kind is '" + m->card().input_kind +
+                             "', not 'image'"));
   }
   if (!m->preprocess().roi.whole()) {
     return Fail(Error::Unsupported(
-        req.path + ": a model with an ROI needs frames of one fixed size; `tend run` fits frames to "
-                   "the network input, so train without --roi (crop in the camera) for now"));
+        req.path +
+        ": a model with an ROI needs frames of one fixed size; `tend run` fits frames to "
+        "the network input, so train without --roi (crop in the camera) for now"));
   }
   std::unique_ptr<inspect::EvidenceStore> evidence;
   const Settings& s = *req.settings;
@@ -136,7 +142,8 @@ TEND_COMPONENT(model_image) {
           .PerAsset("evidence_dir"),
       D::Int("images.evidence_max_records", 1000, 1, 1e9, "Evidence records kept at most")
           .PerAsset("evidence_max_records"),
-      D::Float("images.evidence_max_age_s", 7 * 86400.0, 1, 1e10, "Evidence older than this is deleted")
+      D::Float("images.evidence_max_age_s", 7 * 86400.0, 1, 1e10,
+               "Evidence older than this is deleted")
           .PerAsset("evidence_max_age_s"),
       D::Int("images.evidence_max_mb", 512, 1, 1e7, "Evidence store size bound in MiB")
           .PerAsset("evidence_max_mb"),

@@ -38,7 +38,8 @@ class FrameEventReader final : public agent::EventReader {
   Status Run(const std::atomic<bool>& stop, const agent::EmitEvent& emit) override {
     std::atomic<bool> done{false};
     std::thread stopper([&] {  // Next() may wait (pacing, a watch, a camera): stop it promptly
-      while (!done.load() && !stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      while (!done.load() && !stop.load())
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
       src_->Stop();
     });
     Status st = Loop(stop, emit);
@@ -97,7 +98,8 @@ Result<std::unique_ptr<agent::EventReader>> Open(const SourceRequest& req) {
   const EventSpec& e = req.input->event;
   if (req.input->windowing || e.type != ElementType::kU8 || e.rank != 3 ||
       (e.dims[2] != 1 && e.dims[2] != 3)) {
-    return Fail(Error::Invalid("source '" + req.spec + "' delivers camera frames u8[h,w,c], but the model takes " +
+    return Fail(Error::Invalid("source '" + req.spec +
+                               "' delivers camera frames u8[h,w,c], but the model takes " +
                                req.input->Describe()));
   }
   sources::FrameSourceOptions o;
