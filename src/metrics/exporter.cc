@@ -243,6 +243,13 @@ struct Exporter::State {
   mutable std::mutex provider_mu;
   std::function<TelemetryFigures()> provider;
   std::function<OtaFigures()> ota_provider;  // guarded by provider_mu
+  struct Component {
+    int id;
+    std::string health_key;
+    std::function<ComponentFigures()> fn;
+  };
+  std::vector<Component> components;  // guarded by provider_mu
+  int next_component_id = 1;
 
   std::mutex health_mu;
   std::vector<uint64_t> health_prev_counts;
@@ -293,6 +300,8 @@ class Exporter::Families {
   void Counter1(const char* name, const char* help, double v) {
     Counter(Family(name, help, MetricType::Counter), v, base_);
   }
+  // A family built elsewhere (components): added whole, no reference handed out.
+  void Add(MetricFamily f) { out_.push_back(std::move(f)); }
   std::string Serialize() const { return prometheus::TextSerializer().Serialize(out_); }
 
  private:
@@ -442,6 +451,19 @@ void Exporter::SetOtaStatusProvider(std::function<OtaFigures()> fn) {
   state_->ota_provider = std::move(fn);
 }
 
+int Exporter::AddComponentProvider(std::string health_key, std::function<ComponentFigures()> fn) {
+  std::lock_guard<std::mutex> lock(state_->provider_mu);
+  const int id = state_->next_component_id++;
+  state_->components.push_back({id, std::move(health_key), std::move(fn)});
+  return id;
+}
+
+void Exporter::RemoveComponentProvider(int id) {
+  std::lock_guard<std::mutex> lock(state_->provider_mu);
+  auto& c = state_->components;
+  c.erase(std::remove_if(c.begin(), c.end(), [id](const auto& e) { return e.id == id; }), c.end());
+}
+
 std::string Exporter::ScrapeText() const {
   Families out(labels_);
   AppendDecisionFamilies(out);
@@ -451,7 +473,29 @@ std::string Exporter::ScrapeText() const {
   AppendOtaFamilies(out);
   out.Gauge(out.Family("edge_build_info", "tend version (always 1).", MetricType::Gauge), 1,
             out.With({{"version", TEND_VERSION}}));
+  AppendComponentFamilies(out);
   return out.Serialize();
+}
+
+void Exporter::AppendComponentFamilies(Families& out) const {
+  std::vector<ComponentFigures> figures;
+  {
+    std::lock_guard<std::mutex> lock(state_->provider_mu);
+    for (const auto& c : state_->components) figures.push_back(c.fn());
+  }
+  for (auto& f : figures) {
+    for (auto& fam : f.families) {
+      MetricFamily mf{
+          fam.name, fam.help, fam.counter ? MetricType::Counter : MetricType::Gauge, {}};
+      for (const auto& s : fam.series) {
+        ClientMetric m;
+        m.label = out.With({}, s.asset_id.empty() ? nullptr : &s.asset_id);
+        (fam.counter ? m.counter.value : m.gauge.value) = s.value;
+        mf.metric.push_back(std::move(m));
+      }
+      out.Add(std::move(mf));
+    }
+  }
 }
 
 void Exporter::AppendDecisionFamilies(Families& out) const {
@@ -749,6 +793,11 @@ nlohmann::json Exporter::HealthFigures() {
     if (tel->mqtt_connected) j["mqtt_connected"] = *tel->mqtt_connected;
     if (tel->mqtt_reconnects_total) j["mqtt_reconnects_total"] = *tel->mqtt_reconnects_total;
     if (tel->mqtt_refused_total) j["mqtt_refused_total"] = *tel->mqtt_refused_total;
+  }
+  std::lock_guard<std::mutex> lock(s.provider_mu);
+  for (const auto& c : s.components) {
+    auto f = c.fn();
+    if (!f.health.is_null()) j[c.health_key] = std::move(f.health);
   }
   return j;
 }
