@@ -4,7 +4,8 @@
 // lost link never blocks decisions: misses are counted (edge_plc_rejects_missed_total, the health
 // message's "plc" figures) and the optional line-unsafe coil is set on reconnect. Off unless some
 // asset has plc.url.
-#include <map>
+#include <algorithm>
+#include <cmath>
 
 #include "core/log.h"
 #include "io/plc_sink.h"
@@ -75,6 +76,7 @@ class PlcSink final : public Sink {
       auto st = l.sink->Drain(std::chrono::seconds(3));
       if (!st) TEND_LOG_WARN("plc ({}): {}", l.asset_id, st.error().message);
       l.final_stats = l.sink->stats();
+      l.coil_latency = LatencySummary(l.sink->RecentRejectLatenciesMs());
       l.sink.reset();  // finishes a pulse in flight, then disconnects
     }
   }
@@ -82,7 +84,10 @@ class PlcSink final : public Sink {
   void Report(nlohmann::json& summary) const override {
     std::lock_guard<std::mutex> lock(mu_);
     nlohmann::json j;
-    for (const auto& l : links_) j[l.asset_id] = io::ToJson(Stats(l));
+    for (const auto& l : links_) {
+      j[l.asset_id] = io::ToJson(Stats(l));
+      if (!l.coil_latency.is_null()) j[l.asset_id]["coil_latency_ms"] = l.coil_latency;
+    }
     summary["plc"] = std::move(j);
   }
 
@@ -91,7 +96,18 @@ class PlcSink final : public Sink {
     std::string asset_id;
     std::unique_ptr<io::PlcRejectSink> sink;
     io::PlcSinkStats final_stats;
+    nlohmann::json coil_latency;  // decision handed over -> coil write acknowledged, after Stop
   };
+  // {"n", "p50", "p99", "max"} of the most recent rejects (ms); null when none was written.
+  static nlohmann::json LatencySummary(std::vector<double> ms) {
+    if (ms.empty()) return nullptr;
+    std::sort(ms.begin(), ms.end());
+    auto q = [&](double p) {
+      const size_t i = static_cast<size_t>(std::ceil(p * static_cast<double>(ms.size()))) - 1;
+      return std::round(ms[std::min(i, ms.size() - 1)] * 1000) / 1000;
+    };
+    return {{"n", ms.size()}, {"p50", q(0.50)}, {"p99", q(0.99)}, {"max", q(1.0)}};
+  }
   static io::PlcSinkStats Stats(const Link& l) { return l.sink ? l.sink->stats() : l.final_stats; }
 
   metrics::ComponentFigures Figures() const {
