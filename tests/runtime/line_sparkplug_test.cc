@@ -133,7 +133,8 @@ TEST_F(LineSparkplug, Kill9LeavesTheNdeathWillWithTheBirthsBdSeq) {
   const std::string cfg = WriteConfig("spb_live.toml", "1");
   const std::string out = dir() + "/live.out";
   auto start = [&] {
-    return Spawn({TendBin(), "run", "--config", dir() + "/" + cfg, "--state-dir", dir() + "/st2"},
+    return Spawn({TendBin(), "run", "--config", dir() + "/" + cfg, "--state-dir", dir() + "/st2",
+                  "--summary-json", dir() + "/live.json"},
                  out);
   };
   pid_t pid = start();
@@ -149,10 +150,32 @@ TEST_F(LineSparkplug, Kill9LeavesTheNdeathWillWithTheBirthsBdSeq) {
   EXPECT_TRUE(cap_->On("DDEATH").empty()) << "a killed process sends nothing itself";
 
   pid = start();
-  ASSERT_TRUE(WaitFor([&] { return cap_->On("NBIRTH").size() >= 2; }, 20s)) << ReadAll(out);
+  ASSERT_TRUE(WaitFor([&] { return cap_->On("DBIRTH").size() >= 4; }, 20s)) << ReadAll(out);
+  // A host's rebirth request (an NCMD encoded by Tahu's codec): NBIRTH again, same bdSeq
+  // (tck-id-operational-behavior-data-commands-rebirth-action-2); a malformed NCMD is counted and
+  // the session goes on.
+  const std::string ncmd = dir() + "/ncmd.bin", bad = dir() + "/bad.bin";
+  ASSERT_EQ(std::system(("node " + kJs + "/decode.js --encode '" +
+                         R"({"timestamp":1,"metrics":[{"name":"Node Control/Rebirth",)" +
+                         R"("type":"Boolean","value":true}]})" + "' " + ncmd)
+                            .c_str()),
+            0);
+  std::ofstream(bad) << "not protobuf \xff\xff";
+  for (const auto& f : {bad, ncmd}) {
+    ASSERT_EQ(WaitExit(Spawn({"/usr/bin/mosquitto_pub", "-h", "127.0.0.1", "-p",
+                              std::to_string(broker_.port()), "-q", "1", "-t",
+                              "spBv1.0/plant-a/NCMD/edge-7", "-f", f})),
+              0);
+  }
+  ASSERT_TRUE(WaitFor([&] { return cap_->On("NBIRTH").size() >= 3; }, 15s)) << ReadAll(out);
+  EXPECT_EQ((*Metric(cap_->On("NBIRTH").at(2), "bdSeq"))["value"], (bd + 1) % 256);
+  EXPECT_EQ(cap_->On("NBIRTH").at(2)["payload"]["seq"], 0);
   ::kill(pid, SIGTERM);
   EXPECT_EQ(WaitExit(pid), 0) << ReadAll(out);
   EXPECT_EQ((*Metric(cap_->On("NBIRTH").at(1), "bdSeq"))["value"], (bd + 1) % 256);
+  auto summary = json::parse(Slurp(dir() + "/live.json"));
+  EXPECT_EQ(summary["sparkplug"]["rebirths"], 1) << summary.dump();
+  EXPECT_EQ(summary["sparkplug"]["commands_rejected"], 1);
 }
 
 TEST_F(LineSparkplug, GroupWithoutABrokerIsRefusedInOneLine) {

@@ -70,14 +70,19 @@ class PlcSink final : public Sink {
 
   // Every decision received is written or counted as missed (bounded: a dead link times out).
   void Stop() override {
-    std::lock_guard<std::mutex> lock(mu_);
+    // links_ itself only changes before Start(); mu_ guards each link's sink against Figures().
     for (auto& l : links_) {
       if (!l.sink) continue;
       auto st = l.sink->Drain(std::chrono::seconds(3));
       if (!st) TEND_LOG_WARN("plc ({}): {}", l.asset_id, st.error().message);
-      l.final_stats = l.sink->stats();
-      l.coil_latency = LatencySummary(l.sink->RecentRejectLatenciesMs());
-      l.sink.reset();  // finishes a pulse in flight, then disconnects
+      std::unique_ptr<io::PlcRejectSink> gone;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        l.final_stats = l.sink->stats();
+        l.coil_latency = LatencySummary(l.sink->RecentRejectLatenciesMs());
+        gone = std::move(l.sink);
+      }
+      gone.reset();  // finishes a pulse in flight, then disconnects (scrapes do not wait)
     }
   }
 

@@ -39,15 +39,20 @@ class SparkplugSink final : public Sink {
   }
 
   // Delivers what is queued (bounded), then each asset's DDEATH and the node's NDEATH.
+  // Only Stop() replaces node_ (mu_ guards it against Figures() and Report()).
   void Stop() override {
-    std::lock_guard<std::mutex> lock(mu_);
     if (!node_) return;
     TEND_LOG_INFO("stopping: delivering Sparkplug data (up to 5 s), then DDEATH and NDEATH");
     auto st = node_->Flush(std::chrono::seconds(5));
     if (!st) TEND_LOG_WARN("sparkplug: {}", st.error().message);
     devices_.clear();
-    stats_ = node_->stats();
-    node_.reset();
+    std::unique_ptr<sparkplug::SparkplugNode> gone;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stats_ = node_->stats();
+      gone = std::move(node_);
+    }
+    gone.reset();  // NDEATH, disconnect (scrapes do not wait)
   }
 
   void Report(nlohmann::json& summary) const override {
