@@ -161,6 +161,13 @@ class Telemetry::Impl {
   std::atomic<int64_t> inflight_{0};
   std::atomic<bool> connected_event_{false}, connect_failed_event_{false}, lost_event_{false};
   std::atomic<bool> rewind_needed_{false};
+  // Each connection starts with one spooled message in flight and opens the full window at its
+  // first acknowledgement or refusal. A broker may close the connection right after refusing a
+  // publish (MQTT 3.1.1 allows it; Mosquitto 2.0.11 does it in some configurations): with a full
+  // window behind the refused message, its close resets the TCP stream and destroys the PUBACK
+  // that says why, so the client could only resend, be refused again, and loop. Alone in flight,
+  // the refused message's PUBACK arrives before the close, and it is never sent again.
+  std::atomic<bool> window_open_{false};
   std::atomic<int> connect_failed_rc_{0};
   std::mutex ack_mu_;
   std::vector<int64_t> acks_, acks_work_;
@@ -356,6 +363,7 @@ void Telemetry::Impl::OnPublished(const mqtt::token& tok, bool ok) {
   size_t pending_acks = 0;
   if (ok) {
     st_delivered_.fetch_add(1, std::memory_order_relaxed);
+    if (id != 0 && current) window_open_ = true;
     if (id != 0) {
       std::lock_guard lk(ack_mu_);
       acks_.push_back(id);
@@ -375,6 +383,7 @@ void Telemetry::Impl::OnPublished(const mqtt::token& tok, bool ok) {
         topic = dt->get_message()->get_topic();
       }
       st_refused_.fetch_add(1);
+      if (id != 0) window_open_ = true;
       std::lock_guard lk(ack_mu_);
       refusals_.push_back({id, rc, std::move(topic)});
     } else if (id != 0 && current) {
@@ -568,6 +577,7 @@ void Telemetry::Impl::NetworkStep(Clock::time_point now) {
     ever_connected_ = true;
     gen_.fetch_add(1);
     inflight_ = 0;
+    window_open_ = false;
     spool_->Rewind();
     TEND_LOG_INFO("telemetry: connected to {} as {}; {} messages to deliver", opt_.broker_url,
                   id_.ClientId(), spool_->depth());
@@ -592,12 +602,15 @@ void Telemetry::Impl::NetworkStep(Clock::time_point now) {
     TEND_LOG_INFO("telemetry: a publish failed; resending everything not yet acknowledged");
     gen_.fetch_add(1);
     inflight_ = 0;
+    window_open_ = false;
     spool_->Rewind();
   }
   for (auto& m : direct_) Publish(m, 0);
   direct_.clear();
-  while (inflight_.load() < opt_.max_inflight) {
-    size_t room = static_cast<size_t>(opt_.max_inflight - inflight_.load());
+  for (;;) {
+    const int64_t window = window_open_.load() ? opt_.max_inflight : 1;
+    if (inflight_.load() >= window) break;
+    size_t room = static_cast<size_t>(window - inflight_.load());
     auto next = spool_->Next(std::min<size_t>(room, 512));
     if (!next) {
       TEND_LOG_ERROR("telemetry: reading the spool: {}", next.error().message);
