@@ -252,16 +252,27 @@ Status WriteAcl(const std::string& dir) {
       if (j.contains("device_id")) {
         std::string dev = j["device_id"], f = j["factory_id"], l = j["line_id"];
         acl += "\nuser " + dev + "\n";
+        // Exactly the topics the agent publishes (telemetry::PublishedTopics), once each: the
+        // asset topics per asset, the edge topics (status, device states such as ota) once.
+        std::vector<std::string> granted;
         for (const auto& a : j["asset_ids"]) {
-          std::string prefix = "factory/" + f + "/line/" + l + "/asset/" + a.get<std::string>();
-          for (const char* leaf : {"scores", "alerts", "health"}) {
-            acl += "topic write " + prefix + "/" + leaf + "\n";
+          telemetry::Identity id{f, l, a.get<std::string>(), dev};
+          if (auto v = id.Validate(); !v) {  // a hand-edited record must not inject ACL lines
+            return Fail(Error::Corrupt("pki: " + p.string() + ": " + v.error().message));
+          }
+          for (const auto& t : telemetry::PublishedTopics(id)) {
+            if (std::find(granted.begin(), granted.end(), t.topic) != granted.end()) continue;
+            granted.push_back(t.topic);
+            acl += "topic write " + t.topic + "\n";
           }
         }
-        acl += "topic write factory/" + f + "/edge/" + dev + "/status\n";
       } else {
-        acl += "\nuser " + j["name"].get<std::string>() + "\ntopic read " +
-               j["read"].get<std::string>() + "\n";
+        std::string name = j["name"], read = j["read"];
+        TEND_RETURN_NOT_OK(ValidName("client name in " + p.string(), name));
+        if (read.find_first_of("\r\n") != std::string::npos) {
+          return Fail(Error::Corrupt("pki: " + p.string() + ": 'read' spans several lines"));
+        }
+        acl += "\nuser " + name + "\ntopic read " + read + "\n";
       }
     } catch (const nlohmann::json::exception& e) {
       return Fail(Error::Corrupt("pki: " + p.string() + ": " + e.what()));

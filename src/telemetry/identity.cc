@@ -68,6 +68,21 @@ Status ValidateEdgeStateName(const std::string& name) {
   return Ok();
 }
 
+std::vector<TopicSpec> PublishedTopics(const Identity& id) {
+  std::vector<TopicSpec> out = {
+      {TopicKind::kScores, id.ScoresTopic(), kScoresQos, false},
+      {TopicKind::kAlerts, id.AlertsTopic(), kAlertsQos, false},
+      {TopicKind::kHealth, id.HealthTopic(), kHealthQos, false},
+      {TopicKind::kStatus, id.StatusTopic(), kStatusQos, kStatusRetained},
+  };
+  for (std::string_view name : kDeviceStateNames) {
+    // Device states are retained at QoS 1 like the status (one current value per device).
+    TopicKind kind = name == "ota" ? TopicKind::kOta : TopicKind::kUnknown;
+    out.push_back({kind, id.EdgeTopic(std::string(name)), kStatusQos, true});
+  }
+  return out;
+}
+
 ParsedTopic ParseTopic(const std::string& topic) {
   ParsedTopic out;
   auto parts = Split(topic);

@@ -112,6 +112,9 @@ class Telemetry::Impl {
 
   Identity id_;
   TelemetryOptions opt_;
+  // Topics from PublishedTopics(id_), fixed at Start: the ACL `tend pki` writes grants the same.
+  std::string scores_topic_, alerts_topic_, health_topic_, status_topic_;
+  std::map<std::string, std::string, std::less<>> state_topics_;  // device state name -> topic
   std::unique_ptr<Spool> spool_;
   SpoolOpenReport report_;
   SpoolOptions spool_options_;
@@ -193,6 +196,24 @@ class Telemetry::Impl {
 
 Status Telemetry::Impl::Start() {
   TEND_RETURN_NOT_OK(id_.Validate());
+  for (auto& t : PublishedTopics(id_)) {
+    switch (t.kind) {
+      case TopicKind::kScores:
+        scores_topic_ = std::move(t.topic);
+        break;
+      case TopicKind::kAlerts:
+        alerts_topic_ = std::move(t.topic);
+        break;
+      case TopicKind::kHealth:
+        health_topic_ = std::move(t.topic);
+        break;
+      case TopicKind::kStatus:
+        status_topic_ = std::move(t.topic);
+        break;
+      default:  // a device state: factory/{f}/edge/{d}/{name}
+        state_topics_[t.topic.substr(t.topic.rfind('/') + 1)] = t.topic;
+    }
+  }
   if (opt_.spool_path.empty()) return Fail(Error::Invalid("telemetry: spool_path is empty"));
   if (opt_.mqtt_version != 4 && opt_.mqtt_version != 5) {
     return Fail(Error::Invalid("telemetry: mqtt_version " + std::to_string(opt_.mqtt_version) +
@@ -318,7 +339,7 @@ void Telemetry::Impl::Stop() {
     try {
       if (state_ == ConnState::kConnected && cli_->is_connected()) {
         auto payload = StatusPayload(std::chrono::system_clock::now(), id_, false);
-        auto tok = cli_->publish(id_.StatusTopic(), payload.data(), payload.size(), kStatusQos,
+        auto tok = cli_->publish(status_topic_, payload.data(), payload.size(), kStatusQos,
                                  kStatusRetained);
         tok->wait_for(std::chrono::seconds(2));
         cli_->disconnect(std::chrono::seconds(1))->wait_for(std::chrono::seconds(2));
@@ -457,9 +478,9 @@ void Telemetry::Impl::BuildMessages(size_t n, const std::string& model_version) 
     MessageId mid{boot_, ++seq_};
     std::string payload = ScorePayload(d, id_, mid);
     if (d.is_alert) {
-      batch_.push_back({MessageKind::kAlert, id_.AlertsTopic(), kAlertsQos, false, payload});
+      batch_.push_back({MessageKind::kAlert, alerts_topic_, kAlertsQos, false, payload});
     }
-    OutgoingMessage score{MessageKind::kScore, id_.ScoresTopic(), kScoresQos, false,
+    OutgoingMessage score{MessageKind::kScore, scores_topic_, kScoresQos, false,
                           std::move(payload)};
     (opt_.spool_scores ? batch_ : direct_).push_back(std::move(score));
   }
@@ -500,7 +521,7 @@ void Telemetry::Impl::MaybeBuildHealth(Clock::time_point now, bool force) {
                       {"health", st_drop_health_.load()}};
   extra["connected"] = st_connected_.load();
   MessageId mid{boot_, ++seq_};
-  OutgoingMessage m{MessageKind::kHealth, id_.HealthTopic(), kHealthQos, false,
+  OutgoingMessage m{MessageKind::kHealth, health_topic_, kHealthQos, false,
                     HealthPayload(std::chrono::system_clock::now(), id_, mid, extra)};
   (opt_.spool_health ? batch_ : direct_).push_back(std::move(m));
 }
@@ -515,8 +536,7 @@ Clock::duration Telemetry::Impl::NextBackoff() {
 void Telemetry::Impl::StartConnect() {
   // The Last Will is fixed at CONNECT time, so its timestamp is that of the connection attempt.
   auto will_payload = StatusPayload(std::chrono::system_clock::now(), id_, false);
-  connopts_.set_will(
-      mqtt::will_options(id_.StatusTopic(), will_payload, kStatusQos, kStatusRetained));
+  connopts_.set_will(mqtt::will_options(status_topic_, will_payload, kStatusQos, kStatusRetained));
   try {
     NewClient();
     cli_->connect(connopts_, nullptr, connect_listener_);
@@ -581,7 +601,7 @@ void Telemetry::Impl::NetworkStep(Clock::time_point now) {
     spool_->Rewind();
     TEND_LOG_INFO("telemetry: connected to {} as {}; {} messages to deliver", opt_.broker_url,
                   id_.ClientId(), spool_->depth());
-    Publish({MessageKind::kReport, id_.StatusTopic(), kStatusQos, kStatusRetained,
+    Publish({MessageKind::kReport, status_topic_, kStatusQos, kStatusRetained,
              StatusPayload(std::chrono::system_clock::now(), id_, true)},
             0);
     MaybeEnqueueDropReport(now, /*force=*/true);
@@ -657,11 +677,11 @@ void Telemetry::Impl::Run() {
       model_version = model_version_;
     }
     if (qd_scores > 0) {
-      spool_->NoteDropped(id_.ScoresTopic(), MessageKind::kScore, qd_scores);
+      spool_->NoteDropped(scores_topic_, MessageKind::kScore, qd_scores);
       CountDropped(MessageKind::kScore, qd_scores);
     }
     if (qd_alerts > 0) {
-      spool_->NoteDropped(id_.AlertsTopic(), MessageKind::kAlert, qd_alerts);
+      spool_->NoteDropped(alerts_topic_, MessageKind::kAlert, qd_alerts);
       CountDropped(MessageKind::kAlert, qd_alerts);
     }
     BuildMessages(n, model_version);
@@ -757,6 +777,13 @@ void Telemetry::Impl::PublishDeviceState(const std::string& name, nlohmann::json
     TEND_LOG_WARN("telemetry: device state ignored: {}", v.error().message);
     return;
   }
+  if (state_topics_.find(name) == state_topics_.end()) {
+    TEND_LOG_WARN(
+        "telemetry: device state '{}' ignored: not in kDeviceStateNames (telemetry/identity.h), "
+        "so the broker ACL from `tend pki` would refuse it",
+        name);
+    return;
+  }
   if (!payload.is_object()) {
     TEND_LOG_WARN("telemetry: device state '{}' ignored: payload is not a JSON object", name);
     return;
@@ -781,8 +808,9 @@ void Telemetry::Impl::BuildStates() {
   for (auto& [name, p] : states) {
     if (!p.contains("device_id")) p["device_id"] = id_.device_id;
     if (!p.contains("msg_id")) p["msg_id"] = FormatMessageId(id_.device_id, {boot_, ++seq_});
-    batch_.push_back(
-        {MessageKind::kState, id_.EdgeTopic(name), kStatusQos, /*retained=*/true, p.dump()});
+    auto topic = state_topics_.find(name);  // always there: PublishDeviceState checked it
+    if (topic == state_topics_.end()) continue;
+    batch_.push_back({MessageKind::kState, topic->second, kStatusQos, /*retained=*/true, p.dump()});
   }
 }
 
@@ -792,7 +820,7 @@ bool Telemetry::Impl::ApplyRefusals(Clock::time_point now) {
     if (r.id != 0) {
       acks_work_.push_back(r.id);  // leaves the spool with this commit
       // Reports go QoS 1 on the health topic: a refused report is logged, not re-reported.
-      if (r.topic != id_.HealthTopic()) {
+      if (r.topic != health_topic_) {
         spool_->NoteDropped(RefusalKey(r.topic, r.reason_code), MessageKind::kAlert, 1);
       }
     }
@@ -851,7 +879,7 @@ void Telemetry::Impl::MaybeEnqueueDropReport(Clock::time_point now, bool force) 
     j["refused"] = refused;
     j["refused_total"] = refused_total;
   }
-  auto st = spool_->EnqueueDropReport(id_.HealthTopic(), 1, j.dump());
+  auto st = spool_->EnqueueDropReport(health_topic_, 1, j.dump());
   if (!st) {
     TEND_LOG_WARN("telemetry: drop report: {}", st.error().message);
     return;

@@ -174,6 +174,44 @@ class FleetTls : public FleetIntegration {
     pid_t p = tend::testing::Spawn(argv, dir_ + "/pub.txt");
     return tend::testing::WaitExit(p);
   }
+  // mosquitto_pub over MQTT 5 with a device's certificate: its output says "Not authorized"
+  // when the broker's PUBACK refuses the publish (the exit code is 0 either way).
+  std::string Pub5(int port, const std::string& device, const std::string& topic,
+                   const std::string& payload) {
+    const std::string base = pki_ + "/devices/" + device;
+    pid_t p = tend::testing::Spawn(
+        {"/usr/bin/mosquitto_pub", "-h", "localhost", "-p", std::to_string(port), "--cafile",
+         pki_ + "/ca.crt", "--cert", base + ".crt", "--key", base + ".key", "-V", "mqttv5", "-q",
+         "1", "-t", topic, "-m", payload},
+        dir_ + "/pub5.txt");
+    tend::testing::WaitExit(p);
+    return tend::testing::ReadAll(dir_ + "/pub5.txt");
+  }
+  // A TLS-only broker that takes the username from the client certificate and applies the ACL
+  // `tend pki` wrote, as deploy/mosquitto/mosquitto.conf does.
+  std::unique_ptr<Broker> StartTlsBroker() {
+    auto tls = std::make_unique<Broker>("", /*tls_only=*/true);
+    tls->set_extra("listener " + std::to_string(tls->port()) + " 127.0.0.1\ncafile " + pki_ +
+                   "/ca.crt\ncertfile " + pki_ + "/broker.crt\nkeyfile " + pki_ +
+                   "/broker.key\nrequire_certificate true\nuse_identity_as_username true\n"
+                   "allow_anonymous false\nacl_file " +
+                   pki_ + "/acl\nmax_queued_messages 1000\n");
+    EXPECT_TRUE(tls->Start()) << tls->log();
+    return tls;
+  }
+  // Publishes on A's status until the fleet reader shows it: the TLS reader is subscribed.
+  bool WaitReaderLive(int port, const tend::testing::Subscriber& reader) {
+    return WaitFor(
+        [&] {
+          Pub(port, pki_ + "/devices/edge-a.crt", pki_ + "/devices/edge-a.key",
+              "factory/f1/edge/edge-a/status");
+          for (const auto& m : reader.Messages()) {
+            if (m.topic == "factory/f1/edge/edge-a/status") return true;
+          }
+          return false;
+        },
+        15s);
+  }
 };
 
 TEST_F(FleetTls, DevicesWriteOnlyTheirOwnTopicsAndBadCertificatesCannotConnect) {
@@ -193,13 +231,8 @@ TEST_F(FleetTls, DevicesWriteOnlyTheirOwnTopicsAndBadCertificatesCannotConnect) 
   EXPECT_LT(info->not_after, std::time(nullptr));
   EXPECT_EQ(info->subject_cn, "edge-x");
 
-  Broker tls("", /*tls_only=*/true);
-  tls.set_extra("listener " + std::to_string(tls.port()) + " 127.0.0.1\ncafile " + pki_ +
-                "/ca.crt\ncertfile " + pki_ + "/broker.crt\nkeyfile " + pki_ +
-                "/broker.key\nrequire_certificate true\nuse_identity_as_username true\n"
-                "allow_anonymous false\nacl_file " +
-                pki_ + "/acl\n");
-  ASSERT_TRUE(tls.Start()) << tls.log();
+  auto broker = StartTlsBroker();
+  const Broker& tls = *broker;
   const int port = tls.port();
   const std::string url = "mqtts://localhost:" + std::to_string(port);
 
@@ -210,17 +243,7 @@ TEST_F(FleetTls, DevicesWriteOnlyTheirOwnTopicsAndBadCertificatesCannotConnect) 
        "--key", pki_ + "/clients/fleet-1.key"});
   // Subscriber() hard-codes -h 127.0.0.1; the later -h localhost wins for certificate checks.
   reader.Start();
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        Pub(port, pki_ + "/devices/edge-a.crt", pki_ + "/devices/edge-a.key",
-            "factory/f1/edge/edge-a/status");
-        for (const auto& m : reader.Messages()) {
-          if (m.topic == "factory/f1/edge/edge-a/status") return true;
-        }
-        return false;
-      },
-      15s))
-      << tls.log();
+  ASSERT_TRUE(WaitReaderLive(port, reader)) << tls.log();
 
   // Device A through the real telemetry stack over mutual TLS.
   {
@@ -287,6 +310,85 @@ TEST_F(FleetTls, DevicesWriteOnlyTheirOwnTopicsAndBadCertificatesCannotConnect) 
     if (e.path().filename().string().rfind("edge-a.crt.", 0) == 0) old_kept = true;
   }
   EXPECT_TRUE(old_kept);
+  reader.Stop();
+}
+
+// #16 item 4: the ACL `tend pki` writes grants every topic the agent publishes
+// (telemetry::PublishedTopics: scores, alerts, health, status and the OTA state), checked with the
+// real telemetry stack over MQTT 5 (a refusal is a PUBACK reason code it counts) and with an
+// independent client; another device's topics are refused. Before the fix the ACL lacked
+// factory/{f}/edge/{device}/ota and every OTA state was refused (0x87).
+TEST_F(FleetTls, PkiAclGrantsEveryTopicTheAgentPublishesAndNoOtherDevicesTopic) {
+  pki_ = dir_ + "/pki";
+  pki::CertOptions co;
+  ASSERT_TRUE(pki::InitCa(pki_, "test CA", co));
+  ASSERT_TRUE(pki::IssueBroker(pki_, "localhost", {"DNS:localhost", "IP:127.0.0.1"}, co));
+  ASSERT_TRUE(pki::IssueDevice(pki_, {"edge-a", "f1", "l1", {"press-a", "press-a2"}}, co));
+  ASSERT_TRUE(pki::IssueDevice(pki_, {"edge-b", "f1", "l1", {"press-b"}}, co));
+  ASSERT_TRUE(pki::IssueClient(pki_, "fleet-1", co));
+  auto broker = StartTlsBroker();
+  const int port = broker->port();
+  tend::testing::Subscriber reader(
+      port, {"factory/#"}, "fleet-1",
+      {"-h", "localhost", "--cafile", pki_ + "/ca.crt", "--cert", pki_ + "/clients/fleet-1.crt",
+       "--key", pki_ + "/clients/fleet-1.key"});
+  reader.Start();
+  ASSERT_TRUE(WaitReaderLive(port, reader)) << broker->log();
+  auto seen = [&](const std::string& topic, const std::string& needle) {
+    for (const auto& m : reader.Messages()) {
+      if (m.topic == topic && m.payload.find(needle) != std::string::npos) return true;
+    }
+    return false;
+  };
+
+  // The real agent stack, once per asset of device A: every kind of message it sends.
+  std::vector<telemetry::TopicSpec> expected;
+  for (const std::string asset : {"press-a", "press-a2"}) {
+    const telemetry::Identity id{"f1", "l1", asset, "edge-a"};
+    auto topics = telemetry::PublishedTopics(id);
+    expected.insert(expected.end(), topics.begin(), topics.end());
+    telemetry::TelemetryOptions o;
+    o.broker_url = "mqtts://localhost:" + std::to_string(port);
+    o.ca_file = pki_ + "/ca.crt";
+    o.cert_file = pki_ + "/devices/edge-a.crt";
+    o.key_file = pki_ + "/devices/edge-a.key";
+    o.spool_path = dir_ + "/" + asset + ".spool";
+    o.health_interval_s = 0.1;
+    auto t = telemetry::Telemetry::Create(id, o);
+    ASSERT_TRUE(t) << t.error().message;
+    ASSERT_TRUE(WaitFor([&] { return (*t)->stats().connected; }, 15s)) << broker->log();
+    (*t)->OnDecision(MakeDecision(1, true));  // on scores and alerts
+    (*t)->PublishDeviceState("ota", {{"state", "installed"}, {"version", asset}});
+    ASSERT_TRUE(WaitFor([&] { return seen(id.HealthTopic(), "edge-a"); }, 10s));
+    ASSERT_TRUE((*t)->Flush(15s));
+    auto s = (*t)->stats();
+    EXPECT_EQ(s.refused, 0) << "the broker refused " << s.refused_by_topic.begin()->first;
+  }  // a graceful stop publishes "offline" on the status topic
+  for (const auto& t : expected) {
+    EXPECT_TRUE(WaitFor([&] { return seen(t.topic, "edge-a"); }, 10s))
+        << t.topic << " never reached the fleet reader";
+  }
+
+  // An independent client with A's certificate: A's own topics pass, B's are refused.
+  for (const auto& t : expected) {
+    EXPECT_EQ(Pub5(port, "edge-a", t.topic, "{\"by\":\"edge-a\"}").find("Not authorized"),
+              std::string::npos)
+        << t.topic;
+  }
+  const auto b_topics = telemetry::PublishedTopics({"f1", "l1", "press-b", "edge-b"});
+  for (const auto& t : b_topics) {
+    EXPECT_NE(Pub5(port, "edge-a", t.topic, "{\"by\":\"intruder-a\"}").find("Not authorized"),
+              std::string::npos)
+        << "A may write B's " << t.topic;
+  }
+  // B's own publish is the marker that everything before it has been routed.
+  const std::string marker = b_topics[2].topic;  // B's health
+  EXPECT_EQ(Pub5(port, "edge-b", marker, "{\"by\":\"edge-b\"}").find("Not authorized"),
+            std::string::npos);
+  ASSERT_TRUE(WaitFor([&] { return seen(marker, "\"edge-b\""); }, 10s));
+  for (const auto& m : reader.Messages()) {
+    EXPECT_EQ(m.payload.find("intruder-a"), std::string::npos) << "A wrote " << m.topic;
+  }
   reader.Stop();
 }
 

@@ -56,6 +56,26 @@ TEST(Identity, ParseTopicRoundTrips) {
   EXPECT_EQ(ParseTopic("x/f/edge/d/status").kind, TopicKind::kUnknown);
 }
 
+// The one list the publisher and the ACL generator share: SPEC's four topics plus the OTA state,
+// each parsing back to its kind (the fleet side reads what the devices write).
+TEST(Identity, PublishedTopicsListEveryTopicWithSpecQosAndRetain) {
+  auto t = PublishedTopics(Id());
+  ASSERT_EQ(t.size(), 5u);
+  EXPECT_EQ(t[0].topic, "factory/f1/line/l2/asset/press-7/scores");
+  EXPECT_EQ(t[1].topic, "factory/f1/line/l2/asset/press-7/alerts");
+  EXPECT_EQ(t[2].topic, "factory/f1/line/l2/asset/press-7/health");
+  EXPECT_EQ(t[3].topic, "factory/f1/edge/edge-42/status");
+  EXPECT_EQ(t[4].topic, "factory/f1/edge/edge-42/ota");
+  const int qos[] = {0, 1, 0, 1, 1};
+  const bool retained[] = {false, false, false, true, true};
+  for (size_t i = 0; i < t.size(); ++i) {
+    EXPECT_EQ(t[i].qos, qos[i]) << t[i].topic;
+    EXPECT_EQ(t[i].retained, retained[i]) << t[i].topic;
+    EXPECT_EQ(ParseTopic(t[i].topic).kind, t[i].kind) << t[i].topic;
+    EXPECT_NE(t[i].kind, TopicKind::kUnknown) << t[i].topic;
+  }
+}
+
 TEST(BrokerUrl, ParsesSchemesAndPorts) {
   auto a = ParseBrokerUrl("mqtt://broker.local");
   ASSERT_TRUE(a);

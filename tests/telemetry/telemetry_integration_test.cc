@@ -486,6 +486,7 @@ TEST_P(TelemetryIntegration, DeviceStateIsRetainedNewestWinsAndSurvivesOutage) {
   (*t)->PublishDeviceState("ota", {{"state", "installed"}, {"version", "7"}});
   (*t)->PublishDeviceState("bad/name", {{"state", "x"}});  // ignored: not one topic level
   (*t)->PublishDeviceState("status", {{"state", "x"}});    // ignored: reserved
+  (*t)->PublishDeviceState("config", {{"state", "x"}});    // ignored: not in kDeviceStateNames
   ASSERT_TRUE((*t)->Commit(10s));
   EXPECT_EQ((*t)->stats().spool_depth, 1) << "the newer state replaces the undelivered one";
   ASSERT_TRUE(broker.Start());
@@ -696,7 +697,8 @@ TEST(TelemetryDiskFull, RestartOnFullDiskComesUpAndDeliversEveryCommittedAlert) 
   // Space and the broker come back. The filler may hold nothing (the first run can leave the
   // disk at 0 bytes free), so the volume also grows, as when an operator makes room.
   std::filesystem::remove(dir + "/filler");
-  ASSERT_EQ(::mount("tmpfs", dir.c_str(), "tmpfs", MS_REMOUNT, "size=4m"), 0) << std::strerror(errno);
+  ASSERT_EQ(::mount("tmpfs", dir.c_str(), "tmpfs", MS_REMOUNT, "size=4m"), 0)
+      << std::strerror(errno);
   ASSERT_TRUE(broker.Start());
   std::set<int64_t> want = committed;
   want.insert(second_alerts.begin(), second_alerts.end());
