@@ -8,6 +8,7 @@
 
 #include "core/fs.h"
 #include "core/log.h"
+#include "core/net.h"
 #include "ota/fetch.h"
 #include "ota/metadata.h"
 #include "ota/registry.h"
@@ -136,6 +137,12 @@ Result<std::vector<uint8_t>> HttpFetcher::Fetch(const std::string& path, int64_t
       return Fail(Error::Timeout(url + ": read failed or no data for " +
                                  std::to_string(static_cast<int>(opts_.read_timeout_s)) + " s"));
     }
+    if (err == httplib::Error::Connection) {  // httplib: "Could not establish connection"
+      auto why = net::ProbeConnect(
+          host_, port_,
+          std::chrono::duration_cast<std::chrono::milliseconds>(secs(opts_.connect_timeout_s)));
+      if (!why.empty()) return Fail(Error::Io(url + ": cannot connect: " + why));
+    }
     return Fail(Error::Io(url + ": " + httplib::to_string(err)));
   }
   return body;
@@ -158,6 +165,7 @@ Result<std::unique_ptr<RegistryServer>> RegistryServer::Start(const std::string&
   rs->impl_ = std::make_unique<Impl>();
   Impl& impl = *rs->impl_;
   impl.dir = dir;
+  impl.server.set_socket_options([](int fd) { net::ExclusiveListenOptions(fd); });
   if (!impl.server.set_mount_point("/", dir)) {
     return Fail(Error::Io(dir + ": cannot serve this directory"));
   }
@@ -178,11 +186,16 @@ Result<std::unique_ptr<RegistryServer>> RegistryServer::Start(const std::string&
     }
     res.set_content(latest->dump(), "application/json");
   });
+  // httplib only says "no"; net::ProbeBind asks the OS why (e.g. "Address already in use").
   if (port == 0) {
     port = impl.server.bind_to_any_port(host);
-    if (port <= 0) return Fail(Error::Io("registry server: cannot bind " + host));
+    if (port <= 0) {
+      return Fail(
+          Error::Io("registry server: cannot bind " + host + ": " + net::ProbeBind(host, 0)));
+    }
   } else if (!impl.server.bind_to_port(host, port)) {
-    return Fail(Error::Io("registry server: cannot bind " + host + ":" + std::to_string(port)));
+    return Fail(Error::Io("registry server: cannot bind " + host + ":" + std::to_string(port) +
+                          ": " + net::ProbeBind(host, port)));
   }
   rs->port_ = port;
   impl.thread = std::thread([&impl] {

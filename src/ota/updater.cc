@@ -1,6 +1,7 @@
 #include "ota/updater.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -411,9 +412,10 @@ Result<UpdateReport> Updater::CheckLocked() {
     // The device's configuration, not the release, is at fault: nothing is fetched or recorded.
     TEND_RETURN_NOT_OK(SaveState(o.model_dir, next));
     state_ = next;
-    return Fail(Error::Invalid("v" + std::to_string(target->version) +
-                               " requires a reference-set quality >= " + std::to_string(threshold) +
-                               " but no quality gate is configured"));
+    return Fail(Error::Invalid(fmt::format(
+        "v{} requires a reference-set quality >= {:g} but no quality gate is configured to "
+        "measure it; {}",
+        target->version, threshold, o.allow_unmeasured_hint)));
   }
 
   TEND_ASSIGN_OR_RETURN(auto model_bytes, fetcher_->Fetch(target->path, target->length));
@@ -559,9 +561,10 @@ Result<std::string> Updater::AdoptStartupModel(const std::string& path) {
     }
     const std::string current = Join(o.model_dir, state_.current->file);
     if (state_.current->sha256 != sha) {
-      TEND_LOG_INFO("ota: serving {} v{} installed by OTA; the start-up model {} is unchanged "
-                    "since it was adopted (deploy other bytes there to override OTA)",
-                    o.model_name, state_.current->version, path);
+      TEND_LOG_INFO(
+          "ota: serving {} v{} installed by OTA; the start-up model {} is unchanged "
+          "since it was adopted (deploy other bytes there to override OTA)",
+          o.model_name, state_.current->version, path);
     }
     return current;
   }

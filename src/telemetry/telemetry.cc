@@ -78,6 +78,7 @@ class Telemetry::Impl {
     }
     void on_failure(const mqtt::token& tok) override {
       self->connect_failed_rc_ = tok.get_return_code();
+      self->connect_failed_reason_ = tok.get_reason_code();
       self->connect_failed_event_ = true;
       self->Wake();
     }
@@ -171,7 +172,12 @@ class Telemetry::Impl {
   // that says why, so the client could only resend, be refused again, and loop. Alone in flight,
   // the refused message's PUBACK arrives before the close, and it is never sent again.
   std::atomic<bool> window_open_{false};
-  std::atomic<int> connect_failed_rc_{0};
+  std::atomic<int> connect_failed_rc_{0}, connect_failed_reason_{0};
+  BrokerAddress broker_;
+  std::string connect_error_;  // why the last attempt failed ("" once connected); guarded by mu_
+  int last_probe_rc_ = 0;      // worker-only: the probe's answer is reused for 30 s per rc
+  Clock::time_point last_probe_{};
+  void NoteConnectFailure(Clock::time_point now);
   std::mutex ack_mu_;
   std::vector<int64_t> acks_, acks_work_;
   struct Refusal {
@@ -278,6 +284,7 @@ Status Telemetry::Impl::Start() {
       return Fail(Error::Invalid("telemetry: give both a client certificate and its key"));
     }
     paho_uri_ = addr.paho_uri;
+    broker_ = addr;
     try {
       connopts_.set_mqtt_version(opt_.mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1);
       if (opt_.mqtt_version == 5) {
@@ -438,6 +445,7 @@ Telemetry::Stats Telemetry::Impl::stats() const {
   {
     std::lock_guard lk(mu_);
     s.spool_error = spool_error_;
+    s.connect_error = connect_error_;
     s.refused_by_topic = refused_by_topic_;
   }
   return s;
@@ -576,8 +584,7 @@ void Telemetry::Impl::NetworkStep(Clock::time_point now) {
     return;
   }
   if (connect_failed_event_.exchange(false)) {
-    TEND_LOG_WARN("telemetry: cannot connect to {} (rc {}); retrying with backoff", opt_.broker_url,
-                  connect_failed_rc_.load());
+    NoteConnectFailure(now);
     state_ = ConnState::kDisconnected;
     next_attempt_ = now + NextBackoff();
   }
@@ -592,6 +599,11 @@ void Telemetry::Impl::NetworkStep(Clock::time_point now) {
   if (connected_event_.exchange(false)) {
     state_ = ConnState::kConnected;
     st_connected_ = true;
+    {
+      std::lock_guard lk(mu_);
+      connect_error_.clear();
+    }
+    last_probe_rc_ = 0;
     backoff_s_ = opt_.reconnect_min_s;
     if (ever_connected_) st_reconnects_ += 1;
     ever_connected_ = true;
@@ -644,6 +656,26 @@ void Telemetry::Impl::NetworkStep(Clock::time_point now) {
     }
     if (!ok) break;
   }
+}
+
+// Paho reports a refused TCP connection, a DNS failure and a TLS failure alike as rc -1: ask the
+// broker address why (a TCP probe on this worker thread, at most once per 30 s for the same rc,
+// so an outage does not stall the spool writer on every retry).
+void Telemetry::Impl::NoteConnectFailure(Clock::time_point now) {
+  const int rc = connect_failed_rc_.load(), reason = connect_failed_reason_.load();
+  std::string why;
+  {
+    std::lock_guard lk(mu_);
+    why = connect_error_;
+  }
+  if (why.empty() || rc != last_probe_rc_ || now - last_probe_ >= std::chrono::seconds(30)) {
+    why = DescribeConnectFailure(broker_, rc, reason, std::chrono::seconds(1));
+    last_probe_rc_ = rc;
+    last_probe_ = now;
+    std::lock_guard lk(mu_);
+    connect_error_ = why;
+  }
+  TEND_LOG_WARN("telemetry: cannot connect to {}: {}; retrying with backoff", opt_.broker_url, why);
 }
 
 void Telemetry::Impl::Run() {

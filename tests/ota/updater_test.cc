@@ -465,6 +465,8 @@ TEST_F(OtaUpdaterTest, NoGateMeansNoInstallUnlessTheOperatorAllowsIt) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
   EXPECT_NE(r.error().message.find("no quality gate is configured"), std::string::npos);
+  EXPECT_NE(r.error().message.find("set allow_unmeasured_quality"), std::string::npos)
+      << "the refusal names the way out: " << r.error().message;
   // A configuration problem, not the release's: nothing fetched, the version not blacklisted.
   EXPECT_FALSE(fs::Exists(dev_ + "/press-ae-v1.onnx"));
   EXPECT_TRUE(LoadState(dev_)->rejected_versions.empty());
@@ -551,7 +553,7 @@ TEST_F(OtaUpdaterTest, StartupModelIsAdoptedAsTheFirstBackup) {
   EXPECT_EQ(ReadText(v0), FakeModel(100));
   EXPECT_EQ(CurrentVersion(), 0);
   EXPECT_EQ(LoadState(dev_)->highest_version, 0);  // v0 raises no anti-rollback floor
-  EXPECT_TRUE(commits_.empty());                     // the agent is not running yet
+  EXPECT_TRUE(commits_.empty());                   // the agent is not running yet
   auto before = Snapshot(dev_);
   ASSERT_EQ(*u->AdoptStartupModel(local), v0);
   EXPECT_EQ(Snapshot(dev_), before);
@@ -589,7 +591,8 @@ TEST_F(OtaUpdaterTest, StartupModelIsAdoptedAsTheFirstBackup) {
   before = Snapshot(dev_);
   auto missing = u->AdoptStartupModel(dir_ / "nope.onnx");
   ASSERT_FALSE(missing);
-  EXPECT_NE(missing.error().message.find("nope.onnx"), std::string::npos) << missing.error().message;
+  EXPECT_NE(missing.error().message.find("nope.onnx"), std::string::npos)
+      << missing.error().message;
   EXPECT_EQ(Snapshot(dev_), before);
 }
 
@@ -637,6 +640,29 @@ TEST_F(OtaUpdaterTest, RootRotationIsFollowedAndTheOldKeyRetired) {
   json r3 = ToJson(MakeRoot({old_key}, 1, 3, kT0 + 365 * kDay));
   WriteText(reg_ + "/3.root.json", *SignEnvelope(r3, {old_key}));
   ExpectRefusedUnchanged("3.root.json");
+}
+
+// `tend registry rotate-root` then `tend registry refresh` (#16 item 8): refresh used to re-sign
+// only timestamp.json, so targets.json kept the retired key's signature and every device that
+// followed the new root refused the registry. Refresh now re-signs targets.json too.
+TEST_F(OtaUpdaterTest, RefreshAfterRootRotationLeavesARegistryDevicesAccept) {
+  Install(1);
+  KeyPair old_key = keys_[0], new_key = NewKey();
+  ASSERT_TRUE(WriteRoot(reg_, MakeRoot({new_key}, 1, 2, kT0 + 365 * kDay), {old_key, new_key}));
+  auto refreshed = RefreshTimestamp(reg_, {new_key}, now_, 30 * kDay);
+  ASSERT_TRUE(refreshed) << refreshed.error().message;
+  EXPECT_TRUE(*refreshed) << "targets.json re-signed with the new root's key";
+  auto r = Check();
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(LoadState(dev_)->root_version, 2);
+  EXPECT_EQ(CurrentVersion(), 1);
+  refreshed = RefreshTimestamp(reg_, {new_key}, now_, 30 * kDay);
+  ASSERT_TRUE(refreshed);
+  EXPECT_FALSE(*refreshed) << "nothing left to re-sign";
+  EXPECT_FALSE(RefreshTimestamp(reg_, {old_key}, now_, 30 * kDay)) << "a retired key";
+  keys_ = {new_key};
+  PublishFake(reg_, dir_, 2, 2, {kProfile}, keys_);
+  Install(2);
 }
 
 TEST_F(OtaUpdaterTest, ExpiredRootIsRefused) {

@@ -506,6 +506,27 @@ TEST_P(TelemetryIntegration, DeviceStateIsRetainedNewestWinsAndSurvivesOutage) {
   EXPECT_EQ(j["msg_id"].get<std::string>().rfind("edge-1-", 0), 0u);
 }
 
+// #16 item 10: a broker address where nothing listens is named as such in the stats (and the
+// log line), not as "rc -1"; the agent keeps spooling meanwhile.
+TEST(TelemetryConnect, RefusedConnectionSaysConnectionRefused) {
+  const std::string dir = tend::testing::MakeTempDir("telemetry-refused");
+  TelemetryOptions o;
+  o.broker_url = "mqtt://127.0.0.1:" + std::to_string(tend::testing::FreePort());
+  o.spool_path = dir + "/spool.db";
+  o.health_interval_s = 0;
+  o.reconnect_min_s = 0.05;
+  {
+    auto t = Telemetry::Create(kId, o);
+    ASSERT_TRUE(t) << t.error().message;
+    EXPECT_TRUE(WaitFor([&] { return !(*t)->stats().connect_error.empty(); }, 10s));
+    EXPECT_EQ((*t)->stats().connect_error, "Connection refused");
+    (*t)->OnDecision(MakeDecision(1, true));
+    ASSERT_TRUE((*t)->Commit(10s));
+    EXPECT_EQ((*t)->stats().spool_depth, 2);  // the alert and its score wait in the spool
+  }
+  std::filesystem::remove_all(dir);
+}
+
 INSTANTIATE_TEST_SUITE_P(Mqtt, TelemetryIntegration, ::testing::Values(4, 5),
                          [](const auto& info) { return "v" + std::to_string(info.param); });
 
