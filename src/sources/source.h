@@ -105,7 +105,8 @@ struct SimulatorOptions {
   double jitter_ms = 3.0;  // jitter_ms: stroke timing jitter (standard deviation)
   int channels = 1;        // ch: 1 (die-set accelerometer) or 2 (+ press frame)
 
-  // Parses "key=value,key=value" (the part after "sim:") on top of `base`. Keys: sr, spm,
+  // Parses "key=value,key=value" on top of `base`; a leading "sim:" (or a bare "sim") is
+  // accepted, so "--sim sim:wear=0.5" works wherever a --sim flag is taken. Keys: sr, spm,
   // strokes, seed, wear, wear_end (defaults to wear when absent), noise, hum, hum_hz, amp,
   // jitter_ms, ch.
   static Result<SimulatorOptions> Parse(const std::string& kv, const SimulatorOptions& base);
