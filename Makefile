@@ -37,7 +37,11 @@ test-asan: bootstrap
 	  ctest --output-on-failure -j $(JOBS) -L unit $(CTEST_ARGS)
 
 # The main job on an embedded default: train on a healthy simulated press, run it to die failure.
-demo: build
+# Builds only the `tend` binary: the tests and benchmarks (most of a fresh build) wait for `make test`.
+demo: configure
+	@echo "make demo: building $(BUILD)/tend only (tests and benchmarks are built by 'make test'); a first build takes a few minutes"
+	@start=$$(date +%s); cmake --build $(BUILD) -j $(JOBS) --target tend && \
+	  echo "make demo: $(BUILD)/tend built in $$(( $$(date +%s) - start )) s; running scripts/demo.sh"
 	scripts/demo.sh $(BUILD)/tend
 
 bench: build
