@@ -144,8 +144,7 @@ Status Ingest::Impl::Start() {
       if (opt_.ca_file.empty()) {
         return Fail(Error::Invalid("fleet: " + opt_.broker_url + " is TLS but no --ca was given"));
       }
-      connopts_.set_ssl(
-          telemetry::BrokerSslOptions(opt_.ca_file, opt_.cert_file, opt_.key_file));
+      connopts_.set_ssl(telemetry::BrokerSslOptions(opt_.ca_file, opt_.cert_file, opt_.key_file));
     }
     cli_->set_message_callback([this](mqtt::const_message_ptr m) { OnMessage(m); });
     cli_->set_connection_lost_handler([this](const std::string& cause) {
@@ -168,8 +167,11 @@ Status Ingest::Impl::Start() {
             std::chrono::milliseconds(static_cast<int64_t>((opt_.connect_timeout_s + 1) * 1000)))) {
       return Fail(Error::Timeout("fleet: connect to " + opt_.broker_url + " timed out"));
     }
-  } catch (const mqtt::exception& e) {
-    return Fail(Error::Io("fleet: connect to " + opt_.broker_url + ": " + e.what()));
+  } catch (const mqtt::exception& e) {  // Paho says "[-1]: TCP/TLS connect failure": say why
+    return Fail(
+        Error::Io("fleet: connect to " + opt_.broker_url + ": " +
+                  telemetry::DescribeConnectFailure(addr, e.get_return_code(), e.get_reason_code(),
+                                                    std::chrono::seconds(1))));
   }
   // The connected handler subscribed; wait for it to take effect before reporting ready.
   try {

@@ -111,6 +111,17 @@ TEST_F(FleetIntegration, TwoInstancesOnASharedSubscriptionStoreEachMessageOnce) 
               static_cast<long long>(sa.stored), static_cast<long long>(sb.stored));
 }
 
+// #16 item 10: nothing listening at the broker address is named as such, not as Paho's
+// "[-1]: TCP/TLS connect failure".
+TEST_F(FleetIntegration, IngestSaysWhyItCannotConnect) {
+  IngestOptions io;
+  io.broker_url = "mqtt://127.0.0.1:" + std::to_string(tend::testing::FreePort());
+  io.connect_timeout_s = 2;
+  auto ing = Ingest::Start(io, *OpenFleetStore("sqlite:" + dir_ + "/refused.db"));
+  ASSERT_FALSE(ing);
+  EXPECT_EQ(ing.error().message, "fleet: connect to " + io.broker_url + ": Connection refused");
+}
+
 TEST_F(FleetIntegration, MalformedMessagesAreCountedAndSkipped) {
   Broker broker;
   ASSERT_TRUE(broker.Start());
