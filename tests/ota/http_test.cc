@@ -1,10 +1,16 @@
 // The HTTP side: the registry server (static files + SPEC's latest endpoint), an update over
-// HTTP, and misbehaving servers: endless data, a lying Content-Length, 1 byte/s, silence.
+// HTTP, and misbehaving servers: endless data, a lying Content-Length, 1 byte/s, silence, and
+// (issue 17, defect 2) servers that misbehave in the status line and headers, plus an updater
+// whose Stop() must not wait for a fetch in flight.
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <thread>
 
 #include "ota/fetch.h"
@@ -43,6 +49,77 @@ class TestServer {
   std::thread thread_;
   int port_ = 0;
   std::atomic<bool> stopping_{false};
+};
+
+// A raw TCP server on a free loopback port: reads the request, then runs `script` on the
+// connection (one connection at a time) until the script returns or Stop() is called.
+class RawServer {
+ public:
+  using Script = std::function<void(int fd, const std::atomic<bool>& stop)>;
+  explicit RawServer(Script script) : script_(std::move(script)) {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    socklen_t len = sizeof a;
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    EXPECT_EQ(::listen(listen_fd_, 8), 0);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~RawServer() { Stop(); }
+  void Stop() {
+    stop_ = true;
+    ::shutdown(listen_fd_, SHUT_RDWR);
+    if (thread_.joinable()) thread_.join();
+    if (listen_fd_ >= 0) ::close(listen_fd_);
+    listen_fd_ = -1;
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  int accepted() const { return accepted_; }
+  // True while a script runs on an open connection.
+  bool in_script() const { return in_script_; }
+
+  // Writes all of `s`; false once the client is gone or the server stops.
+  static bool Send(int fd, const std::string& s) {
+    return ::send(fd, s.data(), s.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(s.size());
+  }
+  // Sleeps `ms` in short steps; false when the server stops meanwhile.
+  static bool Nap(int ms, const std::atomic<bool>& stop) {
+    for (int i = 0; i < ms / 10 && !stop; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return !stop;
+  }
+
+ private:
+  void Serve() {
+    while (!stop_) {
+      int fd = ::accept(listen_fd_, nullptr, nullptr);
+      if (fd < 0) return;
+      ++accepted_;
+      std::string req;
+      char buf[4096];
+      while (req.find("\r\n\r\n") == std::string::npos) {
+        ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        req.append(buf, static_cast<size_t>(n));
+      }
+      in_script_ = true;
+      script_(fd, stop_);
+      in_script_ = false;
+      ::close(fd);
+    }
+  }
+  Script script_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::thread thread_;
+  std::atomic<bool> stop_{false}, in_script_{false};
+  std::atomic<int> accepted_{0};
 };
 
 HttpOptions FastOptions() {
@@ -170,6 +247,156 @@ TEST(OtaHttp, SlowRetrievalIsAborted) {
   EXPECT_TRUE(silent.error().code == ErrorCode::kTimeout ||
               silent.error().code == ErrorCode::kIoError)
       << silent.error().message;
+}
+
+// Issue 17, defect 2: the status line and headers had no time or size limit. Each of these servers
+// kept `tend ota check` running forever (or grew its memory by 140 MB/s); now each exchange ends
+// with an error, limited by the throughput floor and deadline or by the header cap.
+TEST(OtaHttp, MisbehavingHeadersEndTheExchange) {
+  struct Case {
+    const char* name;
+    RawServer::Script script;
+    ErrorCode code;
+    const char* needle;
+  } cases[] = {
+      {"one header line every 200 ms",
+       [](int fd, const std::atomic<bool>& stop) {
+         RawServer::Send(fd, "HTTP/1.1 200 OK\r\n");
+         for (int i = 0; RawServer::Nap(200, stop); ++i) {
+           if (!RawServer::Send(fd, "X-Drip-" + std::to_string(i) + ": y\r\n")) return;
+         }
+       },
+       ErrorCode::kSecurity, "too slow"},
+      {"a dripped status line",
+       [](int fd, const std::atomic<bool>& stop) {
+         const std::string line = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+         for (char c : line) {
+           if (!RawServer::Nap(300, stop) || !RawServer::Send(fd, std::string(1, c))) return;
+         }
+       },
+       ErrorCode::kSecurity, "too slow"},
+      {"a header line that grows forever",
+       [](int fd, const std::atomic<bool>& stop) {
+         RawServer::Send(fd, "HTTP/1.1 200 OK\r\nX-Big: ");
+         while (!stop && RawServer::Send(fd, std::string(4096, 'a'))) {
+         }
+       },
+       ErrorCode::kSecurity, "response headers exceed"},
+      {"endless 100 Continue",
+       [](int fd, const std::atomic<bool>& stop) {
+         while (!stop && RawServer::Send(fd, "HTTP/1.1 100 Continue\r\n\r\n")) {
+         }
+       },
+       ErrorCode::kSecurity, "response headers exceed"},
+      {"a fast endless header stream",
+       [](int fd, const std::atomic<bool>& stop) {
+         RawServer::Send(fd, "HTTP/1.1 200 OK\r\n");
+         for (int i = 0; !stop; ++i) {
+           if (!RawServer::Send(fd, "X-" + std::to_string(i) + ": v\r\n")) return;
+         }
+       },
+       ErrorCode::kSecurity, "response headers exceed"},
+      {"a chunked body with a chunk-size line that never ends",
+       [](int fd, const std::atomic<bool>& stop) {
+         RawServer::Send(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1");
+         while (!stop && RawServer::Send(fd, std::string(4096, '0'))) {
+         }
+       },
+       ErrorCode::kCorrupt, "chunk size line longer than"},
+      {"gzip that was never asked for",
+       [](int fd, const std::atomic<bool>&) {
+         RawServer::Send(fd, "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n");
+       },
+       ErrorCode::kUnsupported, "Content-Encoding"},
+  };
+  for (auto& c : cases) {
+    RawServer server(c.script);
+    auto f = HttpFetcher::Create(server.url(), FastOptions());
+    ASSERT_TRUE(f);
+    auto r = (*f)->Fetch("timestamp.json", 1 << 20);
+    ASSERT_FALSE(r) << c.name;
+    EXPECT_EQ(r.error().code, c.code) << c.name << ": " << r.error().message;
+    EXPECT_NE(r.error().message.find(c.needle), std::string::npos)
+        << c.name << ": " << r.error().message;
+    server.Stop();
+  }
+}
+
+TEST(OtaHttp, WellFormedResponsesInEveryFraming) {
+  const std::string body = "0123456789abcdef";
+  struct Case {
+    const char* name;
+    std::string response;
+    int64_t max;
+    bool ok;
+  } cases[] = {
+      {"content-length", "HTTP/1.1 200 OK\r\nContent-Length: 16\r\n\r\n" + body, 16, true},
+      {"chunked",
+       "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6;x=y\r\n012345\r\n"
+       "a\r\n6789abcdef\r\n0\r\nX-Trailer: 1\r\n\r\n",
+       16, true},
+      {"close-delimited, after a 100 Continue",
+       "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\n\n" + body, 16, true},
+      {"chunked, over the cap",
+       "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+       "10\r\n" +
+           body + "\r\n0\r\n\r\n",
+       15, false},
+      {"truncated", "HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\n" + body, 17, false},
+  };
+  for (auto& c : cases) {
+    RawServer server([&](int fd, const std::atomic<bool>&) { RawServer::Send(fd, c.response); });
+    auto f = HttpFetcher::Create(server.url(), FastOptions());
+    ASSERT_TRUE(f);
+    auto r = (*f)->Fetch("file.bin", c.max);
+    EXPECT_EQ(r.has_value(), c.ok) << c.name << ": " << (r ? "ok" : r.error().message);
+    if (r && c.ok) {
+      EXPECT_EQ(std::string(r->begin(), r->end()), body) << c.name;
+    }
+  }
+}
+
+// The agent's shutdown must never wait on a fetch: Stop() interrupts the one in flight. The
+// server drips a header byte every 100 ms for a minute, slow enough never to finish and fast
+// enough for the generous limits below; Stop() returns while it is still dripping.
+TEST(OtaHttp, UpdaterStopInterruptsAFetchInFlight) {
+  ScratchDir d;
+  std::string reg = d / "registry";
+  KeyPair k = NewKey();
+  ASSERT_TRUE(WriteRoot(reg, MakeRoot({k}, 1, 1, kT0 + 365 * kDay), {k}));
+  WriteText(d / "pinned.json", ReadText(reg + "/root.json"));
+  RawServer server([](int fd, const std::atomic<bool>& stop) {
+    RawServer::Send(fd, "HTTP/1.1 200 OK\r\nX-Slow: ");
+    for (int i = 0; i < 600 && RawServer::Nap(100, stop); ++i) {
+      if (!RawServer::Send(fd, "z")) return;
+    }
+  });
+  HttpOptions patient;
+  patient.read_timeout_s = 30;
+  patient.min_bytes_per_s = 1;
+  patient.grace_s = 120;
+  auto fetcher = HttpFetcher::Create(server.url(), patient);
+  ASSERT_TRUE(fetcher);
+  UpdaterOptions o;
+  o.model_dir = d / "device";
+  o.model_name = kModel;
+  o.profile = kProfile;
+  o.pinned_root_path = d / "pinned.json";
+  o.clock = [] { return kT0 + 60; };
+  o.interval_s = 3600;
+  auto u = Updater::Create(o, std::move(*fetcher));
+  ASSERT_TRUE(u) << u.error().message;
+  (*u)->Start();
+  for (int i = 0; i < 3000 && !server.in_script(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(server.in_script()) << "the updater never fetched";
+  (*u)->Stop();
+  EXPECT_TRUE(server.in_script()) << "Stop() waited until the server gave up";
+  EXPECT_NE((*u)->StatusJson()["last_error"].get<std::string>().find("interrupted"),
+            std::string::npos)
+      << (*u)->StatusJson().dump();
+  server.Stop();
 }
 
 }  // namespace
