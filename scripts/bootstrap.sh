@@ -22,6 +22,7 @@ PKGS=(
   prometheus-cpp-dev prometheus
   postgresql libpqxx-dev
   python3-numpy python3-scipy python3-onnx python3-torch python3-torchvision
+  clang libclang-rt-14-dev
 )
 
 missing=()
