@@ -563,14 +563,6 @@ void Telemetry::Impl::NetworkStep(Clock::time_point now) {
     state_ = ConnState::kDisconnected;
     next_attempt_ = now + NextBackoff();
   }
-  if (lost_event_.exchange(false) && state_ == ConnState::kConnected) {
-    state_ = ConnState::kDisconnected;
-    st_connected_ = false;
-    gen_.fetch_add(1);
-    inflight_ = 0;
-    spool_->Rewind();
-    next_attempt_ = now + NextBackoff();
-  }
   if (connected_event_.exchange(false)) {
     state_ = ConnState::kConnected;
     st_connected_ = true;
@@ -587,6 +579,20 @@ void Telemetry::Impl::NetworkStep(Clock::time_point now) {
                            {session_ms_, instance_, /*will=*/false})},
             0);
     MaybeEnqueueDropReport(now, /*force=*/true);
+  }
+  // A connection can be lost right after it was made (another client took the session over):
+  // the loss may be seen here before the connect is. It was dropped then, and the worker believed
+  // a dead connection alive and never reconnected (seen with two agents sharing a client id,
+  // issue 17). Each connection has its own client, so a loss seen while connecting is this
+  // connection's: it waits until the connect has been handled.
+  if (state_ != ConnState::kConnecting && lost_event_.exchange(false) &&
+      state_ == ConnState::kConnected) {
+    state_ = ConnState::kDisconnected;
+    st_connected_ = false;
+    gen_.fetch_add(1);
+    inflight_ = 0;
+    spool_->Rewind();
+    next_attempt_ = now + NextBackoff();
   }
   if (state_ == ConnState::kConnected) MaybeEnqueueDropReport(now, /*force=*/false);
   if (state_ == ConnState::kDisconnected && now >= next_attempt_) StartConnect();
