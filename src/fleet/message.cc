@@ -305,8 +305,9 @@ Problem ParseScore(const nlohmann::json& j, FleetMessage& m) {
   }
   m.is_alert = j["is_alert"].get<bool>();
   if (!ReqString(j, "severity", m.severity, err)) return Wrong(err);
-  if (m.severity != "LOW" && m.severity != "MEDIUM" && m.severity != "HIGH") {
-    return Wrong("severity must be LOW, MEDIUM or HIGH");
+  if (m.severity != "NONE" && m.severity != "LOW" && m.severity != "MEDIUM" &&
+      m.severity != "HIGH") {
+    return Wrong("severity must be NONE, LOW, MEDIUM or HIGH");
   }
   if (!j.contains("top_sensors") || !j["top_sensors"].is_array()) {
     return Wrong("field 'top_sensors' must be a list");
