@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/fs.h"
+#include "core/json.h"
 #include "telemetry/identity.h"
 
 namespace tend::fleet::pki {
@@ -244,8 +245,10 @@ Status WriteAcl(const std::string& dir) {
   std::sort(files.begin(), files.end());
   for (const auto& p : files) {
     TEND_ASSIGN_OR_RETURN(auto text, fs::ReadFile(p.string()));
-    auto j = nlohmann::json::parse(text, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) {
+    auto parsed = tend::json::ParseJson(text, "pki: " + p.string());
+    if (!parsed) return Fail(parsed.error());
+    nlohmann::json& j = *parsed;
+    if (!j.is_object()) {
       return Fail(Error::Corrupt("pki: " + p.string() + ": not a JSON object"));
     }
     try {

@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <numeric>
 
+#include "core/json.h"
+
 namespace tend::optimize {
 
 namespace {
@@ -25,8 +27,8 @@ std::string Precision(const model::Session& s) {
   auto it = s.metadata().find("tend.precision");
   if (it == s.metadata().end()) return "fp32";
   // The model card stores every value as JSON text; accept a bare word too.
-  auto j = nlohmann::json::parse(it->second, nullptr, /*allow_exceptions=*/false);
-  if (j.is_string()) return j.get<std::string>();
+  auto j = tend::json::ParseJson(it->second, "tend.precision");
+  if (j && j->is_string()) return j->get<std::string>();
   return it->second;
 }
 

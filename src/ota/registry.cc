@@ -187,13 +187,16 @@ Result<json> LatestRelease(const std::string& dir, const std::string& name,
   TEND_ASSIGN_OR_RETURN(Envelope tenv, ParseEnvelope(ttext, "targets.json"));
   TEND_ASSIGN_OR_RETURN(TargetsMeta tm, ParseTargets(tenv.signed_part, "targets.json"));
   TEND_ASSIGN_OR_RETURN(TargetInfo t, SelectTarget(tm, name, profile));
-  json meta = {{"name", t.name},
-               {"profiles", t.profiles},
-               {"length", t.length},
-               {"min_quality", t.min_quality},
-               {"path", t.path},
-               {"targets", json::parse(ttext)},
-               {"timestamp", json::parse(stext, nullptr, false)}};
+  json meta = {{"name", t.name},      {"profiles", t.profiles},
+               {"length", t.length},  {"min_quality", t.min_quality},
+               {"path", t.path},      {"targets", nullptr},
+               {"timestamp", nullptr}};
+  TEND_ASSIGN_OR_RETURN(meta["targets"],
+                        tend::json::ParseJson(ttext, "targets.json", kMetadataJsonLimits));
+  // The timestamp is informational here; a damaged one is shown as null, not an error.
+  if (auto s = tend::json::ParseJson(stext, "timestamp.json", kMetadataJsonLimits)) {
+    meta["timestamp"] = std::move(*s);
+  }
   return json{
       {"version", t.version}, {"url", "/" + t.path}, {"checksum", t.sha256}, {"metadata", meta}};
 }

@@ -136,7 +136,8 @@ class Updater {
   // at once after a fresh model went stale again); returns whether it logged.
   bool WarnIfStale();
 
-  // Background polling with jitter; Stop() interrupts the wait (not a download in flight).
+  // Background polling with jitter; Stop() interrupts the wait and any fetch in flight (a load
+  // check or quality gate already running is finished first).
   void Start();
   void Stop();
 

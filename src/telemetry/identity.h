@@ -12,11 +12,18 @@
 
 namespace tend::telemetry {
 
+// The id alphabet, the same on the device and in the fleet: 1-64 characters of [A-Za-z0-9._-]
+// (a host name fits). Ids are spliced into topics and the client id and shown by `tend fleet`:
+// no MQTT wildcards or level separators, no NUL, whitespace, control or right-to-left characters.
+inline constexpr size_t kMaxIdLength = 64;
+bool IsIdChar(char c);
+// "identity: device_id 'a b' has a character outside [A-Za-z0-9._-]" (shown escaped).
+Status ValidateId(const char* what, const std::string& v);
+
 struct Identity {
   std::string factory_id, line_id, asset_id, device_id;
 
-  // Every part must be non-empty, at most 64 bytes, and free of MQTT wildcard/level characters
-  // ('/', '+', '#'), NUL and whitespace — they are spliced into topics and the client id.
+  // Every part must pass ValidateId.
   Status Validate() const;
 
   std::string ScoresTopic() const;  // factory/{f}/line/{l}/asset/{a}/scores  (QoS 0)

@@ -129,6 +129,10 @@ class Telemetry::Impl {
   Clock::time_point last_commit_error_log_{};
   int64_t boot_ = 0;
   int64_t seq_ = 0;
+  // The status of each connection (see StatusSession): this process's instance id and the
+  // current connection's session stamp, shared by its Will, `online` and graceful `offline`.
+  const std::string instance_ = NewInstanceId();
+  int64_t session_ms_ = 0;
 
   // Pipeline -> worker hand-off (double buffer of preallocated decisions).
   mutable std::mutex mu_;
@@ -345,7 +349,8 @@ void Telemetry::Impl::Stop() {
   if (cli_) {
     try {
       if (state_ == ConnState::kConnected && cli_->is_connected()) {
-        auto payload = StatusPayload(std::chrono::system_clock::now(), id_, false);
+        auto payload = StatusPayload(std::chrono::system_clock::now(), id_, false,
+                                     {session_ms_, instance_, /*will=*/false});
         auto tok = cli_->publish(status_topic_, payload.data(), payload.size(), kStatusQos,
                                  kStatusRetained);
         tok->wait_for(std::chrono::seconds(2));
@@ -546,9 +551,16 @@ Clock::duration Telemetry::Impl::NextBackoff() {
 }
 
 void Telemetry::Impl::StartConnect() {
-  // The Last Will is fixed at CONNECT time, so its timestamp is that of the connection attempt.
-  auto will_payload = StatusPayload(std::chrono::system_clock::now(), id_, false);
-  connopts_.set_will(mqtt::will_options(status_topic_, will_payload, kStatusQos, kStatusRetained));
+  // The Last Will is fixed at CONNECT time, so its timestamp is that of the connection attempt;
+  // the session stamp (strictly increasing within the process) is what makes it win over this
+  // connection's `online` and lose to the next connection's.
+  const auto now = std::chrono::system_clock::now();
+  const int64_t now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+  session_ms_ = std::max(now_ms, session_ms_ + 1);
+  auto will_payload = StatusPayload(now, id_, false, {session_ms_, instance_, /*will=*/true});
+  connopts_.set_will(
+      mqtt::will_options(status_topic_, will_payload, kStatusQos, kStatusRetained));
   try {
     NewClient();
     cli_->connect(connopts_, nullptr, connect_listener_);
@@ -592,14 +604,6 @@ void Telemetry::Impl::NetworkStep(Clock::time_point now) {
     state_ = ConnState::kDisconnected;
     next_attempt_ = now + NextBackoff();
   }
-  if (lost_event_.exchange(false) && state_ == ConnState::kConnected) {
-    state_ = ConnState::kDisconnected;
-    st_connected_ = false;
-    gen_.fetch_add(1);
-    inflight_ = 0;
-    spool_->Rewind();
-    next_attempt_ = now + NextBackoff();
-  }
   if (connected_event_.exchange(false)) {
     state_ = ConnState::kConnected;
     st_connected_ = true;
@@ -618,9 +622,24 @@ void Telemetry::Impl::NetworkStep(Clock::time_point now) {
     TEND_LOG_INFO("telemetry: connected to {} as {}; {} messages to deliver", opt_.broker_url,
                   id_.ClientId(), spool_->depth());
     Publish({MessageKind::kReport, status_topic_, kStatusQos, kStatusRetained,
-             StatusPayload(std::chrono::system_clock::now(), id_, true)},
+             StatusPayload(std::chrono::system_clock::now(), id_, true,
+                           {session_ms_, instance_, /*will=*/false})},
             0);
     MaybeEnqueueDropReport(now, /*force=*/true);
+  }
+  // A connection can be lost right after it was made (another client took the session over):
+  // the loss may be seen here before the connect is. It was dropped then, and the worker believed
+  // a dead connection alive and never reconnected (seen with two agents sharing a client id,
+  // issue 17). Each connection has its own client, so a loss seen while connecting is this
+  // connection's: it waits until the connect has been handled.
+  if (state_ != ConnState::kConnecting && lost_event_.exchange(false) &&
+      state_ == ConnState::kConnected) {
+    state_ = ConnState::kDisconnected;
+    st_connected_ = false;
+    gen_.fetch_add(1);
+    inflight_ = 0;
+    spool_->Rewind();
+    next_attempt_ = now + NextBackoff();
   }
   if (state_ == ConnState::kConnected) MaybeEnqueueDropReport(now, /*force=*/false);
   if (state_ == ConnState::kDisconnected && now >= next_attempt_) StartConnect();
@@ -895,7 +914,14 @@ void Telemetry::Impl::MaybeEnqueueDropReport(Clock::time_point now, bool force) 
   j["msg_id"] = FormatMessageId(id_.device_id, {boot_, ++seq_});
   int64_t total = 0, refused_total = 0;
   nlohmann::json dropped = nlohmann::json::object(), refused = nlohmann::json::array();
+  nlohmann::json damage = nlohmann::json::object();
+  const std::string damage_prefix = Spool::kDamagePrefix;
   for (const auto& [key, n] : spool_->unreported_drops()) {
+    if (key.rfind(damage_prefix, 0) == 0) {
+      // Losses the spool cannot count in messages (emptied file, cut-short log, quarantine).
+      damage[key.substr(damage_prefix.size())] = n;
+      continue;
+    }
     size_t hash = key.rfind('#');
     if (hash == std::string::npos) {
       dropped[key] = n;
@@ -915,13 +941,15 @@ void Telemetry::Impl::MaybeEnqueueDropReport(Clock::time_point now, bool force) 
     j["refused"] = refused;
     j["refused_total"] = refused_total;
   }
+  if (!damage.empty()) j["spool_damage"] = damage;
   auto st = spool_->EnqueueDropReport(health_topic_, 1, j.dump());
   if (!st) {
     TEND_LOG_WARN("telemetry: drop report: {}", st.error().message);
     return;
   }
-  TEND_LOG_WARN("telemetry: reporting {} dropped and {} refused messages: {} {}", total,
-                refused_total, dropped.dump(), refused.dump());
+  TEND_LOG_WARN("telemetry: reporting {} dropped and {} refused messages: {} {}{}{}", total,
+                refused_total, dropped.dump(), refused.dump(),
+                damage.empty() ? "" : "; spool damage: ", damage.empty() ? "" : damage.dump());
 }
 
 void Telemetry::Impl::Hold(OutgoingMessage&& m) {
@@ -983,8 +1011,16 @@ Status Telemetry::Impl::Flush(std::chrono::milliseconds timeout) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
     Wake();
   }
+  if (st_in_memory_) {
+    // Degraded mode: nothing is on disk, so nothing is kept for the next run.
+    return Fail(Error::Timeout(
+        "telemetry flush: " + std::to_string(st_depth_.load()) +
+        " messages not yet delivered, held in memory only (the spool file is unusable): they are "
+        "lost when the agent exits"));
+  }
   return Fail(Error::Timeout("telemetry flush: " + std::to_string(st_depth_.load()) +
-                             " messages not yet delivered (kept in the spool)"));
+                             " messages not yet delivered (kept in the spool file for the next "
+                             "run)"));
 }
 
 Telemetry::Telemetry(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

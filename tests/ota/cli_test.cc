@@ -6,11 +6,13 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <ctime>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "ota_test_util.h"
+#include "raw_server.h"
 
 namespace tend::ota {
 namespace {
@@ -62,6 +64,61 @@ class OtaCliTest : public ::testing::Test {
   std::string bin_;
   ScratchDir dir_;
 };
+
+// Issue 17, defect 2: a registry that drips its headers kept `tend run` from stopping on SIGTERM
+// for over a minute (the updater's Stop() joined a fetch in flight). The real agent, polling a
+// registry that sends one header byte every 100 ms for a minute, must exit on SIGTERM while that
+// registry is still dripping.
+TEST_F(OtaCliTest, AgentStopsWithoutWaitingForARegistryThatDrips) {
+  RawServer registry([](int fd, const std::atomic<bool>& stop) {
+    RawServer::Send(fd, "HTTP/1.1 200 OK\r\nX-Slow: ");
+    for (int i = 0; i < 600 && RawServer::Nap(100, stop); ++i) {
+      if (!RawServer::Send(fd, "z")) return;
+    }
+  });
+  Outcome t = Tend("train --input sim:strokes=60,wear=0,seed=3 --out " + (dir_ / "m.onnx") +
+                   " --name press-ae --version 1");
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  KeyPair k = NewKey();
+  ASSERT_TRUE(WriteRoot(dir_ / "reg", MakeRoot({k}, 1, 1, std::time(nullptr) + 365 * kDay), {k}));
+  const std::string log = dir_ / "agent.log";
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    std::vector<std::string> argv = {bin_, "run", "--model", dir_ / "m.onnx", "--source",
+                                     "sim:strokes=100000,wear=0,seed=3", "--speed", "1",
+                                     "--metrics-port", "0", "--state-dir", dir_ / "state",
+                                     "--ota-registry", registry.url(), "--ota-model-dir",
+                                     dir_ / "models", "--ota-root", dir_ / "reg/root.json",
+                                     "--ota-name", "press-ae", "--ota-interval", "3600",
+                                     "--ota-reference-normal", "sim:strokes=30,wear=0,seed=84",
+                                     "--ota-reference-anomalous",
+                                     "sim:strokes=20,wear=0.5,wear_end=1,seed=85"};
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    FILE* f = std::freopen(log.c_str(), "w", stderr);
+    (void)f;
+    ::dup2(2, 1);
+    ::execv(args[0], args.data());
+    std::_Exit(127);
+  }
+  ASSERT_GT(pid, 0);
+  int status = 0;
+  for (int i = 0; i < 6000 && !registry.in_script(); ++i) {
+    if (::waitpid(pid, &status, WNOHANG) == pid) break;  // it gave up (see the log)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (!registry.in_script()) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    FAIL() << "the agent never asked the registry\n" << ReadText(log);
+  }
+  ::kill(pid, SIGTERM);
+  ::waitpid(pid, &status, 0);
+  EXPECT_TRUE(registry.in_script()) << "the agent waited until the registry gave up";
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadText(log);
+  registry.Stop();
+}
 
 TEST_F(OtaCliTest, PublishServeCheckRollback) {
   const std::string reg = dir_ / "registry", dev = dir_ / "device", key = dir_ / "pub";

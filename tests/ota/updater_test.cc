@@ -283,6 +283,36 @@ TEST_F(OtaUpdaterTest, AttackUnsignedMetadata) {
   ExpectRefusedUnchanged("unsigned");
 }
 
+// Issue 17, defect 1: 80,000 nested arrays in unsigned metadata overflowed the stack (the copy of
+// the signed part) before any signature was checked; `tend ota check` and the agent died.
+TEST_F(OtaUpdaterTest, AttackDeeplyNestedMetadataIsRefusedNotACrash) {
+  Install(1);
+  std::string nested(80000, '[');
+  nested += std::string(80000, ']');
+  const std::string doc =
+      R"({"signed": {"_type": "timestamp", "x": )" + nested + R"(}, "signatures": []})";
+  for (const char* file : {"timestamp.json", "2.root.json"}) {
+    const std::string path = reg_ + "/" + file;
+    const std::string saved = fs::Exists(path) ? ReadText(path) : "";
+    WriteText(path, doc);
+    auto before = Snapshot(dev_);
+    auto r = Check();
+    ASSERT_FALSE(r) << file;
+    EXPECT_EQ(r.error().code, ErrorCode::kCorrupt) << r.error().message;
+    EXPECT_NE(r.error().message.find("JSON nested deeper than"), std::string::npos)
+        << r.error().message;
+    EXPECT_EQ(Snapshot(dev_), before) << file;
+    if (saved.empty()) {
+      std::filesystem::remove(path);
+    } else {
+      WriteText(path, saved);
+    }
+  }
+  // The registry repaired, the device updates as usual: nothing was poisoned.
+  PublishFake(reg_, dir_, 2, 2, {kProfile}, keys_);
+  Install(2);
+}
+
 TEST_F(OtaUpdaterTest, AttackWrongKey) {
   Install(1);
   PublishFake(reg_, dir_, 2, 2, {kProfile}, keys_);
@@ -707,6 +737,18 @@ TEST_F(OtaUpdaterTest, BadConfigurationAndTamperedState) {
   auto u = Updater::Create(Options(), std::move(*DirFetcher::Create(reg_)));
   ASSERT_FALSE(u);
   EXPECT_EQ(u.error().code, ErrorCode::kSecurity);
+  // Found by fuzz_ota_metadata: a state file without "backup" (or "current") threw out of
+  // OtaState::FromJson and ended the process; it is a corrupt state file.
+  for (const char* slot : {"backup", "current"}) {
+    json partial = s->ToJson();
+    partial.erase(slot);
+    WriteText(dev_ + "/" + kStateFile, partial.dump());
+    auto r = LoadState(dev_);
+    ASSERT_FALSE(r) << slot;
+    EXPECT_EQ(r.error().code, ErrorCode::kCorrupt);
+    EXPECT_NE(r.error().message.find(std::string("missing \"") + slot), std::string::npos)
+        << r.error().message;
+  }
 }
 
 TEST_F(OtaUpdaterTest, StartupRecoveryFallsBackAndCleansLeftovers) {

@@ -271,6 +271,35 @@ TEST(Payload, StatusOnlineOffline) {
                                 {"status", "online"},
                                 {"timestamp", "2024-05-01T12:00:00.000Z"}}));
   EXPECT_EQ(nlohmann::json::parse(StatusPayload(t, Id(), false))["status"], "offline");
+  // Issue 17, defect 4: the connection's session stamp (and the process) travel with every
+  // status, and the Last Will says it is one.
+  auto will = nlohmann::json::parse(
+      StatusPayload(t, Id(), false, {1714564800123, "0a1b2c3d4e5f6789", true}));
+  EXPECT_EQ(will["session"], 1714564800123);
+  EXPECT_EQ(will["instance"], "0a1b2c3d4e5f6789");
+  EXPECT_EQ(will["will"], true);
+  auto online = nlohmann::json::parse(
+      StatusPayload(t, Id(), true, {1714564800123, "0a1b2c3d4e5f6789", false}));
+  EXPECT_FALSE(online.contains("will"));
+  EXPECT_EQ(online["session"], 1714564800123);
+  EXPECT_EQ(NewInstanceId().size(), 16u);
+  EXPECT_NE(NewInstanceId(), NewInstanceId());
+}
+
+// Issue 17, defect 9: the device refuses ids the fleet would refuse, at start, with the id shown.
+TEST(Identity, IdsUseTheStrictAlphabet) {
+  for (const char* bad : {"edge\n1", "edge\xe2\x80\xae", "edge:1", "\x7f", "caf\xc3\xa9"}) {
+    auto id = Id();
+    id.asset_id = bad;
+    auto st = id.Validate();
+    ASSERT_FALSE(st) << bad;
+    EXPECT_NE(st.error().message.find("outside [A-Za-z0-9._-]"), std::string::npos)
+        << st.error().message;
+    EXPECT_EQ(st.error().message.find('\n'), std::string::npos);
+  }
+  auto id = Id();
+  id.device_id = "Edge_Press-07.plant";
+  EXPECT_TRUE(id.Validate());
 }
 
 }  // namespace

@@ -735,6 +735,32 @@ TEST(TelemetryDiskFull, RestartOnFullDiskComesUpAndDeliversEveryCommittedAlert) 
   EXPECT_EQ((*t)->stats().dropped_alerts, 0);
 }
 
+// Issue 17, defect 11: in degraded mode (no usable spool file) the shutdown said the undelivered
+// messages were "kept in the spool for the next run"; they are in memory and lost at exit.
+TEST(TelemetryDegraded, FlushTellsTheTruthAboutMessagesHeldInMemory) {
+  std::string dir = tend::testing::MakeTempDir("degraded-flush");
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() { std::filesystem::remove_all(dir); }
+  } cleanup{dir};
+  { std::ofstream(dir + "/state") << "not a directory"; }
+  TelemetryOptions o;
+  o.broker_url = "mqtt://127.0.0.1:" + std::to_string(tend::testing::FreePort());  // nobody
+  o.spool_path = dir + "/state/spool.db";
+  o.health_interval_s = 0;
+  o.connect_timeout_s = 1;
+  auto t = Telemetry::Create(kId, o);
+  ASSERT_TRUE(t) << t.error().message;
+  ASSERT_TRUE((*t)->stats().spool_in_memory);
+  for (int64_t i = 0; i < 10; ++i) (*t)->OnDecision(MakeDecision(i, true));
+  auto st = (*t)->Flush(300ms);
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.error().message.find("held in memory only"), std::string::npos)
+      << st.error().message;
+  EXPECT_NE(st.error().message.find("lost"), std::string::npos) << st.error().message;
+  EXPECT_EQ(st.error().message.find("kept in the spool"), std::string::npos) << st.error().message;
+}
+
 // The spool cannot be created at all (a file where its directory should be): telemetry comes up
 // in memory, says so, delivers from memory, and moves to the file once it can be created.
 TEST(TelemetryDegraded, UnusableSpoolPathRunsInMemoryThenRecovers) {
