@@ -6,6 +6,7 @@
 #include <span>
 #include <vector>
 
+#include "fuzz_util.h"
 #include "vision/decode.h"
 #include "vision/preprocess.h"
 
@@ -19,7 +20,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   o.channels = size > 0 ? (data[size - 1] % 3 == 0 ? 0 : (data[size - 1] % 3 == 1 ? 1 : 3)) : 0;
   o.allow_16bit = size > 1 && (data[size - 2] & 1);
   if (!decoder.Decode(bytes, o, image)) return 0;
-  if (image.width() <= 0 || image.height() <= 0 || image.channels() <= 0) __builtin_trap();
+  TEND_FUZZ_CHECK(image.width() > 0 && image.height() > 0 && image.channels() > 0);
   PreprocessSpec spec;
   spec.width = 17;
   spec.height = 9;
