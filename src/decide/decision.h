@@ -14,36 +14,39 @@ enum class Severity { kLow = 0, kMedium = 1, kHigh = 2 };
 
 inline const char* SeverityName(Severity s) {
   switch (s) {
-    case Severity::kLow: return "LOW";
-    case Severity::kMedium: return "MEDIUM";
-    case Severity::kHigh: return "HIGH";
+    case Severity::kLow:
+      return "LOW";
+    case Severity::kMedium:
+      return "MEDIUM";
+    case Severity::kHigh:
+      return "HIGH";
   }
   return "LOW";
 }
 
 struct Decision {
-  int64_t window_index = 0;      // 0-based, per run
-  double t_start_s = 0;          // window start, seconds since the start of the source
+  int64_t window_index = 0;  // 0-based, per run
+  double t_start_s = 0;      // window start, seconds since the start of the source
   std::chrono::system_clock::time_point timestamp;  // when the decision was made (UTC)
-  float anomaly_score = 0;       // the model's score (higher = more anomalous)
+  float anomaly_score = 0;                          // the model's score (higher = more anomalous)
   Severity severity = Severity::kLow;  // tier of the score against the model's thresholds
-  bool is_alert = false;         // after debounce (k of n)
-  bool raw_alert = false;        // this window alone crossed the alert threshold
-  bool fail_safe = false;        // the deadline passed: this is the configured fail-safe decision
+  bool is_alert = false;               // after debounce (k of n)
+  bool raw_alert = false;              // this window alone crossed the alert threshold
+  bool fail_safe = false;  // the deadline passed: this is the configured fail-safe decision
   std::vector<std::string> top_sensors;  // features/channels contributing most, best first
-  double features_ms = 0;        // per-stage latency
+  double features_ms = 0;                // per-stage latency
   double inference_ms = 0;
-  double latency_ms = 0;         // window complete -> decision out
-  int64_t backlog_windows = 0;   // windows waiting behind this one when it was decided
+  double latency_ms = 0;        // window complete -> decision out
+  int64_t backlog_windows = 0;  // windows waiting behind this one when it was decided
   std::string model_name;
   std::string model_version;
 };
 
 struct ModelInfo {
   std::string name;
-  std::string version;           // e.g. "3" or "3.1"
-  std::string provider;          // execution provider in use, e.g. "CPUExecutionProvider"
-  int64_t created_unix = 0;      // from the model's metadata; 0 if unknown
+  std::string version;       // e.g. "3" or "3.1"
+  std::string provider;      // execution provider in use, e.g. "CPUExecutionProvider"
+  int64_t created_unix = 0;  // from the model's metadata; 0 if unknown
   int64_t loaded_unix = 0;
 };
 
