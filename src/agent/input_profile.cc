@@ -207,11 +207,14 @@ Result<InputChoice> ChooseFromInputs(const std::vector<InputSpec>& inputs,
   }
   TEND_RETURN_NOT_OK(c.spec.Validate().map_error([](Error e) { return e.Wrap("feature spec"); }));
   c.reasons.push_back("features: " + Describe(c.spec, c.features) + ": " + fwhy);
+  c.detectors = c.features == "vibration"
+                    ? std::vector<std::string>{"broadband", "mahalanobis", "pca"}
+                    : std::vector<std::string>{"mahalanobis", "broadband", "pca"};
   return c;
 }
 
 nlohmann::json InputChoice::ToJson() const {
-  return {{"kind", kind}, {"features", features}, {"reasons", reasons}};
+  return {{"kind", kind}, {"features", features}, {"detectors", detectors}, {"reasons", reasons}};
 }
 
 }  // namespace tend::agent

@@ -13,6 +13,12 @@
 //   * continuous: anything else (a long vibration recording, a live stream): fixed windows of
 //     2,000 samples and the vibration features.
 //
+// It also orders the detectors `tend train` compares (detect/select.h): with the vibration
+// features (a machine watched continuously for months, whose healthy level drifts with
+// temperature, load and run-in) the drift-robust broadband detector comes first; with the
+// press, bearing and sound features, whose faults can live in a few bands or in one event,
+// mahalanobis does.
+//
 // What the user sets explicitly (--window, --hop, --trigger, --features) wins over the choice.
 #pragma once
 
@@ -66,8 +72,9 @@ struct InputChoice {
   std::string features;  // the preset used
   WindowingSpec windowing;
   dsp::FeatureSpec spec;
-  std::vector<std::string> reasons;  // "windows: ...", "features: ..." for people
-  nlohmann::json ToJson() const;     // kind, features, reasons (the model card's record)
+  std::vector<std::string> detectors;  // preference order for the comparison
+  std::vector<std::string> reasons;    // "windows: ...", "features: ..." for people
+  nlohmann::json ToJson() const;       // kind, features, reasons (the model card's record)
 };
 
 Result<InputChoice> ChooseFromInputs(const std::vector<InputSpec>& inputs,

@@ -12,6 +12,7 @@
 
 #include "agent/dataset.h"
 #include "agent/input_profile.h"
+#include "agent/monitors.h"
 #include "agent/served_model.h"
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -81,6 +82,7 @@ struct Plan {
   dsp::FeatureSpec spec;
   nlohmann::json choice = nlohmann::json::object();
   bool clips = false;
+  std::vector<std::string> detectors;  // preference order (empty: detect's default)
 };
 
 Plan MakePlan(const TrainArgs& a, const CLI::App& cmd, const std::vector<agent::InputSpec>& inputs,
@@ -106,6 +108,7 @@ Plan MakePlan(const TrainArgs& a, const CLI::App& cmd, const std::vector<agent::
   p.spec = c.spec;
   p.choice = c.ToJson();
   p.clips = c.kind == "clips";
+  p.detectors = c.detectors;
   return p;
 }
 
@@ -134,6 +137,7 @@ std::string PickDetector(const TrainArgs& a, const detect::Matrix& x, const std:
                          nlohmann::json& report) {
   if (a.detector != "auto") return a.detector;
   detect::SelectOptions sopt;
+  if (!plan.detectors.empty()) sopt.candidates = plan.detectors;
   sopt.train = topt;
   sopt.train.progress = nullptr;
   const detect::Rows normal{&x, plan.clips ? clip : std::vector<int>{}};
@@ -236,6 +240,10 @@ void DoTrain(TrainArgs& a, CLI::App& cmd) {
     if (plan.clips) card.training_summary["clip_score"] = "geometric_mean";
   } else if (base->card().training_summary.contains("clip_score")) {
     card.training_summary["clip_score"] = base->card().training_summary["clip_score"];
+  }
+  // The commissioning distribution of every feature, for drift monitoring in service.
+  if (auto ref = DriftReference::FromRows(rows.values, rows.features)) {
+    card.feature_reference = agent::FeatureReferenceJson(*ref);
   }
   auto bytes = OrDie(detect::ExportOnnx(det, card), "export");
   OrDie(fs::WriteFileAtomic(a.out, bytes), "writing model");

@@ -28,8 +28,11 @@ Status HealthOptions::Validate() const {
   if (!(h_warning > 0) || !std::isfinite(h_warning)) {
     return bad(fmt::format("h_warning {} must be > 0", h_warning));
   }
-  if (!(h_alarm > h_warning) || !std::isfinite(h_alarm)) {
-    return bad(fmt::format("h_alarm {} must be above h_warning {}", h_alarm, h_warning));
+  if (!(h_alarm > 0) || !std::isfinite(h_alarm)) {
+    return bad(fmt::format("h_alarm {} must be > 0", h_alarm));
+  }
+  if (!std::isfinite(alarm_z) || !(k_alarm >= 0) || !std::isfinite(k_alarm)) {
+    return bad(fmt::format("alarm_z {} must be finite and k_alarm {} >= 0", alarm_z, k_alarm));
   }
   if (!(clip > k) || !std::isfinite(clip)) {
     return bad(fmt::format("clip {} must be above k {} (or nothing accumulates)", clip, k));
@@ -87,9 +90,12 @@ const HealthStatus& HealthMonitor::Update(float score) {
   HealthStatus& s = status_;
   s.changed = false;
   const double clip = options_.clip;
-  const double x = std::isfinite(score) ? std::clamp(baseline_.Z(score), -clip, clip) : clip;
+  const double z = std::isfinite(score) ? baseline_.Z(score) : HUGE_VAL;
+  const double x = std::clamp(z, -clip, clip);
+  const double xa = std::clamp(z - options_.alarm_z, -clip, clip);
   ++s.events;
-  s.cusum = std::clamp(s.cusum + x - options_.k, 0.0, 2 * options_.h_alarm);
+  s.cusum = std::clamp(s.cusum + x - options_.k, 0.0, 2 * options_.h_warning);
+  s.alarm_cusum = std::clamp(s.alarm_cusum + xa - options_.k_alarm, 0.0, 2 * options_.h_alarm);
   s.ewma = s.events == 1 ? x : s.ewma + options_.ewma_lambda * (x - s.ewma);
   recent_[pos_] = x;
   pos_ = (pos_ + 1) % recent_.size();
@@ -109,10 +115,11 @@ const HealthStatus& HealthMonitor::Update(float score) {
     const double nn = static_cast<double>(n);
     s.trend = 100.0 * (nn * stx - st * sx) / (nn * stt - st * st);
   }
-  if (s.cusum >= options_.h_alarm) {
+  if (s.alarm_cusum >= options_.h_alarm) {
     SetState(HealthState::kAlarm);
   } else if (s.state == HealthState::kAlarm) {
-    if (s.cusum <= 0) SetState(HealthState::kOk);
+    if (s.alarm_cusum <= 0)
+      SetState(s.cusum >= options_.h_warning ? HealthState::kWarning : HealthState::kOk);
   } else if (s.cusum >= options_.h_warning) {
     SetState(HealthState::kWarning);
   } else if (s.state == HealthState::kWarning && s.cusum < 0.5 * options_.h_warning) {

@@ -18,7 +18,8 @@
 // the split needs (kMinSelectRows), the first candidate is kept and the report says so.
 //
 // Preference order (default): mahalanobis (sees a change in any feature or combination),
-// broadband (drift-robust, sees only broadband rises), pca. The autoencoder is not compared by
+// broadband (drift-robust, sees only broadband rises), pca; the caller may put broadband first
+// (agent/input_profile.h does for continuous vibration). The autoencoder is not compared by
 // default (slow and seeded; ask for it by name).
 #pragma once
 

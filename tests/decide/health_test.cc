@@ -24,21 +24,24 @@ class Evidence {
   std::normal_distribution<double> n_;
 };
 
-HealthMonitor Make(double h_warning, double h_alarm) {
+HealthMonitor Make(double h_warning, double h_alarm, double alarm_z = 3.3, double k_alarm = 0) {
   HealthOptions o;
   o.h_warning = h_warning;
   o.h_alarm = h_alarm;
+  o.alarm_z = alarm_z;
+  o.k_alarm = k_alarm;
   auto m = HealthMonitor::Create(ScoreBaseline{0, 0, 1}, o);
   EXPECT_TRUE(m) << m.error().message;
   return std::move(*m);
 }
 
-// Mean events until the first alarm, over `runs` independent runs.
+// Mean events until the first alarm of a CUSUM with reference 0.5 (alarm_z 0, k_alarm 0.5: the
+// textbook CUSUM), over `runs` independent runs.
 double MeanRunLength(double h, double delta, int runs, uint64_t seed) {
   Evidence e(seed);
   double total = 0;
   for (int r = 0; r < runs; ++r) {
-    HealthMonitor m = Make(h / 2, h);
+    HealthMonitor m = Make(1e9, h, 0.0, 0.5);
     int64_t t = 0;
     while (m.status().state != HealthState::kAlarm) {
       m.Update(e.Score(delta));
@@ -50,11 +53,12 @@ double MeanRunLength(double h, double delta, int runs, uint64_t seed) {
 }
 
 TEST(Health, ArlApproximationMatchesTheDocumentedFigures) {
-  EXPECT_NEAR(HealthMonitor::ArlApprox(0.5, 8, 0), 19112, 10);
-  EXPECT_NEAR(HealthMonitor::ArlApprox(0.5, 12, 0), 1.0446e6, 1e3);
-  EXPECT_NEAR(HealthMonitor::ArlApprox(0.5, 12, 1), 24.3, 0.1);
-  EXPECT_NEAR(HealthMonitor::ArlApprox(0.5, 12, 2), 8.6, 0.1);
+  EXPECT_NEAR(HealthMonitor::ArlApprox(0.5, 8, 0), 19112, 10);  // warning
   EXPECT_NEAR(HealthMonitor::ArlApprox(0.5, 8, 1), 16.3, 0.1);
+  EXPECT_NEAR(HealthMonitor::ArlApprox(0.5, 8, 2), 5.9, 0.1);
+  EXPECT_GT(HealthMonitor::ArlApprox(3.3, 20, 0), 1e50);           // alarm, in control
+  EXPECT_NEAR(HealthMonitor::ArlApprox(3.3, 20, 5.3), 10.5, 0.1);  // 2 sd above LOW
+  EXPECT_NEAR(HealthMonitor::ArlApprox(3.3, 20, 7.3), 5.3, 0.1);   // 4 sd above LOW
 }
 
 // Siegmund's approximation against simulation (h = 5 keeps the in-control runs short: ARL0 ~
@@ -69,7 +73,7 @@ TEST(Health, SimulatedRunLengthsAgreeWithSiegmund) {
 }
 
 TEST(Health, StationaryScoresRaiseNothingInTenThousandEvents) {
-  HealthMonitor m = Make(8, 12);
+  HealthMonitor m = Make(8, 20);
   Evidence e(7);
   int warnings = 0;
   for (int i = 0; i < 10000; ++i) warnings += m.Update(e.Score(0)).state != HealthState::kOk;
@@ -77,13 +81,28 @@ TEST(Health, StationaryScoresRaiseNothingInTenThousandEvents) {
   EXPECT_NEAR(m.status().ewma, 0, 0.6);
 }
 
+// A shift that stays under the alert threshold (2 sd; LOW at 3.3 sd) warns and never alarms.
+TEST(Health, ShiftBelowTheAlertThresholdWarnsButNeverAlarms) {
+  HealthMonitor m = Make(8, 20);
+  Evidence e(12);
+  int64_t warned = -1, alarms = 0;
+  for (int i = 0; i < 2000; ++i) {
+    const HealthStatus& s = m.Update(e.Score(2));
+    if (warned < 0 && s.state == HealthState::kWarning) warned = i;
+    alarms += s.state == HealthState::kAlarm;
+  }
+  EXPECT_GE(warned, 0);
+  EXPECT_LE(warned, 15);
+  EXPECT_EQ(alarms, 0);
+}
+
 TEST(Health, WarningThenSustainedAlarmOnAShift) {
-  HealthMonitor m = Make(8, 12);
+  HealthMonitor m = Make(8, 20);
   Evidence e(8);
   for (int i = 0; i < 200; ++i) m.Update(e.Score(0));
   int64_t warned = -1, alarmed = -1;
   for (int i = 0; i < 200; ++i) {
-    const HealthStatus& s = m.Update(e.Score(2));
+    const HealthStatus& s = m.Update(e.Score(6));  // 2.7 sd above LOW
     if (s.state == HealthState::kWarning && warned < 0) warned = i;
     if (s.state == HealthState::kAlarm && alarmed < 0) alarmed = i;
     if (alarmed >= 0) {
@@ -92,27 +111,31 @@ TEST(Health, WarningThenSustainedAlarmOnAShift) {
   }
   ASSERT_GE(warned, 0);
   ASSERT_GT(alarmed, warned);
-  EXPECT_LE(alarmed, 20);  // ARL 8.6 for a 2 sd shift
+  EXPECT_LE(alarmed, 15);  // ARL ~8.4 for 2.7 sd above LOW
   EXPECT_GT(m.status().trend, -1);
-  // Back to normal: the alarm holds until the evidence (capped at 2 h_alarm) is used up, then
-  // clears: within about 2 h_alarm / k = 48 events.
+  // Back to normal: the alarm holds until its evidence (capped at 2 h_alarm) is used up, then
+  // clears: within about 2 h_alarm / (alarm_z + k_alarm) = 13 events.
   int64_t cleared = -1;
   for (int i = 0; i < 200 && cleared < 0; ++i) {
-    if (m.Update(e.Score(0)).state == HealthState::kOk) cleared = i;
+    if (m.Update(e.Score(0)).state != HealthState::kAlarm) cleared = i;
   }
-  EXPECT_GT(cleared, 0);
+  EXPECT_GT(cleared, 5);
+  EXPECT_LT(cleared, 40);
   m.Reset();
   EXPECT_EQ(m.status().state, HealthState::kOk);
   EXPECT_EQ(m.status().events, 0);
 }
 
 TEST(Health, OneWildWindowCannotAlarmAloneAndFailSafesAddNothing) {
-  HealthMonitor m = Make(8, 12);
+  HealthMonitor m = Make(8, 20);
   m.Update(1e30f);
   EXPECT_EQ(m.status().state, HealthState::kOk);
   EXPECT_NEAR(m.status().cusum, 4 - 0.5, 1e-9);  // clipped at 4
+  EXPECT_NEAR(m.status().alarm_cusum, 4, 1e-9);
   m.Update(std::numeric_limits<float>::quiet_NaN());
   EXPECT_NEAR(m.status().cusum, 7, 1e-9);  // NaN counts as the clip
+  EXPECT_NEAR(m.status().alarm_cusum, 8, 1e-9);
+  EXPECT_NE(m.status().state, HealthState::kAlarm);
   const double before = m.status().cusum;
   for (int i = 0; i < 10; ++i) m.UpdateFailSafe();
   EXPECT_EQ(m.status().cusum, before);
@@ -121,7 +144,7 @@ TEST(Health, OneWildWindowCannotAlarmAloneAndFailSafesAddNothing) {
 
 TEST(Health, BadOptionsAreErrorsNamingTheField) {
   HealthOptions o;
-  o.h_alarm = 3;
+  o.h_alarm = -3;
   auto m = HealthMonitor::Create(ScoreBaseline{}, o);
   ASSERT_FALSE(m);
   EXPECT_NE(m.error().message.find("h_alarm"), std::string::npos);
