@@ -193,7 +193,8 @@ struct Exporter::State {
 
   mutable std::mutex provider_mu;
   std::function<TelemetryFigures()> provider;
-  std::function<OtaFigures()> ota_provider;  // guarded by provider_mu
+  std::function<OtaFigures()> ota_provider;          // guarded by provider_mu
+  std::function<MonitorFigures()> monitor_provider;  // guarded by provider_mu
 
   std::mutex health_mu;
   std::vector<uint64_t> health_prev_counts;
@@ -352,6 +353,18 @@ void Exporter::SetOtaStatusProvider(std::function<OtaFigures()> fn) {
   state_->ota_provider = std::move(fn);
 }
 
+void Exporter::SetMonitorProvider(std::function<MonitorFigures()> fn) {
+  std::lock_guard<std::mutex> lock(state_->provider_mu);
+  state_->monitor_provider = std::move(fn);
+}
+
+static std::optional<MonitorFigures> PollMonitors(std::mutex& mu,
+                                                  const std::function<MonitorFigures()>& fn) {
+  std::lock_guard<std::mutex> lock(mu);
+  if (!fn) return std::nullopt;
+  return fn();
+}
+
 std::string Exporter::ScrapeText() const {
   const State& s = *state_;
   std::vector<ClientMetric::Label> base = {{"device_id", labels_.device_id},
@@ -363,7 +376,7 @@ std::string Exporter::ScrapeText() const {
     return l;
   };
   std::vector<MetricFamily> out;
-  out.reserve(64);  // family() hands out references into `out` (fewer than 40 families)
+  out.reserve(64);  // family() hands out references into `out` (fewer than 50 families)
   auto family = [&](const char* name, const char* help, MetricType type) -> MetricFamily& {
     out.push_back(MetricFamily{name, help, type, {}});
     return out.back();
@@ -594,6 +607,13 @@ std::string Exporter::ScrapeText() const {
            ota->stale ? 1 : 0);
   }
 
+  if (auto mon = PollMonitors(s.provider_mu, s.monitor_provider)) {
+    AppendMonitorFamilies(*mon,
+                          {{"device_id", labels_.device_id},
+                           {"asset_id", labels_.asset_id},
+                           {"factory_id", labels_.factory_id}},
+                          out);
+  }
   gauge(family("edge_build_info", "tend version (always 1).", MetricType::Gauge), 1,
         with({{"version", TEND_VERSION}}));
 
@@ -653,6 +673,7 @@ nlohmann::json Exporter::HealthFigures() {
     if (tel->mqtt_reconnects_total) j["mqtt_reconnects_total"] = *tel->mqtt_reconnects_total;
     if (tel->mqtt_refused_total) j["mqtt_refused_total"] = *tel->mqtt_refused_total;
   }
+  if (auto mon = PollMonitors(s.provider_mu, s.monitor_provider)) AddMonitorHealthFields(*mon, j);
   return j;
 }
 

@@ -16,6 +16,7 @@
 
 #include "core/status.h"
 #include "decide/decision.h"
+#include "metrics/monitor_metrics.h"
 #include "metrics/system_collector.h"
 
 namespace httplib {
@@ -40,7 +41,7 @@ struct TelemetryFigures {
   std::optional<int64_t> mqtt_refused_total;
   // The spool file is unusable and telemetry is kept in memory (lost on exit).
   std::optional<bool> spool_in_memory;
-  std::optional<bool> spool_disk_full;        // the last spool commit hit ENOSPC
+  std::optional<bool> spool_disk_full;       // the last spool commit hit ENOSPC
   std::optional<int64_t> spool_held_alerts;  // alerts the full disk refused, held in memory
 };
 
@@ -96,6 +97,10 @@ class Exporter : public DecisionSink {
   void SetTelemetryStatsProvider(std::function<TelemetryFigures()> fn);
   // Same contract, for the OTA figures (edge_ota_*, edge_model_stale): polled at every scrape.
   void SetOtaStatusProvider(std::function<OtaFigures()> fn);
+
+  // Same contract, for the health/drift/input monitors (monitor_metrics.h): edge_health_*,
+  // edge_feature_drift, ... at every scrape and in HealthFigures().
+  void SetMonitorProvider(std::function<MonitorFigures()> fn);
 
   SystemSnapshot LatestSystem() const;
   // Collects system figures now instead of waiting for the next period (tests, `tend` tooling).
