@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 CTEST_ARGS ?=
 
-.PHONY: all bootstrap configure build test test-unit test-asan demo bench format clean
+.PHONY: all bootstrap configure build test test-unit test-asan demo bench measure-alarms format clean
 
 all: build
 
@@ -42,6 +42,12 @@ demo: build
 
 bench: build
 	scripts/bench.sh $(BUILD)
+
+# Alarm quality on the real bearing and valve data next to a numpy reference (about a minute;
+# docs/alarms.md): tables and timelines in $(BUILD)/alarms.
+measure-alarms: configure
+	cmake --build $(BUILD) -j $(JOBS) --target tend
+	/usr/bin/python3 scripts/measure_alarms.py --tend $(BUILD)/tend --out $(BUILD)/alarms
 
 format:
 	find src tests bench -name '*.cc' -o -name '*.h' | xargs clang-format -i
