@@ -11,12 +11,13 @@ namespace tend::agent {
 namespace {
 
 bool IsSim(const InputSpec& in) { return in.source.rfind("sim", 0) == 0; }
+bool IsStream(const InputSpec& in) { return in.source == "-" || in.source.rfind("fd:", 0) == 0; }
 
 int Even(double samples) { return std::max(16, 2 * static_cast<int>(std::floor(samples / 2))); }
 
 // Seconds of signal an input holds (its range applied), or -1 when unknown (stdin, endless).
 Result<double> InputSeconds(const InputSpec& in, const sources::SourceOptions& so) {
-  if (IsSim(in) || in.source == "-" || in.source.rfind("fd:", 0) == 0) return -1.0;
+  if (IsSim(in) || IsStream(in)) return -1.0;
   TEND_ASSIGN_OR_RETURN(auto src, sources::OpenSource(in.source, so));
   const auto& info = src->info();
   if (info.total_frames < 0) return -1.0;
@@ -122,29 +123,30 @@ Result<StrokeProbe> ProbeStrokes(const InputSpec& input, const sources::SourceOp
   return p;
 }
 
-Result<InputChoice> ChooseFromInputs(const std::vector<InputSpec>& inputs,
-                                     const sources::SourceOptions& so, const InputRequest& req) {
-  if (inputs.empty()) return Fail(Error::Invalid("no training input"));
-  TEND_ASSIGN_OR_RETURN(Stream st, Inspect(inputs, so));
-  InputChoice c;
-  WindowingSpec& w = c.windowing;
-  w.sample_rate = st.info.sample_rate;
-  w.channels = st.info.channels;
+namespace {
+
+// The kind of input and the sentence that says why: strokes (asked for, a simulator, or found
+// by the probe unless fixed windows were asked for), else clips or continuous.
+Result<std::pair<std::string, std::string>> DecideKind(const std::vector<InputSpec>& inputs,
+                                                       const sources::SourceOptions& so,
+                                                       const InputRequest& req, const Stream& st) {
   const bool sim = IsSim(inputs[0]);
   const std::string first = inputs[0].ToString();
-  std::string why;
-  // Strokes: asked for, a simulator, or found by the probe (unless fixed windows were asked for).
+  std::string kind, why;
   if (req.trigger.value_or(false) || (sim && !req.trigger.has_value())) {
-    c.kind = "strokes";
+    kind = "strokes";
     why = req.trigger.value_or(false) ? "--trigger" : "a simulated press (one stroke per window)";
-  } else if (!req.trigger.has_value() && !sim) {
+  } else if (!req.trigger.has_value() && IsStream(inputs[0])) {
+    why =
+        "a stream cannot be read twice, so it is not probed for strokes (--trigger if it has them)";
+  } else if (!req.trigger.has_value()) {
     sources::TriggerOptions t;
     t.length = req.window > 0 ? req.window : kDefaultWindow;
     t.pretrigger = std::min(req.pretrigger, t.length - 1);
     t.threshold = req.trigger_threshold;
     TEND_ASSIGN_OR_RETURN(StrokeProbe p, ProbeStrokes(inputs[0], so, t));
     if (p.strokes) {
-      c.kind = "strokes";
+      kind = "strokes";
       why = fmt::format(
           "{} stroke onsets in the first {:.0f} s of {}, one every {:.2f} s ({:.0f} % of the "
           "intervals within {:.0f} %)",
@@ -158,11 +160,18 @@ Result<InputChoice> ChooseFromInputs(const std::vector<InputSpec>& inputs,
           100 * kRegularTolerance);
     }
   } else {
-    why = sim ? "fixed windows asked for (--hop)" : "fixed windows asked for (--hop)";
+    why = "fixed windows asked for (--hop)";
   }
-  if (c.kind.empty()) c.kind = AreClips(st.seconds) ? "clips" : "continuous";
-  const bool press_like = sim || c.kind == "strokes";
+  if (kind.empty()) kind = AreClips(st.seconds) ? "clips" : "continuous";
+  return std::make_pair(kind, why);
+}
 
+// Fills c.windowing for c.kind and says why.
+void SetWindowing(InputChoice& c, const InputRequest& req, const Stream& st, bool sim,
+                  size_t inputs, const std::string& why) {
+  WindowingSpec& w = c.windowing;
+  w.sample_rate = st.info.sample_rate;
+  w.channels = st.info.channels;
   if (c.kind == "strokes") {
     w.mode = "trigger";
     w.window = req.window > 0 ? req.window : (sim ? kDefaultWindow : Even(0.2 * w.sample_rate));
@@ -170,8 +179,7 @@ Result<InputChoice> ChooseFromInputs(const std::vector<InputSpec>& inputs,
     w.trigger.pretrigger = req.pretrigger;
     w.trigger.threshold = req.trigger_threshold;
     c.reasons.push_back(
-        fmt::format("windows: one per stroke, {} samples ({:.3f} s) from {} before "
-                    "the onset: {}",
+        fmt::format("windows: one per stroke, {} samples ({:.3f} s) from {} before the onset: {}",
                     w.window, w.window / w.sample_rate, w.trigger.pretrigger, why));
   } else if (c.kind == "clips") {
     const double shortest = *std::min_element(st.seconds.begin(), st.seconds.end());
@@ -182,8 +190,8 @@ Result<InputChoice> ChooseFromInputs(const std::vector<InputSpec>& inputs,
     c.reasons.push_back(fmt::format(
         "windows: {} samples ({:.2f} s), hop {}: {} inputs of at most {:.0f} s are clips (one "
         "window per clip up to {:.0f} s; scores per clip too); {}",
-        w.window, w.window / w.sample_rate, w.hop, inputs.size(), kMaxClipSeconds,
-        kMaxClipWindowSeconds, why));
+        w.window, w.window / w.sample_rate, w.hop, inputs, kMaxClipSeconds, kMaxClipWindowSeconds,
+        why));
   } else {
     w.mode = "fixed";
     w.window = req.window > 0 ? req.window : kDefaultWindow;
@@ -191,25 +199,45 @@ Result<InputChoice> ChooseFromInputs(const std::vector<InputSpec>& inputs,
     c.reasons.push_back(fmt::format("windows: fixed, {} samples ({:.3f} s), hop {}: {}", w.window,
                                     w.window / w.sample_rate, w.hop, why));
   }
-  TEND_RETURN_NOT_OK(w.Validate());
+}
 
+// Fills c.features, c.spec and c.detectors.
+Status SetFeatures(InputChoice& c, const InputRequest& req, const Stream& st, bool sim) {
+  const WindowingSpec& w = c.windowing;
+  const bool press_like = sim || c.kind == "strokes";
   c.features = req.features;
-  std::string fwhy = "asked for (--features)";
+  std::string why = "asked for (--features)";
   if (c.features == "auto") {
     c.features = press_like ? "press" : c.kind == "clips" ? "sound" : "vibration";
-    fwhy = press_like          ? "press strokes"
-           : c.kind == "clips" ? "clips of machine sound: short events inside a long window"
-                               : "a continuous signal without strokes";
+    why = press_like          ? "press strokes"
+          : c.kind == "clips" ? "clips of machine sound: short events inside a long window"
+                              : "a continuous signal without strokes";
   }
   TEND_ASSIGN_OR_RETURN(c.spec, FeaturePreset(c.features, w.sample_rate, w.channels, w.window));
   if (st.info.channel_names.size() == static_cast<size_t>(w.channels)) {
     c.spec.channel_names = st.info.channel_names;
   }
   TEND_RETURN_NOT_OK(c.spec.Validate().map_error([](Error e) { return e.Wrap("feature spec"); }));
-  c.reasons.push_back("features: " + Describe(c.spec, c.features) + ": " + fwhy);
+  c.reasons.push_back("features: " + Describe(c.spec, c.features) + ": " + why);
   c.detectors = c.features == "vibration"
                     ? std::vector<std::string>{"broadband", "mahalanobis", "pca"}
                     : std::vector<std::string>{"mahalanobis", "broadband", "pca"};
+  return Ok();
+}
+
+}  // namespace
+
+Result<InputChoice> ChooseFromInputs(const std::vector<InputSpec>& inputs,
+                                     const sources::SourceOptions& so, const InputRequest& req) {
+  if (inputs.empty()) return Fail(Error::Invalid("no training input"));
+  TEND_ASSIGN_OR_RETURN(Stream st, Inspect(inputs, so));
+  InputChoice c;
+  TEND_ASSIGN_OR_RETURN(auto kind_why, DecideKind(inputs, so, req, st));
+  c.kind = kind_why.first;
+  const bool sim = IsSim(inputs[0]);
+  SetWindowing(c, req, st, sim, inputs.size(), kind_why.second);
+  TEND_RETURN_NOT_OK(c.windowing.Validate());
+  TEND_RETURN_NOT_OK(SetFeatures(c, req, st, sim));
   return c;
 }
 

@@ -11,7 +11,8 @@
 //     this way): one window per clip (at most kMaxClipWindowSeconds) and the sound features;
 //     `tend score` / `eval` report a score per clip as well.
 //   * continuous: anything else (a long vibration recording, a live stream): fixed windows of
-//     2,000 samples and the vibration features.
+//     2,000 samples and the vibration features. stdin and pipes are never probed (they cannot
+//     be read twice).
 //
 // It also orders the detectors `tend train` compares (detect/select.h): with the vibration
 // features (a machine watched continuously for months, whose healthy level drifts with

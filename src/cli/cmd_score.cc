@@ -55,6 +55,55 @@ void WriteClipLines(std::FILE* out, const std::vector<agent::InputSpec>& inputs,
   }
 }
 
+// The JSON line of one scored window (the decision, plus input, wear and health when known).
+nlohmann::json WindowLine(const Decision& d, const agent::WindowInfo& info, bool several_inputs,
+                          std::optional<HealthMonitor>& health) {
+  auto j = agent::DecisionJson(d);
+  j.erase("timestamp");
+  if (several_inputs) j["input"] = info.input->ToString();
+  if (info.wear >= 0) j["wear"] = agent::Round4(info.wear);
+  if (health) {
+    const HealthStatus& h = health->Update(d.anomaly_score);
+    j["health"] = HealthStateName(h.state);
+    j["health_cusum"] = agent::Round4(h.cusum);
+  }
+  return j;
+}
+
+void FillDecision(Decision& d, const agent::ServedModel& model, const agent::ScoreOut& so_out,
+                  const agent::WindowInfo& info) {
+  d.window_index = info.index;
+  d.t_start_s = info.t_start_s;
+  d.anomaly_score = so_out.score;
+  d.timestamp = std::chrono::system_clock::now();
+  d.top_sensors.clear();
+  for (int i = 0; i < so_out.n_top; ++i) {
+    d.top_sensors.push_back(
+        model.feature_names()[static_cast<size_t>(so_out.top[static_cast<size_t>(i)])]);
+  }
+  d.features_ms = so_out.features_ms;
+  d.inference_ms = so_out.inference_ms;
+  d.latency_ms = so_out.features_ms + so_out.inference_ms;
+}
+
+std::optional<HealthMonitor> MakeHealth(const ScoreArgs& a, const agent::ServedModel& model) {
+  if (!a.health) return std::nullopt;
+  auto baseline = OrDie(agent::ScoreBaselineOf(model.card()), a.model);
+  auto options = OrDie(agent::HealthOptionsFor(model.card()), a.model);
+  return OrDie(HealthMonitor::Create(baseline, options));
+}
+
+// Writes to `path` through a temporary file renamed into place on success (stdout when empty).
+void Finish(std::FILE* out, const std::string& tmp, const std::string& path, const Status& st) {
+  if (out == stdout) return;
+  bool ok = std::fflush(out) == 0 && ::fsync(fileno(out)) == 0;
+  std::fclose(out);
+  if (!st || !ok) std::remove(tmp.c_str());
+  if (st && !ok) Die(Error::Io("write " + tmp + " failed"));
+  if (st && std::rename(tmp.c_str(), path.c_str()) != 0)
+    Die(fs::ErrnoError("rename to " + path, errno));
+}
+
 void DoScore(const ScoreArgs& a) {
   if (a.model.empty()) Die("no model given (--model)");
   if (a.inputs.empty()) Die("no input given (--input)");
@@ -69,11 +118,10 @@ void DoScore(const ScoreArgs& a) {
   so.sample_rate = a.sample_rate;
   so.channels = a.channels;
   so.wav_channel = a.channel;
-
+  std::optional<HealthMonitor> health = MakeHealth(a, *model);
   std::FILE* out = stdout;
-  std::string tmp;
+  const std::string tmp = a.out + ".partial";
   if (!a.out.empty()) {
-    tmp = a.out + ".partial";
     out = std::fopen(tmp.c_str(), "wb");
     if (!out) Die(fs::ErrnoError("open " + tmp, errno));
   }
@@ -82,12 +130,6 @@ void DoScore(const ScoreArgs& a) {
   Decision d;
   d.model_version = model->card().version;
   int64_t n = 0;
-  std::optional<HealthMonitor> health;
-  if (a.health) {
-    auto baseline = OrDie(agent::ScoreBaselineOf(model->card()), a.model);
-    auto options = OrDie(agent::HealthOptionsFor(model->card()), a.model);
-    health.emplace(OrDie(HealthMonitor::Create(baseline, options)));
-  }
   ClipScores clips;
   clips.scores.resize(inputs.size());
   auto st = agent::ForEachWindow(
@@ -97,47 +139,18 @@ void DoScore(const ScoreArgs& a) {
         if (!s)
           return Fail(
               s.error().Wrap(info.input->ToString() + " window " + std::to_string(info.index)));
-        d.window_index = info.index;
-        d.t_start_s = info.t_start_s;
-        d.anomaly_score = so_out.score;
-        d.timestamp = std::chrono::system_clock::now();
-        d.top_sensors.clear();
-        for (int i = 0; i < so_out.n_top; ++i) {
-          d.top_sensors.push_back(
-              model->feature_names()[static_cast<size_t>(so_out.top[static_cast<size_t>(i)])]);
-        }
-        d.features_ms = so_out.features_ms;
-        d.inference_ms = so_out.inference_ms;
-        d.latency_ms = so_out.features_ms + so_out.inference_ms;
+        FillDecision(d, *model, so_out, info);
         decider.Decide(d);
         ++n;
         if (a.clips) {
           clips.scores[static_cast<size_t>(info.input - inputs.data())].push_back(d.anomaly_score);
-          return Ok();
+        } else {
+          std::fputs((WindowLine(d, info, inputs.size() > 1, health).dump() + "\n").c_str(), out);
         }
-        auto j = agent::DecisionJson(d);
-        j.erase("timestamp");
-        if (inputs.size() > 1) j["input"] = info.input->ToString();
-        if (info.wear >= 0) j["wear"] = agent::Round4(info.wear);
-        if (health) {
-          const HealthStatus& h = health->Update(d.anomaly_score);
-          j["health"] = HealthStateName(h.state);
-          j["health_cusum"] = agent::Round4(h.cusum);
-        }
-        std::string line = j.dump();
-        std::fputs(line.c_str(), out);
-        std::fputc('\n', out);
         return Ok();
       });
   if (st && a.clips) WriteClipLines(out, inputs, clips, model->thresholds());
-  if (out != stdout) {
-    bool ok = std::fflush(out) == 0 && ::fsync(fileno(out)) == 0;
-    std::fclose(out);
-    if (!st || !ok) std::remove(tmp.c_str());
-    if (st && !ok) Die(Error::Io("write " + tmp + " failed"));
-    if (st && std::rename(tmp.c_str(), a.out.c_str()) != 0)
-      Die(fs::ErrnoError("rename to " + a.out, errno));
-  }
+  Finish(out, tmp, a.out, st);
   OrDie(st);
   if (n == 0)
     Die("no windows found in the input (too short for the model's window, or no strokes "

@@ -162,6 +162,60 @@ std::string PickDetector(const TrainArgs& a, const detect::Matrix& x, const std:
   return sel.detector;
 }
 
+// What the model file says about itself beyond the detector: identity, feature spec, training
+// summary (inputs, the choices made and why) and the feature reference for drift monitoring.
+detect::ModelCard MakeCard(const TrainArgs& a, const CLI::App& cmd, const Plan& plan,
+                           const agent::ServedModel* base, const agent::FeatureRows& rows,
+                           const nlohmann::json& selection, double train_seconds) {
+  detect::ModelCard card;
+  if (base) {
+    card = base->card();
+    card.version = cmd.count("--version") ? a.version : card.version + ".r";
+  } else {
+    card.name = a.name;
+    card.version = a.version;
+    card.feature_spec = {{"windowing", plan.windowing.ToJson()}, {"features", plan.spec.ToJson()}};
+    card.input_kind = "features";
+    card.feature_names = plan.spec.FeatureNames();
+  }
+  card.created = detect::NowIso8601Utc();
+  nlohmann::json srcs = nlohmann::json::array();
+  for (auto& in : ParseInputs(a.inputs)) srcs.push_back(in.ToString());
+  const auto& w = plan.windowing;
+  card.training_summary = {{"inputs", srcs},
+                           {"windows", rows.rows},
+                           {"signal_s", static_cast<double>(rows.rows) * w.window / w.sample_rate},
+                           {"recalibrated_from", a.recalibrate},
+                           {"train_seconds", train_seconds}};
+  if (!base) {
+    card.training_summary["input_choice"] = plan.choice;
+    if (!selection.is_null()) card.training_summary["detector_selection"] = selection;
+    if (plan.clips) card.training_summary["clip_score"] = "geometric_mean";
+  } else if (base->card().training_summary.contains("clip_score")) {
+    card.training_summary["clip_score"] = base->card().training_summary["clip_score"];
+  }
+  // The commissioning distribution of every feature, for drift monitoring in service.
+  if (auto ref = DriftReference::FromRows(rows.values, rows.features)) {
+    card.feature_reference = agent::FeatureReferenceJson(*ref);
+  }
+  return card;
+}
+
+detect::TrainedDetector Fit(const TrainArgs& a, const Plan& plan, const detect::Matrix& x,
+                            detect::TrainOptions& topt, bool recalibrate) {
+  Progress tp("training");
+  topt.progress = [&](const std::string& stage, double frac) { tp.Update(frac, stage); };
+  detect::TrainedDetector det =
+      recalibrate
+          ? OrDie(detect::Recalibrate(
+                      OrDie(detect::DetectorFromModel(a.recalibrate), a.recalibrate), x, topt),
+                  "recalibration")
+          : OrDie(detect::Train(x, plan.spec.FeatureNames(), topt), "training");
+  topt.progress = nullptr;
+  tp.Done(det.detector);
+  return det;
+}
+
 void DoTrain(TrainArgs& a, CLI::App& cmd) {
   OrDie(LoadTrainConfig(a, cmd));
   if (a.inputs.empty()) Die("no training input given (--input FILE... or sim:...)");
@@ -172,7 +226,6 @@ void DoTrain(TrainArgs& a, CLI::App& cmd) {
   so.sample_rate = a.sample_rate;
   so.channels = a.channels;
   so.wav_channel = a.channel;
-
   std::unique_ptr<agent::ServedModel> base;
   if (!a.recalibrate.empty()) {
     agent::ServeOptions sopt;
@@ -191,60 +244,19 @@ void DoTrain(TrainArgs& a, CLI::App& cmd) {
     anomalous_rows = ReadRows(ParseInputs(a.anomalous), so, plan, -1, "reading anomalous windows");
     anomalous = ToMatrix(*anomalous_rows);
   }
-
   detect::TrainOptions topt;
   topt.holdout_fraction = a.holdout;
   topt.seed = a.seed;
   nlohmann::json selection;
-  topt.detector = base ? ""
-                       : PickDetector(a, x, rows.clip, anomalous_rows ? &anomalous : nullptr,
-                                      anomalous_rows ? anomalous_rows->clip : std::vector<int>{},
-                                      plan, topt, selection);
-  Progress tp("training");
-  topt.progress = [&](const std::string& stage, double frac) { tp.Update(frac, stage); };
-  detect::TrainedDetector det;
-  detect::ModelCard card;
-  if (base) {
-    auto old = OrDie(detect::DetectorFromModel(a.recalibrate), a.recalibrate);
-    det = OrDie(detect::Recalibrate(old, x, topt), "recalibration");
-    card = base->card();
-    card.version = cmd.count("--version") ? a.version : card.version + ".r";
-  } else {
-    det = OrDie(detect::Train(x, plan.spec.FeatureNames(), topt), "training");
-    card.name = a.name;
-    card.version = a.version;
-    card.feature_spec = {{"windowing", plan.windowing.ToJson()}, {"features", plan.spec.ToJson()}};
-    card.input_kind = "features";
-    card.feature_names = plan.spec.FeatureNames();
-  }
-  tp.Done(det.detector);
-  card.detector = det.detector;
-  card.created = detect::NowIso8601Utc();
-  card.thresholds = det.thresholds;
-  card.train_mean = det.mean;
-  card.train_std = det.std;
-  card.calibration = det.calibration;
-  nlohmann::json srcs = nlohmann::json::array();
-  for (auto& in : inputs) srcs.push_back(in.ToString());
-  const auto& w = plan.windowing;
-  card.training_summary = {
-      {"inputs", srcs},
-      {"windows", rows.rows},
-      {"signal_s", static_cast<double>(rows.rows) * w.window / w.sample_rate},
-      {"recalibrated_from", a.recalibrate},
-      {"train_seconds",
-       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}};
   if (!base) {
-    card.training_summary["input_choice"] = plan.choice;
-    if (!selection.is_null()) card.training_summary["detector_selection"] = selection;
-    if (plan.clips) card.training_summary["clip_score"] = "geometric_mean";
-  } else if (base->card().training_summary.contains("clip_score")) {
-    card.training_summary["clip_score"] = base->card().training_summary["clip_score"];
+    topt.detector = PickDetector(a, x, rows.clip, anomalous_rows ? &anomalous : nullptr,
+                                 anomalous_rows ? anomalous_rows->clip : std::vector<int>{}, plan,
+                                 topt, selection);
   }
-  // The commissioning distribution of every feature, for drift monitoring in service.
-  if (auto ref = DriftReference::FromRows(rows.values, rows.features)) {
-    card.feature_reference = agent::FeatureReferenceJson(*ref);
-  }
+  const detect::TrainedDetector det = Fit(a, plan, x, topt, base != nullptr);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const detect::ModelCard card = MakeCard(a, cmd, plan, base.get(), rows, selection, seconds);
   auto bytes = OrDie(detect::ExportOnnx(det, card), "export");
   OrDie(fs::WriteFileAtomic(a.out, bytes), "writing model");
   const int n_fit = det.calibration.value("n_train", 0);
@@ -252,7 +264,7 @@ void DoTrain(TrainArgs& a, CLI::App& cmd) {
       "trained %s on %lld windows (%d fitted, %lld held out for thresholds; %zu features, %s "
       "windowing): thresholds LOW %.4g, MEDIUM %.4g, HIGH %.4g -> %s\n",
       det.detector.c_str(), static_cast<long long>(rows.rows), n_fit,
-      static_cast<long long>(rows.rows - n_fit), rows.features, w.mode.c_str(),
+      static_cast<long long>(rows.rows - n_fit), rows.features, plan.windowing.mode.c_str(),
       static_cast<double>(det.thresholds.low), static_cast<double>(det.thresholds.medium),
       static_cast<double>(det.thresholds.high), a.out.c_str());
 }
