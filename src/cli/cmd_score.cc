@@ -162,15 +162,12 @@ void DoScore(const ScoreArgs& a) {
 
 void RegisterScore(CLI::App& app) {
   auto a = std::make_shared<ScoreArgs>();
-  auto* cmd =
-      app.add_subcommand("score", "Score every window of the inputs; one JSON line per window");
+  auto* cmd = app.add_subcommand("score", "Score every window of the inputs; one JSON line per window");
   cmd->add_option("--model,-m", a->model, "Model (.onnx)")->required();
-  cmd->add_option("--input,-i", a->inputs, "WAV/CSV files (FILE@START:END to cut), sim:..., or -")
-      ->required();
+  cmd->add_option("--input,-i", a->inputs, "WAV/CSV files (FILE@START:END to cut), sim:..., or -")->required();
   cmd->add_option("--out,-o", a->out, "Write JSONL here instead of stdout");
   cmd->add_option("--channel", a->channel, "Use only this channel of multi-channel inputs");
-  cmd->add_option("--sample-rate", a->sample_rate,
-                  "Sample rate for raw stdin / CSV without time column");
+  cmd->add_option("--sample-rate", a->sample_rate, "Sample rate for raw stdin / CSV without time column");
   cmd->add_option("--channels", a->channels, "Channel count for raw stdin");
   cmd->add_option("--top", a->top_k, "How many top contributing features to list");
   cmd->add_option("--debounce-k", a->debounce.k,

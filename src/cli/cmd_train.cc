@@ -273,11 +273,9 @@ void DoTrain(TrainArgs& a, CLI::App& cmd) {
 
 void RegisterTrain(CLI::App& app) {
   auto a = std::make_shared<TrainArgs>();
-  auto* cmd =
-      app.add_subcommand("train", "Fit an anomaly detector on normal data and write a model");
-  cmd->add_option(
-      "--input,-i", a->inputs,
-      "Normal data: WAV/CSV files (optionally FILE@START:END seconds), sim:..., or - (stdin)");
+  auto* cmd = app.add_subcommand("train", "Fit an anomaly detector on normal data and write a model");
+  cmd->add_option("--input,-i", a->inputs,
+                  "Normal data: WAV/CSV files (optionally FILE@START:END seconds), sim:..., or - (stdin)");
   cmd->add_option("--out,-o", a->out, "Output model (.onnx)");
   cmd->add_option("--config", a->config, "TOML file with a [train] table");
   cmd->add_option("--anomalous", a->anomalous,
@@ -295,15 +293,11 @@ void RegisterTrain(CLI::App& app) {
                 "strokes)");
   cmd->add_option("--pretrigger", a->pretrigger, "Samples kept before a stroke onset");
   cmd->add_option("--trigger-threshold", a->trigger_threshold, "Onset threshold, x background RMS");
-  cmd->add_option("--duration", a->duration_s,
-                  "Read at most this many seconds per input (live commissioning)");
-  cmd->add_option("--holdout", a->holdout,
-                  "Fraction of windows (the last ones) held out for threshold calibration");
-  cmd->add_option("--recalibrate", a->recalibrate,
-                  "Refit standardisation and thresholds of this model on new normal data");
+  cmd->add_option("--duration", a->duration_s, "Read at most this many seconds per input (live commissioning)");
+  cmd->add_option("--holdout", a->holdout, "Fraction of windows (the last ones) held out for threshold calibration");
+  cmd->add_option("--recalibrate", a->recalibrate, "Refit standardisation and thresholds of this model on new normal data");
   cmd->add_option("--channel", a->channel, "Use only this channel of multi-channel inputs");
-  cmd->add_option("--sample-rate", a->sample_rate,
-                  "Sample rate for raw stdin / CSV without time column");
+  cmd->add_option("--sample-rate", a->sample_rate, "Sample rate for raw stdin / CSV without time column");
   cmd->add_option("--channels", a->channels, "Channel count for raw stdin");
   cmd->add_option("--seed", a->seed, "Random seed (autoencoder)");
   cmd->callback([a, cmd] { DoTrain(*a, *cmd); });
