@@ -190,10 +190,12 @@ def femto_row(life, s, alert, state):
     end = life >= 0.95
     alarm_from = sustained_from(state == 2)
     warn = np.where((state >= 1) & (life >= 0.2))[0]
+    first_alarm = np.where((state == 2) & (life >= 0.2))[0]
     return {
         "alerts_20_50": float(alert[healthy].mean()),
         "alarm_sustained_from": float(life[alarm_from]) if alarm_from < n else None,
         "first_warning_after_20": float(life[warn[0]]) if len(warn) else None,
+        "first_alarm_after_20": float(life[first_alarm[0]]) if len(first_alarm) else None,
         "alarm_onsets_before_90": int(np.sum((np.diff((state == 2).astype(int)) == 1) & (life[1:] < 0.9))),
         "auc_healthy_vs_last5": float(auc(s[healthy], s[end])),
     }
@@ -264,7 +266,7 @@ def svg_timelines(results, det, path):
     parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{top + len(results) * (h + gap)}' "
              "font-family='sans-serif' font-size='11'><rect width='100%' height='100%' fill='white'/>",
              f"<text x='{left}' y='18' font-size='14'>tend ({det}) on FEMTO bearings: anomaly score over life; "
-             "commissioning = first 20 %; red ticks = alerts, amber = warning, red band = alarm</text>"]
+             "shaded = commissioning (first 20 %); dashed = LOW; top red = alerts; bottom band: amber warning, red alarm</text>"]
     for k, (b, r) in enumerate(results.items()):
         s, alert, state, low = r[f"tend_{det}"]["_series"]
         life = np.array(r["_life"][:len(s)])
@@ -276,14 +278,26 @@ def svg_timelines(results, det, path):
         parts.append(f"<text x='{left}' y='{y0 - 4}'>{b}</text>")
         parts.append(f"<rect x='{X(0)}' y='{y0}' width='{X(1) - X(0)}' height='{h}' fill='none' stroke='#999'/>")
         parts.append(f"<rect x='{X(0)}' y='{y0}' width='{X(0.2) - X(0)}' height='{h}' fill='#eef'/>")
-        for i in range(len(s)):
-            if state[i]:
-                c = "#f5c06b" if state[i] == 1 else "#e06060"
-                x = X(life[i])
-                parts.append(f"<line x1='{x:.1f}' y1='{y0 + h - 8}' x2='{x:.1f}' y2='{y0 + h}' stroke='{c}'/>")
-            if alert[i]:
-                x = X(life[i])
-                parts.append(f"<line x1='{x:.1f}' y1='{y0}' x2='{x:.1f}' y2='{y0 + 6}' stroke='#c00'/>")
+        def runs(flags):  # [start, end) index runs where flags hold
+            out, i = [], 0
+            while i < len(flags):
+                if flags[i]:
+                    j = i
+                    while j < len(flags) and flags[j]:
+                        j += 1
+                    out.append((i, j))
+                    i = j
+                else:
+                    i += 1
+            return out
+        edge = lambda i: X(life[min(i, len(life) - 1)])
+        for value, colour in ((1, "#f5c06b"), (2, "#e06060")):
+            for a, e in runs([v == value for v in state]):
+                parts.append(f"<rect x='{edge(a):.1f}' y='{y0 + h - 10}' width='{max(1.0, edge(e) - edge(a)):.1f}' "
+                             f"height='10' fill='{colour}'/>")
+        for a, e in runs(list(alert)):
+            parts.append(f"<rect x='{edge(a):.1f}' y='{y0}' width='{max(1.0, edge(e) - edge(a)):.1f}' "
+                         "height='7' fill='#c00'/>")
         step = max(1, len(s) // 900)
         pts = " ".join(f"{X(life[i]):.1f},{Y(ls[i]):.1f}" for i in range(0, len(s), step))
         parts.append(f"<polyline fill='none' stroke='#1f77b4' stroke-width='1' points='{pts}'/>")
@@ -301,17 +315,19 @@ def fmt_life(v):
 
 
 def table(results, valve_rows, dets):
-    lines = ["| bearing | windows | method | detector | alerts 20-50 % | sustained alarm from | AUC 20-50 % vs last 5 % |",
-             "|---|---:|---|---|---:|---:|---:|"]
+    lines = ["| bearing | windows | method | detector | alerts 20-50 % | first warning | first alarm | "
+             "sustained alarm from | AUC 20-50 % vs last 5 % |",
+             "|---|---:|---|---|---:|---:|---:|---:|---:|"]
     for b, r in results.items():
         for key in [f"tend_{d}" for d in dets] + ["numpy"]:
             x = r[key]
             lines.append(f"| {b} | {r['windows']} | {key} | {x.get('detector', 'mahalanobis')} | "
-                         f"{100 * x['alerts_20_50']:.2f} % | {fmt_life(x['alarm_sustained_from'])} | "
+                         f"{100 * x['alerts_20_50']:.2f} % | {fmt_life(x['first_warning_after_20'])} | "
+                         f"{fmt_life(x['first_alarm_after_20'])} | {fmt_life(x['alarm_sustained_from'])} | "
                          f"{x['auc_healthy_vs_last5']:.4f} |")
     for key in [f"tend_{d}" for d in dets] + ["numpy"]:
         rs = [r[key] for r in results.values()]
-        lines.append(f"| **summary** | | {key} | | max {100 * max(x['alerts_20_50'] for x in rs):.2f} % | "
+        lines.append(f"| **summary** | | {key} | | max {100 * max(x['alerts_20_50'] for x in rs):.2f} % | | | "
                      f"{sum(x['alarm_sustained_from'] is not None and x['alarm_sustained_from'] < 0.99 for x in rs)}"
                      f"/6 before 0.99 | median {np.median([x['auc_healthy_vs_last5'] for x in rs]):.4f} |")
     if valve_rows:
