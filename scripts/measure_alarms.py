@@ -5,9 +5,9 @@
 
 FEMTO / PRONOSTIA bearings (../shared/data/femto): commission on the first 20 % of life with
 `tend train` (defaults, plus --window 2560 = one snapshot, as SOURCE.md says), then score every
-window to failure with `tend score --health --debounce-k 2 --debounce-n 3` (the agent's
-debounce; the health monitor of src/decide over the score stream: this stands in for `tend run`
-until the runtime replays files without dropping windows). Per bearing: the share of windows
+window to failure with the agent, `tend run --source BEARING.wav --speed 0 --debounce-k 2
+--debounce-n 3 --json` (every window decided; the "monitors" sink's health state read back from
+the state changes it logs; `--via score` uses `tend score --health` instead). Per bearing: the share of windows
 alerting between 20 % and 50 % of life, when a sustained alarm starts (the health state stays
 "alarm" from there to the end), and the ROC AUC of the healthy windows (20-50 %) against the
 last 5 % of life. The numpy reference on the same split: Mahalanobis (Ledoit-Wolf) on log band
@@ -163,7 +163,37 @@ def femto_reference(wav, life, n20):
     return s, debounce(s >= low), cusum_states(z, (math.log(low + c) - mu) / sd)
 
 
-def femto_tend(tend, wav, n20, work, detector):
+def health_from_log(stderr, asset, n):
+    """Per-window health state (0 ok, 1 warning, 2 alarm) from the monitors sink's log lines
+    "ASSET: health STATE at window N" / "ASSET: health ok again at window N"."""
+    state = np.zeros(n, dtype=int)
+    names = {"ok": 0, "warning": 1, "alarm": 2}
+    for line in stderr.splitlines():
+        key = f"{asset}: health "
+        if key not in line or " at window " not in line:
+            continue
+        word = line.split(key, 1)[1].split()[0]
+        w = int(line.split(" at window ", 1)[1].split()[0])
+        if word in names and 0 <= w < n:
+            state[w:] = names[word]
+    return state
+
+
+def femto_tend_run(tend, model, wav, work):
+    r = subprocess.run([tend, "run", "--source", wav, "--model", model, "--speed", "0", "--json",
+                        "--metrics-port", "0", "--debounce-k", "2", "--debounce-n", "3",
+                        "--asset", "bearing", "--summary-json", os.path.join(work, "run.json")],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"tend run failed ({r.returncode}) on {wav}\n{r.stderr[-2000:]}")
+    rows = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
+    assert [d["window"] for d in rows] == list(range(len(rows))), "tend run skipped windows"
+    s = np.array([d["anomaly_score"] for d in rows])
+    alert = np.array([d["is_alert"] for d in rows])
+    return s, alert, health_from_log(r.stderr, "bearing", len(rows))
+
+
+def femto_tend(tend, wav, n20, work, detector, via="run"):
     model = os.path.join(work, os.path.basename(wav) + f".{detector}.onnx")
     cmd = [tend, "train", "--input", f"{wav}@0:{n20 * SNAPSHOT / 25600.0}", "--window",
            str(SNAPSHOT), "--out", model]
@@ -171,6 +201,11 @@ def femto_tend(tend, wav, n20, work, detector):
         cmd += ["--detector", detector]
     train_out = run(cmd)
     card_detector = [l for l in train_out.splitlines() if l.startswith("trained ")][0].split()[1]
+    low = float([l for l in train_out.splitlines() if l.startswith("trained ")][0]
+                .split("LOW ")[1].split(",")[0])
+    if via == "run":
+        s, alert, state = femto_tend_run(tend, model, wav, work)
+        return card_detector, s, alert, state, low
     scores = os.path.join(work, os.path.basename(wav) + f".{detector}.jsonl")
     run([tend, "score", "--model", model, "--input", wav, "--health", "--debounce-k", "2",
          "--debounce-n", "3", "--out", scores])
@@ -178,8 +213,6 @@ def femto_tend(tend, wav, n20, work, detector):
     s = np.array([r["anomaly_score"] for r in rows])
     alert = np.array([r["is_alert"] for r in rows])
     state = np.array([{"ok": 0, "warning": 1, "alarm": 2}[r["health"]] for r in rows])
-    low = float([l for l in train_out.splitlines() if l.startswith("trained ")][0]
-                .split("LOW ")[1].split(",")[0])
     return card_detector, s, alert, state, low
 
 
@@ -210,7 +243,7 @@ def femto(args, work, out):
         n20 = int(np.argmax(life >= 0.2))
         r = {"windows": len(life), "commissioning_windows": n20}
         for det in args.detectors:
-            name, s, alert, state, low = femto_tend(args.tend, wav, n20, work, det)
+            name, s, alert, state, low = femto_tend(args.tend, wav, n20, work, det, args.via)
             r[f"tend_{det}"] = dict(femto_row(life, s, alert, state), detector=name)
             r[f"tend_{det}"]["_series"] = (s.tolist(), alert.tolist(), state.tolist(), low)
         s, alert, state = femto_reference(wav, life, n20)
@@ -352,6 +385,8 @@ def main():
     ap.add_argument("--splits", type=int, default=5)
     ap.add_argument("--detectors", nargs="+", default=["auto", "broadband"])
     ap.add_argument("--skip-valve", action="store_true")
+    ap.add_argument("--via", choices=["run", "score"], default="run",
+                    help="FEMTO windows through the agent (tend run) or tend score --health")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     results = femto(args, args.out, args.out)

@@ -87,10 +87,17 @@ class Exporter : public DecisionSink {
   // The bound port (the real one for kAnyPortForTest); 0 when not serving HTTP.
   int port() const { return port_; }
 
-  // Pipeline thread. Lock-free: relaxed atomics only, nothing allocated.
+  // Pipeline thread. Lock-free: relaxed atomics only, nothing allocated. Counted for the asset
+  // of Labels::asset_id.
   void OnDecision(const Decision& decision) override;
   // Rare (start, reload, OTA swap): takes a mutex shared with scrapes.
   void OnModelInfo(const ModelInfo& info) override;
+
+  // The sink of one asset of a multi-asset agent: its decisions and model are exported under
+  // asset_id=`asset_id`, with its own latency budget (ms; <= 0: Options::latency_budget_ms).
+  // Labels::asset_id is the asset OnDecision() counts for. Owned by the exporter; call before
+  // decisions flow (not from the pipeline).
+  DecisionSink* ForAsset(const std::string& asset_id, double latency_budget_ms = 0);
 
   // Polled at every scrape and by HealthFigures(), from the HTTP or caller thread (never two at
   // once). It must be cheap, thread-safe, and must not call back into the exporter.
@@ -100,7 +107,8 @@ class Exporter : public DecisionSink {
 
   // Same contract, for the health/drift/input monitors (monitor_metrics.h): edge_health_*,
   // edge_feature_drift, ... at every scrape and in HealthFigures().
-  void SetMonitorProvider(std::function<MonitorFigures()> fn);
+  // One provider per asset (series labelled with that asset_id); an empty function removes it.
+  void SetMonitorProvider(const std::string& asset_id, std::function<MonitorFigures()> fn);
 
   SystemSnapshot LatestSystem() const;
   // Collects system figures now instead of waiting for the next period (tests, `tend` tooling).
@@ -118,8 +126,17 @@ class Exporter : public DecisionSink {
 
  private:
   struct State;
+  class AssetState;
+  class Families;
   Exporter(const Labels& labels, const Options& options);
   void SystemLoop();
+  std::vector<AssetState*> Assets() const;
+  void AppendDecisionFamilies(Families& out) const;
+  void AppendModelFamilies(Families& out) const;
+  void AppendSystemFamilies(Families& out) const;
+  void AppendTelemetryFamilies(Families& out) const;
+  void AppendOtaFamilies(Families& out) const;
+  std::vector<std::pair<std::string, MonitorFigures>> PollMonitors() const;
 
   Labels labels_;
   Options options_;

@@ -38,15 +38,27 @@ MonitorFigures MonitorFiguresOf(const HealthMonitor* health, const DriftMonitor*
                                 const std::vector<std::string>& feature_names,
                                 const InputHealth* input, const AdaptiveBaseline* baseline);
 
+// One asset's figures with the labels its series carry (device_id, asset_id, factory_id).
+struct LabelledMonitorFigures {
+  std::vector<std::pair<std::string, std::string>> labels;
+  MonitorFigures figures;
+};
+
 // edge_health_state, edge_health_cusum{cusum="warning|alarm"}, edge_drift_level,
 // edge_feature_drift{feature}, edge_input_problem_windows_total{problem},
-// edge_baseline_shift_sd, edge_baseline_adaptations_total; every series with `base` labels.
-void AppendMonitorFamilies(const MonitorFigures& f,
-                           const std::vector<std::pair<std::string, std::string>>& base,
-                           std::vector<prometheus::MetricFamily>& out);
+// edge_baseline_shift_sd, edge_baseline_adaptations_total: one family per name, a series per
+// asset that has the figure (families no asset has are left out).
+std::vector<prometheus::MetricFamily> AppendMonitorFamilies(
+    const std::vector<LabelledMonitorFigures>& assets);
 
 // health, health_cusum, drift_level, feature_drift {feature: psi}, input_problems and counts,
 // baseline_shift_sd, baseline_steps: for the MQTT health payload.
 void AddMonitorHealthFields(const MonitorFigures& f, nlohmann::json& j);
+
+// The MQTT health fields of a device: those of `primary` (the identity's asset; else the first)
+// at the top level, and with more than one monitored asset, every asset's under
+// "monitors": {asset_id: {...}}.
+void AddMonitorFields(const std::vector<std::pair<std::string, MonitorFigures>>& assets,
+                      const std::string& primary, nlohmann::json& j);
 
 }  // namespace tend::metrics

@@ -339,11 +339,62 @@ Result<UpdateReport> Updater::CheckOnce() {
   return r;
 }
 
-Result<UpdateReport> Updater::CheckLocked() {
+// Fetches the release, verifies it, and puts it in place as `final_path` (via a staging file,
+// verified again as written).
+Status Updater::StageTargetLocked(const TargetInfo& target, const std::string& final_name,
+                                  const std::string& final_path) {
   const UpdaterOptions& o = opts_;
-  // A clock set back (freeze attack) cannot go below the latest time already seen.
-  const int64_t now = Now();
-  OtaState next = state_;
+  TEND_ASSIGN_OR_RETURN(auto model_bytes, fetcher_->Fetch(target.path, target.length));
+  TEND_RETURN_NOT_OK(VerifyTargetBytes(target, model_bytes));
+
+  // Stage next to the running model (same filesystem, so the rename is atomic).
+  const std::string staging = Join(o.model_dir, "." + final_name + ".staging");
+  TEND_RETURN_NOT_OK(WriteAndSync(staging, model_bytes));
+  Sync("staged-temp");
+  {
+    // Verify what is on disk, the bytes that will actually be loaded.
+    auto on_disk = fs::ReadBinaryFile(staging);
+    Status ok = on_disk ? VerifyTargetBytes(target, *on_disk) : Status(Fail(on_disk.error()));
+    if (!ok) {
+      RemoveQuietly(staging);
+      return Fail(ok.error().Wrap("staged copy"));
+    }
+  }
+  if (::rename(staging.c_str(), final_path.c_str()) != 0) {
+    int e = errno;
+    RemoveQuietly(staging);
+    return Fail(fs::ErrnoError("rename " + staging + " -> " + final_path, e));
+  }
+  TEND_RETURN_NOT_OK(fs::FsyncDir(o.model_dir));
+  Sync("staged");
+  return Ok();
+}
+
+// Why the staged candidate is refused ("" when it is not): it does not load, or its quality on
+// the reference set is below `threshold` (measured quality in *quality, -1 when not measured).
+std::string Updater::GateCandidate(const std::string& final_path, double threshold,
+                                  double* quality) const {
+  const UpdaterOptions& o = opts_;
+  if (o.load_check) {
+    Status loaded = o.load_check(final_path);
+    // Refused already: no point scoring a model that does not load.
+    if (!loaded) return "candidate does not load: " + loaded.error().message;
+  }
+  if (!o.quality_gate) return "";
+  auto q = o.quality_gate(final_path);
+  if (!q) return "quality gate failed: " + q.error().message;
+  *quality = *q;
+  if (!(*quality >= threshold)) {
+    return "quality " + std::to_string(*quality) + " below the threshold " +
+           std::to_string(threshold);
+  }
+  return "";
+}
+
+// The trust chain up to date in `next`: root rotations, then timestamp and targets, each
+// verified against the root and the version floors.
+Result<TargetsMeta> Updater::RefreshMetadataLocked(OtaState& next, int64_t now) {
+  const UpdaterOptions& o = opts_;
   TEND_ASSIGN_OR_RETURN(RootMeta root, VerifyPinnedRoot(next.trusted_root));
 
   for (int i = 0; i < o.max_root_rotations; ++i) {
@@ -378,6 +429,15 @@ Result<UpdateReport> Updater::CheckLocked() {
   next.timestamp_version = ts.version;
   next.targets_version = tm.version;
   next.latest_time_seen = now;
+  return tm;
+}
+
+Result<UpdateReport> Updater::CheckLocked() {
+  const UpdaterOptions& o = opts_;
+  // A clock set back (freeze attack) cannot go below the latest time already seen.
+  const int64_t now = Now();
+  OtaState next = state_;
+  TEND_ASSIGN_OR_RETURN(TargetsMeta tm, RefreshMetadataLocked(next, now));
 
   UpdateReport report;
   auto target = SelectTarget(tm, o.model_name, o.profile);
@@ -416,52 +476,12 @@ Result<UpdateReport> Updater::CheckLocked() {
                                " but no quality gate is configured"));
   }
 
-  TEND_ASSIGN_OR_RETURN(auto model_bytes, fetcher_->Fetch(target->path, target->length));
-  TEND_RETURN_NOT_OK(VerifyTargetBytes(*target, model_bytes));
-
-  // Stage next to the running model (same filesystem, so the rename is atomic).
   const std::string final_name = ModelFileName(o.model_name, target->version);
   const std::string final_path = Join(o.model_dir, final_name);
-  const std::string staging = Join(o.model_dir, "." + final_name + ".staging");
-  TEND_RETURN_NOT_OK(WriteAndSync(staging, model_bytes));
-  Sync("staged-temp");
-  {
-    // Verify what is on disk, the bytes that will actually be loaded.
-    auto on_disk = fs::ReadBinaryFile(staging);
-    Status ok = on_disk ? VerifyTargetBytes(*target, *on_disk) : Status(Fail(on_disk.error()));
-    if (!ok) {
-      RemoveQuietly(staging);
-      return Fail(ok.error().Wrap("staged copy"));
-    }
-  }
-  if (::rename(staging.c_str(), final_path.c_str()) != 0) {
-    int e = errno;
-    RemoveQuietly(staging);
-    return Fail(fs::ErrnoError("rename " + staging + " -> " + final_path, e));
-  }
-  TEND_RETURN_NOT_OK(fs::FsyncDir(o.model_dir));
-  Sync("staged");
+  TEND_RETURN_NOT_OK(StageTargetLocked(*target, final_name, final_path));
 
-  std::string refusal;
   double quality = -1;
-  if (o.load_check) {
-    Status loaded = o.load_check(final_path);
-    if (!loaded) refusal = "candidate does not load: " + loaded.error().message;
-  }
-  if (!refusal.empty()) {
-    // Refused already: no point scoring a model that does not load.
-  } else if (o.quality_gate) {
-    auto q = o.quality_gate(final_path);
-    if (!q) {
-      refusal = "quality gate failed: " + q.error().message;
-    } else {
-      quality = *q;
-      if (!(quality >= threshold)) {
-        refusal = "quality " + std::to_string(quality) + " below the threshold " +
-                  std::to_string(threshold);
-      }
-    }
-  }
+  const std::string refusal = GateCandidate(final_path, threshold, &quality);
   report.quality = quality;
   if (!refusal.empty()) {
     RemoveQuietly(final_path);
@@ -546,7 +566,7 @@ Result<UpdateReport> Updater::CheckLocked() {
   return report;
 }
 
-Result<std::string> Updater::AdoptStartupModel(const std::string& path) {
+Result<std::string> Updater::AdoptStartupModel(const std::string& path, int64_t version) {
   std::lock_guard<std::mutex> lock(mu_);
   const UpdaterOptions& o = opts_;
   TEND_ASSIGN_OR_RETURN(auto bytes, fs::ReadBinaryFile(path));
@@ -566,8 +586,8 @@ Result<std::string> Updater::AdoptStartupModel(const std::string& path) {
     return current;
   }
   ModelSlot slot;
-  slot.file = o.model_name + "-v0-" + sha.substr(0, 12) + ".onnx";
-  slot.version = 0;
+  slot.file = o.model_name + "-v" + std::to_string(version) + "-" + sha.substr(0, 12) + ".onnx";
+  slot.version = version;
   slot.sha256 = sha;
   slot.length = static_cast<int64_t>(bytes.size());
   slot.installed_unix = Now();
@@ -594,8 +614,8 @@ Result<std::string> Updater::AdoptStartupModel(const std::string& path) {
     RemoveQuietly(Join(o.model_dir, old_backup->file));
     TEND_RETURN_NOT_OK(fs::FsyncDir(o.model_dir));
   }
-  TEND_LOG_INFO("ota: adopted start-up model {} as {} v0 (sha256 {}){}", path, o.model_name,
-                sha.substr(0, 12),
+  TEND_LOG_INFO("ota: adopted start-up model {} as {} v{} (sha256 {}){}", path, o.model_name,
+                version, sha.substr(0, 12),
                 next.backup ? "; backup v" + std::to_string(next.backup->version) : std::string());
   return final_path;
 }

@@ -120,8 +120,10 @@ class Updater {
   // becomes the current model as version 0 (the previous current, if any, is its backup), so the
   // first OTA update has a proven model to roll back to and staleness counts from it. Otherwise
   // the model OTA installed since wins. Returns the path the agent must serve. Does not call
-  // on_commit (the agent is not running yet). Version 0 never raises the anti-rollback floor.
-  Result<std::string> AdoptStartupModel(const std::string& path);
+  // on_commit (the agent is not running yet). The adopted model never raises the anti-rollback
+  // floor. `version` is the version the model carries itself (its card's), so that the log, the
+  // metrics and OTA show one version for it; 0 when it has no numeric version.
+  Result<std::string> AdoptStartupModel(const std::string& path, int64_t version = 0);
   // Back to the backup, e.g. when the lead sees the new model misbehave; calls on_commit.
   Status Rollback(const std::string& reason);
   // Rolls back when called within the probation period of the current model; else only logs.
@@ -165,6 +167,11 @@ class Updater {
   int64_t Now() const;
   int64_t NowAtLeast(int64_t latest_time_seen) const;
   Result<UpdateReport> CheckLocked();
+  Result<TargetsMeta> RefreshMetadataLocked(OtaState& next, int64_t now);
+  Status StageTargetLocked(const TargetInfo& target, const std::string& final_name,
+                           const std::string& final_path);
+  std::string GateCandidate(const std::string& final_path, double threshold,
+                            double* quality) const;
   Status RollbackLocked(const std::string& reason);
   void Sync(const char* step) const;
   void PublishLocked();  // mu_ held: copies what the readers see

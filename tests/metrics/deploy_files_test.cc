@@ -53,7 +53,7 @@ std::set<std::string> ExportedNames() {
     f.model_installed_unix = 1;
     return f;
   });
-  (*e)->SetMonitorProvider([] {
+  (*e)->SetMonitorProvider("a", [] {
     MonitorFigures f;
     f.health = HealthStatus{};
     f.drift_level = DriftLevel::kNone;
