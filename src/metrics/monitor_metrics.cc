@@ -154,8 +154,8 @@ void AddMonitorHealthFields(const MonitorFigures& f, nlohmann::json& j) {
 void AddMonitorFields(const std::vector<std::pair<std::string, MonitorFigures>>& assets,
                       const std::string& primary, nlohmann::json& j) {
   if (assets.empty()) return;
-  auto it = std::find_if(assets.begin(), assets.end(),
-                         [&](const auto& a) { return a.first == primary; });
+  auto it =
+      std::find_if(assets.begin(), assets.end(), [&](const auto& a) { return a.first == primary; });
   AddMonitorHealthFields(it != assets.end() ? it->second : assets.front().second, j);
   if (assets.size() < 2) return;
   nlohmann::json per = nlohmann::json::object();

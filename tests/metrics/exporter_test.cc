@@ -359,7 +359,8 @@ TEST(ExporterTest, MonitorFiguresOverHttpAndInTheHealthMessage) {
   // A second asset: one family per name, a series per asset; its fields under "monitors".
   auto quiet = HealthMonitor::Create(ScoreBaseline{0, 0, 1}, HealthOptions{});
   ASSERT_TRUE(quiet);
-  ex.SetMonitorProvider("press-02", [&] { return MonitorFiguresOf(&*quiet, nullptr, {}, nullptr, nullptr); });
+  ex.SetMonitorProvider("press-02",
+                        [&] { return MonitorFiguresOf(&*quiet, nullptr, {}, nullptr, nullptr); });
   const std::string two = Get(ex.port(), "/metrics");
   size_t families = 0;
   for (size_t at = 0; (at = two.find("# TYPE edge_health_state ", at)) != std::string::npos; ++at) {

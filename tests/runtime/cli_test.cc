@@ -48,9 +48,8 @@ TEST_F(RuntimeCli, DoctorListsTheComponentsOfTheBinary) {
   auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(Names(j["sources"]), (std::set<std::string>{"wav", "csv", "raw", "sim"}));
   EXPECT_EQ(Names(j["model_kinds"]), (std::set<std::string>{"features", "raw"}));
-  EXPECT_EQ(Names(j["sinks"]),
-            (std::set<std::string>{"stdout", "decision_log", "prometheus", "monitors", "mqtt",
-                                   "sim_truth"}));
+  EXPECT_EQ(Names(j["sinks"]), (std::set<std::string>{"stdout", "decision_log", "prometheus",
+                                                      "monitors", "mqtt", "sim_truth"}));
   for (const char* k : {"sources", "model_kinds", "sinks"}) {
     for (const auto& c : j[k]) EXPECT_FALSE(c["description"].get<std::string>().empty());
   }
@@ -211,8 +210,8 @@ drift_monitor = false
   EXPECT_LE(worn["first_warning_window"].get<int64_t>(), worn["first_alarm_window"].get<int64_t>());
   EXPECT_NE(worn["drift_level"], "none") << worn.dump();
   EXPECT_FALSE(worn["feature_drift"].empty()) << worn.dump();
-  const std::string logged =
-      "wearing: health alarm at window " + std::to_string(worn["first_alarm_window"].get<int64_t>());
+  const std::string logged = "wearing: health alarm at window " +
+                             std::to_string(worn["first_alarm_window"].get<int64_t>());
   EXPECT_NE(r.err.find(logged), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find("healthy: health"), std::string::npos) << r.err;
 

@@ -62,7 +62,8 @@ class AssetMonitors final : public DecisionSink {
     std::lock_guard<std::mutex> lock(mu_);
     if (paused_) return;
     if (health) {
-      const HealthStatus& h = d.fail_safe ? health->UpdateFailSafe() : health->Update(d.anomaly_score);
+      const HealthStatus& h =
+          d.fail_safe ? health->UpdateFailSafe() : health->Update(d.anomaly_score);
       if (h.changed) OnHealthChange(h.state, d);
     }
     if (drift && !d.fail_safe && d.features.size() == drift->features()) {
@@ -92,8 +93,8 @@ class AssetMonitors final : public DecisionSink {
   metrics::MonitorFigures Figures() const {
     std::lock_guard<std::mutex> lock(mu_);
     if (paused_) return {};
-    return metrics::MonitorFiguresOf(health ? &*health : nullptr, drift ? &*drift : nullptr,
-                                     names_, nullptr, nullptr);
+    return metrics::MonitorFiguresOf(health ? &*health : nullptr, drift ? &*drift : nullptr, names_,
+                                     nullptr, nullptr);
   }
 
   nlohmann::json Summary() const {
@@ -165,8 +166,8 @@ class MonitorsSink final : public Sink {
  private:
   // A model without a baseline is monitored as far as it can be, and says what is missing.
   static Result<std::unique_ptr<AssetMonitors>> Build(const std::string& id,
-                                                       const detect::ModelCard& card,
-                                                       const MonitorSettings& ms) {
+                                                      const detect::ModelCard& card,
+                                                      const MonitorSettings& ms) {
     auto m = std::make_unique<AssetMonitors>(id, card.name, card.version, card.feature_names);
     if (ms.health) {
       auto baseline = agent::ScoreBaselineOf(card);
