@@ -9,6 +9,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <sstream>
 
 #include "cli_util.h"
 #include "detect/onnx_export.h"
@@ -159,24 +160,38 @@ BearingRun ScoreBearing(const std::string& name, const std::string& dir, std::st
                 dir);
   EXPECT_EQ(t.rc, 0) << t.err;
   *trained = t.out;
-  auto s = Tend("score --health --debounce-k 2 --debounce-n 3 --model b.onnx --input '" + base +
-                    ".wav' --out s.jsonl",
+  // To failure through the agent: every window decided (--speed 0), the health state per window
+  // from the monitors sink's logged state changes ("bearing: health alarm at window N").
+  auto s = Tend("run --source '" + base +
+                    ".wav' --model b.onnx --speed 0 --json --metrics-port 0 "
+                    "--debounce-k 2 --debounce-n 3 --asset bearing",
                 dir);
   EXPECT_EQ(s.rc, 0) << s.err;
-  std::ifstream in(dir + "/s.jsonl");
-  while (std::getline(in, line)) {
+  std::istringstream out(s.out);
+  while (std::getline(out, line)) {
     const auto j = nlohmann::json::parse(line);
+    EXPECT_EQ(j["window"], r.score.size());
     r.score.push_back(j["anomaly_score"]);
     r.alert.push_back(j["is_alert"]);
-    r.health.push_back(j["health"]);
+  }
+  r.health.assign(r.score.size(), "ok");
+  std::istringstream err(s.err);
+  const std::string key = "bearing: health ";
+  while (std::getline(err, line)) {
+    const size_t at = line.find(key), w = line.find(" at window ");
+    if (at == std::string::npos || w == std::string::npos) continue;
+    std::string state = line.substr(at + key.size());
+    state = state.substr(0, state.find(' '));
+    const size_t from = std::stoul(line.substr(w + 11));
+    for (size_t i = from; i < r.health.size(); ++i) r.health[i] = state;
   }
   r.life.resize(std::min(r.life.size(), r.score.size()));
   return r;
 }
 
-// Run to failure on real bearings (FEMTO), commissioned on the first 20 % of life: Bearing2_2's
-// healthy vibration rises 18 dB in one band between 25 % and 60 % of life (a plain Mahalanobis
-// alerts on 91 % of those windows); Bearing3_1 fails abruptly in its last 5 %.
+// Run to failure on real bearings (FEMTO) with `tend run`, commissioned on the first 20 % of life:
+// Bearing2_2's healthy vibration rises 18 dB in one band between 25 % and 60 % of life (a plain
+// Mahalanobis alerts on 91 % of those windows); Bearing3_1 fails abruptly in its last 5 %.
 TEST_F(AlarmsTest, FemtoBearingsStayQuietThroughHealthyDriftAndAlarmBeforeFailure) {
   if (SharedDir().empty() || !fs::exists(SharedDir() + "/data/femto/Bearing2_2.wav")) {
     GTEST_SKIP() << "no FEMTO data in TEND_SHARED_DIR";
