@@ -1,6 +1,4 @@
 // `tend score`: windows inputs the way the model says and prints one JSON line per window.
-#include <unistd.h>
-
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -93,17 +91,6 @@ std::optional<HealthMonitor> MakeHealth(const ScoreArgs& a, const agent::ServedM
   return OrDie(HealthMonitor::Create(baseline, options));
 }
 
-// Writes to `path` through a temporary file renamed into place on success (stdout when empty).
-void Finish(std::FILE* out, const std::string& tmp, const std::string& path, const Status& st) {
-  if (out == stdout) return;
-  bool ok = std::fflush(out) == 0 && ::fsync(fileno(out)) == 0;
-  std::fclose(out);
-  if (!st || !ok) std::remove(tmp.c_str());
-  if (st && !ok) Die(Error::Io("write " + tmp + " failed"));
-  if (st && std::rename(tmp.c_str(), path.c_str()) != 0)
-    Die(fs::ErrnoError("rename to " + path, errno));
-}
-
 void DoScore(const ScoreArgs& a) {
   if (a.model.empty()) Die("no model given (--model)");
   if (a.inputs.empty()) Die("no input given (--input)");
@@ -119,12 +106,12 @@ void DoScore(const ScoreArgs& a) {
   so.channels = a.channels;
   so.wav_channel = a.channel;
   std::optional<HealthMonitor> health = MakeHealth(a, *model);
-  std::FILE* out = stdout;
-  const std::string tmp = a.out + ".partial";
-  if (!a.out.empty()) {
-    out = std::fopen(tmp.c_str(), "wb");
-    if (!out) Die(fs::ErrnoError("open " + tmp, errno));
-  }
+
+  // A regular file is replaced atomically; /dev/null, a pipe or a symlink's target is written
+  // through (never renamed over).
+  std::unique_ptr<fs::OutputFile> out_file;
+  if (!a.out.empty()) out_file = OrDie(fs::OutputFile::Open(a.out));
+  std::FILE* out = out_file ? out_file->stream() : stdout;
   agent::ScoreOut so_out;
   model->PrepareOut(so_out);
   Decision d;
@@ -150,7 +137,10 @@ void DoScore(const ScoreArgs& a) {
         return Ok();
       });
   if (st && a.clips) WriteClipLines(out, inputs, clips, model->thresholds());
-  Finish(out, tmp, a.out, st);
+  if (out_file) {
+    if (st) OrDie(out_file->Commit());
+    out_file.reset();  // uncommitted: the partial file goes
+  }
   OrDie(st);
   if (n == 0)
     Die("no windows found in the input (too short for the model's window, or no strokes "

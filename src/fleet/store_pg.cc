@@ -1,6 +1,7 @@
 // PostgreSQL flavour of the fleet store (libpqxx): the same tables and dedup rules as SQLite,
 // so several ingest instances can share one database.
 #include <pqxx/pqxx>
+#include <stdexcept>
 
 #include "fleet/store.h"
 
@@ -9,7 +10,8 @@ namespace {
 
 using telemetry::TopicKind;
 
-constexpr const char* kSchema = R"sql(
+// Schema version 1 (before versioning); see store_sqlite.cc for the scheme.
+constexpr const char* kSchemaV1 = R"sql(
 CREATE TABLE IF NOT EXISTS devices(
   device_id TEXT PRIMARY KEY, factory_id TEXT NOT NULL DEFAULT '',
   status TEXT NOT NULL DEFAULT '', status_ms BIGINT NOT NULL DEFAULT 0,
@@ -46,6 +48,97 @@ CREATE TABLE IF NOT EXISTS ota_events(
 CREATE INDEX IF NOT EXISTS ota_events_by_ts ON ota_events(ts_ms);
 )sql";
 
+// The current schema, for a new database, and run after the migrations on an existing one.
+constexpr int kSchemaVersion = 2;
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS devices(
+  device_id TEXT PRIMARY KEY, factory_id TEXT NOT NULL DEFAULT '',
+  status TEXT NOT NULL DEFAULT '', status_ms BIGINT NOT NULL DEFAULT 0,
+  last_seen_ms BIGINT NOT NULL DEFAULT 0, model_version TEXT NOT NULL DEFAULT '',
+  status_order_ms BIGINT NOT NULL DEFAULT 0, status_rank INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS status_history(
+  device_id TEXT NOT NULL, factory_id TEXT NOT NULL, status TEXT NOT NULL,
+  ts_ms BIGINT NOT NULL, timestamp TEXT NOT NULL, received_ms BIGINT NOT NULL,
+  UNIQUE(device_id, status, ts_ms));
+CREATE TABLE IF NOT EXISTS alerts(
+  msg_id TEXT, device_id TEXT NOT NULL, factory_id TEXT NOT NULL, line_id TEXT NOT NULL,
+  asset_id TEXT NOT NULL, ts_ms BIGINT NOT NULL, timestamp TEXT NOT NULL,
+  anomaly_score DOUBLE PRECISION, severity TEXT NOT NULL, top_sensors TEXT NOT NULL,
+  model_version TEXT NOT NULL, seq BIGINT NOT NULL, received_ms BIGINT NOT NULL,
+  CONSTRAINT alerts_dedup UNIQUE(device_id, asset_id, msg_id));
+CREATE INDEX IF NOT EXISTS alerts_by_ts ON alerts(ts_ms);
+CREATE TABLE IF NOT EXISTS scores(
+  msg_id TEXT, device_id TEXT NOT NULL, asset_id TEXT NOT NULL, ts_ms BIGINT NOT NULL,
+  anomaly_score DOUBLE PRECISION, is_alert BOOLEAN NOT NULL, severity TEXT NOT NULL,
+  model_version TEXT NOT NULL, seq BIGINT NOT NULL, received_ms BIGINT NOT NULL,
+  CONSTRAINT scores_dedup UNIQUE(device_id, asset_id, msg_id));
+CREATE TABLE IF NOT EXISTS health(
+  msg_id TEXT, device_id TEXT NOT NULL, asset_id TEXT NOT NULL, ts_ms BIGINT NOT NULL,
+  payload TEXT NOT NULL, received_ms BIGINT NOT NULL,
+  CONSTRAINT health_dedup UNIQUE(device_id, asset_id, msg_id));
+CREATE TABLE IF NOT EXISTS ota_state(
+  device_id TEXT PRIMARY KEY, factory_id TEXT NOT NULL, msg_id TEXT, ts_ms BIGINT NOT NULL,
+  timestamp TEXT NOT NULL, event TEXT NOT NULL, model TEXT NOT NULL, state TEXT NOT NULL,
+  current_version BIGINT NOT NULL, backup_version BIGINT NOT NULL,
+  highest_version BIGINT NOT NULL, in_probation BOOLEAN NOT NULL, stale BOOLEAN NOT NULL,
+  model_age_s BIGINT NOT NULL, rollbacks BIGINT NOT NULL, last_rollback_reason TEXT NOT NULL,
+  payload TEXT NOT NULL, received_ms BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS ota_events(
+  msg_id TEXT, device_id TEXT NOT NULL, factory_id TEXT NOT NULL, ts_ms BIGINT NOT NULL,
+  timestamp TEXT NOT NULL, event TEXT NOT NULL, model TEXT NOT NULL,
+  current_version BIGINT NOT NULL, backup_version BIGINT NOT NULL, reason TEXT NOT NULL,
+  received_ms BIGINT NOT NULL, CONSTRAINT ota_events_dedup UNIQUE(device_id, msg_id),
+  UNIQUE(device_id, event, ts_ms));
+CREATE INDEX IF NOT EXISTS ota_events_by_ts ON ota_events(ts_ms);
+)sql";
+
+struct Migration {
+  int to;
+  const char* sql;
+};
+// Issue 17: dedup per (device, asset, msg_id) instead of a global UNIQUE(msg_id); device status
+// ordered by (session, rank). A new schema change is one more entry.
+constexpr Migration kMigrations[] = {
+    {2, R"sql(
+ALTER TABLE alerts DROP CONSTRAINT IF EXISTS alerts_msg_id_key;
+ALTER TABLE alerts ADD CONSTRAINT alerts_dedup UNIQUE(device_id, asset_id, msg_id);
+ALTER TABLE scores DROP CONSTRAINT IF EXISTS scores_msg_id_key;
+ALTER TABLE scores ADD CONSTRAINT scores_dedup UNIQUE(device_id, asset_id, msg_id);
+ALTER TABLE health DROP CONSTRAINT IF EXISTS health_msg_id_key;
+ALTER TABLE health ADD CONSTRAINT health_dedup UNIQUE(device_id, asset_id, msg_id);
+ALTER TABLE ota_events DROP CONSTRAINT IF EXISTS ota_events_msg_id_key;
+ALTER TABLE ota_events ADD CONSTRAINT ota_events_dedup UNIQUE(device_id, msg_id);
+ALTER TABLE devices ADD COLUMN IF NOT EXISTS status_order_ms BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN IF NOT EXISTS status_rank INTEGER NOT NULL DEFAULT 0;
+UPDATE devices SET status_order_ms = status_ms,
+  status_rank = CASE WHEN status = 'offline' THEN 1 ELSE 0 END;
+)sql"},
+};
+
+// Brings any earlier schema to kSchemaVersion inside `w` (which holds the advisory lock).
+void Migrate(pqxx::work& w) {
+  w.exec("CREATE TABLE IF NOT EXISTS tend_schema(version INTEGER NOT NULL)");
+  auto v = w.exec("SELECT version FROM tend_schema");
+  int version = v.empty() ? 0 : v[0][0].as<int>();
+  if (version > kSchemaVersion) {
+    throw std::runtime_error("fleet database schema " + std::to_string(version) +
+                             " is newer than this build's (" + std::to_string(kSchemaVersion) +
+                             ")");
+  }
+  if (version == 0 && w.exec("SELECT to_regclass('alerts') IS NOT NULL")[0][0].as<bool>()) {
+    version = 1;  // made before schema versions
+    w.exec(kSchemaV1);
+  }
+  if (version > 0) {
+    for (const auto& m : kMigrations) {
+      if (m.to > version) w.exec(m.sql);
+    }
+  }
+  w.exec(kSchema);
+  w.exec("DELETE FROM tend_schema");
+  w.exec("INSERT INTO tend_schema(version) VALUES(" + std::to_string(kSchemaVersion) + ")");
+}
+
 const char* NullIfEmpty(const std::string& s) { return s.empty() ? nullptr : s.c_str(); }
 
 class PostgresStore : public FleetStore {
@@ -59,7 +152,7 @@ class PostgresStore : public FleetStore {
         pqxx::work w(*conn_);
         // Two ingest instances may create the schema at once: serialise on an advisory lock.
         w.exec("SELECT pg_advisory_xact_lock(7403)");
-        w.exec(kSchema);
+        Migrate(w);
         w.commit();
       }
       conn_->prepare("alert",
@@ -84,13 +177,19 @@ class PostgresStore : public FleetStore {
                      " last_seen_ms=GREATEST(devices.last_seen_ms, excluded.last_seen_ms),"
                      " model_version=CASE WHEN excluded.model_version='' THEN"
                      " devices.model_version ELSE excluded.model_version END");
-      conn_->prepare("devstatus",
-                     "INSERT INTO devices(device_id, factory_id, status, status_ms, last_seen_ms)"
-                     " VALUES($1,$2,$3,$4,$5) ON CONFLICT(device_id) DO UPDATE SET"
-                     " status=CASE WHEN excluded.status_ms >= devices.status_ms THEN"
-                     " excluded.status ELSE devices.status END,"
-                     " status_ms=GREATEST(devices.status_ms, excluded.status_ms),"
-                     " last_seen_ms=GREATEST(devices.last_seen_ms, excluded.last_seen_ms)");
+      // The later (session, rank) wins: see StatusOrder in store.h.
+      std::string devstatus =
+          "INSERT INTO devices(device_id, factory_id, status, status_ms, status_order_ms,"
+          " status_rank, last_seen_ms) VALUES($1,$2,$3,$4,$5,$6,$7)"
+          " ON CONFLICT(device_id) DO UPDATE SET";
+      for (const char* col : {"status", "status_ms", "status_order_ms", "status_rank"}) {
+        devstatus += std::string(" ") + col +
+                     "=CASE WHEN (excluded.status_order_ms, excluded.status_rank) >="
+                     " (devices.status_order_ms, devices.status_rank) THEN excluded." +
+                     col + " ELSE devices." + col + " END,";
+      }
+      devstatus += " last_seen_ms=GREATEST(devices.last_seen_ms, excluded.last_seen_ms)";
+      conn_->prepare("devstatus", devstatus);
       conn_->prepare("otaevent",
                      "INSERT INTO ota_events(msg_id, device_id, factory_id, ts_ms, timestamp,"
                      " event, model, current_version, backup_version, reason, received_ms)"
@@ -142,7 +241,8 @@ class PostgresStore : public FleetStore {
           inserted = w.exec_prepared("status", m.device_id, m.factory_id, m.status, m.ts_ms,
                                      m.timestamp, received_ms)
                          .affected_rows() > 0;
-          w.exec_prepared("devstatus", m.device_id, m.factory_id, m.status, m.ts_ms, received_ms);
+          w.exec_prepared("devstatus", m.device_id, m.factory_id, m.status, m.ts_ms,
+                          StatusOrderOf(m).order_ms, StatusOrderOf(m).rank, received_ms);
           break;
         case TopicKind::kOta: {
           const OtaFields& o = m.ota;

@@ -16,6 +16,7 @@
 #include <limits>
 
 #include "core/log.h"
+#include "core/net.h"
 
 namespace tend::metrics {
 namespace {
@@ -110,37 +111,7 @@ double UnixSeconds(std::chrono::system_clock::time_point t) {
 }
 
 // Why binding failed, from the OS: httplib only says "no".
-std::string ProbeBindError(const std::string& host, int port) {
-  sockaddr_storage ss{};
-  socklen_t len = 0;
-  int family = AF_INET;
-  auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
-  auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
-  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons(static_cast<uint16_t>(port));
-    len = sizeof(sockaddr_in);
-  } else if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
-    family = AF_INET6;
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(static_cast<uint16_t>(port));
-    len = sizeof(sockaddr_in6);
-  } else {
-    return "not a numeric IPv4/IPv6 address";
-  }
-  int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return std::strerror(errno);
-  int yes = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-  std::string why = "bind failed";
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
-    why = std::strerror(errno);
-  } else if (::listen(fd, 1) != 0) {
-    why = std::strerror(errno);
-  }
-  ::close(fd);
-  return why;
-}
+std::string ProbeBindError(const std::string& host, int port) { return net::ProbeBind(host, port); }
 
 }  // namespace
 
@@ -335,6 +306,7 @@ Result<std::unique_ptr<Exporter>> Exporter::Create(const Labels& labels, const O
 
   if (options.port != 0) {
     e->server_ = std::make_unique<httplib::Server>();
+    e->server_->set_socket_options([](int fd) { net::ExclusiveListenOptions(fd); });
     const int threads = options.http_threads;
     e->server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
     Exporter* self = e.get();

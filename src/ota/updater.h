@@ -91,6 +91,8 @@ struct UpdaterOptions {
   // Without a quality gate, a release that asks for a minimum quality is refused unless this is
   // set (an operator's explicit choice; the state then records quality -1: not measured).
   bool allow_unmeasured_quality = false;
+  // Ends the refusal above with the way out, in the caller's terms (the CLI names its flag).
+  std::string allow_unmeasured_hint = "set allow_unmeasured_quality to install it unmeasured";
   // Hands the committed model to the pipeline; an error rolls the state back.
   std::function<Status(const std::string& model_path)> on_commit;
   // Test hook: called at every durable step ("staged-temp", "staged", "gated", "committed",
@@ -134,7 +136,8 @@ class Updater {
   // at once after a fresh model went stale again); returns whether it logged.
   bool WarnIfStale();
 
-  // Background polling with jitter; Stop() interrupts the wait (not a download in flight).
+  // Background polling with jitter; Stop() interrupts the wait and any fetch in flight (a load
+  // check or quality gate already running is finished first).
   void Start();
   void Stop();
 

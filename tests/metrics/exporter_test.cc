@@ -425,6 +425,21 @@ TEST(ExporterTest, PortTakenIsAClearError) {
                                    ": Address already in use");
 }
 
+// Two agents on one box with the same --metrics-port: the second must fail, not share the port
+// with the first (cpp-httplib's default SO_REUSEPORT let it bind, and scrapes alternated).
+TEST(ExporterTest, SecondExporterOnTheSamePortFails) {
+  FakeSys sys;
+  auto o = TestOptions(sys);
+  o.port = Exporter::kAnyPortForTest;
+  auto first = Exporter::Create(TestLabels(), o);
+  ASSERT_TRUE(first) << first.error().message;
+  o.port = (*first)->port();
+  auto second = Exporter::Create(TestLabels(), o);
+  ASSERT_FALSE(second) << "a second exporter bound port " << o.port;
+  EXPECT_EQ(second.error().message, "metrics: cannot listen on 127.0.0.1:" +
+                                        std::to_string(o.port) + ": Address already in use");
+}
+
 TEST(ExporterTest, BadOptions) {
   FakeSys sys;
   auto check = [&](Labels l, Exporter::Options o, const std::string& expected) {
