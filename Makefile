@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 CTEST_ARGS ?=
 
-.PHONY: all bootstrap configure build test test-unit test-asan fuzz demo demo-vision bench format clean
+.PHONY: all bootstrap configure build test test-unit test-asan fuzz demo demo-vision bench measure-alarms format clean
 
 all: build
 
@@ -59,6 +59,12 @@ demo-vision: configure
 
 bench: build
 	scripts/bench.sh $(BUILD)
+
+# Alarm quality on the real bearing and valve data next to a numpy reference (about a minute;
+# docs/alarms.md): tables and timelines in $(BUILD)/alarms.
+measure-alarms: configure
+	cmake --build $(BUILD) -j $(JOBS) --target tend
+	/usr/bin/python3 scripts/measure_alarms.py --tend $(BUILD)/tend --out $(BUILD)/alarms
 
 format:
 	find src tests bench fuzz -name '*.cc' -o -name '*.h' | xargs clang-format -i

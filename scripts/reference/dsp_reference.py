@@ -61,6 +61,12 @@ def feature_names(spec):
         names += [f"{ch}.band_{fmt_hz(lo)}_{fmt_hz(hi)}" for lo, hi in spec["bands"]]
         if spec["envelope"]:
             names += [f"{ch}.env_band_{fmt_hz(lo)}_{fmt_hz(hi)}" for lo, hi in spec["envelope_bands"]]
+        if spec.get("frame", 0) > 0:
+            for stat in ("mean", "max"):
+                names += [f"{ch}.frame_band_{fmt_hz(lo)}_{fmt_hz(hi)}_{stat}"
+                          for lo, hi in spec["frame_bands"]]
+            if spec["frame_flatness"]:
+                names += [f"{ch}.frame_flatness_mean", f"{ch}.frame_flatness_max"]
     return names
 
 
@@ -145,6 +151,32 @@ def envelope_features(spec, env, w):
     return out
 
 
+def frame_features(spec, xc):
+    """Short-time analysis: frames inside the window, each mean-removed and windowed in the
+    time domain; per band the mean and max over frames of the band value, then the same for
+    spectral flatness in dB (power floored at energy_floor)."""
+    fs, f, hop = spec["sample_rate"], spec["frame"], spec["frame_hop"]
+    w = scipy.signal.get_window(SCIPY_WINDOW[spec["window_fn"]], f)
+    kmax = usable_max_bin(spec["max_hz"], fs / f, f)
+    frames = 1 + (len(xc) - f) // hop
+    bands, flat = [], []
+    for i in range(frames):
+        seg = xc[i * hop:i * hop + f]
+        p = one_sided_power(np.fft.rfft((seg - np.mean(seg)) * w), f, w)[:kmax + 1]
+        row = []
+        for lo, hi in spec["frame_bands"]:
+            b0, b1 = band_bins(lo, hi, fs / f, kmax)
+            row.append(band_value(spec, np.sum(p[b0:b1])))
+        bands.append(row)
+        q = np.maximum(p[1:], spec["energy_floor"])
+        flat.append(10 * (np.mean(np.log10(q)) - np.log10(np.mean(q))))
+    bands = np.array(bands)
+    out = list(bands.mean(axis=0)) + list(bands.max(axis=0))
+    if spec["frame_flatness"]:
+        out += [np.mean(flat), np.max(flat)]
+    return out
+
+
 def make_window(spec):
     return scipy.signal.get_window(SCIPY_WINDOW[spec["window_fn"]], spec["window"])  # periodic
 
@@ -170,6 +202,8 @@ def features(spec, x, w=None):
             out += band_features(spec, p)
         if spec["envelope"]:
             out += envelope_features(spec, envelope_signal(spec, x0), w)
+        if spec.get("frame", 0) > 0:
+            out += frame_features(spec, xc)
     return np.array(out, dtype=np.float64)
 
 
@@ -181,6 +215,9 @@ def full_spec(**kw):
             "envelope_demod_band": [1000.0, 4000.0], "envelope_bands": [], "max_hz": None,
             "log_energies": True, "energy_floor": 1e-12}
     spec.update(kw)
+    if spec.get("frame", 0) == 0:
+        for k in ("frame", "frame_hop", "frame_bands", "frame_flatness"):
+            spec.pop(k, None)
     if spec["channel_names"] is None:
         spec["channel_names"] = [f"ch{c}" for c in range(spec["channels"])]
     if spec["max_hz"] is None:
@@ -294,7 +331,20 @@ def make_cases(shared_dir):
     cases.append({"name": "envelope_samples", "spec": spec, "signal": x,
                   "envelope_stride": 8, "envelope": env[::8]})
 
-    # 6. Real data: CWRU outer-race fault, both channels (DE, FE), with the bearing preset. The
+    # 6. Frame mode (machine sound in a long window): 16 kHz, 8,192 samples, 1,024-sample frames
+    #    every 512, mel-spaced bands, flatness; a steady hum, noise and one click in the middle
+    #    (the max over frames must see the click, the mean the hum).
+    fs, n = 16000.0, 8192
+    t = np.arange(n) / fs
+    x = 0.05 * np.sin(2 * np.pi * 440 * t) + 0.01 * rng.standard_normal(n)
+    x[4000:4100] += 0.5 * np.exp(-np.arange(100) / 15.0) * np.sin(2 * np.pi * 3000 * t[:100])
+    spec = full_spec(sample_rate=fs, window=n, spectral_features=False, envelope=False,
+                     bands=[], frame=1024, frame_hop=512, frame_flatness=True,
+                     frame_bands=[[0.0, 150.0], [150.0, 400.0], [400.0, 1000.0],
+                                  [1000.0, 2500.0], [2500.0, 7200.0]])
+    cases.append({"name": "sound_frames", "spec": spec, "signal": x.astype(np.float32)})
+
+    # 7. Real data: CWRU outer-race fault, both channels (DE, FE), with the bearing preset. The
     #    samples are not copied here; the test reads the WAV from the shared data directory.
     cwru = "de12k_ORat6007_0hp_1797rpm_X130.wav"
     path = os.path.join(shared_dir, "data", "cwru", cwru)

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "dsp/features.h"
 #include "sources/source.h"
 
 namespace tend::agent {
@@ -119,6 +120,31 @@ Status ForEachWindow(const std::vector<InputSpec>& inputs, const sources::Source
     }
   }
   return Ok();
+}
+
+Result<FeatureRows> ExtractFeatureRows(const std::vector<InputSpec>& inputs,
+                                       const sources::SourceOptions& opts,
+                                       const WindowingSpec& windowing,
+                                       const dsp::FeatureSpec& spec, double max_duration_s,
+                                       const std::function<void(int64_t rows)>& progress) {
+  TEND_ASSIGN_OR_RETURN(auto extractor, dsp::FeatureExtractor::Create(spec));
+  FeatureRows out;
+  out.features = spec.Size();
+  std::vector<float> feat(out.features);
+  auto on_window = [&](std::span<const float> win, const WindowInfo& info) -> Status {
+    auto st = extractor->Compute(win, feat);
+    if (!st) {
+      return Fail(st.error().Wrap(fmt::format("{} window {} (t={:.3f}s)", info.input->ToString(),
+                                              info.index, info.t_start_s)));
+    }
+    out.values.insert(out.values.end(), feat.begin(), feat.end());
+    out.clip.push_back(static_cast<int>(info.input - inputs.data()));
+    ++out.rows;
+    if (progress) progress(out.rows);
+    return Ok();
+  };
+  TEND_RETURN_NOT_OK(ForEachWindow(inputs, opts, windowing, max_duration_s, on_window));
+  return out;
 }
 
 }  // namespace tend::agent

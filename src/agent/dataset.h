@@ -9,6 +9,7 @@
 
 #include "agent/windowing.h"
 #include "core/status.h"
+#include "dsp/feature_spec.h"
 #include "sources/source.h"
 
 namespace tend::agent {
@@ -36,6 +37,20 @@ struct WindowInfo {
 Status ForEachWindow(const std::vector<InputSpec>& inputs, const sources::SourceOptions& opts,
                      const WindowingSpec& windowing, double max_duration_s,
                      const std::function<Status(std::span<const float>, const WindowInfo&)>& fn);
+
+// Feature vectors of every window of `inputs`, row-major in time order, with the input (clip)
+// each row came from: what `tend train` fits on. Errors name the input, window and time.
+struct FeatureRows {
+  std::vector<float> values;  // rows x features
+  std::vector<int> clip;      // input index per row
+  int64_t rows = 0;
+  size_t features = 0;
+};
+Result<FeatureRows> ExtractFeatureRows(const std::vector<InputSpec>& inputs,
+                                       const sources::SourceOptions& opts,
+                                       const WindowingSpec& windowing,
+                                       const dsp::FeatureSpec& spec, double max_duration_s,
+                                       const std::function<void(int64_t rows)>& progress = {});
 
 // Simulator ground truth for a window: the wear of the stroke whose onset lies in
 // [start_frame - length, start_frame + length), preferring one inside the window; -1 if none.

@@ -15,6 +15,7 @@
 #include "cli/commands.h"
 #include "cli/vision_commands.h"
 #include "core/fs.h"
+#include "detect/select.h"
 #include "eval/metrics.h"
 
 namespace tend::cli {
@@ -123,6 +124,19 @@ std::string Svg(const std::vector<Scored>& normal, const std::vector<Scored>& an
   return s + "</svg>\n";
 }
 
+// One score per input (clip: the geometric mean of its windows), and the ROC AUC over clips when
+// both sides have at least two.
+void AddClipFigures(nlohmann::json& j, const std::vector<Scored>& normal,
+                    const std::vector<Scored>& anomalous) {
+  if (normal.size() < 2 || anomalous.size() < 2) return;
+  std::vector<double> nc, ac;
+  for (auto& s : normal) nc.push_back(detect::ClipScore(s.scores));
+  for (auto& s : anomalous) ac.push_back(detect::ClipScore(s.scores));
+  j["normal_clips"] = nc.size();
+  j["anomalous_clips"] = ac.size();
+  j["clip_auc"] = eval::RocAuc(nc, ac);
+}
+
 void DoEval(const EvalArgs& a) {
   if (a.normal.empty() || a.anomalous.empty()) Die("eval needs --normal and --anomalous inputs");
   if (IsImageModelFile(a.model)) return RunImageEval(a.model, a.normal, a.anomalous, a.json, a.plot);
@@ -152,9 +166,11 @@ void DoEval(const EvalArgs& a) {
                                    {"recall", c.recall},       {"false_alarm_rate", c.false_alarm_rate},
                                    {"false_alarms", c.fp},     {"detections", c.tp}};
   }
+  AddClipFigures(j, normal, anomalous);
   for (auto& s : normal) {
     auto c = eval::AtThreshold(s.scores, {}, t.low);
     j["normal_inputs"].push_back({{"input", s.input}, {"windows", s.scores.size()},
+                                  {"clip_score", detect::ClipScore(s.scores)},
                                   {"false_alarm_rate", c.false_alarm_rate}});
   }
   for (auto& s : anomalous) {
@@ -162,6 +178,7 @@ void DoEval(const EvalArgs& a) {
     j["anomalous_inputs"].push_back({{"input", s.input},
                                      {"windows", s.scores.size()},
                                      {"auc", eval::RocAuc(nv, s.scores)},
+                                     {"clip_score", detect::ClipScore(s.scores)},
                                      {"recall_at_low", c.recall}});
   }
   if (!a.plot.empty()) {
@@ -174,8 +191,14 @@ void DoEval(const EvalArgs& a) {
     std::printf("%s\n", j.dump(2).c_str());
     return;
   }
-  std::printf("model %s: %zu normal windows, %zu anomalous windows, ROC AUC %.4f\n\n", a.model.c_str(),
+  std::printf("model %s: %zu normal windows, %zu anomalous windows, ROC AUC %.4f\n", a.model.c_str(),
               nv.size(), av.size(), j["auc"].get<double>());
+  if (j.contains("clip_auc")) {
+    std::printf("per clip (one score per input): %zu normal, %zu anomalous, ROC AUC %.4f\n",
+                j["normal_clips"].get<size_t>(), j["anomalous_clips"].get<size_t>(),
+                j["clip_auc"].get<double>());
+  }
+  std::printf("\n");
   std::printf("%-8s %12s %10s %10s %12s\n", "tier", "threshold", "precision", "recall", "false-alarm");
   for (int i = 0; i < 3; ++i) {
     auto& r = j["at_threshold"][names[i]];

@@ -2,14 +2,17 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
-#include <unistd.h>
+#include <optional>
 
 #include "agent/dataset.h"
 #include "agent/decision_log.h"
+#include "agent/monitors.h"
 #include "agent/served_model.h"
 #include "cli/commands.h"
 #include "cli/vision_commands.h"
 #include "core/fs.h"
+#include "decide/health.h"
+#include "detect/select.h"
 
 namespace tend::cli {
 namespace {
@@ -22,7 +25,73 @@ struct ScoreArgs {
   int channels = 0;
   int top_k = 3;
   std::string overlays;
+  bool clips = false;   // one line per input (clip) instead of per window
+  bool health = false;  // health over time (decide/health.h) on the window scores
+  DebounceOptions debounce{1, 1};
 };
+
+// Per-input scores for --clips.
+struct ClipScores {
+  std::vector<std::vector<double>> scores;  // per input
+};
+
+void WriteClipLines(std::FILE* out, const std::vector<agent::InputSpec>& inputs,
+                    const ClipScores& c, const SeverityThresholds& t) {
+  Decider tier(t, DebounceOptions{1, 1});
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const auto& s = c.scores[i];
+    nlohmann::json j{{"input", inputs[i].ToString()}, {"windows", s.size()}};
+    if (!s.empty()) {
+      const double clip = detect::ClipScore(s);
+      Decision d;
+      d.anomaly_score = static_cast<float>(clip);
+      tier.Decide(d);
+      j["clip_score"] = agent::Round4(clip);
+      j["max_window_score"] = agent::Round4(*std::max_element(s.begin(), s.end()));
+      j["is_alert"] = d.raw_alert;
+      j["severity"] = SeverityName(d.severity);
+    }
+    std::fputs((j.dump() + "\n").c_str(), out);
+  }
+}
+
+// The JSON line of one scored window (the decision, plus input, wear and health when known).
+nlohmann::json WindowLine(const Decision& d, const agent::WindowInfo& info, bool several_inputs,
+                          std::optional<HealthMonitor>& health) {
+  auto j = agent::DecisionJson(d);
+  j.erase("timestamp");
+  if (several_inputs) j["input"] = info.input->ToString();
+  if (info.wear >= 0) j["wear"] = agent::Round4(info.wear);
+  if (health) {
+    const HealthStatus& h = health->Update(d.anomaly_score);
+    j["health"] = HealthStateName(h.state);
+    j["health_cusum"] = agent::Round4(h.cusum);
+  }
+  return j;
+}
+
+void FillDecision(Decision& d, const agent::ServedModel& model, const agent::ScoreOut& so_out,
+                  const agent::WindowInfo& info) {
+  d.window_index = info.index;
+  d.t_start_s = info.t_start_s;
+  d.anomaly_score = so_out.score;
+  d.timestamp = std::chrono::system_clock::now();
+  d.top_sensors.clear();
+  for (int i = 0; i < so_out.n_top; ++i) {
+    d.top_sensors.push_back(
+        model.feature_names()[static_cast<size_t>(so_out.top[static_cast<size_t>(i)])]);
+  }
+  d.features_ms = so_out.features_ms;
+  d.inference_ms = so_out.inference_ms;
+  d.latency_ms = so_out.features_ms + so_out.inference_ms;
+}
+
+std::optional<HealthMonitor> MakeHealth(const ScoreArgs& a, const agent::ServedModel& model) {
+  if (!a.health) return std::nullopt;
+  auto baseline = OrDie(agent::ScoreBaselineOf(model.card()), a.model);
+  auto options = OrDie(agent::HealthOptionsFor(model.card()), a.model);
+  return OrDie(HealthMonitor::Create(baseline, options));
+}
 
 void DoScore(const ScoreArgs& a) {
   if (a.model.empty()) Die("no model given (--model)");
@@ -31,13 +100,15 @@ void DoScore(const ScoreArgs& a) {
   agent::ServeOptions sopt;
   sopt.top_k = a.top_k;
   auto model = OrDie(agent::ServedModel::Load(a.model, sopt));
-  Decider decider(model->thresholds(), DebounceOptions{1, 1});
+  OrDie(a.debounce.Validate(), "--debounce-k/--debounce-n");
+  Decider decider(model->thresholds(), a.debounce);
   std::vector<agent::InputSpec> inputs;
   for (auto& s : a.inputs) inputs.push_back(OrDie(agent::InputSpec::Parse(s)));
   sources::SourceOptions so;
   so.sample_rate = a.sample_rate;
   so.channels = a.channels;
   so.wav_channel = a.channel;
+  std::optional<HealthMonitor> health = MakeHealth(a, *model);
 
   // A regular file is replaced atomically; /dev/null, a pipe or a symlink's target is written
   // through (never renamed over).
@@ -49,39 +120,34 @@ void DoScore(const ScoreArgs& a) {
   Decision d;
   d.model_version = model->card().version;
   int64_t n = 0;
+  ClipScores clips;
+  clips.scores.resize(inputs.size());
   auto st = agent::ForEachWindow(
       inputs, so, model->windowing(), -1,
       [&](std::span<const float> win, const agent::WindowInfo& info) -> Status {
         auto s = model->Score(win, so_out);
-        if (!s) return Fail(s.error().Wrap(info.input->ToString() + " window " + std::to_string(info.index)));
-        d.window_index = info.index;
-        d.t_start_s = info.t_start_s;
-        d.anomaly_score = so_out.score;
-        d.timestamp = std::chrono::system_clock::now();
-        d.top_sensors.clear();
-        for (int i = 0; i < so_out.n_top; ++i) {
-          d.top_sensors.push_back(model->feature_names()[static_cast<size_t>(so_out.top[static_cast<size_t>(i)])]);
-        }
-        d.features_ms = so_out.features_ms;
-        d.inference_ms = so_out.inference_ms;
-        d.latency_ms = so_out.features_ms + so_out.inference_ms;
+        if (!s)
+          return Fail(
+              s.error().Wrap(info.input->ToString() + " window " + std::to_string(info.index)));
+        FillDecision(d, *model, so_out, info);
         decider.Decide(d);
-        auto j = agent::DecisionJson(d);
-        j.erase("timestamp");
-        if (inputs.size() > 1) j["input"] = info.input->ToString();
-        if (info.wear >= 0) j["wear"] = agent::Round4(info.wear);
-        std::string line = j.dump();
-        std::fputs(line.c_str(), out);
-        std::fputc('\n', out);
         ++n;
+        if (a.clips) {
+          clips.scores[static_cast<size_t>(info.input - inputs.data())].push_back(d.anomaly_score);
+        } else {
+          std::fputs((WindowLine(d, info, inputs.size() > 1, health).dump() + "\n").c_str(), out);
+        }
         return Ok();
       });
+  if (st && a.clips) WriteClipLines(out, inputs, clips, model->thresholds());
   if (out_file) {
     if (st) OrDie(out_file->Commit());
     out_file.reset();  // uncommitted: the partial file goes
   }
   OrDie(st);
-  if (n == 0) Die("no windows found in the input (too short for the model's window, or no strokes triggered)");
+  if (n == 0)
+    Die("no windows found in the input (too short for the model's window, or no strokes "
+        "triggered)");
   std::fprintf(stderr, "scored %lld windows\n", static_cast<long long>(n));
 }
 
@@ -98,6 +164,14 @@ void RegisterScore(CLI::App& app) {
   cmd->add_option("--channels", a->channels, "Channel count for raw stdin");
   cmd->add_option("--top", a->top_k, "How many top contributing features to list");
   cmd->add_option("--overlays", a->overlays, "Image models: write an anomaly-map overlay PNG of every reject here");
+  cmd->add_option("--debounce-k", a->debounce.k,
+                  "is_alert when k of the last n windows cross LOW (default 1: every window alone; "
+                  "the agent's default is 2 of 3)");
+  cmd->add_option("--debounce-n", a->debounce.n, "Debounce window n (default 1)");
+  cmd->add_flag("--clips", a->clips,
+                "One line per input (clip): the geometric mean of its window scores");
+  cmd->add_flag("--health", a->health,
+                "Add health over time (CUSUM warning/alarm against the commissioning scores)");
   cmd->callback([a] { DoScore(*a); });
 }
 

@@ -6,3 +6,4 @@
 #include "detect/detector.h"
 #include "detect/model_card.h"
 #include "detect/onnx_export.h"
+#include "detect/select.h"

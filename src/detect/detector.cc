@@ -16,10 +16,6 @@ namespace {
 using nlohmann::json;
 using MatrixD = Eigen::MatrixXd;
 
-bool KnownDetector(const std::string& d) {
-  return d == "mahalanobis" || d == "pca" || d == "autoencoder";
-}
-
 Status CheckNames(const Matrix& x, const std::vector<std::string>& names) {
   if (x.cols() == 0) return Fail(Error::Invalid("feature matrix has no columns"));
   if (static_cast<size_t>(x.cols()) != names.size())
@@ -107,6 +103,34 @@ struct ScoresD {
   MatrixD contributions;
 };
 
+double MedianOf(std::vector<double>& v) {
+  const size_t m = v.size();
+  std::sort(v.begin(), v.end());
+  return m % 2 ? v[m / 2] : 0.5 * (v[m / 2 - 1] + v[m / 2]);
+}
+
+ScoresD ScoreBroadband(const TrainedDetector& det, const MatrixD& z) {
+  ScoresD s;
+  const size_t m = det.band_index.size();
+  s.score.resize(z.rows());
+  s.contributions = MatrixD::Zero(z.rows(), z.cols());
+  std::vector<double> sel(m);
+  for (Eigen::Index r = 0; r < z.rows(); ++r) {
+    double relu_total = 0;
+    for (size_t j = 0; j < m; ++j) {
+      sel[j] = z(r, det.band_index[j]);
+      relu_total += std::max(sel[j], 0.0) + kBroadbandShareEps;
+    }
+    for (size_t j = 0; j < m; ++j) {
+      s.contributions(r, det.band_index[j]) =
+          (std::max(sel[j], 0.0) + kBroadbandShareEps) / relu_total;
+    }
+    s.score[r] = std::exp(std::min(MedianOf(sel), static_cast<double>(kBroadbandLogCap)));
+    s.contributions.row(r) *= s.score[r];
+  }
+  return s;
+}
+
 ScoresD ScoreStandardised(const TrainedDetector& det, const MatrixD& z) {
   ScoresD s;
   if (det.detector == "mahalanobis") {
@@ -118,6 +142,8 @@ ScoresD ScoreStandardised(const TrainedDetector& det, const MatrixD& z) {
         s.score.array() / (rbc.rowwise().sum().array() + static_cast<double>(kContributionEps));
     s.contributions = rbc.array().colwise() * scale.array();
     return s;
+  } else if (det.detector == "broadband") {
+    return ScoreBroadband(det, z);
   } else if (det.detector == "pca") {
     const MatrixD r = z * det.residual_projector.cast<double>();
     s.contributions = r.cwiseAbs2();
@@ -250,6 +276,15 @@ Result<json> FitAutoencoder(const MatrixD& z, const TrainOptions& opt, TrainedDe
               {"val_mse", fit.val_loss}};
 }
 
+Result<json> FitBroadband(TrainedDetector& det) {
+  det.band_index = BroadbandColumns(det.feature_names);
+  if (det.band_index.empty())
+    return Fail(Error::Invalid(
+        "broadband needs band-energy features ('band_*' or 'frame_band_*'); this feature set "
+        "has none"));
+  return json{{"bands", det.band_index.size()}, {"statistic", "exp(median z over the bands)"}};
+}
+
 void Progress(const TrainOptions& opt, const std::string& stage, double fraction) {
   if (opt.progress) opt.progress(stage, fraction);
 }
@@ -272,8 +307,9 @@ Status CalibrateOn(TrainedDetector& det, const Matrix& holdout, const TrainOptio
 Result<TrainedDetector> Train(const Matrix& normal, const std::vector<std::string>& feature_names,
                               const TrainOptions& opt) {
   if (!KnownDetector(opt.detector))
-    return Fail(Error::Invalid(fmt::format(
-        "unknown detector '{}' (expected mahalanobis, pca or autoencoder)", opt.detector)));
+    return Fail(Error::Invalid(
+        fmt::format("unknown detector '{}' (expected mahalanobis, pca, broadband or autoencoder)",
+                    opt.detector)));
   TEND_RETURN_NOT_OK(CheckNames(normal, feature_names));
   TEND_RETURN_NOT_OK(CheckFinite(normal, feature_names, "normal data"));
   const int min_fit = opt.detector == "autoencoder" ? kMinFitRowsAutoencoder : kMinFitRows;
@@ -293,6 +329,8 @@ Result<TrainedDetector> Train(const Matrix& normal, const std::vector<std::strin
   json params;
   if (opt.detector == "mahalanobis") {
     TEND_ASSIGN_OR_RETURN(params, FitMahalanobis(z, det));
+  } else if (opt.detector == "broadband") {
+    TEND_ASSIGN_OR_RETURN(params, FitBroadband(det));
   } else if (opt.detector == "pca") {
     TEND_ASSIGN_OR_RETURN(params, FitPca(z, opt.pca_components, det));
   } else {
@@ -393,6 +431,21 @@ Result<std::vector<float>> ScoreReference(const TrainedDetector& det, const Matr
   return std::vector<float>(s.score.data(), s.score.data() + s.score.size());
 }
 
+bool KnownDetector(const std::string& d) {
+  return d == "mahalanobis" || d == "pca" || d == "broadband" || d == "autoencoder";
+}
+
+std::vector<int64_t> BroadbandColumns(const std::vector<std::string>& names) {
+  std::vector<int64_t> cols;
+  for (size_t i = 0; i < names.size(); ++i) {
+    const size_t dot = names[i].find('.');
+    const std::string f = dot == std::string::npos ? names[i] : names[i].substr(dot + 1);
+    if (f.starts_with("band_") || f.starts_with("frame_band_"))
+      cols.push_back(static_cast<int64_t>(i));
+  }
+  return cols;
+}
+
 Eigen::VectorXf MahalanobisInvDiag(const TrainedDetector& det) {
   return det.precision.diagonal().cwiseInverse();
 }
@@ -426,6 +479,16 @@ Status ValidateDetector(const TrainedDetector& det) {
   }
   if (det.detector == "pca")
     TEND_RETURN_NOT_OK(square_ok(det.residual_projector, "residual projector"));
+  if (det.detector == "broadband") {
+    if (det.band_index.empty())
+      return Fail(Error::Invalid("broadband detector has no band columns"));
+    for (size_t j = 0; j < det.band_index.size(); ++j)
+      if (det.band_index[j] < 0 || det.band_index[j] >= fi ||
+          (j > 0 && det.band_index[j] <= det.band_index[j - 1]))
+        return Fail(Error::Invalid(
+            fmt::format("broadband band column {} ({}) is out of range or not ascending", j,
+                        det.band_index[j])));
+  }
   if (det.detector == "autoencoder") {
     if (det.layers.empty()) return Fail(Error::Invalid("autoencoder has no layers"));
     Eigen::Index in = fi;

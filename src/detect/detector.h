@@ -19,6 +19,19 @@
 //   pca          residual of the projection onto the leading components of z;
 //                contribution_i = r_i^2, score = |r|^2 (SPE / Q statistic). Blind to changes
 //                inside the principal subspace by design.
+//   broadband    the median over the band-energy features (names "<ch>.band_*" and
+//                "<ch>.frame_band_*", i.e. log energies) of z, through exp: score = exp(median z).
+//                A developing mechanical fault (a spall, a crack, looseness) excites the machine's
+//                structure with impacts, which raise the energy in most bands at once; operating
+//                drift (temperature, load, a resonance moving, one noisy band) moves a few bands.
+//                The median ignores any minority of bands, in either direction, and rises only
+//                when most of the spectrum rises. One-sided by design: a broadband drop (machine
+//                idle, sensor off) scores low here and is the input-health monitor's business
+//                (decide/drift.h). log(score) = median z is close to normal on healthy data, so
+//                the log-normal calibration fits it well. Contributions share the score in
+//                proportion to max(z_i, 0) + 1e-6 over the band features (0 for the others).
+//                Blind to a change confined to a few bands or to non-band features by design:
+//                `tend train` compares it with mahalanobis (detect/select.h).
 //   autoencoder  F -> hidden -> bottleneck -> hidden -> F MLP (autoencoder.h);
 //                contribution_i = (z_i - AE(z)_i)^2, score = their sum. Its reconstruction
 //                error spreads over correlated features more than the linear detectors' do:
@@ -51,7 +64,7 @@ inline constexpr int kMinFitRowsAutoencoder = 32;
 inline constexpr int kMinRecalibrationFitRows = 8;
 
 struct TrainOptions {
-  std::string detector = "mahalanobis";  // "mahalanobis" | "pca" | "autoencoder"
+  std::string detector = "mahalanobis";  // "mahalanobis" | "pca" | "broadband" | "autoencoder"
   // Held-out normal windows for threshold calibration, taken as the LAST contiguous block
   // (callers pass rows in time order); raised to kMinHoldoutWindows rows when smaller.
   double holdout_fraction = 0.25;
@@ -77,6 +90,7 @@ struct TrainedDetector {
   Eigen::MatrixXf precision;           // mahalanobis: F x F, symmetric positive definite
   Eigen::MatrixXf residual_projector;  // pca: I - V V' (F x F)
   std::vector<DenseLayer> layers;      // autoencoder
+  std::vector<int64_t> band_index;     // broadband: the band-energy columns, ascending
 
   size_t num_features() const { return mean.size(); }
 };
@@ -104,6 +118,15 @@ Result<std::vector<float>> ScoreReference(const TrainedDetector& det, const Matr
 // reference use the same values). Denominator guard for the rescaling: kContributionEps.
 Eigen::VectorXf MahalanobisInvDiag(const TrainedDetector& det);
 inline constexpr float kContributionEps = 1e-30f;
+
+// The columns the broadband detector uses: feature names whose part after the channel prefix
+// starts with "band_" or "frame_band_" (log band energies; envelope bands are modulation depth,
+// not level, and are left out).
+std::vector<int64_t> BroadbandColumns(const std::vector<std::string>& feature_names);
+inline constexpr float kBroadbandShareEps = 1e-6f;  // contribution share floor per band
+inline constexpr float kBroadbandLogCap = 80.0f;    // median z is capped here: exp stays finite
+
+bool KnownDetector(const std::string& detector);
 
 // Internal consistency (sizes, finite parameters, known detector); used before export.
 Status ValidateDetector(const TrainedDetector& det);

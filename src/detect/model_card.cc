@@ -167,6 +167,7 @@ std::map<std::string, std::string> ModelCard::ToMetadata() const {
   if (!train_std.empty()) m[kKeyTrainStd] = json(train_std).dump();
   if (!training_summary.is_null()) m[kKeyTrainingSummary] = training_summary.dump();
   if (!calibration.is_null()) m[kKeyCalibration] = calibration.dump();
+  if (!feature_reference.is_null()) m[kKeyFeatureReference] = feature_reference.dump();
   return m;
 }
 
@@ -224,6 +225,9 @@ Result<ModelCard> ModelCard::FromMetadata(const std::map<std::string, std::strin
   if (!j.is_null() && !j.is_object())
     return Fail(MetaError(kKeyCalibration, "must be a JSON object"));
   c.calibration = j.is_null() ? json::object() : j;
+  TEND_ASSIGN_OR_RETURN(c.feature_reference, ParseKey(props, kKeyFeatureReference, false));
+  if (!c.feature_reference.is_null() && !c.feature_reference.is_object())
+    return Fail(MetaError(kKeyFeatureReference, "must be a JSON object"));
 
   auto st = c.Validate();
   if (!st) return Fail(Error::Model("model metadata: " + st.error().message));

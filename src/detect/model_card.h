@@ -37,6 +37,9 @@ inline constexpr const char* kKeyTrainMean = "tend.train_mean";              // 
 inline constexpr const char* kKeyTrainStd = "tend.train_std";                // optional
 inline constexpr const char* kKeyTrainingSummary = "tend.training_summary";  // optional
 inline constexpr const char* kKeyCalibration = "tend.calibration";           // optional
+// The commissioning distribution per feature for drift monitoring (decide/drift.h):
+// {"rows": n, "deciles": [[9 cut points] per feature], "shares": [[10 bin shares] per feature]}.
+inline constexpr const char* kKeyFeatureReference = "tend.feature_reference";  // optional
 inline constexpr int kCardFormat = 1;
 
 // Graph contract names.
@@ -60,6 +63,7 @@ struct ModelCard {
   std::vector<float> train_mean, train_std;  // per-feature training statistics (drift checks)
   nlohmann::json training_summary = nlohmann::json::object();
   nlohmann::json calibration = nlohmann::json::object();  // how the thresholds were set
+  nlohmann::json feature_reference;  // null when absent (models from before drift monitoring)
 
   std::map<std::string, std::string> ToMetadata() const;
   // Parses and validates; errors name the key: "model metadata: missing key 'tend.thresholds'".

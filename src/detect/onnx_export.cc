@@ -25,6 +25,13 @@ constexpr const char* kProjector = "tend_residual_projector";
 constexpr const char* kReduceAxes = "tend_reduce_axes";
 constexpr const char* kInvDiag = "tend_precision_inv_diag";
 constexpr const char* kEps = "tend_contribution_eps";
+constexpr const char* kBandIndex = "tend_band_index";
+constexpr const char* kBandScatter = "tend_band_scatter";
+constexpr const char* kTopK = "tend_median_topk";
+constexpr const char* kMedianStart = "tend_median_start";
+constexpr const char* kMedianEnd = "tend_median_end";
+constexpr const char* kLogCap = "tend_log_cap";
+constexpr const char* kShareEps = "tend_share_eps";
 
 std::string AeWeight(size_t i) { return fmt::format("tend_ae_w{}", i); }
 std::string AeBias(size_t i) { return fmt::format("tend_ae_b{}", i); }
@@ -63,6 +70,60 @@ void AddIntAttribute(onnx::NodeProto* n, const std::string& name, int64_t v) {
   a->set_name(name);
   a->set_type(onnx::AttributeProto::INT);
   a->set_i(v);
+}
+
+void AddInt64Initializer(onnx::GraphProto* g, const std::string& name,
+                         const std::vector<int64_t>& values) {
+  onnx::TensorProto* t = g->add_initializer();
+  t->set_name(name);
+  t->set_data_type(onnx::TensorProto::INT64);
+  t->add_dims(static_cast<int64_t>(values.size()));
+  for (int64_t v : values) t->add_int64_data(v);
+}
+
+// broadband: exp(median of z over the band columns). The median of m values is the mean of
+// columns [k-1-(m even), k) of TopK(k = m/2 + 1, largest, sorted): the middle one (m odd) or the
+// middle two (m even). Contributions: shares (relu(z_j) + eps) / sum, scattered back to [N,F].
+void BuildBroadband(const TrainedDetector& det, onnx::GraphProto* g) {
+  const int64_t f = static_cast<int64_t>(det.num_features());
+  const int64_t m = static_cast<int64_t>(det.band_index.size());
+  const int64_t k = m / 2 + 1;
+  AddInt64Initializer(g, kBandIndex, det.band_index);
+  AddInt64Initializer(g, kTopK, {k});
+  AddInt64Initializer(g, kMedianStart, {m % 2 ? k - 1 : k - 2});
+  AddInt64Initializer(g, kMedianEnd, {k});
+  AddFloatInitializer(g, kLogCap, {1}, {kBroadbandLogCap});
+  AddFloatInitializer(g, kShareEps, {1}, {kBroadbandShareEps});
+  std::vector<float> scatter(static_cast<size_t>(m * f), 0.0f);
+  for (int64_t j = 0; j < m; ++j) scatter[static_cast<size_t>(j * f + det.band_index[j])] = 1.0f;
+  AddFloatInitializer(g, kBandScatter, {m, f}, scatter);
+  AddIntAttribute(AddNode(g, "Gather", {"z", kBandIndex}, {"z_bands"}, "broadband_gather"), "axis",
+                  1);
+  auto* topk = AddNode(g, "TopK", {"z_bands", kTopK}, {"z_top", "z_top_index"}, "median_topk");
+  AddIntAttribute(topk, "axis", 1);
+  AddIntAttribute(topk, "largest", 1);
+  AddIntAttribute(topk, "sorted", 1);
+  AddNode(g, "Slice", {"z_top", kMedianStart, kMedianEnd, kReduceAxes}, {"z_middle"},
+          "median_slice");
+  auto* mean = AddNode(g, "ReduceMean", {"z_middle"}, {"z_median"}, "median_mean");
+  onnx::AttributeProto* axes = mean->add_attribute();
+  axes->set_name("axes");
+  axes->set_type(onnx::AttributeProto::INTS);
+  axes->add_ints(1);
+  AddIntAttribute(mean, "keepdims", 1);
+  AddNode(g, "Min", {"z_median", kLogCap}, {"z_median_capped"}, "median_cap");
+  AddNode(g, "Exp", {"z_median_capped"}, {"score_column"}, "broadband_exp");
+  auto* score =
+      AddNode(g, "ReduceSum", {"score_column", kReduceAxes}, {kScoreOutput}, "score_squeeze");
+  AddIntAttribute(score, "keepdims", 0);
+  AddNode(g, "Relu", {"z_bands"}, {"z_bands_pos"}, "share_relu");
+  AddNode(g, "Add", {"z_bands_pos", kShareEps}, {"share_raw"}, "share_floor");
+  auto* total = AddNode(g, "ReduceSum", {"share_raw", kReduceAxes}, {"share_total"}, "share_sum");
+  AddIntAttribute(total, "keepdims", 1);
+  AddNode(g, "Div", {"share_raw", "share_total"}, {"share"}, "share_normalise");
+  AddNode(g, "Mul", {"share", "score_column"}, {"band_contributions"}, "share_scale");
+  AddNode(g, "MatMul", {"band_contributions", kBandScatter}, {kContributionsOutput},
+          "share_scatter");
 }
 
 // dims: -1 = the symbolic batch dimension "N".
@@ -120,6 +181,8 @@ void BuildGraph(const TrainedDetector& det, onnx::GraphProto* g) {
     AddNode(g, "Add", {"rbc_total", kEps}, {"rbc_denominator"}, "rbc_guard");
     AddNode(g, "Div", {"score_column", "rbc_denominator"}, {"rbc_scale"}, "rbc_scale");
     AddNode(g, "Mul", {"rbc", "rbc_scale"}, {kContributionsOutput}, "rbc_rescale");
+  } else if (det.detector == "broadband") {
+    BuildBroadband(det, g);
   } else if (det.detector == "pca") {
     AddFloatInitializer(g, kProjector, {f, f}, RowMajor(det.residual_projector));
     AddNode(g, "MatMul", {"z", kProjector}, {"residual"}, "pca_residual");
@@ -146,7 +209,7 @@ void BuildGraph(const TrainedDetector& det, onnx::GraphProto* g) {
     AddNode(g, "Mul", {"reconstruction_error", "reconstruction_error"}, {kContributionsOutput},
             "ae_square");
   }
-  if (det.detector != "mahalanobis") {
+  if (det.detector != "mahalanobis" && det.detector != "broadband") {
     auto* sum =
         AddNode(g, "ReduceSum", {kContributionsOutput, kReduceAxes}, {kScoreOutput}, "score_sum");
     AddIntAttribute(sum, "keepdims", 0);
@@ -234,6 +297,32 @@ Result<std::vector<float>> ReadFloats(const std::map<std::string, const onnx::Te
       return Fail(Error::Corrupt(fmt::format("initializer '{}' has {} values, expected {}", name,
                                              t.float_data_size(), count)));
     std::copy(t.float_data().begin(), t.float_data().end(), out.begin());
+  }
+  return out;
+}
+
+Result<std::vector<int64_t>> ReadInt64s(
+    const std::map<std::string, const onnx::TensorProto*>& inits, const std::string& name) {
+  auto it = inits.find(name);
+  if (it == inits.end())
+    return Fail(Error::Model(fmt::format("graph has no initializer '{}'", name)));
+  const onnx::TensorProto& t = *it->second;
+  if (t.data_type() != onnx::TensorProto::INT64 || t.dims_size() != 1)
+    return Fail(Error::Model(fmt::format("initializer '{}' is not an int64 vector", name)));
+  const size_t count = static_cast<size_t>(std::max<int64_t>(t.dims(0), 0));
+  if (count > (size_t{1} << 20))
+    return Fail(Error::Model(fmt::format("initializer '{}' is too large", name)));
+  std::vector<int64_t> out(count);
+  if (t.has_raw_data()) {
+    if (t.raw_data().size() != count * sizeof(int64_t))
+      return Fail(Error::Corrupt(fmt::format("initializer '{}' has {} bytes of data, expected {}",
+                                             name, t.raw_data().size(), count * sizeof(int64_t))));
+    std::memcpy(out.data(), t.raw_data().data(), count * sizeof(int64_t));
+  } else {
+    if (static_cast<size_t>(t.int64_data_size()) != count)
+      return Fail(Error::Corrupt(fmt::format("initializer '{}' has {} values, expected {}", name,
+                                             t.int64_data_size(), count)));
+    std::copy(t.int64_data().begin(), t.int64_data().end(), out.begin());
   }
   return out;
 }
@@ -348,7 +437,7 @@ Result<TrainedDetector> DetectorFromModel(const std::string& onnx_bytes_or_path)
     return Fail(Error::Unsupported(fmt::format(
         "model takes input_kind '{}': only tend's feature-vector detectors can be rebuilt",
         card.input_kind)));
-  if (card.detector != "mahalanobis" && card.detector != "pca" && card.detector != "autoencoder")
+  if (!KnownDetector(card.detector))
     return Fail(
         Error::Unsupported(fmt::format("model detector '{}' was not built by tend; it can be "
                                        "served but not rebuilt or recalibrated",
@@ -372,6 +461,8 @@ Result<TrainedDetector> DetectorFromModel(const std::string& onnx_bytes_or_path)
   if (det.detector == "mahalanobis") {
     TEND_ASSIGN_OR_RETURN(auto p, ReadFloats(inits, kPrecision, {f, f}));
     det.precision = FromRowMajor(p, f, f);
+  } else if (det.detector == "broadband") {
+    TEND_ASSIGN_OR_RETURN(det.band_index, ReadInt64s(inits, kBandIndex));
   } else if (det.detector == "pca") {
     TEND_ASSIGN_OR_RETURN(auto r, ReadFloats(inits, kProjector, {f, f}));
     det.residual_projector = FromRowMajor(r, f, f);

@@ -162,6 +162,82 @@ FeatureSpec FeatureSpec::DefaultBearing(double sample_rate, int channels, int wi
   return s;
 }
 
+FeatureSpec FeatureSpec::DefaultVibration(double sample_rate, int channels, int window) {
+  FeatureSpec s;
+  s.sample_rate = sample_rate;
+  s.channels = channels;
+  s.window = window;
+  s.channel_names = DefaultChannelNames(channels);
+  s.max_hz = 0.45 * sample_rate;
+  const double bin_hz = s.BinHz();
+  const int max_bin = UsableMaxBin(s.max_hz, bin_hz, window);
+  constexpr int kBands = 24;
+  const double step = std::max(s.max_hz / kBands, 2 * bin_hz);
+  std::vector<Band> bands;
+  for (int i = 0; i < kBands && i * step < s.max_hz - 1e-9; ++i) {
+    bands.push_back({i * step, std::min((i + 1) * step, s.max_hz)});
+  }
+  s.bands = KeepResolvable(bands, bin_hz, max_bin);
+  s.envelope = false;
+  s.envelope_bands.clear();
+  s.envelope_demod_band = {};
+  return s;
+}
+
+int FeatureSpec::SoundFrameLength(double sample_rate) {
+  const double target = 0.064 * sample_rate;
+  int f = kMinWindow;
+  while (f < (1 << 16) &&
+         std::fabs(std::log2(2.0 * f / target)) < std::fabs(std::log2(f / target))) {
+    f *= 2;
+  }
+  return f;
+}
+
+namespace {
+
+double HzToMel(double hz) { return 2595.0 * std::log10(1.0 + hz / 700.0); }
+double MelToHz(double mel) { return 700.0 * (std::pow(10.0, mel / 2595.0) - 1.0); }
+
+// `count` mel-spaced bands over [0, max_hz], edges rounded to whole Hz; a band narrower than
+// 2 frame bins is merged into the next one so that every band is resolvable.
+std::vector<Band> MelBands(int count, double max_hz, double bin_hz) {
+  std::vector<double> edges;
+  const double top = HzToMel(max_hz);
+  for (int i = 0; i <= count; ++i) {
+    double hz = i == count ? max_hz : std::round(MelToHz(top * i / count));
+    if (!edges.empty() && hz - edges.back() < 2 * bin_hz && i < count) continue;
+    if (i == count && edges.size() > 1 && hz - edges.back() < 2 * bin_hz) edges.pop_back();
+    edges.push_back(hz);
+  }
+  std::vector<Band> bands;
+  for (size_t i = 0; i + 1 < edges.size(); ++i) bands.push_back({edges[i], edges[i + 1]});
+  return bands;
+}
+
+}  // namespace
+
+FeatureSpec FeatureSpec::DefaultSound(double sample_rate, int channels, int window) {
+  FeatureSpec s;
+  s.sample_rate = sample_rate;
+  s.channels = channels;
+  s.window = window;
+  s.channel_names = DefaultChannelNames(channels);
+  s.max_hz = 0.45 * sample_rate;
+  s.spectral_features = false;
+  s.bands.clear();
+  s.envelope = false;
+  s.envelope_bands.clear();
+  s.envelope_demod_band = {};
+  s.frame = std::min(SoundFrameLength(sample_rate), window - window % 2);
+  s.frame_hop = s.frame / 2;
+  const double frame_bin_hz = sample_rate / s.frame;
+  s.frame_bands = KeepResolvable(MelBands(16, s.max_hz, frame_bin_hz), frame_bin_hz,
+                                 UsableMaxBin(s.max_hz, frame_bin_hz, s.frame));
+  s.frame_flatness = true;
+  return s;
+}
+
 double FeatureSpec::UsableMaxHz() const { return max_hz > 0 ? max_hz : 0.45 * sample_rate; }
 
 std::string FeatureSpec::ChannelName(int c) const {
@@ -175,7 +251,13 @@ size_t FeatureSpec::FeaturesPerChannel() const {
   if (spectral_features) n += SpectralFeatureNames().size();
   n += bands.size();
   if (envelope) n += envelope_bands.size();
+  if (frame > 0) n += 2 * frame_bands.size() + (frame_flatness ? 2 : 0);
   return n;
+}
+
+int FeatureSpec::Frames() const {
+  if (frame <= 0 || frame_hop <= 0 || frame > window) return 0;
+  return 1 + (window - frame) / frame_hop;
 }
 
 size_t FeatureSpec::Size() const {
@@ -196,6 +278,14 @@ std::vector<std::string> FeatureSpec::FeatureNames() const {
     for (const Band& b : bands) names.push_back(p + BandName("band", b));
     if (envelope) {
       for (const Band& b : envelope_bands) names.push_back(p + BandName("env_band", b));
+    }
+    if (frame > 0) {
+      for (const Band& b : frame_bands) names.push_back(p + BandName("frame_band", b) + "_mean");
+      for (const Band& b : frame_bands) names.push_back(p + BandName("frame_band", b) + "_max");
+      if (frame_flatness) {
+        names.push_back(p + "frame_flatness_mean");
+        names.push_back(p + "frame_flatness_max");
+      }
     }
   }
   return names;
@@ -276,8 +366,41 @@ Status FeatureSpec::Validate() const {
                                       bin_hz, bw, window / 2, "the envelope_demod_band bandwidth"));
     }
   }
+  TEND_RETURN_NOT_OK(ValidateFrames());
   if (FeaturesPerChannel() == 0) {
-    return Fail(Error::Invalid("the spec selects no features (time, spectral, bands, envelope)"));
+    return Fail(
+        Error::Invalid("the spec selects no features (time, spectral, bands, envelope, frames)"));
+  }
+  return Ok();
+}
+
+Status FeatureSpec::ValidateFrames() const {
+  if (frame == 0) {
+    if (!frame_bands.empty() || frame_flatness) {
+      return Fail(Error::Invalid("frame_bands/frame_flatness need frame > 0 (frame length)"));
+    }
+    return Ok();
+  }
+  if (frame < 16 || frame % 2 != 0 || frame > window) {
+    return Fail(Error::Invalid(fmt::format(
+        "frame {} must be even, at least 16 and at most the window ({} samples)", frame, window)));
+  }
+  if (frame_hop < 1 || frame_hop > frame) {
+    return Fail(Error::Invalid(
+        fmt::format("frame_hop {} must be between 1 and the frame length {}", frame_hop, frame)));
+  }
+  if (frame_bands.empty() && !frame_flatness) {
+    return Fail(Error::Invalid("frame mode selects no features (frame_bands, frame_flatness)"));
+  }
+  const double bin_hz = sample_rate / frame;
+  const double mx = UsableMaxHz();
+  const int max_bin = UsableMaxBin(mx, bin_hz, frame);
+  for (size_t i = 0; i < frame_bands.size(); ++i) {
+    TEND_RETURN_NOT_OK(ValidateBand(fmt::format("frame_bands[{}]", i), frame_bands[i], bin_hz, mx,
+                                    max_bin, "max_hz (anti-alias limit)"));
+  }
+  if (frame_flatness && max_bin < 2) {
+    return Fail(Error::Invalid("frame_flatness needs at least 2 frame bins below max_hz"));
   }
   return Ok();
 }
@@ -306,6 +429,12 @@ nlohmann::json FeatureSpec::ToJson() const {
   j["max_hz"] = UsableMaxHz();
   j["log_energies"] = log_energies;
   j["energy_floor"] = energy_floor;
+  if (frame > 0) {
+    j["frame"] = frame;
+    j["frame_hop"] = frame_hop;
+    j["frame_bands"] = bands_json(frame_bands);
+    j["frame_flatness"] = frame_flatness;
+  }
   j["feature_names"] = FeatureNames();
   return j;
 }
@@ -382,6 +511,22 @@ Result<std::vector<std::string>> GetStrings(const nlohmann::json& v, const std::
   return out;
 }
 
+Status ReadFrameKeys(const nlohmann::json& j, FeatureSpec& s) {
+  if (j.contains("frame")) {
+    TEND_ASSIGN_OR_RETURN(s.frame, GetInt(j["frame"], "frame"));
+  }
+  if (j.contains("frame_hop")) {
+    TEND_ASSIGN_OR_RETURN(s.frame_hop, GetInt(j["frame_hop"], "frame_hop"));
+  }
+  if (j.contains("frame_bands")) {
+    TEND_ASSIGN_OR_RETURN(s.frame_bands, GetBands(j["frame_bands"], "frame_bands"));
+  }
+  if (j.contains("frame_flatness")) {
+    TEND_ASSIGN_OR_RETURN(s.frame_flatness, GetBool(j["frame_flatness"], "frame_flatness"));
+  }
+  return Ok();
+}
+
 Result<FeatureSpec> FromJsonImpl(const nlohmann::json& j) {
   if (!j.is_object()) {
     return Fail(
@@ -393,7 +538,8 @@ Result<FeatureSpec> FromJsonImpl(const nlohmann::json& j) {
       "window_fn",      "time_features", "spectral_features",
       "bands",          "envelope",      "envelope_demod_band",
       "envelope_bands", "max_hz",        "log_energies",
-      "energy_floor",   "feature_names"};
+      "energy_floor",   "feature_names", "frame",
+      "frame_hop",      "frame_bands",   "frame_flatness"};
   for (const auto& [key, value] : j.items()) {
     if (!kKeys.contains(key)) {
       return Fail(Error::Invalid(fmt::format("feature spec: unknown key '{}'", key)));
@@ -413,9 +559,11 @@ Result<FeatureSpec> FromJsonImpl(const nlohmann::json& j) {
     TEND_ASSIGN_OR_RETURN(preset, GetString(j["preset"], "preset"));
   }
   const bool bearing = preset == "bearing";
-  if (!bearing && preset != "press") {
+  if (!bearing && preset != "press" && preset != "vibration" && preset != "sound") {
     return Fail(Error::Invalid(fmt::format(
-        "feature spec: 'preset' must be \"press\" or \"bearing\", got \"{}\"", preset)));
+        "feature spec: 'preset' must be \"press\", \"bearing\", \"vibration\" or \"sound\", "
+        "got \"{}\"",
+        preset)));
   }
   double sample_rate = bearing ? 12000 : 10000;
   int channels = 1;
@@ -443,7 +591,10 @@ Result<FeatureSpec> FromJsonImpl(const nlohmann::json& j) {
         "feature spec: 'window' {} is too short: at least {} samples", window, kMinWindow)));
   }
   FeatureSpec s = bearing ? FeatureSpec::DefaultBearing(sample_rate, channels, window)
-                          : FeatureSpec::DefaultPress(sample_rate, channels, window);
+                  : preset == "vibration"
+                      ? FeatureSpec::DefaultVibration(sample_rate, channels, window)
+                  : preset == "sound" ? FeatureSpec::DefaultSound(sample_rate, channels, window)
+                                      : FeatureSpec::DefaultPress(sample_rate, channels, window);
   if (j.contains("channel_names")) {
     TEND_ASSIGN_OR_RETURN(s.channel_names, GetStrings(j["channel_names"], "channel_names"));
   }
@@ -479,6 +630,7 @@ Result<FeatureSpec> FromJsonImpl(const nlohmann::json& j) {
   if (j.contains("energy_floor")) {
     TEND_ASSIGN_OR_RETURN(s.energy_floor, GetNumber(j["energy_floor"], "energy_floor"));
   }
+  TEND_RETURN_NOT_OK(ReadFrameKeys(j, s));
   if (auto st = s.Validate(); !st) return Fail(st.error().Wrap("feature spec"));
   if (j.contains("feature_names")) {
     TEND_ASSIGN_OR_RETURN(auto names, GetStrings(j["feature_names"], "feature_names"));

@@ -24,6 +24,9 @@ struct Band {
 //   spectral (spectral_features): spectral_centroid spectral_spread dominant_freq spectral_kurtosis
 //   bands:                        band_<lo>_<hi> for each of `bands`
 //   envelope (envelope):          env_band_<lo>_<hi> for each of `envelope_bands`
+//   frames (frame > 0):           frame_band_<lo>_<hi>_mean for each of `frame_bands`, then
+//                                 frame_band_<lo>_<hi>_max for each, then (frame_flatness)
+//                                 frame_flatness_mean frame_flatness_max
 // Channels follow each other: all of channel 0's features, then channel 1's, ...
 //
 // Definitions (the numpy reference, scripts/reference/dsp_reference.py, spells them out too):
@@ -40,6 +43,16 @@ struct Band {
 //     1 unit^2, resp. re 1), when log_energies is set (the default): raw band powers span many
 //     decades, and in dB a model sees well-scaled, roughly Gaussian inputs. With log_energies off
 //     they are the powers themselves.
+//   * Frames (short-time analysis inside a long window, for sound): frames of `frame` samples
+//     every `frame_hop` samples that lie entirely inside the window, each mean-removed and
+//     multiplied by the periodic `window_fn` in the time domain; the one-sided power spectrum is
+//     scaled as above and summed over each of `frame_bands` (bins at sample_rate/frame, up to
+//     max_hz). Per band, the mean and the maximum over the frames of the band value (dB when
+//     log_energies) are features: the mean is the steady sound, the max the loudest event
+//     (a valve's click, a knock). Spectral flatness per frame is 10*log10(geometric mean /
+//     arithmetic mean) of the power over bins 1..max_bin (0 dB = white noise, very negative =
+//     tonal), each power floored at energy_floor (a silent frame reads 0 dB); its mean and max
+//     over the frames are features.
 struct FeatureSpec {
   double sample_rate = 10000;  // Hz
   int channels = 1;
@@ -53,7 +66,11 @@ struct FeatureSpec {
   std::vector<Band> envelope_bands;  // energies in the (squared, normalised) envelope spectrum
   double max_hz = 0;                 // upper usable frequency (anti-alias); 0 = 0.45*sample_rate
   bool log_energies = true;
-  double energy_floor = 1e-12;  // added before the log so a silent band stays finite
+  double energy_floor = 1e-12;    // added before the log so a silent band stays finite
+  int frame = 0;                  // short-time frame in samples (even); 0 = no frame features
+  int frame_hop = 0;              // frame step in samples (frame mode)
+  std::vector<Band> frame_bands;  // bands of the frame spectra (resolution sample_rate/frame)
+  bool frame_flatness = false;    // spectral flatness per frame (frame mode)
 
   // Fine 25 Hz bands over the 200-400 Hz stroke signature, octave bands above up to max_hz;
   // envelope of 1-4 kHz (impacts ringing the structure) with 100 Hz envelope bands to 500 Hz.
@@ -63,25 +80,43 @@ struct FeatureSpec {
   // BPFO/BSF/BPFI (~107/141/162 Hz at 30 Hz shaft speed) and their harmonics.
   static FeatureSpec DefaultBearing(double sample_rate = 12000, int channels = 1,
                                     int window = 2000);
+  // For continuous vibration of any machine (no stroke, no known bearing geometry): time and
+  // spectral-shape features and 24 equal bands from 0 Hz to max_hz (0.45 x sample rate), each at
+  // least 2 bins wide. Equal bands give every part of the spectrum the same say, which the
+  // broadband detector (detect/detector.h) relies on.
+  static FeatureSpec DefaultVibration(double sample_rate, int channels, int window);
+  // For machine sound in long windows (a clip of seconds): time features of the whole window
+  // and, from ~64 ms frames with 50 % overlap, 16 mel-spaced bands up to max_hz (each at least 2
+  // frame bins wide) as mean and max over the frames, plus spectral flatness. Nothing needs an
+  // FFT of the whole window.
+  static FeatureSpec DefaultSound(double sample_rate, int channels, int window);
+  // The frame length DefaultSound uses at a sample rate: the power of two nearest 64 ms.
+  static int SoundFrameLength(double sample_rate);
 
   // Clear one-line errors for anything Create would trip on (names the field and the value).
   Status Validate() const;
   std::vector<std::string> FeatureNames() const;  // e.g. "ch0.rms", "ch0.band_200_250"
   size_t Size() const;
   size_t FeaturesPerChannel() const;
+  int Frames() const;                    // frames per window in frame mode (0 otherwise)
   std::string ChannelName(int c) const;  // channel_names[c], or "ch<c>" when none are given
   double UsableMaxHz() const;            // max_hz, or 0.45*sample_rate when max_hz is 0
   double BinHz() const { return sample_rate / window; }
 
-  // Every field, resolved (channel names, max_hz), plus "version" and "feature_names".
+  // Every field, resolved (channel names, max_hz), plus "version" and "feature_names". The frame
+  // keys are written only in frame mode, so specs without frames read in older builds too.
   nlohmann::json ToJson() const;
   // Strict: unknown keys and wrong types are errors naming the key. Missing keys take their
-  // value from the preset named by "preset" ("press", the default, or "bearing") built with the
-  // given sample_rate/channels/window. "feature_names", when present, must equal FeatureNames()
-  // so a model can never be served with a different vector than it was trained on. Validates.
+  // value from the preset named by "preset" ("press", the default, "bearing", "vibration" or
+  // "sound") built with the given sample_rate/channels/window. "feature_names", when present,
+  // must equal FeatureNames() so a model can never be served with a different vector than it
+  // was trained on. Validates.
   static Result<FeatureSpec> FromJson(const nlohmann::json& j);
 
   bool operator==(const FeatureSpec&) const = default;
+
+ private:
+  Status ValidateFrames() const;
 };
 
 // Time-domain feature names, in output order (without the channel prefix).

@@ -175,6 +175,27 @@ Status FeatureExtractor::Init() {
     env_power_.assign(top + 1, 0.0);
     env_power_scale_ = 1.0 / (static_cast<double>(env_n_) * WindowPower(fn, env_n_));
   }
+  if (spec_.frame > 0) TEND_RETURN_NOT_OK(InitFrames(fn));
+  return Ok();
+}
+
+Status FeatureExtractor::InitFrames(WindowFn fn) {
+  const int f = spec_.frame;
+  const double bin_hz = spec_.sample_rate / f;
+  frame_max_bin_ = UsableMaxBin(spec_.UsableMaxHz(), bin_hz, f);
+  frame_power_scale_ = 2.0 / (static_cast<double>(f) * WindowPower(fn, f));
+  TEND_ASSIGN_OR_RETURN(frame_fft_, RealFft::Create(f));
+  frame_win_.assign(f, 0.0f);
+  FillWindow(fn, frame_win_);
+  frame_buf_.assign(f, 0.0f);
+  frame_spec_.assign(f / 2 + 1, {0.0f, 0.0f});
+  frame_power_.assign(frame_max_bin_ + 1, 0.0);
+  for (const Band& b : spec_.frame_bands) {
+    frame_band_bins_.push_back(BandBins(b, bin_hz, frame_max_bin_));
+  }
+  const size_t slots = spec_.frame_bands.size() + 1;  // + flatness
+  frame_sum_.assign(slots, 0.0);
+  frame_max_.assign(slots, 0.0);
   return Ok();
 }
 
@@ -209,7 +230,10 @@ Status FeatureExtractor::Compute(std::span<const float> window, std::span<float>
       WriteTimeFeatures(FinishTimeFeatures(p, CentralMoments(x, mean), n), o);
       o += TimeFeatureNames().size();
     }
-    if (!need_fft_) continue;
+    if (!need_fft_) {
+      if (spec_.frame > 0) FrameFeatures(x, o);
+      continue;
+    }
     Centre(x, mean, centred_.data());
     // The spectrum of the centred signal: the mean (gravity, sensor offset) is a time feature
     // and would otherwise leak into the lowest band through the window's main lobe.
@@ -226,8 +250,60 @@ Status FeatureExtractor::Compute(std::span<const float> window, std::span<float>
       Envelope();
       for (const BinRange& r : env_band_bins_) *o++ = BandValue(env_power_, r);
     }
+    if (spec_.frame > 0) o = FrameFeatures(x, o);
   }
   return Ok();
+}
+
+// Short-time spectra of the frames inside the window: per band the mean and max over frames of
+// the band value, then the same for spectral flatness (see feature_spec.h).
+float* FeatureExtractor::FrameFeatures(std::span<const float> x, float* out) {
+  const int f = spec_.frame;
+  const int frames = spec_.Frames();
+  const size_t nb = spec_.frame_bands.size();
+  std::fill(frame_sum_.begin(), frame_sum_.end(), 0.0);
+  std::fill(frame_max_.begin(), frame_max_.end(), -HUGE_VAL);
+  const double floor = spec_.energy_floor;
+  for (int i = 0; i < frames; ++i) {
+    const float* p = x.data() + static_cast<size_t>(i) * spec_.frame_hop;
+    double mean = 0;
+    for (int t = 0; t < f; ++t) mean += p[t];
+    mean /= f;
+    for (int t = 0; t < f; ++t) {
+      frame_buf_[t] = static_cast<float>((p[t] - mean) * frame_win_[t]);
+    }
+    frame_fft_->Forward(frame_buf_, frame_spec_);
+    for (int k = 0; k <= frame_max_bin_; ++k) {
+      const double re = frame_spec_[k].real(), im = frame_spec_[k].imag();
+      frame_power_[k] = frame_power_scale_ * (re * re + im * im);
+    }
+    frame_power_[0] *= 0.5;
+    if (frame_max_bin_ == f / 2) frame_power_[frame_max_bin_] *= 0.5;
+    for (size_t b = 0; b < nb; ++b) {
+      const double v = BandValue(frame_power_, frame_band_bins_[b]);
+      frame_sum_[b] += v;
+      frame_max_[b] = std::max(frame_max_[b], v);
+    }
+    if (spec_.frame_flatness) {
+      double sum = 0, log_sum = 0;
+      for (int k = 1; k <= frame_max_bin_; ++k) {
+        const double pk = std::max(frame_power_[k], floor);
+        sum += pk;
+        log_sum += std::log(pk);
+      }
+      const double bins = frame_max_bin_;
+      const double v = 10.0 / std::log(10.0) * (log_sum / bins - std::log(sum / bins));
+      frame_sum_[nb] += v;
+      frame_max_[nb] = std::max(frame_max_[nb], v);
+    }
+  }
+  for (size_t b = 0; b < nb; ++b) *out++ = static_cast<float>(frame_sum_[b] / frames);
+  for (size_t b = 0; b < nb; ++b) *out++ = static_cast<float>(frame_max_[b]);
+  if (spec_.frame_flatness) {
+    *out++ = static_cast<float>(frame_sum_[nb] / frames);
+    *out++ = static_cast<float>(frame_max_[nb]);
+  }
+  return out;
 }
 
 // Windows in the frequency domain (the periodic cosine-sum windows are 3- or 5-tap

@@ -64,6 +64,8 @@ class FeatureExtractor {
   void SpectralShape(float* out) const;
   void Envelope();
   float BandValue(const std::vector<double>& power, BinRange bins) const;
+  Status InitFrames(WindowFn fn);
+  float* FrameFeatures(std::span<const float> x, float* out);
 
   FeatureSpec spec_;
   CosineSum win_;
@@ -93,6 +95,17 @@ class FeatureExtractor {
   std::vector<float> env_windowed_;  // (envelope / mean - 1) * window
   std::vector<std::complex<float>> env_spec_;
   std::vector<double> env_power_;
+
+  // Frame mode (short-time analysis inside the window).
+  int frame_max_bin_ = 0;
+  double frame_power_scale_ = 0;
+  std::unique_ptr<RealFft> frame_fft_;
+  std::vector<float> frame_win_;                 // the window function, frame samples
+  std::vector<float> frame_buf_;                 // one frame, mean removed and windowed
+  std::vector<std::complex<float>> frame_spec_;  // its spectrum, frame/2+1 bins
+  std::vector<double> frame_power_;              // one-sided power, bins 0..frame_max_bin_
+  std::vector<BinRange> frame_band_bins_;
+  std::vector<double> frame_sum_, frame_max_;  // per band, over the frames of a window
 };
 
 }  // namespace tend::dsp

@@ -221,6 +221,9 @@ struct Exporter::State {
   };
   std::vector<Component> components;  // guarded by provider_mu
   int next_component_id = 1;
+  std::function<OtaFigures()> ota_provider;          // guarded by provider_mu
+  // Per asset, in the order set (guarded by provider_mu).
+  std::vector<std::pair<std::string, std::function<MonitorFigures()>>> monitor_providers;
 
   std::mutex health_mu;
   std::vector<uint64_t> health_prev_counts;
@@ -273,6 +276,9 @@ class Exporter::Families {
   }
   // A family built elsewhere (components): added whole, no reference handed out.
   void Add(MetricFamily f) { out_.push_back(std::move(f)); }
+  void Append(std::vector<MetricFamily> more) {
+    for (auto& f : more) out_.push_back(std::move(f));
+  }
   std::string Serialize() const { return prometheus::TextSerializer().Serialize(out_); }
 
  private:
@@ -434,6 +440,25 @@ void Exporter::RemoveComponentProvider(int id) {
   std::lock_guard<std::mutex> lock(state_->provider_mu);
   auto& c = state_->components;
   c.erase(std::remove_if(c.begin(), c.end(), [id](const auto& e) { return e.id == id; }), c.end());
+void Exporter::SetMonitorProvider(const std::string& asset_id,
+                                  std::function<MonitorFigures()> fn) {
+  std::lock_guard<std::mutex> lock(state_->provider_mu);
+  auto& v = state_->monitor_providers;
+  auto it = std::find_if(v.begin(), v.end(), [&](const auto& p) { return p.first == asset_id; });
+  if (it != v.end() && fn) {
+    it->second = std::move(fn);
+  } else if (it != v.end()) {
+    v.erase(it);
+  } else if (fn) {
+    v.emplace_back(asset_id, std::move(fn));
+  }
+}
+
+std::vector<std::pair<std::string, MonitorFigures>> Exporter::PollMonitors() const {
+  std::lock_guard<std::mutex> lock(state_->provider_mu);
+  std::vector<std::pair<std::string, MonitorFigures>> out;
+  for (const auto& [asset, fn] : state_->monitor_providers) out.emplace_back(asset, fn());
+  return out;
 }
 
 std::string Exporter::ScrapeText() const {
@@ -443,6 +468,16 @@ std::string Exporter::ScrapeText() const {
   AppendSystemFamilies(out);
   AppendTelemetryFamilies(out);
   AppendOtaFamilies(out);
+  if (auto mon = PollMonitors(); !mon.empty()) {
+    std::vector<LabelledMonitorFigures> all;
+    for (auto& [asset, f] : mon) {
+      all.push_back({{{"device_id", labels_.device_id},
+                      {"asset_id", asset},
+                      {"factory_id", labels_.factory_id}},
+                     std::move(f)});
+    }
+    out.Append(AppendMonitorFamilies(all));
+  }
   out.Gauge(out.Family("edge_build_info", "tend version (always 1).", MetricType::Gauge), 1,
             out.With({{"version", TEND_VERSION}}));
   AppendComponentFamilies(out);
@@ -766,6 +801,7 @@ nlohmann::json Exporter::HealthFigures() {
     if (tel->mqtt_reconnects_total) j["mqtt_reconnects_total"] = *tel->mqtt_reconnects_total;
     if (tel->mqtt_refused_total) j["mqtt_refused_total"] = *tel->mqtt_refused_total;
   }
+  AddMonitorFields(PollMonitors(), labels_.asset_id, j);
   std::lock_guard<std::mutex> lock(s.provider_mu);
   for (const auto& c : s.components) {
     auto f = c.fn();

@@ -16,6 +16,7 @@
 
 #include "core/status.h"
 #include "decide/decision.h"
+#include "metrics/monitor_metrics.h"
 #include "metrics/system_collector.h"
 
 namespace httplib {
@@ -128,6 +129,11 @@ class Exporter : public DecisionSink {
   int AddComponentProvider(std::string health_key, std::function<ComponentFigures()> fn);
   void RemoveComponentProvider(int id);
 
+  // Same contract, for the health/drift/input monitors (monitor_metrics.h): edge_health_*,
+  // edge_feature_drift, ... at every scrape and in HealthFigures().
+  // One provider per asset (series labelled with that asset_id); an empty function removes it.
+  void SetMonitorProvider(const std::string& asset_id, std::function<MonitorFigures()> fn);
+
   SystemSnapshot LatestSystem() const;
   // Collects system figures now instead of waiting for the next period (tests, `tend` tooling).
   void RefreshSystemNow();
@@ -155,6 +161,8 @@ class Exporter : public DecisionSink {
   void AppendTelemetryFamilies(Families& out) const;
   void AppendOtaFamilies(Families& out) const;
   void AppendComponentFamilies(Families& out) const;
+
+  std::vector<std::pair<std::string, MonitorFigures>> PollMonitors() const;
 
   Labels labels_;
   Options options_;

@@ -30,16 +30,16 @@ TEST(Decider, TiersFollowThresholds) {
 
 TEST(Decider, DebounceNeedsKOfN) {
   Decider d({1, 2, 3}, {2, 3});
-  EXPECT_FALSE(Score(d, 5).is_alert);   // 1 of 3: a single odd stroke
+  EXPECT_FALSE(Score(d, 5).is_alert);  // 1 of 3: a single odd stroke
   EXPECT_FALSE(Score(d, 0).is_alert);
   EXPECT_FALSE(Score(d, 0).is_alert);
-  EXPECT_FALSE(Score(d, 5).is_alert);   // history: 0 0 1
-  EXPECT_TRUE(Score(d, 5).is_alert);    // 0 1 1 -> 2 of 3
-  EXPECT_FALSE(Score(d, 0).is_alert);   // below threshold: never an alert itself
-  EXPECT_TRUE(Score(d, 5).is_alert);    // 1 0 1
+  EXPECT_FALSE(Score(d, 5).is_alert);  // history: 0 0 1
+  EXPECT_TRUE(Score(d, 5).is_alert);   // 0 1 1 -> 2 of 3
+  EXPECT_FALSE(Score(d, 0).is_alert);  // below threshold: never an alert itself
+  EXPECT_TRUE(Score(d, 5).is_alert);   // 1 0 1
   EXPECT_FALSE(Score(d, 0).is_alert);
   EXPECT_FALSE(Score(d, 0).is_alert);
-  EXPECT_FALSE(Score(d, 5).is_alert);   // 0 0 1
+  EXPECT_FALSE(Score(d, 5).is_alert);  // 0 0 1
 }
 
 TEST(Decider, FailSafeIsNeverDebounced) {

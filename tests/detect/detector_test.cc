@@ -259,6 +259,71 @@ TEST_P(AllDetectorsTest, RecalibrateFollowsAShiftedNormal) {
 INSTANTIATE_TEST_SUITE_P(Detectors, AllDetectorsTest,
                          ::testing::Values("mahalanobis", "pca", "autoencoder"));
 
+// broadband: the median over band features. A rise in most bands alerts; a large change in a
+// minority of bands (in either direction) or in a non-band feature does not.
+TEST(BroadbandTest, MostBandsRisingAlertsAFewBandsDoNot) {
+  const int f = 13;  // 12 bands and one non-band feature
+  std::vector<std::string> names = Names(12, "ch0.band_");
+  names.push_back("ch0.kurtosis");
+  TrainOptions opt;
+  opt.detector = "broadband";
+  auto det = Train(StandardGaussian(800, f, 41), names, opt);
+  ASSERT_TRUE(det) << det.error().message;
+  EXPECT_EQ(det->band_index.size(), 12u);
+  EXPECT_EQ(det->calibration["detector_params"]["bands"], 12);
+  const Eigen::MatrixXf fresh = StandardGaussian(3000, f, 42);
+  auto s = ScoreReference(*det, fresh);
+  ASSERT_TRUE(s);
+  EXPECT_LT(AlertFraction(*s, det->thresholds.low), 0.01);
+
+  Eigen::MatrixXf broad = StandardGaussian(200, f, 43);
+  broad.leftCols(10).array() += 3.0f;  // 10 of 12 bands up 3 sd
+  auto sb = Score(*det, broad);
+  ASSERT_TRUE(sb);
+  EXPECT_GT(AlertFraction(std::vector<float>(sb->score.data(), sb->score.data() + 200),
+                          det->thresholds.low),
+            0.95);
+  for (int r = 0; r < 200; ++r) {
+    EXPECT_NEAR(sb->contributions.row(r).sum(), sb->score[r], 1e-4 * sb->score[r]);
+    EXPECT_EQ(sb->contributions(r, 12), 0.0f);  // not a band
+  }
+
+  Eigen::MatrixXf narrow = StandardGaussian(200, f, 44);
+  narrow.leftCols(4).array() += 30.0f;  // a third of the bands far up
+  narrow.col(5).array() -= 30.0f;       // one far down
+  narrow.col(12).array() += 50.0f;      // the non-band feature
+  auto sn = ScoreReference(*det, narrow);
+  ASSERT_TRUE(sn);
+  EXPECT_LT(AlertFraction(*sn, det->thresholds.low), 0.2);
+}
+
+TEST(BroadbandTest, ScoreIsExpOfTheMedianZ) {
+  TrainedDetector det;
+  det.detector = "broadband";
+  det.feature_names = {"a.band_0_1", "a.band_1_2", "a.rms", "a.band_2_3", "a.frame_band_0_1_max"};
+  det.mean = {0, 0, 0, 0, 0};
+  det.std = {1, 1, 1, 1, 1};
+  det.band_index = BroadbandColumns(det.feature_names);
+  ASSERT_EQ(det.band_index, (std::vector<int64_t>{0, 1, 3, 4}));
+  det.thresholds = {1, 2, 3};
+  Eigen::MatrixXf x(2, 5);
+  x << 1, 2, 100, 3, -7,  // bands 1 2 3 -7: median (1 + 2) / 2
+      0, 0, 0, 0, 0;
+  auto s = Score(det, x);
+  ASSERT_TRUE(s) << s.error().message;
+  EXPECT_NEAR(s->score[0], std::exp(1.5), 1e-5);
+  EXPECT_NEAR(s->score[1], 1.0, 1e-6);
+  EXPECT_NEAR(s->contributions(1, 0), 0.25, 1e-5);  // nothing positive: equal shares
+  det.feature_names = {"a.rms", "b.kurtosis", "c.env_band_0_1", "d.mean", "e.x"};
+  auto r = Train(StandardGaussian(100, 5, 1), det.feature_names, [] {
+    TrainOptions o;
+    o.detector = "broadband";
+    return o;
+  }());
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("band-energy features"), std::string::npos);
+}
+
 TEST(DetectorTest, ZeroVarianceFeatureIsFlooredNotFatal) {
   for (const std::string d : {"mahalanobis", "pca", "autoencoder"}) {
     Eigen::MatrixXf x = StandardGaussian(200, 5, 41);

@@ -106,7 +106,9 @@ class ExportTest : public ::testing::TestWithParam<std::string> {
     TrainOptions opt;
     opt.detector = GetParam();
     opt.ae_bottleneck = 3;
-    auto det = Train(Correlated(600, f_, 1), Names(f_), opt);
+    // The broadband detector reads band-energy features by name.
+    auto det = Train(Correlated(600, f_, 1),
+                     Names(f_, GetParam() == "broadband" ? "ch0.band_" : "f"), opt);
     ASSERT_TRUE(det) << det.error().message;
     det_ = std::move(*det);
     auto bytes = ExportOnnx(det_, TestCard());
@@ -199,7 +201,7 @@ TEST_P(ExportTest, DetectorReadsBackFromTheFile) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Detectors, ExportTest,
-                         ::testing::Values("mahalanobis", "pca", "autoencoder"));
+                         ::testing::Values("mahalanobis", "pca", "broadband", "autoencoder"));
 
 class ExportErrorsTest : public ::testing::Test {
  protected:

@@ -31,7 +31,9 @@ namespace {
 
 TEST(Allocation, ComputeAllocatesNothing) {
   for (const FeatureSpec& spec :
-       {FeatureSpec::DefaultPress(10000, 2, 2000), FeatureSpec::DefaultBearing(12000, 2, 2000)}) {
+       {FeatureSpec::DefaultPress(10000, 2, 2000), FeatureSpec::DefaultBearing(12000, 2, 2000),
+        FeatureSpec::DefaultVibration(25600, 2, 2560),
+        FeatureSpec::DefaultSound(16000, 1, 32000)}) {
     auto fx = FeatureExtractor::Create(spec);
     ASSERT_TRUE(fx) << fx.error().message;
     std::mt19937_64 rng(1);

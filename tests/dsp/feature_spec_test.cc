@@ -86,7 +86,8 @@ TEST(FeatureSpec, PresetsAreValidAcrossRatesAndWindows) {
   for (double fs : {1000.0, 4000.0, 10000.0, 12000.0, 25600.0, 51200.0}) {
     for (int n : {64, 256, 1000, 2000, 4096}) {
       for (const FeatureSpec& s :
-           {FeatureSpec::DefaultPress(fs, 2, n), FeatureSpec::DefaultBearing(fs, 2, n)}) {
+           {FeatureSpec::DefaultPress(fs, 2, n), FeatureSpec::DefaultBearing(fs, 2, n),
+            FeatureSpec::DefaultVibration(fs, 2, n), FeatureSpec::DefaultSound(fs, 2, n)}) {
         auto st = s.Validate();
         EXPECT_TRUE(st) << fs << " Hz, " << n << ": " << st.error().message;
         EXPECT_TRUE(FeatureExtractor::Create(s)) << fs << " Hz, " << n;
@@ -94,6 +95,59 @@ TEST(FeatureSpec, PresetsAreValidAcrossRatesAndWindows) {
       }
     }
   }
+}
+
+TEST(FeatureSpec, DefaultVibrationHasEqualBandsUpToMaxHz) {
+  const FeatureSpec s = FeatureSpec::DefaultVibration(25600, 2, 2560);
+  ASSERT_EQ(s.bands.size(), 24u);
+  EXPECT_DOUBLE_EQ(s.bands.front().lo_hz, 0);
+  EXPECT_DOUBLE_EQ(s.bands.back().hi_hz, 0.45 * 25600);
+  for (const Band& b : s.bands) EXPECT_NEAR(b.hi_hz - b.lo_hz, 480, 1e-9);
+  EXPECT_FALSE(s.envelope);
+  EXPECT_EQ(s.frame, 0);
+}
+
+TEST(FeatureSpec, DefaultSoundUsesMelSpacedFrameBands) {
+  const FeatureSpec s = FeatureSpec::DefaultSound(16000, 1, 160000);
+  EXPECT_EQ(s.frame, 1024);  // 64 ms at 16 kHz
+  EXPECT_EQ(s.frame_hop, 512);
+  EXPECT_EQ(s.Frames(), 1 + (160000 - 1024) / 512);
+  ASSERT_EQ(s.frame_bands.size(), 16u);
+  EXPECT_DOUBLE_EQ(s.frame_bands.back().hi_hz, 7200);
+  // Mel spacing: bands widen with frequency.
+  EXPECT_LT(s.frame_bands[1].hi_hz - s.frame_bands[1].lo_hz,
+            s.frame_bands[14].hi_hz - s.frame_bands[14].lo_hz);
+  for (const Band& b : s.frame_bands) EXPECT_GE(b.hi_hz - b.lo_hz, 2 * 16000.0 / 1024);
+  EXPECT_TRUE(s.bands.empty());
+  EXPECT_FALSE(s.spectral_features);
+  EXPECT_EQ(s.Size(), 10u + 2 * 16 + 2);
+  EXPECT_TRUE(s.FeatureNames()[10].starts_with("ch0.frame_band_0_")) << s.FeatureNames()[10];
+  EXPECT_TRUE(s.FeatureNames()[26].ends_with("_max")) << s.FeatureNames()[26];
+  EXPECT_EQ(s.FeatureNames().back(), "ch0.frame_flatness_max");
+  EXPECT_EQ(FeatureSpec::SoundFrameLength(48000), 4096);
+  EXPECT_EQ(FeatureSpec::SoundFrameLength(8000), 512);
+}
+
+TEST(FeatureSpec, FrameKeysAreWrittenOnlyInFrameMode) {
+  EXPECT_FALSE(FeatureSpec::DefaultPress().ToJson().contains("frame"));
+  const nlohmann::json j = FeatureSpec::DefaultSound(16000, 1, 16000).ToJson();
+  EXPECT_EQ(j["frame"], 1024);
+  EXPECT_EQ(j["frame_bands"].size(), 16u);
+}
+
+TEST(FeatureSpec, FrameValidationNamesTheProblem) {
+  FeatureSpec s = FeatureSpec::DefaultSound(16000, 1, 8000);
+  s.frame = 9000;
+  ExpectInvalid(s, {"frame 9000", "at most the window"});
+  s = FeatureSpec::DefaultSound(16000, 1, 8000);
+  s.frame_hop = 0;
+  ExpectInvalid(s, {"frame_hop 0"});
+  s = FeatureSpec::DefaultSound(16000, 1, 8000);
+  s.frame_bands = B({{100, 105}});
+  ExpectInvalid(s, {"frame_bands[0]", "no spectrum bin"});
+  s = FeatureSpec::DefaultPress();
+  s.frame_flatness = true;
+  ExpectInvalid(s, {"need frame > 0"});
 }
 
 TEST(FeatureSpec, BandNamesUseAPointFreeForm) {
@@ -196,8 +250,10 @@ TEST(FeatureSpec, JsonRoundTrip) {
   custom.bands = B({{0, 12.5}, {12.5, 1000}, {1000, 4000}});
   custom.log_energies = false;
   custom.energy_floor = 1e-9;
-  for (const FeatureSpec& s : {FeatureSpec::DefaultPress(), FeatureSpec::DefaultBearing(), custom,
-                               FeatureSpec::DefaultPress(25600, 3, 4096)}) {
+  for (const FeatureSpec& s :
+       {FeatureSpec::DefaultPress(), FeatureSpec::DefaultBearing(), custom,
+        FeatureSpec::DefaultPress(25600, 3, 4096), FeatureSpec::DefaultVibration(25600, 2, 2560),
+        FeatureSpec::DefaultSound(16000, 1, 160000)}) {
     const nlohmann::json j = s.ToJson();
     EXPECT_EQ(j["feature_names"].size(), s.Size());
     auto back = FeatureSpec::FromJson(j);

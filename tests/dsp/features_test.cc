@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numbers>
@@ -331,6 +332,52 @@ TEST(Features, CreateRejectsInvalidSpec) {
   auto fx = FeatureExtractor::Create(spec);
   ASSERT_FALSE(fx);
   EXPECT_NE(fx.error().message.find("bands[13]"), std::string::npos) << fx.error().message;
+}
+
+}  // namespace
+}  // namespace tend::dsp
+
+namespace tend::dsp {
+namespace {
+
+// Frame features see events that a whole-window spectrum averages away: a click in one frame
+// raises that band's max over frames far above its mean, and a steady tone sets the mean.
+TEST(FrameFeatures, MaxSeesAClickMeanSeesTheHum) {
+  FeatureSpec s = FeatureSpec::DefaultSound(16000, 1, 16000);
+  auto fx = FeatureExtractor::Create(s);
+  ASSERT_TRUE(fx) << fx.error().message;
+  std::vector<float> x(16000);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = 0.1f * std::sin(2 * M_PI * 440 * i / 16000.0);
+  std::vector<float> quiet(s.Size()), click(s.Size());
+  ASSERT_TRUE((*fx)->Compute(x, quiet));
+  for (int i = 0; i < 64; ++i) x[8000 + i] += (i % 2 ? 1.0f : -1.0f) * std::exp(-i / 16.0f);
+  ASSERT_TRUE((*fx)->Compute(x, click));
+  const auto names = s.FeatureNames();
+  const Band top = s.frame_bands.back();  // the click's energy sits near Nyquist
+  auto at = [&](const std::string& n) {
+    return static_cast<size_t>(std::find(names.begin(), names.end(), n) - names.begin());
+  };
+  const size_t mx = at("ch0." + BandName("frame_band", top) + "_max");
+  const size_t mean = at("ch0." + BandName("frame_band", top) + "_mean");
+  ASSERT_LT(mx, names.size());
+  EXPECT_GT(click[mx] - quiet[mx], 30);     // dB: the click frame
+  EXPECT_LT(click[mean] - click[mx], -10);  // averaged over 30 frames it is diluted
+  // The 440 Hz band's mean is the tone's level: 0.1^2/2 -> -23 dB.
+  for (size_t b = 0; b < s.frame_bands.size(); ++b) {
+    if (s.frame_bands[b].lo_hz <= 440 && 440 < s.frame_bands[b].hi_hz) {
+      EXPECT_NEAR(quiet[10 + b], 10 * std::log10(0.005), 0.5);
+    }
+  }
+  // Flatness: a pure tone is far from flat; white noise is near 0 dB (-2.5 dB: the mean of the
+  // log of an exponential variable).
+  const size_t flat = at("ch0.frame_flatness_mean");
+  EXPECT_LT(quiet[flat], -20);
+  std::mt19937 rng(3);
+  std::normal_distribution<float> g(0, 1);
+  for (float& v : x) v = g(rng);
+  std::vector<float> noise(s.Size());
+  ASSERT_TRUE((*fx)->Compute(x, noise));
+  EXPECT_NEAR(noise[flat], -2.5, 0.3);
 }
 
 }  // namespace

@@ -303,6 +303,82 @@ TEST(ExporterTest, OtaStatusOverHttp) {
   EXPECT_NE(text.find("# TYPE edge_ota_probation gauge\n"), std::string::npos);
 }
 
+// Health, drift and input monitors: real monitors fed here, snapshot through the provider.
+TEST(ExporterTest, MonitorFiguresOverHttpAndInTheHealthMessage) {
+  FakeSys sys;
+  auto e = Exporter::Create(TestLabels(), TestOptions(sys));
+  ASSERT_TRUE(e) << e.error().message;
+  Exporter& ex = **e;
+  for (const auto& s : testing::ParseExposition(Get(ex.port(), "/metrics"))) {
+    EXPECT_EQ(s.name.rfind("edge_health_", 0), std::string::npos) << s.name;
+    EXPECT_NE(s.name, "edge_feature_drift");
+  }
+  auto health = HealthMonitor::Create(ScoreBaseline{0, 0, 1}, HealthOptions{});
+  ASSERT_TRUE(health);
+  for (int i = 0; i < 12; ++i) health->Update(std::exp(2.0f));  // 2 sd: a warning
+  std::vector<float> rows;
+  for (int i = 0; i < 100; ++i) {
+    rows.push_back(static_cast<float>(i % 10));
+    rows.push_back(static_cast<float>(i % 7));
+  }
+  auto ref = DriftReference::FromRows(rows, 2);
+  ASSERT_TRUE(ref);
+  DriftOptions dopt;
+  dopt.window = 20;
+  dopt.min_events = 20;
+  dopt.top_k = 2;
+  auto drift = DriftMonitor::Create(*ref, dopt);
+  ASSERT_TRUE(drift);
+  for (int i = 0; i < 20; ++i) drift->Observe(std::vector<float>{100.0f, float(i % 7)});
+  auto input = InputHealth::Create(1, 100, {}, InputHealthOptions{});
+  ASSERT_TRUE(input);
+  input->Observe(std::vector<float>(50, 0.5f));
+  const std::vector<std::string> names = {"ch0.rms", "ch0.kurtosis"};
+  ex.SetMonitorProvider(
+      "press-01", [&] { return MonitorFiguresOf(&*health, &*drift, names, &*input, nullptr); });
+
+  const std::string text = Get(ex.port(), "/metrics");
+  auto samples = testing::ParseExposition(text);
+  EXPECT_EQ(Value(samples, "edge_health_state"), 1);
+  EXPECT_GT(Value(samples, "edge_health_cusum", {{"cusum", "warning"}}), 8);
+  EXPECT_EQ(Value(samples, "edge_drift_level"), 2);
+  EXPECT_GT(Value(samples, "edge_feature_drift", {{"feature", "ch0.rms"}}), 0.25);
+  EXPECT_EQ(Find(samples, "edge_feature_drift").size(), 2u);  // top k
+  EXPECT_EQ(Value(samples, "edge_input_problem_windows_total", {{"problem", "flat_line"}}), 0);
+  EXPECT_TRUE(Find(samples, "edge_baseline_shift_sd").empty());  // no adaptive baseline
+  for (const auto& s : samples) EXPECT_EQ(s.labels.at("asset_id"), "press-01") << s.name;
+  EXPECT_NE(text.find("# TYPE edge_feature_drift gauge\n"), std::string::npos);
+
+  const nlohmann::json h = ex.HealthFigures();
+  EXPECT_EQ(h["health"], "warning");
+  EXPECT_EQ(h["drift_level"], "alert");
+  EXPECT_GT(h["feature_drift"]["ch0.rms"].get<double>(), 0.25);
+  EXPECT_EQ(h["input_problems"], "ok");
+  EXPECT_FALSE(h.contains("monitors"));  // one monitored asset: its fields at the top level
+
+  // A second asset: one family per name, a series per asset; its fields under "monitors".
+  auto quiet = HealthMonitor::Create(ScoreBaseline{0, 0, 1}, HealthOptions{});
+  ASSERT_TRUE(quiet);
+  ex.SetMonitorProvider("press-02",
+                        [&] { return MonitorFiguresOf(&*quiet, nullptr, {}, nullptr, nullptr); });
+  const std::string two = Get(ex.port(), "/metrics");
+  size_t families = 0;
+  for (size_t at = 0; (at = two.find("# TYPE edge_health_state ", at)) != std::string::npos; ++at) {
+    ++families;
+  }
+  EXPECT_EQ(families, 1u);
+  samples = testing::ParseExposition(two);
+  EXPECT_EQ(Value(samples, "edge_health_state", {{"asset_id", "press-01"}}), 1);
+  EXPECT_EQ(Value(samples, "edge_health_state", {{"asset_id", "press-02"}}), 0);
+  EXPECT_EQ(Find(samples, "edge_drift_level").size(), 1u);  // press-02 has no drift monitor
+  const nlohmann::json h2 = ex.HealthFigures();
+  EXPECT_EQ(h2["health"], "warning");  // the identity's asset (press-01)
+  EXPECT_EQ(h2["monitors"]["press-02"]["health"], "ok");
+  EXPECT_EQ(h2["monitors"]["press-01"]["drift_level"], "alert");
+  ex.SetMonitorProvider("press-02", nullptr);
+  EXPECT_FALSE(ex.HealthFigures().contains("monitors"));
+}
+
 TEST(ExporterTest, NoDecisionYetMeansNoScoreGauge) {
   FakeSys sys;
   auto e = Exporter::Create(TestLabels(), TestOptions(sys));

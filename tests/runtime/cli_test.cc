@@ -48,8 +48,9 @@ TEST_F(RuntimeCli, DoctorListsTheComponentsOfTheBinary) {
   auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(Names(j["sources"]), (std::set<std::string>{"wav", "csv", "raw", "sim", "images"}));
   EXPECT_EQ(Names(j["model_kinds"]), (std::set<std::string>{"features", "raw", "image"}));
-  EXPECT_EQ(Names(j["sinks"]), (std::set<std::string>{"stdout", "decision_log", "prometheus",
-                                                      "mqtt", "sim_truth", "plc", "sparkplug"}));
+  EXPECT_EQ(Names(j["sinks"]),
+            (std::set<std::string>{"stdout", "decision_log", "prometheus", "monitors", "mqtt",
+                                   "sim_truth", "plc", "sparkplug"}));
   for (const char* k : {"sources", "model_kinds", "sinks"}) {
     for (const auto& c : j[k]) EXPECT_FALSE(c["description"].get<std::string>().empty());
   }
@@ -155,6 +156,80 @@ TEST_F(RuntimeCli, ReplayAtSpeedZeroDecidesEveryWindow) {
   EXPECT_EQ(s["windows"].get<int64_t>(), (frames - 2000) / 200 + 1);
   EXPECT_EQ(s["overruns"], 0);
   EXPECT_EQ(r.err.find("backlog full"), std::string::npos);
+}
+
+// The monitors sink (#14): per asset, health over many events and feature drift against the
+// model's commissioning baseline. A healthy press stays ok; a wearing one warns, then alarms (the
+// state changes are logged with their window, and the summary has the first of each); an asset
+// can turn its monitors off; inconsistent drift levels are a one-line error naming the keys.
+// Commissioned on 300 strokes (on 40, the calibration's spread is too uncertain for a quiet
+// warning CUSUM; docs/alarms.md).
+TEST_F(RuntimeCli, MonitorsWarnAndAlarmOnAWearingPressAndStayQuietOnAHealthyOne) {
+  std::filesystem::create_directories(dir() + "/mon");
+  auto t = Tend("train --input 'sim:strokes=300,wear=0,seed=5' --out mon/m.onnx", dir());
+  ASSERT_EQ(t.rc, 0) << t.err;
+  std::ofstream(dir() + "/mon/run.toml") << R"([agent]
+speed = 0
+
+[metrics]
+port = 0
+
+[[asset]]
+id = "healthy"
+source = "sim:strokes=300,wear=0,seed=9"
+model = "m.onnx"
+
+[[asset]]
+id = "wearing"
+source = "sim:strokes=150,wear=0.7,wear_end=1,seed=2"
+model = "m.onnx"
+drift_window = 50
+
+[[asset]]
+id = "unmonitored"
+source = "sim:strokes=20,wear=0.7,wear_end=1,seed=3"
+model = "m.onnx"
+health_monitor = false
+drift_monitor = false
+)";
+  auto r = Tend("run --config mon/run.toml --quiet --summary-json mon/s.json", dir());
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const auto s = nlohmann::json::parse(Slurp(dir() + "/mon/s.json"));
+  ASSERT_TRUE(s.contains("monitors")) << s.dump(1);
+  const auto& m = s["monitors"];
+  EXPECT_FALSE(m.contains("unmonitored")) << m.dump(1);
+  const auto& ok = m["healthy"];
+  EXPECT_EQ(ok["health"], "ok") << ok.dump();
+  EXPECT_TRUE(ok["first_warning_window"].is_null()) << ok.dump();
+  EXPECT_TRUE(ok["first_alarm_window"].is_null()) << ok.dump();
+  // 300 events do not fill the default 360-event drift window: no drift figure yet.
+  EXPECT_FALSE(ok.contains("drift_level")) << ok.dump();
+  const auto& worn = m["wearing"];
+  EXPECT_EQ(worn["health"], "alarm") << worn.dump();
+  ASSERT_TRUE(worn["first_warning_window"].is_number()) << worn.dump();
+  ASSERT_TRUE(worn["first_alarm_window"].is_number()) << worn.dump();
+  EXPECT_LE(worn["first_warning_window"].get<int64_t>(), worn["first_alarm_window"].get<int64_t>());
+  EXPECT_NE(worn["drift_level"], "none") << worn.dump();
+  EXPECT_FALSE(worn["feature_drift"].empty()) << worn.dump();
+  const std::string logged = "wearing: health alarm at window " +
+                             std::to_string(worn["first_alarm_window"].get<int64_t>());
+  EXPECT_NE(r.err.find(logged), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("healthy: health"), std::string::npos) << r.err;
+
+  std::ofstream(dir() + "/mon/bad.toml") << R"([agent]
+speed = 0
+source = "sim:strokes=5,seed=1"
+model = "m.onnx"
+
+[monitors]
+drift_warn = 0.5
+drift_alert = 0.25
+)";
+  auto bad = Tend("run --config mon/bad.toml --quiet --metrics-port 0", dir());
+  EXPECT_NE(bad.rc, 0);
+  EXPECT_NE(LastLine(bad.err).find("drift monitor (monitors.drift_*)"), std::string::npos)
+      << bad.err;
+  EXPECT_NE(LastLine(bad.err).find("0 < warn (0.5) < alert (0.25)"), std::string::npos) << bad.err;
 }
 
 }  // namespace

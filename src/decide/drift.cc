@@ -1,0 +1,302 @@
+#include "decide/drift.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace tend {
+
+Status DriftOptions::Validate() const {
+  auto bad = [](const std::string& m) { return Fail(Error::Invalid("drift: " + m)); };
+  if (window < 10 || window > 1000000)
+    return bad(fmt::format("window {} must be 10..1000000", window));
+  if (min_events < 1 || min_events > window) {
+    return bad(fmt::format("min_events {} must be in 1..window ({})", min_events, window));
+  }
+  if (!(warn > 0) || !(alert > warn) || !std::isfinite(alert)) {
+    return bad(fmt::format("levels must satisfy 0 < warn ({}) < alert ({})", warn, alert));
+  }
+  if (top_k < 1 || top_k > 1000) return bad(fmt::format("top_k {} must be 1..1000", top_k));
+  return Ok();
+}
+
+const char* DriftLevelName(DriftLevel l) {
+  switch (l) {
+    case DriftLevel::kNone:
+      return "none";
+    case DriftLevel::kWarn:
+      return "warn";
+    case DriftLevel::kAlert:
+      return "alert";
+  }
+  return "none";
+}
+
+Result<DriftReference> DriftReference::FromRows(std::span<const float> rows, size_t f) {
+  if (f == 0 || rows.size() % f != 0) {
+    return Fail(Error::Invalid("drift reference: rows must be a whole number of feature vectors"));
+  }
+  const size_t n = rows.size() / f;
+  if (n < kDriftBins) {
+    return Fail(Error::Invalid(
+        fmt::format("drift reference: {} rows are too few for deciles (need {})", n, kDriftBins)));
+  }
+  DriftReference ref;
+  ref.deciles.resize(f);
+  std::vector<float> col(n);
+  for (size_t j = 0; j < f; ++j) {
+    for (size_t i = 0; i < n; ++i) {
+      col[i] = rows[i * f + j];
+      if (!std::isfinite(col[i])) {
+        return Fail(
+            Error::Invalid(fmt::format("drift reference: row {} feature {} is not finite", i, j)));
+      }
+    }
+    std::sort(col.begin(), col.end());
+    for (int d = 1; d < kDriftBins; ++d) {  // numpy's linear interpolation
+      const double pos = (n - 1) * d / double(kDriftBins);
+      const size_t lo = static_cast<size_t>(pos);
+      const double frac = pos - lo;
+      ref.deciles[j][d - 1] =
+          static_cast<float>(col[lo] + (lo + 1 < n ? frac * (col[lo + 1] - col[lo]) : 0.0));
+    }
+  }
+  ref.rows = static_cast<int64_t>(n);
+  ref.shares.resize(f);
+  for (size_t j = 0; j < f; ++j) {
+    std::array<int64_t, kDriftBins> counts{};
+    for (size_t i = 0; i < n; ++i)
+      ++counts[static_cast<size_t>(Bin(ref.deciles[j], rows[i * f + j]))];
+    for (int b = 0; b < kDriftBins; ++b) {
+      ref.shares[j][static_cast<size_t>(b)] =
+          static_cast<float>(counts[static_cast<size_t>(b)]) / n;
+    }
+  }
+  return ref;
+}
+
+int DriftReference::Bin(const std::array<float, kDriftBins - 1>& q, float v) {
+  if (std::isnan(v)) return kDriftBins - 1;
+  return static_cast<int>(std::upper_bound(q.begin(), q.end(), v) - q.begin());
+}
+
+Status DriftReference::Validate() const {
+  if (deciles.empty()) return Fail(Error::Invalid("drift reference: no features"));
+  if (rows < kDriftBins) {
+    return Fail(Error::Invalid(fmt::format("drift reference: {} rows are too few", rows)));
+  }
+  if (shares.size() != deciles.size()) {
+    return Fail(Error::Invalid(fmt::format("drift reference: {} bin shares for {} features",
+                                           shares.size(), deciles.size())));
+  }
+  for (size_t j = 0; j < shares.size(); ++j) {
+    double total = 0;
+    for (float q : shares[j]) {
+      if (!(q >= 0 && q <= 1))
+        return Fail(Error::Invalid("drift reference: a bin share is not in [0, 1]"));
+      total += q;
+    }
+    if (std::fabs(total - 1) > 1e-3) {
+      return Fail(Error::Invalid(
+          fmt::format("drift reference: feature {} bin shares sum to {}", j, total)));
+    }
+  }
+  for (size_t j = 0; j < deciles.size(); ++j) {
+    for (int d = 0; d < kDriftBins - 1; ++d) {
+      if (!std::isfinite(deciles[j][d]) || (d > 0 && deciles[j][d] < deciles[j][d - 1])) {
+        return Fail(Error::Invalid(
+            fmt::format("drift reference: feature {} deciles are not finite and ascending", j)));
+      }
+    }
+  }
+  return Ok();
+}
+
+Result<DriftMonitor> DriftMonitor::Create(DriftReference reference, const DriftOptions& o) {
+  TEND_RETURN_NOT_OK(o.Validate());
+  TEND_RETURN_NOT_OK(reference.Validate());
+  DriftMonitor m;
+  const size_t f = reference.deciles.size();
+  m.options_ = o;
+  m.ref_ = std::move(reference);
+  m.ring_.assign(static_cast<size_t>(o.window) * f, 0);
+  m.counts_.assign(f * kDriftBins, 0);
+  m.psi_.assign(f, 0);
+  m.order_.resize(f);
+  m.top_.resize(static_cast<size_t>(o.top_k));
+  return m;
+}
+
+void DriftMonitor::Observe(std::span<const float> x) {
+  const size_t f = psi_.size();
+  uint8_t* slot = ring_.data() + pos_ * f;
+  const bool full = events_ >= options_.window;
+  for (size_t j = 0; j < f; ++j) {
+    const float v = j < x.size() ? x[j] : 0.0f;
+    const auto& q = ref_.deciles[j];
+    // Ties with a cut point go to the upper bin (numpy.digitize right=False); NaN goes last.
+    const uint8_t bin =
+        std::isnan(v) ? kDriftBins - 1
+                      : static_cast<uint8_t>(std::upper_bound(q.begin(), q.end(), v) - q.begin());
+    if (full) --counts_[j * kDriftBins + slot[j]];
+    slot[j] = bin;
+    ++counts_[j * kDriftBins + bin];
+  }
+  pos_ = (pos_ + 1) % static_cast<size_t>(options_.window);
+  ++events_;
+  if (ready()) Recompute();
+}
+
+void DriftMonitor::Recompute() {
+  const size_t f = psi_.size();
+  const double n = static_cast<double>(std::min<int64_t>(events_, options_.window));
+  // The reference side is smoothed as if it had as many rows as the window.
+  const double chance = (kDriftBins - 1) * (1.0 / n + 1.0 / static_cast<double>(ref_.rows));
+  level_ = DriftLevel::kNone;
+  for (size_t j = 0; j < f; ++j) {
+    double psi = 0;
+    for (int b = 0; b < kDriftBins; ++b) {
+      const double p = (counts_[j * kDriftBins + b] + 0.5) / (n + 0.5 * kDriftBins);
+      const double q = (ref_.shares[j][static_cast<size_t>(b)] * n + 0.5) / (n + 0.5 * kDriftBins);
+      psi += (p - q) * std::log(p / q);
+    }
+    psi = std::max(0.0, psi - chance);
+    psi_[j] = static_cast<float>(psi);
+    if (psi >= options_.alert) {
+      level_ = DriftLevel::kAlert;
+    } else if (psi >= options_.warn && level_ == DriftLevel::kNone) {
+      level_ = DriftLevel::kWarn;
+    }
+  }
+  for (size_t j = 0; j < f; ++j) order_[j] = static_cast<int>(j);
+  top_count_ = std::min(top_.size(), f);
+  std::partial_sort(order_.begin(), order_.begin() + static_cast<std::ptrdiff_t>(top_count_),
+                    order_.end(), [&](int a, int b) { return psi_[a] > psi_[b]; });
+  for (size_t k = 0; k < top_count_; ++k) {
+    const float p = psi_[order_[k]];
+    top_[k] = {order_[k], p,
+               p >= options_.alert  ? DriftLevel::kAlert
+               : p >= options_.warn ? DriftLevel::kWarn
+                                    : DriftLevel::kNone};
+  }
+}
+
+int DriftMonitor::CountAtLeast(DriftLevel level) const {
+  if (!ready()) return 0;
+  const double t = level == DriftLevel::kAlert  ? options_.alert
+                   : level == DriftLevel::kWarn ? options_.warn
+                                                : -1;
+  return static_cast<int>(std::count_if(psi_.begin(), psi_.end(), [&](float p) { return p >= t; }));
+}
+
+std::string InputProblemNames(uint32_t p) {
+  if (p == kInputOk) return "ok";
+  std::string s;
+  auto add = [&](uint32_t bit, const char* name) {
+    if (p & bit) s += (s.empty() ? "" : ",") + std::string(name);
+  };
+  add(kFlatLine, "flat_line");
+  add(kClipping, "clipping");
+  add(kNonFinite, "non_finite");
+  add(kRateGlitch, "rate_glitch");
+  return s;
+}
+
+Status InputHealthOptions::Validate() const {
+  if (!(flat_rel >= 0 && flat_rel < 1))
+    return Fail(Error::Invalid("input health: flat_rel must be in [0, 1)"));
+  if (flat_windows < 1) return Fail(Error::Invalid("input health: flat_windows must be >= 1"));
+  if (clip_samples < 2) return Fail(Error::Invalid("input health: clip_samples must be >= 2"));
+  if (!(rate_tolerance > 0 && rate_tolerance < 1)) {
+    return Fail(Error::Invalid("input health: rate_tolerance must be in (0, 1)"));
+  }
+  return Ok();
+}
+
+Result<InputHealth> InputHealth::Create(int channels, double sample_rate,
+                                        std::vector<float> reference_std,
+                                        const InputHealthOptions& o) {
+  TEND_RETURN_NOT_OK(o.Validate());
+  if (channels < 1 || !(sample_rate > 0)) {
+    return Fail(Error::Invalid("input health: channels and sample_rate must be positive"));
+  }
+  if (!reference_std.empty() && reference_std.size() != static_cast<size_t>(channels)) {
+    return Fail(Error::Invalid(fmt::format("input health: {} reference stds for {} channels",
+                                           reference_std.size(), channels)));
+  }
+  InputHealth h;
+  h.channels_ = channels;
+  h.sample_rate_ = sample_rate;
+  h.ref_std_ = std::move(reference_std);
+  h.flat_run_.assign(static_cast<size_t>(channels), 0);
+  h.opt_ = o;
+  return h;
+}
+
+const InputHealthStatus& InputHealth::Observe(std::span<const float> planar) {
+  InputHealthStatus& s = status_;
+  s.problems = kInputOk;
+  ++s.windows;
+  const size_t n = planar.size() / static_cast<size_t>(channels_);
+  for (int c = 0; c < channels_ && n > 0; ++c) {
+    const float* x = planar.data() + static_cast<size_t>(c) * n;
+    double sum = 0, sum2 = 0;
+    float lo = 0, hi = 0;
+    int64_t bad = 0, used = 0;
+    for (size_t i = 0; i < n; ++i) {
+      if (!std::isfinite(x[i])) {
+        ++bad;
+        continue;
+      }
+      if (used++ == 0) lo = hi = x[i];
+      lo = std::min(lo, x[i]);
+      hi = std::max(hi, x[i]);
+      sum += x[i];
+      sum2 += double(x[i]) * x[i];
+    }
+    if (bad > 0) {
+      s.problems |= kNonFinite;
+      s.non_finite_samples += bad;
+    }
+    if (used < 2) continue;
+    const double mean = sum / used;
+    const double sd = std::sqrt(std::max(0.0, sum2 / used - mean * mean));
+    const double ref = ref_std_.empty() ? 0.0 : ref_std_[static_cast<size_t>(c)];
+    const bool flat = hi == lo || sd <= opt_.flat_rel * ref;
+    flat_run_[static_cast<size_t>(c)] = flat ? flat_run_[static_cast<size_t>(c)] + 1 : 0;
+    if (flat_run_[static_cast<size_t>(c)] >= opt_.flat_windows) {
+      s.problems |= kFlatLine;
+      s.flat_channel = c;
+    }
+    if (hi > lo) {
+      int at_hi = 0, at_lo = 0;
+      for (size_t i = 0; i < n; ++i) {
+        at_hi += x[i] == hi;
+        at_lo += x[i] == lo;
+      }
+      if (std::max(at_hi, at_lo) >= opt_.clip_samples) {
+        s.problems |= kClipping;
+        s.clipped_channel = c;
+      }
+    }
+  }
+  s.flat_windows += (s.problems & kFlatLine) ? 1 : 0;
+  s.clipped_windows += (s.problems & kClipping) ? 1 : 0;
+  s.non_finite_windows += (s.problems & kNonFinite) ? 1 : 0;
+  return s;
+}
+
+const InputHealthStatus& InputHealth::ObserveTiming(int64_t frames, double seconds) {
+  status_.problems &= ~kRateGlitch;
+  if (seconds > 0 && frames >= 0) {
+    status_.measured_rate = static_cast<double>(frames) / seconds;
+    if (std::fabs(status_.measured_rate / sample_rate_ - 1) > opt_.rate_tolerance) {
+      status_.problems |= kRateGlitch;
+      ++status_.rate_glitches;
+    }
+  }
+  return status_;
+}
+
+}  // namespace tend
