@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 CTEST_ARGS ?=
 
-.PHONY: all bootstrap configure build test test-unit test-asan fuzz demo bench measure-alarms format clean
+.PHONY: all bootstrap configure build test test-unit test-asan fuzz demo demo-vision bench measure-alarms format clean
 
 all: build
 
@@ -50,6 +50,12 @@ demo: configure
 	@start=$$(date +%s); cmake --build $(BUILD) -j $(JOBS) --target tend && \
 	  echo "make demo: $(BUILD)/tend built in $$(( $$(date +%s) - start )) s; running scripts/demo.sh"
 	scripts/demo.sh $(BUILD)/tend
+
+# Visual inspection on the shared magnetic-tile photographs (docs/vision.md); like `demo`, it
+# builds only the `tend` binary.
+demo-vision: configure
+	cmake --build $(BUILD) -j $(JOBS) --target tend
+	scripts/demo_vision.sh $(BUILD)/tend
 
 bench: build
 	scripts/bench.sh $(BUILD)

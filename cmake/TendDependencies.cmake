@@ -19,6 +19,11 @@ find_package(prometheus-cpp QUIET)
 pkg_check_modules(SODIUM QUIET IMPORTED_TARGET libsodium)
 pkg_check_modules(HTTPLIB QUIET IMPORTED_TARGET cpp-httplib)
 pkg_check_modules(PQXX QUIET IMPORTED_TARGET libpqxx)
+# Images: libjpeg-turbo's TurboJPEG API and libpng (both permissive; Debian libturbojpeg0-dev,
+# libpng-dev), zlib for tests that build PNG chunks by hand.
+pkg_check_modules(TURBOJPEG REQUIRED IMPORTED_TARGET GLOBAL libturbojpeg)
+find_package(PNG REQUIRED)
+find_package(ZLIB REQUIRED)
 
 # libmodbus (LGPL-2.1) for the PLC link: linked dynamically, and optional. ON by default where it
 # is found; OFF builds tend without it (the PLC components then refuse to start).

@@ -6,6 +6,7 @@
 #   scripts/bootstrap.sh            # packages + ONNX Runtime
 #   TEND_SKIP_APT=1 scripts/bootstrap.sh   # only ONNX Runtime (no root needed)
 #   ONNXRUNTIME_ROOT=/opt/onnxruntime-linux-x64-1.29.0 scripts/bootstrap.sh  # use an official tarball
+#   TEND_SKIP_BACKBONE=1 scripts/bootstrap.sh   # no default image backbone (third_party/backbones)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,6 +24,7 @@ PKGS=(
   postgresql libpqxx-dev
   libmodbus-dev python3-pymodbus python3-serial python3-serial-asyncio
   python3-numpy python3-scipy python3-onnx python3-torch python3-torchvision
+  libturbojpeg0-dev libpng-dev libv4l-dev libaravis-dev libusb-1.0-0-dev aravis-tools python3-pil
   clang libclang-rt-14-dev
 )
 
@@ -57,6 +59,38 @@ ORT_NPM_VER=0.4.9
 ORT_NPM_SHA512="sha512-BkzxduSZ9IkeDP6Q8lz2TFU2ie7hSSvS7ZIfzMooExoq0CNzJnuuGaUJ7IsojBgqO4ouD1jXah8OYyJbCN29Fg=="
 SDK="$here/third_party/onnxruntime"
 CACHE="$here/.cache/npm"
+
+# --- Default image backbone ----------------------------------------------------------------------
+# MobileNetV2 with ImageNet weights for image anomaly models (docs/vision.md), converted to ONNX
+# from the TF.js shards that the MIT-licensed nsfwjs npm package carries. Pinned version, npm's
+# sha512 integrity; converted by our own script (python3-onnx, numpy); nothing is committed.
+NSFWJS_VER=4.4.0
+NSFWJS_SHA512="sha512-krC1fgeTLXtZwgdpKJ0jm7hqv0gTSRQQRL+FhOaxaJ9Wj92t42BO3csO2odwgTAgZgf2RvkwPtp0R8Aa7dc+MA=="
+BACKBONES="$here/third_party/backbones"
+provision_backbone() {
+  local stamp="$NSFWJS_VER $(sha256sum "$here/scripts/backbones/nsfwjs_to_onnx.py" | cut -c1-16)"
+  if [ -f "$BACKBONES/.complete" ] && [ "$(cat "$BACKBONES/.complete")" = "$stamp" ]; then return 0; fi
+  echo "bootstrap: building the default image backbone from npm nsfwjs@$NSFWJS_VER"
+  mkdir -p "$CACHE" "$BACKBONES"
+  local tgz="$CACHE/nsfwjs-$NSFWJS_VER.tgz"
+  [ -f "$tgz" ] || (cd "$CACHE" && npm pack --silent "nsfwjs@$NSFWJS_VER" >/dev/null)
+  local got="sha512-$(openssl dgst -sha512 -binary "$tgz" | base64 -w0)"
+  if [ "$got" != "$NSFWJS_SHA512" ]; then
+    echo "bootstrap: integrity check failed for $tgz (expected $NSFWJS_SHA512, got $got)" >&2
+    rm -f "$tgz"
+    return 1
+  fi
+  /usr/bin/python3 "$here/scripts/backbones/nsfwjs_to_onnx.py" "$tgz" "$BACKBONES/mobilenet_v2_imagenet.onnx.tmp"
+  mv "$BACKBONES/mobilenet_v2_imagenet.onnx.tmp" "$BACKBONES/mobilenet_v2_imagenet.onnx"
+  echo "$stamp" >"$BACKBONES/.complete"
+}
+if [ -n "${TEND_SKIP_BACKBONE:-}" ]; then
+  :
+elif command -v npm >/dev/null 2>&1; then
+  provision_backbone
+else
+  echo "bootstrap: no npm: the default image backbone is not built (image models need --backbone)" >&2
+fi
 
 if [ -n "${ONNXRUNTIME_ROOT:-}" ]; then
   [ -f "$ONNXRUNTIME_ROOT/include/onnxruntime_cxx_api.h" ] || [ -f "$ONNXRUNTIME_ROOT/include/onnxruntime/onnxruntime_cxx_api.h" ] \

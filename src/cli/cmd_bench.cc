@@ -16,6 +16,7 @@
 #include "agent/served_model.h"
 #include "agent/windowing.h"
 #include "cli/commands.h"
+#include "cli/vision_commands.h"
 #include "core/log.h"
 #include "detect/model_card.h"
 #include "dsp/features.h"
@@ -45,6 +46,7 @@ struct BenchArgs {
   bool trt_int8 = false;
   int strokes = 200;  // --pipeline: simulated strokes
   std::string sim;    // --pipeline: simulator options, "key=value,..."
+  ImageBenchFlags image;  // --pipeline with an image model
 };
 
 using Clock = std::chrono::steady_clock;
@@ -444,8 +446,11 @@ void RegisterBench(CLI::App& app) {
   cmd->add_option("--state-dir", args->state_dir, "State directory (TensorRT engine cache)");
   cmd->add_flag("--trt-fp16", args->trt_fp16, "TensorRT: allow FP16 kernels");
   cmd->add_flag("--trt-int8", args->trt_int8, "TensorRT: allow INT8 kernels");
+  AddImageBenchFlags(*cmd, args->image);
   cmd->callback([args] {
-    if (args->pipeline) {
+    if (args->pipeline && !args->model.empty() && IsImageModelFile(args->model)) {
+      RunImageBench(args->model, args->image, args->iterations, args->warmup, args->threads, args->json);
+    } else if (args->pipeline) {
       RunPipelineBench(*args);
     } else {
       RunModelBench(*args);

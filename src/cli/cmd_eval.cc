@@ -13,6 +13,7 @@
 #include "agent/dataset.h"
 #include "agent/served_model.h"
 #include "cli/commands.h"
+#include "cli/vision_commands.h"
 #include "core/fs.h"
 #include "detect/select.h"
 #include "eval/metrics.h"
@@ -138,6 +139,7 @@ void AddClipFigures(nlohmann::json& j, const std::vector<Scored>& normal,
 
 void DoEval(const EvalArgs& a) {
   if (a.normal.empty() || a.anomalous.empty()) Die("eval needs --normal and --anomalous inputs");
+  if (IsImageModelFile(a.model)) return RunImageEval(a.model, a.normal, a.anomalous, a.json, a.plot);
   agent::ServeOptions sopt;
   sopt.warmup_runs = 2;
   auto model = OrDie(agent::ServedModel::Load(a.model, sopt));

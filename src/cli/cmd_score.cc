@@ -9,6 +9,7 @@
 #include "agent/monitors.h"
 #include "agent/served_model.h"
 #include "cli/commands.h"
+#include "cli/vision_commands.h"
 #include "core/fs.h"
 #include "decide/health.h"
 #include "detect/select.h"
@@ -23,6 +24,7 @@ struct ScoreArgs {
   double sample_rate = 0;
   int channels = 0;
   int top_k = 3;
+  std::string overlays;
   bool clips = false;   // one line per input (clip) instead of per window
   bool health = false;  // health over time (decide/health.h) on the window scores
   DebounceOptions debounce{1, 1};
@@ -94,6 +96,7 @@ std::optional<HealthMonitor> MakeHealth(const ScoreArgs& a, const agent::ServedM
 void DoScore(const ScoreArgs& a) {
   if (a.model.empty()) Die("no model given (--model)");
   if (a.inputs.empty()) Die("no input given (--input)");
+  if (IsImageModelFile(a.model)) return RunImageScore(a.model, a.inputs, a.out, a.overlays);
   agent::ServeOptions sopt;
   sopt.top_k = a.top_k;
   auto model = OrDie(agent::ServedModel::Load(a.model, sopt));
@@ -160,6 +163,7 @@ void RegisterScore(CLI::App& app) {
   cmd->add_option("--sample-rate", a->sample_rate, "Sample rate for raw stdin / CSV without time column");
   cmd->add_option("--channels", a->channels, "Channel count for raw stdin");
   cmd->add_option("--top", a->top_k, "How many top contributing features to list");
+  cmd->add_option("--overlays", a->overlays, "Image models: write an anomaly-map overlay PNG of every reject here");
   cmd->add_option("--debounce-k", a->debounce.k,
                   "is_alert when k of the last n windows cross LOW (default 1: every window alone; "
                   "the agent's default is 2 of 3)");

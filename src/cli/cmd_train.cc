@@ -16,6 +16,7 @@
 #include "agent/served_model.h"
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/vision_commands.h"
 #include "core/config.h"
 #include "core/fs.h"
 #include "core/log.h"
@@ -45,6 +46,7 @@ struct TrainArgs {
   double sample_rate = 0;
   int channels = 0;
   uint64_t seed = 1;
+  ImageTrainFlags image;
 };
 
 Status LoadTrainConfig(TrainArgs& a, CLI::App& cmd) {
@@ -219,6 +221,9 @@ detect::TrainedDetector Fit(const TrainArgs& a, const Plan& plan, const detect::
 void DoTrain(TrainArgs& a, CLI::App& cmd) {
   OrDie(LoadTrainConfig(a, cmd));
   if (a.inputs.empty()) Die("no training input given (--input FILE... or sim:...)");
+  if (IsImageInputs(a.inputs)) {
+    return RunImageTrain(cmd, a.image, a.inputs, a.out, a.name, a.version, a.holdout, a.seed);
+  }
   if (a.out.empty()) Die("no output model path given (--out MODEL.onnx)");
   if (!(a.holdout > 0 && a.holdout < 0.9)) Die("--holdout must be in (0, 0.9)");
   const auto inputs = ParseInputs(a.inputs);
@@ -300,6 +305,7 @@ void RegisterTrain(CLI::App& app) {
   cmd->add_option("--sample-rate", a->sample_rate, "Sample rate for raw stdin / CSV without time column");
   cmd->add_option("--channels", a->channels, "Channel count for raw stdin");
   cmd->add_option("--seed", a->seed, "Random seed (autoencoder)");
+  AddImageTrainFlags(*cmd, a->image);
   cmd->callback([a, cmd] { DoTrain(*a, *cmd); });
 }
 

@@ -240,9 +240,15 @@ Status ModelCard::Validate() const {
   if (detector.empty()) return Fail(Error::Invalid(fmt::format("'{}' is empty", kKeyDetector)));
   auto created_ok = ParseIso8601Utc(created);
   if (!created_ok) return Fail(created_ok.error().Wrap(kKeyCreated));
-  if (input_kind != "features" && input_kind != "raw")
-    return Fail(Error::Invalid(
-        fmt::format("'{}' is '{}', expected 'features' or 'raw'", kKeyInputKind, input_kind)));
+  if (input_kind != "features" && input_kind != "raw" && input_kind != "image")
+    return Fail(Error::Invalid(fmt::format("'{}' is '{}', expected 'features', 'raw' or 'image'",
+                                           kKeyInputKind, input_kind)));
+  if (input_kind == "image" &&
+      (!feature_spec.is_object() || !feature_spec.contains("preprocess") ||
+       !feature_spec["preprocess"].is_object()))
+    return Fail(Error::Invalid(fmt::format(
+        "'{}' of an image model needs a 'preprocess' object: the input cannot be rebuilt without it",
+        kKeyFeatureSpec)));
   if (!feature_spec.is_object() || feature_spec.empty())
     return Fail(Error::Invalid(fmt::format(
         "'{}' must be a non-empty object: the feature vector cannot be rebuilt without it",
@@ -278,10 +284,40 @@ Status ModelCard::Validate() const {
   return Ok();
 }
 
+namespace {
+
+// An image model: input [N,C,H,W] as the preprocess spec says, anomaly map [N,h,w].
+Status CheckImageGraph(const json& pre, const std::vector<int64_t>& in,
+                       const std::vector<std::vector<int64_t>>& outs) {
+  if (in.size() != 4)
+    return Fail(Error::Model(fmt::format(
+        "graph input has shape {}, but an 'image' model takes [N,C,H,W]", ShapeString(in))));
+  const char* keys[] = {"channels", "height", "width"};
+  for (int i = 0; i < 3; ++i) {
+    if (!pre.contains(keys[i]) || !pre[keys[i]].is_number_integer()) continue;  // checked later
+    const int64_t want = pre[keys[i]].get<int64_t>();
+    if (in[static_cast<size_t>(i) + 1] >= 0 && in[static_cast<size_t>(i) + 1] != want)
+      return Fail(Error::Model(fmt::format(
+          "feature spec preprocess.{} is {} but the graph input has shape {}", keys[i], want,
+          ShapeString(in))));
+  }
+  if (outs.size() >= 2 && outs[1].size() != 3)
+    return Fail(Error::Model(fmt::format("graph output '{}' has shape {}, expected [N,h,w]",
+                                         kAnomalyMapOutput, ShapeString(outs[1]))));
+  return Ok();
+}
+
+}  // namespace
+
 Status ModelCard::CheckAgainstGraph(const std::vector<int64_t>& input_shape,
                                     const std::vector<std::vector<int64_t>>& output_shapes) const {
   const int64_t f = static_cast<int64_t>(feature_names.size());
-  if (input_kind == "features") {
+  if (input_kind == "image") {
+    const json pre = feature_spec.is_object() && feature_spec.contains("preprocess")
+                         ? feature_spec.at("preprocess")
+                         : json::object();
+    TEND_RETURN_NOT_OK(CheckImageGraph(pre, input_shape, output_shapes));
+  } else if (input_kind == "features") {
     if (input_shape.size() != 2)
       return Fail(
           Error::Model(fmt::format("graph input has shape {}, but a 'features' model takes [N,{}]",
@@ -315,7 +351,7 @@ Status ModelCard::CheckAgainstGraph(const std::vector<int64_t>& input_shape,
   if (batch_in >= 0 && score[0] >= 0 && batch_in != score[0])
     return Fail(Error::Model(fmt::format("graph input batch is {} but '{}' has {} rows", batch_in,
                                          kScoreOutput, score[0])));
-  if (output_shapes.size() >= 2) {
+  if (output_shapes.size() >= 2 && input_kind != "image") {
     const auto& contrib = output_shapes[1];
     if (contrib.size() != 2)
       return Fail(Error::Model(fmt::format("graph output '{}' has shape {}, expected [N,{}]",
@@ -337,7 +373,8 @@ Status ModelCard::CheckAgainstGraph(const std::vector<int64_t>& input_shape,
   if (output_names.size() != output_shapes.size())
     return Fail(Error::Internal("CheckAgainstGraph: output names and shapes differ in count"));
   std::vector<std::vector<int64_t>> ordered;
-  for (const char* want : {kScoreOutput, kContributionsOutput}) {
+  const char* second = input_kind == "image" ? kAnomalyMapOutput : kContributionsOutput;
+  for (const char* want : {kScoreOutput, second}) {
     for (size_t i = 0; i < output_names.size(); ++i)
       if (output_names[i] == want) ordered.push_back(output_shapes[i]);
     if (ordered.empty())

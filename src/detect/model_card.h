@@ -46,12 +46,18 @@ inline constexpr int kCardFormat = 1;
 inline constexpr const char* kInputName = "features";
 inline constexpr const char* kScoreOutput = "anomaly_score";
 inline constexpr const char* kContributionsOutput = "contributions";
+// Image models (input_kind "image"): input "image" float [N,C,H,W] as tend.feature_spec's
+// "preprocess" object describes it (vision/preprocess.h); outputs "anomaly_score" [N] and
+// "anomaly_map" [N,h,w] (patch scores on the feature grid, same units as the score).
+inline constexpr const char* kImageInputName = "image";
+inline constexpr const char* kAnomalyMapOutput = "anomaly_map";
 
 struct ModelCard {
   std::string name = "press-anomaly", version = "1", detector;
   std::string created;                  // ISO-8601 UTC, "2024-05-01T12:00:00Z"
   nlohmann::json feature_spec;          // opaque here: dsp's FeatureSpec plus windowing; an object
-  std::string input_kind = "features";  // "features" (input [N,F]) or "raw" (input = raw window)
+  // "features" (input [N,F]), "raw" (input = raw window) or "image" (input [N,C,H,W])
+  std::string input_kind = "features";
   std::vector<std::string> feature_names;  // input columns ("features") / contribution columns
   Thresholds thresholds;
   std::vector<float> train_mean, train_std;  // per-feature training statistics (drift checks)

@@ -213,6 +213,14 @@ struct Exporter::State {
 
   mutable std::mutex provider_mu;
   std::function<TelemetryFigures()> provider;
+  std::function<OtaFigures()> ota_provider;  // guarded by provider_mu
+  struct Component {
+    int id;
+    std::string health_key;
+    std::function<ComponentFigures()> fn;
+  };
+  std::vector<Component> components;  // guarded by provider_mu
+  int next_component_id = 1;
   std::function<OtaFigures()> ota_provider;          // guarded by provider_mu
   // Per asset, in the order set (guarded by provider_mu).
   std::vector<std::pair<std::string, std::function<MonitorFigures()>>> monitor_providers;
@@ -266,6 +274,8 @@ class Exporter::Families {
   void Counter1(const char* name, const char* help, double v) {
     Counter(Family(name, help, MetricType::Counter), v, base_);
   }
+  // A family built elsewhere (components): added whole, no reference handed out.
+  void Add(MetricFamily f) { out_.push_back(std::move(f)); }
   void Append(std::vector<MetricFamily> more) {
     for (auto& f : more) out_.push_back(std::move(f));
   }
@@ -419,6 +429,17 @@ void Exporter::SetOtaStatusProvider(std::function<OtaFigures()> fn) {
   state_->ota_provider = std::move(fn);
 }
 
+int Exporter::AddComponentProvider(std::string health_key, std::function<ComponentFigures()> fn) {
+  std::lock_guard<std::mutex> lock(state_->provider_mu);
+  const int id = state_->next_component_id++;
+  state_->components.push_back({id, std::move(health_key), std::move(fn)});
+  return id;
+}
+
+void Exporter::RemoveComponentProvider(int id) {
+  std::lock_guard<std::mutex> lock(state_->provider_mu);
+  auto& c = state_->components;
+  c.erase(std::remove_if(c.begin(), c.end(), [id](const auto& e) { return e.id == id; }), c.end());
 void Exporter::SetMonitorProvider(const std::string& asset_id,
                                   std::function<MonitorFigures()> fn) {
   std::lock_guard<std::mutex> lock(state_->provider_mu);
@@ -459,7 +480,29 @@ std::string Exporter::ScrapeText() const {
   }
   out.Gauge(out.Family("edge_build_info", "tend version (always 1).", MetricType::Gauge), 1,
             out.With({{"version", TEND_VERSION}}));
+  AppendComponentFamilies(out);
   return out.Serialize();
+}
+
+void Exporter::AppendComponentFamilies(Families& out) const {
+  std::vector<ComponentFigures> figures;
+  {
+    std::lock_guard<std::mutex> lock(state_->provider_mu);
+    for (const auto& c : state_->components) figures.push_back(c.fn());
+  }
+  for (auto& f : figures) {
+    for (auto& fam : f.families) {
+      MetricFamily mf{
+          fam.name, fam.help, fam.counter ? MetricType::Counter : MetricType::Gauge, {}};
+      for (const auto& s : fam.series) {
+        ClientMetric m;
+        m.label = out.With({}, s.asset_id.empty() ? nullptr : &s.asset_id);
+        (fam.counter ? m.counter.value : m.gauge.value) = s.value;
+        mf.metric.push_back(std::move(m));
+      }
+      out.Add(std::move(mf));
+    }
+  }
 }
 
 void Exporter::AppendDecisionFamilies(Families& out) const {
@@ -759,6 +802,11 @@ nlohmann::json Exporter::HealthFigures() {
     if (tel->mqtt_refused_total) j["mqtt_refused_total"] = *tel->mqtt_refused_total;
   }
   AddMonitorFields(PollMonitors(), labels_.asset_id, j);
+  std::lock_guard<std::mutex> lock(s.provider_mu);
+  for (const auto& c : s.components) {
+    auto f = c.fn();
+    if (!f.health.is_null()) j[c.health_key] = std::move(f.health);
+  }
   return j;
 }
 

@@ -57,6 +57,24 @@ struct OtaFigures {
   double max_model_age_s = 0;                  // the device's staleness limit
 };
 
+// Figures of a component the exporter does not know (a PLC link, a Sparkplug node), shown on
+// scrapes and in the MQTT health message. Each series carries the device labels; asset_id is the
+// series' own when given ("" = the device's).
+struct ComponentSeries {
+  std::string asset_id;
+  double value = 0;
+};
+struct ComponentFamily {
+  std::string name;  // edge_..., Prometheus conventions (_total for counters)
+  std::string help;
+  bool counter = false;  // else a gauge
+  std::vector<ComponentSeries> series;
+};
+struct ComponentFigures {
+  std::vector<ComponentFamily> families;
+  nlohmann::json health;  // put under the provider's key in HealthFigures(); null = nothing
+};
+
 // Bucket upper bounds of edge_inference_latency_ms (SPEC's 5..1000 plus fine ones below 5 ms, and
 // steps around the 3.3 s stroke budget so that the 80 % alert interpolates well).
 const std::vector<double>& LatencyBucketsMs();
@@ -105,6 +123,12 @@ class Exporter : public DecisionSink {
   // Same contract, for the OTA figures (edge_ota_*, edge_model_stale): polled at every scrape.
   void SetOtaStatusProvider(std::function<OtaFigures()> fn);
 
+  // A component's figures, polled at every scrape and by HealthFigures() (same contract as the
+  // telemetry provider). Returns an id for RemoveComponentProvider(), which the component must
+  // call before it goes; after it returns, the provider is no longer called.
+  int AddComponentProvider(std::string health_key, std::function<ComponentFigures()> fn);
+  void RemoveComponentProvider(int id);
+
   // Same contract, for the health/drift/input monitors (monitor_metrics.h): edge_health_*,
   // edge_feature_drift, ... at every scrape and in HealthFigures().
   // One provider per asset (series labelled with that asset_id); an empty function removes it.
@@ -136,6 +160,8 @@ class Exporter : public DecisionSink {
   void AppendSystemFamilies(Families& out) const;
   void AppendTelemetryFamilies(Families& out) const;
   void AppendOtaFamilies(Families& out) const;
+  void AppendComponentFamilies(Families& out) const;
+
   std::vector<std::pair<std::string, MonitorFigures>> PollMonitors() const;
 
   Labels labels_;

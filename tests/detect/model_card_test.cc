@@ -143,7 +143,8 @@ TEST(ModelCardTest, InconsistentValuesAreErrors) {
       {kKeyTrainStd, "[1, 0, 2]", "'tend.train_std'[1] = 0"},
       {kKeyFeatureNames, R"(["a", "a", "b"])", "lists 'a' twice"},
       {kKeyCreated, "\"yesterday\"", "not an ISO-8601 UTC time"},
-      {kKeyInputKind, "\"image\"", "expected 'features' or 'raw'"},
+      {kKeyInputKind, "\"camera\"", "expected 'features', 'raw' or 'image'"},
+      {kKeyInputKind, "\"image\"", "an image model needs a 'preprocess' object"},
       {kKeyFeatureSpec, "{}", "non-empty object"},
   };
   for (const auto& c : cases) {

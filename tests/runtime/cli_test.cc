@@ -46,10 +46,11 @@ TEST_F(RuntimeCli, DoctorListsTheComponentsOfTheBinary) {
   auto r = Tend("doctor --json", dir());
   ASSERT_EQ(r.rc, 0) << r.err;
   auto j = nlohmann::json::parse(r.out);
-  EXPECT_EQ(Names(j["sources"]), (std::set<std::string>{"wav", "csv", "raw", "sim"}));
-  EXPECT_EQ(Names(j["model_kinds"]), (std::set<std::string>{"features", "raw"}));
-  EXPECT_EQ(Names(j["sinks"]), (std::set<std::string>{"stdout", "decision_log", "prometheus",
-                                                      "monitors", "mqtt", "sim_truth"}));
+  EXPECT_EQ(Names(j["sources"]), (std::set<std::string>{"wav", "csv", "raw", "sim", "images"}));
+  EXPECT_EQ(Names(j["model_kinds"]), (std::set<std::string>{"features", "raw", "image"}));
+  EXPECT_EQ(Names(j["sinks"]),
+            (std::set<std::string>{"stdout", "decision_log", "prometheus", "monitors", "mqtt",
+                                   "sim_truth", "plc", "sparkplug"}));
   for (const char* k : {"sources", "model_kinds", "sinks"}) {
     for (const auto& c : j[k]) EXPECT_FALSE(c["description"].get<std::string>().empty());
   }

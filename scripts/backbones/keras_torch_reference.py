@@ -1,0 +1,98 @@
+#!/usr/bin/python3
+"""An independent reading of the same nsfwjs Keras MobileNetV2, run with PyTorch (Debian's
+python3-torch): BatchNorm as BatchNorm (not folded), ZeroPadding2D as an explicit pad, 'same'
+padding as TensorFlow defines it. Used to check nsfwjs_to_onnx.py: the test feeds the same input
+to this and to the ONNX file (run by ONNX Runtime from C++) and compares every named layer.
+
+    keras_torch_reference.py nsfwjs-4.4.0.tgz OUT_DIR [--size 96]
+
+writes OUT_DIR/input.npy (float32 [1,3,S,S], already normalised) and OUT_DIR/<layer>.npy for the
+layers listed in LAYERS, each float32 [1,C,h,w].
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from nsfwjs_to_onnx import dequantise, read_package  # noqa: E402  (weights only: the parsing)
+
+LAYERS = ["Conv1_relu", "block_1_expand_relu", "block_3_expand_relu", "block_6_expand_relu",
+          "block_8_add", "block_10_expand_relu", "block_13_expand_relu", "out_relu"]
+
+
+def tf_same_pads(size, k, s):
+    out = -(-size // s)
+    total = max((out - 1) * s + k - size, 0)
+    return total // 2, total - total // 2
+
+
+def run(layers, w, x):
+    t = {}
+    for l in layers:
+        cls, cfg, name = l["class_name"], l["config"], l["name"]
+        if cls == "InputLayer":
+            t[name] = x
+            continue
+        src = [t[n[0]] for n in l["inbound_nodes"][0]]
+        if cls == "ZeroPadding2D":
+            (top, bottom), (left, right) = cfg["padding"]
+            y = F.pad(src[0], (left, right, top, bottom))
+        elif cls in ("Conv2D", "DepthwiseConv2D"):
+            inp = src[0]
+            if cls == "Conv2D":
+                k = torch.from_numpy(w[f"{name}/kernel"]).permute(3, 2, 0, 1)
+                groups = 1
+            else:
+                dk = torch.from_numpy(w[f"{name}/depthwise_kernel"])
+                groups = dk.shape[2]
+                k = dk.permute(2, 3, 0, 1).reshape(groups * dk.shape[3], 1, dk.shape[0], dk.shape[1])
+            if cfg["padding"] == "same":
+                ph = tf_same_pads(inp.shape[2], k.shape[2], cfg["strides"][0])
+                pw = tf_same_pads(inp.shape[3], k.shape[3], cfg["strides"][1])
+                inp = F.pad(inp, (pw[0], pw[1], ph[0], ph[1]))
+            b = torch.from_numpy(w[f"{name}/bias"]) if cfg["use_bias"] else None
+            y = F.conv2d(inp, k, b, stride=cfg["strides"], groups=groups)
+        elif cls == "BatchNormalization":
+            y = F.batch_norm(src[0], torch.from_numpy(w[f"{name}/moving_mean"]),
+                             torch.from_numpy(w[f"{name}/moving_variance"]),
+                             torch.from_numpy(w[f"{name}/gamma"]), torch.from_numpy(w[f"{name}/beta"]),
+                             training=False, eps=cfg["epsilon"])
+        elif cls == "ReLU":
+            y = torch.clamp(src[0], 0, cfg["max_value"])
+        elif cls == "Add":
+            y = src[0] + src[1]
+        else:
+            break  # the classification head
+        t[name] = y
+    return t
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("tgz")
+    ap.add_argument("out_dir")
+    ap.add_argument("--size", type=int, default=96)
+    a = ap.parse_args()
+    model, blob, _ = read_package(a.tgz)
+    w = dequantise(model, blob)
+    layers = model["modelTopology"]["model_config"]["config"]["layers"]
+    rng = np.random.default_rng(7)
+    # A smooth random image in [-1, 1] (what the backbone's preprocessing produces).
+    base = rng.uniform(-1, 1, (1, 3, a.size // 8, a.size // 8))
+    x = np.kron(base, np.ones((1, 1, 8, 8))) + 0.2 * rng.standard_normal((1, 3, a.size, a.size))
+    x = np.clip(x, -1, 1).astype(np.float32)
+    with torch.no_grad():
+        t = run(layers, w, torch.from_numpy(x.astype(np.float64)))
+    os.makedirs(a.out_dir, exist_ok=True)
+    np.save(os.path.join(a.out_dir, "input.npy"), x)
+    for name in LAYERS:
+        np.save(os.path.join(a.out_dir, name + ".npy"), t[name].numpy().astype(np.float32))
+    print(f"{a.out_dir}: input and {len(LAYERS)} reference layers at {a.size}x{a.size}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,441 @@
+#include "detect/image_graph.h"
+
+#include <fmt/format.h>
+#include <onnx/defs/schema.h>
+#include <onnx/shape_inference/implementation.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <numeric>
+#include <random>
+#include <set>
+
+namespace tend::detect {
+
+using nlohmann::json;
+
+json EmbeddingSpec::ToJson() const {
+  return {
+      {"layers", layers}, {"pool", pool}, {"dims", dims}, {"seed", seed}, {"channels", channels}};
+}
+
+Result<EmbeddingSpec> EmbeddingSpec::FromJson(const json& j) {
+  EmbeddingSpec s;
+  try {
+    s.layers = j.at("layers").get<std::vector<std::string>>();
+    s.pool = j.at("pool").get<int>();
+    s.dims = j.at("dims").get<int64_t>();
+    s.seed = j.at("seed").get<uint64_t>();
+    s.channels = j.at("channels").get<std::vector<int64_t>>();
+  } catch (const json::exception& e) {
+    return Fail(Error::Invalid(std::string("embedding spec: ") + e.what()));
+  }
+  if (s.layers.empty()) return Fail(Error::Invalid("embedding spec: no layers"));
+  if (s.pool < 1 || s.pool % 2 == 0)
+    return Fail(Error::Invalid("embedding spec: pool must be odd and >= 1"));
+  return s;
+}
+
+namespace {
+
+int64_t DefaultOpset(const onnx::ModelProto& m) {
+  for (const auto& o : m.opset_import()) {
+    if (o.domain().empty() || o.domain() == "ai.onnx") return o.version();
+  }
+  return 0;
+}
+
+onnx::TensorProto Int64Tensor(const std::string& name, const std::vector<int64_t>& v,
+                              std::vector<int64_t> dims = {}) {
+  onnx::TensorProto t;
+  t.set_name(name);
+  t.set_data_type(onnx::TensorProto::INT64);
+  if (dims.empty()) dims = {static_cast<int64_t>(v.size())};
+  for (int64_t d : dims) t.add_dims(d);
+  for (int64_t x : v) t.add_int64_data(x);
+  return t;
+}
+
+onnx::TensorProto FloatTensor(const std::string& name, const std::vector<float>& v,
+                              const std::vector<int64_t>& dims) {
+  onnx::TensorProto t;
+  t.set_name(name);
+  t.set_data_type(onnx::TensorProto::FLOAT);
+  for (int64_t d : dims) t.add_dims(d);
+  std::string raw(v.size() * sizeof(float), '\0');
+  std::memcpy(raw.data(), v.data(), raw.size());  // ONNX raw_data is little-endian, as x86/ARM
+  t.set_raw_data(std::move(raw));
+  return t;
+}
+
+onnx::NodeProto* Add(onnx::GraphProto* g, const std::string& op, const std::vector<std::string>& in,
+                     const std::vector<std::string>& out) {
+  onnx::NodeProto* n = g->add_node();
+  n->set_op_type(op);
+  n->set_name(out[0] + "_" + op);
+  for (const auto& i : in) n->add_input(i);
+  for (const auto& o : out) n->add_output(o);
+  return n;
+}
+
+void IntAttr(onnx::NodeProto* n, const std::string& name, int64_t v) {
+  auto* a = n->add_attribute();
+  a->set_name(name);
+  a->set_type(onnx::AttributeProto::INT);
+  a->set_i(v);
+}
+
+void IntsAttr(onnx::NodeProto* n, const std::string& name, const std::vector<int64_t>& v) {
+  auto* a = n->add_attribute();
+  a->set_name(name);
+  a->set_type(onnx::AttributeProto::INTS);
+  for (int64_t x : v) a->add_ints(x);
+}
+
+void StrAttr(onnx::NodeProto* n, const std::string& name, const std::string& v) {
+  auto* a = n->add_attribute();
+  a->set_name(name);
+  a->set_type(onnx::AttributeProto::STRING);
+  a->set_s(v);
+}
+
+void SetOutput(onnx::ValueInfoProto* v, const std::string& name, const std::vector<int64_t>& dims) {
+  v->set_name(name);
+  auto* t = v->mutable_type()->mutable_tensor_type();
+  t->set_elem_type(onnx::TensorProto::FLOAT);
+  auto* shape = t->mutable_shape();
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (dims[i] < 0) {
+      shape->add_dim()->set_dim_param(fmt::format("dim{}", i));  // any size: fixed at Prepare
+    } else {
+      shape->add_dim()->set_dim_value(dims[i]);
+    }
+  }
+}
+
+// The graph's one real input (initializers listed as inputs by old exporters are skipped).
+Result<int> FindImageInput(const onnx::GraphProto& g) {
+  std::set<std::string> inits;
+  for (const auto& t : g.initializer()) inits.insert(t.name());
+  int found = -1;
+  for (int i = 0; i < g.input_size(); ++i) {
+    if (inits.count(g.input(i).name())) continue;
+    if (found >= 0)
+      return Fail(Error::Model("backbone: more than one input (an image backbone takes one)"));
+    found = i;
+  }
+  if (found < 0) return Fail(Error::Model("backbone: the graph has no input"));
+  const auto& t = g.input(found).type().tensor_type();
+  if (t.elem_type() != onnx::TensorProto::FLOAT || t.shape().dim_size() != 4) {
+    return Fail(Error::Model(
+        fmt::format("backbone: input '{}' must be float [N,C,H,W]", g.input(found).name())));
+  }
+  return found;
+}
+
+// Maps each requested layer to a tensor name: a node output of that name, else a node so named.
+Result<std::vector<std::string>> ResolveLayers(const onnx::ModelProto& m,
+                                               const std::vector<std::string>& layers) {
+  std::set<std::string> outputs;
+  std::map<std::string, std::string> by_node;
+  for (const auto& n : m.graph().node()) {
+    for (const auto& o : n.output()) outputs.insert(o);
+    if (!n.name().empty() && n.output_size() > 0) by_node[n.name()] = n.output(0);
+  }
+  std::vector<std::string> out;
+  for (const auto& l : layers) {
+    if (outputs.count(l)) {
+      out.push_back(l);
+    } else if (by_node.count(l)) {
+      out.push_back(by_node[l]);
+    } else {
+      auto c = LayerCandidates(m, 12);
+      return Fail(
+          Error::NotFound(fmt::format("backbone has no layer '{}' (tensors include: {}{})", l,
+                                      fmt::join(c, ", "), c.size() == 12 ? ", ..." : "")));
+    }
+  }
+  return out;
+}
+
+// Keeps only what computes `targets`.
+void Prune(onnx::GraphProto* g, const std::vector<std::string>& targets, const std::string& input) {
+  std::set<std::string> needed(targets.begin(), targets.end());
+  std::vector<bool> keep(static_cast<size_t>(g->node_size()), false);
+  for (int i = g->node_size() - 1; i >= 0; --i) {
+    const auto& n = g->node(i);
+    bool used = false;
+    for (const auto& o : n.output()) used = used || needed.count(o) > 0;
+    if (!used) continue;
+    keep[static_cast<size_t>(i)] = true;
+    for (const auto& in : n.input()) needed.insert(in);
+  }
+  google::protobuf::RepeatedPtrField<onnx::NodeProto> nodes;
+  for (int i = 0; i < g->node_size(); ++i) {
+    if (keep[static_cast<size_t>(i)]) *nodes.Add() = g->node(i);
+  }
+  g->mutable_node()->Swap(&nodes);
+  google::protobuf::RepeatedPtrField<onnx::TensorProto> inits;
+  for (const auto& t : g->initializer()) {
+    if (needed.count(t.name())) *inits.Add() = t;
+  }
+  g->mutable_initializer()->Swap(&inits);
+  google::protobuf::RepeatedPtrField<onnx::ValueInfoProto> ins;
+  for (const auto& v : g->input()) {
+    if (v.name() == input) *ins.Add() = v;
+  }
+  g->mutable_input()->Swap(&ins);
+  g->clear_output();
+  g->clear_value_info();
+}
+
+Result<std::vector<std::vector<int64_t>>> InferLayerShapes(
+    const onnx::ModelProto& m, const std::vector<std::string>& tensors) {
+  onnx::ModelProto copy = m;
+  try {
+    onnx::ShapeInferenceOptions opts(/*check_type=*/false, /*strict=*/1, /*data_prop=*/true);
+    onnx::shape_inference::InferShapes(copy, onnx::OpSchemaRegistry::Instance(), opts);
+  } catch (const std::exception& e) {
+    return Fail(Error::Model(std::string("backbone: shape inference failed: ") + e.what()));
+  }
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const auto& v : copy.graph().value_info()) {
+    std::vector<int64_t> s;
+    bool known = true;
+    for (const auto& d : v.type().tensor_type().shape().dim()) {
+      known = known && d.has_dim_value();
+      s.push_back(d.has_dim_value() ? d.dim_value() : -1);
+    }
+    if (known) shapes[v.name()] = s;
+  }
+  std::vector<std::vector<int64_t>> out;
+  for (const auto& t : tensors) {
+    auto it = shapes.find(t);
+    if (it == shapes.end() || it->second.size() != 4) {
+      return Fail(Error::Model(
+          fmt::format("backbone: the shape of layer '{}' cannot be inferred as [1,C,h,w]", t)));
+    }
+    out.push_back(it->second);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> LayerCandidates(const onnx::ModelProto& m, size_t max) {
+  std::vector<std::string> out;
+  for (const auto& o : m.graph().output()) {
+    if (out.size() < max) out.push_back(o.name());
+  }
+  for (const auto& n : m.graph().node()) {
+    for (const auto& o : n.output()) {
+      if (out.size() < max && std::find(out.begin(), out.end(), o) == out.end()) out.push_back(o);
+    }
+  }
+  return out;
+}
+
+namespace {
+
+// The seeded channel subset (sorted), or all channels.
+std::vector<int64_t> ChooseChannels(int64_t total, int64_t dims, uint64_t seed) {
+  std::vector<int64_t> all(static_cast<size_t>(total));
+  std::iota(all.begin(), all.end(), 0);
+  if (dims >= total) return all;
+  std::mt19937_64 rng(seed);
+  for (int64_t i = 0; i < dims; ++i) {  // partial Fisher-Yates
+    std::uniform_int_distribution<int64_t> pick(i, total - 1);
+    std::swap(all[static_cast<size_t>(i)], all[static_cast<size_t>(pick(rng))]);
+  }
+  all.resize(static_cast<size_t>(dims));
+  std::sort(all.begin(), all.end());
+  return all;
+}
+
+// Pool, resize to the embedding grid, concatenate, keep the chosen channels.
+void AppendEmbeddingHead(EmbeddingGraph& eg, const std::vector<std::string>& tensors,
+                         const EmbeddingSpec& spec) {
+  onnx::GraphProto* g = eg.model.mutable_graph();
+  std::vector<std::string> parts;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    std::string t = tensors[i];
+    const auto& s = eg.layer_shapes[i];
+    const std::string p = fmt::format("tend_emb{}", i);
+    if (spec.pool > 1) {
+      auto* n = Add(g, "AveragePool", {t}, {p + "_pool"});
+      IntsAttr(n, "kernel_shape", {spec.pool, spec.pool});
+      IntsAttr(n, "strides", {1, 1});
+      const int64_t r = spec.pool / 2;
+      IntsAttr(n, "pads", {r, r, r, r});
+      IntAttr(n, "count_include_pad", 1);
+      t = p + "_pool";
+    }
+    if (s[2] != eg.height || s[3] != eg.width) {
+      *g->add_initializer() = Int64Tensor(p + "_size", {1, s[1], eg.height, eg.width});
+      auto* n = Add(g, "Resize", {t, "", "", p + "_size"}, {p + "_resized"});
+      StrAttr(n, "mode", "linear");
+      StrAttr(n, "coordinate_transformation_mode", "half_pixel");
+      t = p + "_resized";
+    }
+    parts.push_back(t);
+  }
+  std::string cat = parts[0];
+  if (parts.size() > 1) {
+    cat = "tend_emb_concat";
+    IntAttr(Add(g, "Concat", parts, {cat}), "axis", 1);
+  }
+  if (static_cast<int64_t>(spec.channels.size()) < eg.total_channels) {
+    *g->add_initializer() = Int64Tensor("tend_emb_channels", spec.channels);
+    IntAttr(Add(g, "Gather", {cat, "tend_emb_channels"}, {kEmbeddingOutput}), "axis", 1);
+  } else {
+    Add(g, "Identity", {cat}, {kEmbeddingOutput});
+  }
+  SetOutput(g->add_output(), kEmbeddingOutput, {1, eg.dims, eg.height, eg.width});
+}
+
+}  // namespace
+
+Result<EmbeddingGraph> BuildEmbeddingGraph(const onnx::ModelProto& backbone, EmbeddingSpec& spec,
+                                           std::array<int64_t, 3> chw) {
+  if (spec.layers.empty()) return Fail(Error::Invalid("embedding: no backbone layers given"));
+  if (spec.pool < 1 || spec.pool % 2 == 0)
+    return Fail(Error::Invalid("embedding: pool must be odd and >= 1"));
+  if (spec.dims < 1) return Fail(Error::Invalid("embedding: dims must be >= 1"));
+  const int64_t opset = DefaultOpset(backbone);
+  if (opset < 13) {
+    return Fail(Error::Unsupported(
+        fmt::format("backbone: opset {} is too old; export it with opset 13 or newer", opset)));
+  }
+  EmbeddingGraph eg;
+  eg.model = backbone;
+  onnx::GraphProto* g = eg.model.mutable_graph();
+  TEND_ASSIGN_OR_RETURN(int in_idx, FindImageInput(*g));
+  const std::string old_name = g->input(in_idx).name();
+  TEND_ASSIGN_OR_RETURN(auto tensors, ResolveLayers(eg.model, spec.layers));
+  Prune(g, tensors, old_name);
+  auto* in = g->mutable_input(0);
+  in->set_name("image");
+  auto* shape = in->mutable_type()->mutable_tensor_type()->mutable_shape();
+  shape->clear_dim();
+  for (int64_t d : {int64_t{1}, chw[0], chw[1], chw[2]}) shape->add_dim()->set_dim_value(d);
+  for (auto& n : *g->mutable_node()) {
+    for (int k = 0; k < n.input_size(); ++k) {
+      if (n.input(k) == old_name) n.set_input(k, "image");
+    }
+  }
+  for (auto& t : tensors) {
+    if (t == old_name) t = "image";
+  }
+  TEND_ASSIGN_OR_RETURN(eg.layer_shapes, InferLayerShapes(eg.model, tensors));
+  size_t finest = 0;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    eg.total_channels += eg.layer_shapes[i][1];
+    if (eg.layer_shapes[i][2] * eg.layer_shapes[i][3] >
+        eg.layer_shapes[finest][2] * eg.layer_shapes[finest][3]) {
+      finest = i;
+    }
+  }
+  eg.height = eg.layer_shapes[finest][2];
+  eg.width = eg.layer_shapes[finest][3];
+  if (spec.channels.empty())
+    spec.channels = ChooseChannels(eg.total_channels, spec.dims, spec.seed);
+  for (int64_t c : spec.channels) {
+    if (c < 0 || c >= eg.total_channels) {
+      return Fail(Error::Model(fmt::format(
+          "embedding: channel {} outside the {} channels of the layers", c, eg.total_channels)));
+    }
+  }
+  eg.dims = static_cast<int64_t>(spec.channels.size());
+  AppendEmbeddingHead(eg, tensors, spec);
+  return eg;
+}
+
+Status AppendPatchGaussianHead(EmbeddingGraph& eg, const PatchGaussian& pg) {
+  if (pg.dims != eg.dims || pg.height != eg.height || pg.width != eg.width) {
+    return Fail(
+        Error::Internal(fmt::format("patch head: Gaussians are {}x{}x{}, the embedding is {}x{}x{}",
+                                    pg.dims, pg.height, pg.width, eg.dims, eg.height, eg.width)));
+  }
+  onnx::GraphProto* g = eg.model.mutable_graph();
+  g->clear_output();
+  const int64_t d = pg.dims, L = pg.locations();
+  auto& inits = *g->mutable_initializer();
+  *inits.Add() = Int64Tensor("tend_patch_shape_dl", {d, L});
+  *inits.Add() = Int64Tensor("tend_patch_shape_l1d", {L, 1, d});
+  *inits.Add() = Int64Tensor("tend_patch_shape_map", {1, pg.height, pg.width});
+  *inits.Add() = Int64Tensor("tend_patch_shape_map4", {1, 1, pg.height, pg.width});
+  *inits.Add() = Int64Tensor("tend_patch_shape_score", {1});
+  *inits.Add() = FloatTensor("tend_patch_mean", pg.mean, {L, 1, d});
+  *inits.Add() = FloatTensor("tend_patch_factor", pg.factor, {L, d, d});
+  *inits.Add() =
+      FloatTensor("tend_patch_ones", std::vector<float>(static_cast<size_t>(d), 1.0f), {d, 1});
+  Add(g, "Reshape", {kEmbeddingOutput, "tend_patch_shape_dl"}, {"tend_patch_dl"});
+  IntsAttr(Add(g, "Transpose", {"tend_patch_dl"}, {"tend_patch_ld"}), "perm", {1, 0});
+  Add(g, "Reshape", {"tend_patch_ld", "tend_patch_shape_l1d"}, {"tend_patch_x"});
+  Add(g, "Sub", {"tend_patch_x", "tend_patch_mean"}, {"tend_patch_centred"});
+  Add(g, "MatMul", {"tend_patch_centred", "tend_patch_factor"}, {"tend_patch_whitened"});
+  Add(g, "Mul", {"tend_patch_whitened", "tend_patch_whitened"}, {"tend_patch_squares"});
+  Add(g, "MatMul", {"tend_patch_squares", "tend_patch_ones"}, {"tend_patch_sq"});
+  Add(g, "Sqrt", {"tend_patch_sq"}, {"tend_patch_dist"});
+  Add(g, "Reshape", {"tend_patch_dist", "tend_patch_shape_map"}, {"anomaly_map"});
+  Add(g, "Reshape", {"anomaly_map", "tend_patch_shape_map4"}, {"tend_patch_map4"});
+  Add(g, "GlobalMaxPool", {"tend_patch_map4"}, {"tend_patch_max"});
+  Add(g, "Reshape", {"tend_patch_max", "tend_patch_shape_score"}, {"anomaly_score"});
+  SetOutput(g->add_output(), "anomaly_score", {1});
+  SetOutput(g->add_output(), "anomaly_map", {1, pg.height, pg.width});
+  g->set_name("tend_padim");
+  g->set_doc_string(
+      fmt::format("tend image anomaly model: backbone embedding [1,{},{},{}], one Gaussian per "
+                  "location (PaDiM); "
+                  "anomaly_map = Mahalanobis distance per patch, anomaly_score = its maximum",
+                  d, pg.height, pg.width));
+  return Ok();
+}
+
+Result<SplitModel> SplitAtEmbedding(const onnx::ModelProto& model) {
+  const auto& g = model.graph();
+  std::set<std::string> produced_front;
+  bool found = false;
+  for (const auto& n : g.node()) {
+    for (const auto& o : n.output()) found = found || o == kEmbeddingOutput;
+  }
+  if (!found) return Fail(Error::Model("image model: no 'embedding' tensor to split at"));
+  SplitModel s;
+  s.front = model;
+  TEND_ASSIGN_OR_RETURN(int in_idx, FindImageInput(g));
+  Prune(s.front.mutable_graph(), {kEmbeddingOutput}, g.input(in_idx).name());
+  for (const auto& n : s.front.graph().node()) {
+    for (const auto& o : n.output()) produced_front.insert(o);
+  }
+  SetOutput(s.front.mutable_graph()->add_output(), kEmbeddingOutput, {-1, -1, -1, -1});
+
+  s.back = model;
+  onnx::GraphProto* b = s.back.mutable_graph();
+  google::protobuf::RepeatedPtrField<onnx::NodeProto> nodes;
+  std::set<std::string> used;
+  for (const auto& n : g.node()) {
+    bool front_node = true;
+    for (const auto& o : n.output()) front_node = front_node && produced_front.count(o) > 0;
+    if (front_node) continue;
+    for (const auto& in : n.input()) {
+      if (in != kEmbeddingOutput && produced_front.count(in)) {
+        return Fail(Error::Model("image model: the detector reads '" + in + "' from the backbone"));
+      }
+      used.insert(in);
+    }
+    *nodes.Add() = n;
+  }
+  b->mutable_node()->Swap(&nodes);
+  google::protobuf::RepeatedPtrField<onnx::TensorProto> inits;
+  for (const auto& t : g.initializer()) {
+    if (used.count(t.name())) *inits.Add() = t;
+  }
+  b->mutable_initializer()->Swap(&inits);
+  b->clear_input();
+  b->clear_value_info();
+  SetOutput(b->add_input(), kEmbeddingOutput, {-1, -1, -1, -1});
+  return s;
+}
+
+}  // namespace tend::detect

@@ -1,0 +1,72 @@
+// The graph of an image anomaly model, built from any ONNX CNN backbone with the ONNX protobuf
+// schema (no Python): the backbone is cut after the chosen layers, each layer's feature map is
+// averaged over 3x3 neighbours (a patch sees its surroundings), resized to the finest layer's
+// grid, concatenated and a fixed subset of channels kept. That "embedding" [1, d, h, w] is what
+// the detector is fitted on; the scoring head (per-location Gaussians, patch_gaussian.h) is then
+// appended to the same graph, so serving computes exactly what training saw:
+//
+//   image [1,C,H,W] -> backbone layers -> AveragePool 3x3 -> Resize -> Concat -> Gather(channels)
+//     -> embedding [1,d,h,w] -> (x - mu_l) W_l per location -> |.| -> anomaly_map [1,h,w]
+//                                                                   -> max -> anomaly_score [1]
+#pragma once
+
+#include <onnx/onnx_pb.h>
+
+#include <array>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "detect/patch_gaussian.h"
+
+namespace tend::detect {
+
+inline constexpr const char* kEmbeddingOutput = "embedding";
+
+struct EmbeddingSpec {
+  // Backbone tensors (or node names: their first output), any order; the finest grid (largest
+  // h*w) sets the embedding grid.
+  std::vector<std::string> layers;
+  int pool = 3;        // AveragePool kernel (stride 1, same padding); 1 = none
+  int64_t dims = 100;  // channels kept (a fixed random subset, PaDiM); >= all = keep all
+  uint64_t seed = 1;
+  std::vector<int64_t> channels;  // the kept channels of the concatenation (filled by Build)
+
+  nlohmann::json ToJson() const;
+  static Result<EmbeddingSpec> FromJson(const nlohmann::json& j);
+};
+
+struct EmbeddingGraph {
+  onnx::ModelProto model;  // input "image" [1,C,H,W], output "embedding" [1,d,h,w]
+  int64_t dims = 0, height = 0, width = 0;
+  int64_t total_channels = 0;  // of the concatenation, before the channel subset
+  std::vector<std::vector<int64_t>> layer_shapes;  // [1,c,h,w] per layer, spec order
+};
+
+// `backbone` must have one float input [N,C,H,W] (dims may be symbolic); it is fixed to
+// [1, chw[0], chw[1], chw[2]] and renamed "image". Errors name a missing layer (with candidate
+// names), a layer whose shape cannot be inferred, an opset below 13. `spec.channels` is filled
+// when empty (a seeded random subset of `dims`).
+Result<EmbeddingGraph> BuildEmbeddingGraph(const onnx::ModelProto& backbone, EmbeddingSpec& spec,
+                                           std::array<int64_t, 3> chw);
+
+// Appends the PaDiM head to an embedding graph: outputs "anomaly_score" [1] and "anomaly_map"
+// [1,h,w]; "embedding" stops being an output. `g` must match the graph's grid and dims.
+Status AppendPatchGaussianHead(EmbeddingGraph& graph, const PatchGaussian& g);
+
+// Splits a finished image model at its "embedding" tensor: `front` (image -> embedding: the
+// backbone, what INT8 quantisation speeds up) and `back` (embedding -> anomaly_score,
+// anomaly_map: the detector), so that serving can time them as separate stages. Errors when the
+// graph has no "embedding" tensor or the detector reads anything else from the front.
+struct SplitModel {
+  onnx::ModelProto front, back;
+};
+Result<SplitModel> SplitAtEmbedding(const onnx::ModelProto& model);
+
+// Tensor names a user could pass as layers: graph outputs and node outputs of a model file, in
+// graph order (for error messages and `--layers` help).
+std::vector<std::string> LayerCandidates(const onnx::ModelProto& model, size_t max = 40);
+
+}  // namespace tend::detect

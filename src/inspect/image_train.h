@@ -1,0 +1,49 @@
+// Fitting an image anomaly model on folders of good parts: every image is decoded, preprocessed
+// the way the model will record it, run through the backbone's embedding graph, and fed to the
+// per-location Gaussians (detect/patch_gaussian.h); the scoring head is appended to the same
+// graph; held-out good images (every k-th, never fitted) are scored by that finished graph to
+// calibrate LOW/MEDIUM/HIGH (detect/calibrate.h). The result is one self-describing ONNX file.
+#pragma once
+
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "detect/image_graph.h"
+#include "detect/model_card.h"
+#include "vision/preprocess.h"
+
+namespace tend::inspect {
+
+struct ImageTrainOptions {
+  std::vector<std::string> inputs;  // image sets (sources/image_files.h), good parts only
+  std::string backbone;             // ONNX file
+  vision::PreprocessSpec preprocess;
+  // Layers empty: the backbone's recommended layers (its "tend.backbone" metadata), else error.
+  detect::EmbeddingSpec embedding;
+  bool mean_std_given = false;  // preprocess.mean/std set by the user; else the backbone's
+  double eps = 0.01;            // covariance ridge
+  // Every round(1/holdout)-th image (in input order) is held out for calibration; at least
+  // detect::kMinHoldoutWindows images.
+  double holdout = 0.2;
+  std::string name = "part-inspection", version = "1";
+  int threads = 1;  // ONNX Runtime intra-op threads while fitting
+  std::function<void(const std::string& stage, double fraction)> progress;
+};
+
+struct ImageTrainResult {
+  std::string bytes;  // the model file
+  detect::ModelCard card;
+  int64_t fit_images = 0, holdout_images = 0;
+  std::vector<double> holdout_scores;
+};
+
+Result<ImageTrainResult> TrainImageModel(ImageTrainOptions options);
+
+// The backbone file's "tend.backbone" metadata (provenance, recommended preprocessing and
+// layers); an empty object when it has none.
+Result<nlohmann::json> BackboneInfo(const std::string& path);
+
+}  // namespace tend::inspect

@@ -1,0 +1,242 @@
+// Visual inspection end to end on images made here: an image model fitted on a folder of good
+// parts (a tiny random CNN as backbone, made by make_tiny_backbone.py), then `tend run`'s runtime
+// with the registered "images" source and "image" model kind over a mixed folder: one decision
+// per file in name order, defects above every good part, and each undecodable file (truncated
+// JPEG, text named .png) a counted fail-safe reject rather than a crash or a lost part; every
+// scored reject's frame and anomaly-map overlay kept in the evidence store, named by its image_ref.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "../agent/cli_util.h"
+#include "../vision/test_images.h"
+#include "inspect/image_model.h"
+#include "inspect/image_train.h"
+#include "runtime/runtime.h"
+#include "sources/frame_source.h"
+
+namespace tend::inspect {
+namespace {
+
+namespace fs = std::filesystem;
+
+class Collect final : public DecisionSink {
+ public:
+  void OnDecision(const Decision& d) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Decision c = d;
+    c.features = {};
+    all_.push_back(c);
+  }
+  std::vector<Decision> all() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return all_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<Decision> all_;
+};
+
+runtime::SinkDescriptor CollectSink(Collect* c) {
+  runtime::SinkDescriptor d;
+  d.name = "collect";
+  d.description = "test: keeps every decision";
+  d.create = [c](runtime::DeviceContext&) -> Result<std::unique_ptr<runtime::Sink>> {
+    struct Forward final : runtime::Sink {
+      explicit Forward(Collect* c) : c(c) {}
+      Result<DecisionSink*> ForAsset(const runtime::AssetContext&) override { return c; }
+      Collect* c;
+    };
+    return std::unique_ptr<runtime::Sink>(std::make_unique<Forward>(c));
+  };
+  return d;
+}
+
+// A textured part: the gradient of test_images.h plus per-pixel noise; a defect adds a dark spot.
+void WritePart(const std::string& path, int seed, bool defect) {
+  auto img = testing::Gradient(64, 64, 3, defect ? 20 + seed % 20 : -1, defect ? 30 : -1);
+  std::mt19937 rng(static_cast<unsigned>(seed));
+  std::uniform_int_distribution<int> noise(-12, 12);
+  for (auto& v : img.pixels()) v = static_cast<uint8_t>(std::clamp(v + noise(rng), 0, 255));
+  auto png = vision::EncodePng(img.view());
+  ASSERT_TRUE(png);
+  std::ofstream(path, std::ios::binary) << *png;
+}
+
+class ImagePipeline : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(testing::TempDir("inspect"));
+    const std::string d = *dir_;
+    fs::create_directories(d + "/good");
+    fs::create_directories(d + "/mixed");
+    auto r =
+        testing::RunCmd(std::string(TEND_PYTHON) +
+                            " '" TEND_SOURCE_DIR "/tests/inspect/make_tiny_backbone.py' tiny.onnx",
+                        d);
+    ASSERT_EQ(r.rc, 0) << r.out << r.err;
+    for (int i = 0; i < 40; ++i)
+      WritePart(d + "/good/g" + std::to_string(100 + i) + ".png", i, false);
+    // mixed: a0..a3 good (unseen seeds), b0..b2 defects, c0 truncated JPEG, c1 text named .png
+    for (int i = 0; i < 4; ++i)
+      WritePart(d + "/mixed/a" + std::to_string(i) + ".png", 500 + i, false);
+    for (int i = 0; i < 3; ++i)
+      WritePart(d + "/mixed/b" + std::to_string(i) + ".png", 600 + i, true);
+    auto jpg = vision::EncodeJpeg(testing::Gradient(64, 64, 3).view());
+    ASSERT_TRUE(jpg);
+    std::ofstream(d + "/mixed/c0.jpg", std::ios::binary) << jpg->substr(0, jpg->size() / 2);
+    std::ofstream(d + "/mixed/c1.png") << "not an image\n";
+
+    ImageTrainOptions o;
+    o.inputs = {d + "/good"};
+    o.backbone = d + "/tiny.onnx";
+    o.preprocess.width = o.preprocess.height = 64;
+    o.preprocess.color = "rgb";
+    o.embedding.layers = {"l1", "l2"};
+    o.embedding.dims = 16;
+    auto m = TrainImageModel(o);
+    ASSERT_TRUE(m) << m.error().message;
+    EXPECT_EQ(m->fit_images, 32);
+    EXPECT_EQ(m->holdout_images, 8);
+    std::ofstream(d + "/part.onnx", std::ios::binary) << m->bytes;
+  }
+  static void TearDownTestSuite() {
+    fs::remove_all(*dir_);
+    delete dir_;
+  }
+  static std::string* dir_;
+};
+std::string* ImagePipeline::dir_ = nullptr;
+
+TEST_F(ImagePipeline, ModelFileDescribesItself) {
+  auto m = ImageModel::Load(*dir_ + "/part.onnx", {});
+  ASSERT_TRUE(m) << m.error().message;
+  EXPECT_EQ((*m)->card().input_kind, "image");
+  EXPECT_EQ((*m)->preprocess().width, 64);
+  EXPECT_EQ((*m)->preprocess().color, "rgb");
+  const auto t = (*m)->thresholds();
+  EXPECT_GT(t.low, 0);
+  EXPECT_LE(t.low, t.medium);
+  EXPECT_LE(t.medium, t.high);
+}
+
+TEST_F(ImagePipeline, RunDecidesEveryImageAndBadFilesFailSafe) {
+  auto registry = runtime::MakeRegistry(&runtime::RegisterComponents_builtin);
+  ASSERT_TRUE(registry) << registry.error().message;
+  Collect collect;
+  ASSERT_TRUE((*registry)->AddSink(CollectSink(&collect)));
+  runtime::FlagValues flags{{"agent.model", {*dir_ + "/part.onnx"}},
+                            {"agent.source", {"images:" + *dir_ + "/mixed"}},
+                            {"agent.speed", {"0"}},
+                            {"decide.debounce_k", {"1"}},
+                            {"decide.debounce_n", {"1"}},
+                            {"output.quiet", {}},
+                            {"metrics.port", {"0"}},
+                            {"model.warmup_runs", {"1"}},
+                            {"images.evidence_dir", {*dir_ + "/evidence"}},
+                            {"agent.state_dir", {*dir_ + "/state"}}};
+  auto spec = runtime::LoadRunSpec(**registry, "", flags);
+  ASSERT_TRUE(spec) << spec.error().message;
+  auto rt = runtime::Runtime::Create(std::move(*spec), **registry);
+  ASSERT_TRUE(rt) << rt.error().message;
+  ASSERT_TRUE((*rt)->Run(nullptr, nullptr));
+
+  const auto d = collect.all();
+  ASSERT_EQ(d.size(), 9u);  // a0..a3, b0..b2, c0, c1 in name order
+  for (size_t i = 0; i < d.size(); ++i) EXPECT_EQ(d[i].window_index, static_cast<int64_t>(i));
+  float max_good = 0;
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_FALSE(d[i].fail_safe) << i;
+    max_good = std::max(max_good, d[i].anomaly_score);
+  }
+  for (int i = 4; i < 7; ++i) {
+    EXPECT_FALSE(d[i].fail_safe) << i;
+    EXPECT_GT(d[i].anomaly_score, max_good) << "defect " << i;
+    EXPECT_TRUE(d[i].is_alert) << "defect " << i << " score " << d[i].anomaly_score;
+    EXPECT_FALSE(d[i].evidence_ref.empty()) << "defect " << i;
+  }
+  for (int i = 7; i < 9; ++i) {
+    EXPECT_TRUE(d[i].fail_safe) << i;
+    EXPECT_TRUE(d[i].is_alert) << i;  // fail-safe default: reject
+    EXPECT_EQ(d[i].event_id, sources::kUndecodableFrameId);
+  }
+  const auto s = (*rt)->agent(0).summary();
+  EXPECT_EQ(s.windows, 9);
+  EXPECT_EQ(s.fail_safe, 2);
+  EXPECT_EQ(s.errors, 2);
+  rt->reset();  // the evidence store finishes its queued writes
+  for (int i = 4; i < 7; ++i) {
+    EXPECT_TRUE(fs::exists(*dir_ + "/evidence/" + d[i].evidence_ref + "/overlay.png"))
+        << d[i].evidence_ref;
+  }
+}
+
+TEST_F(ImagePipeline, WatchedFolderDecidesEachFileASmartCameraDrops) {
+  // A smart camera writes each part's image into a folder (written under another name, then
+  // renamed in): every file is one decision, a damaged one fail-safe, in the order they came.
+  const std::string drop = *dir_ + "/drop";
+  fs::create_directories(drop);
+  auto registry = runtime::MakeRegistry(&runtime::RegisterComponents_builtin);
+  ASSERT_TRUE(registry) << registry.error().message;
+  Collect collect;
+  ASSERT_TRUE((*registry)->AddSink(CollectSink(&collect)));
+  runtime::FlagValues flags{{"agent.model", {*dir_ + "/part.onnx"}},
+                            {"agent.source", {"watch:" + drop}},
+                            {"agent.max_windows", {"3"}},
+                            {"decide.debounce_k", {"1"}},
+                            {"decide.debounce_n", {"1"}},
+                            {"output.quiet", {}},
+                            {"metrics.port", {"0"}},
+                            {"model.warmup_runs", {"1"}},
+                            {"agent.state_dir", {*dir_ + "/state-watch"}}};
+  auto spec = runtime::LoadRunSpec(**registry, "", flags);
+  ASSERT_TRUE(spec) << spec.error().message;
+  auto rt = runtime::Runtime::Create(std::move(*spec), **registry);  // the watch is set up here
+  ASSERT_TRUE(rt) << rt.error().message;
+  std::atomic<bool> stop{false};
+  Status result;
+  std::thread run([&] { result = (*rt)->Run(&stop, nullptr); });
+  for (int i = 0; i < 3; ++i) {
+    const std::string tmp = *dir_ + "/part" + std::to_string(i) + ".tmp";
+    if (i == 1) {
+      std::ofstream(tmp) << "half a file";
+    } else {
+      WritePart(tmp, 700 + i, i == 2);
+    }
+    fs::rename(tmp, drop + "/part" + std::to_string(i) + (i == 1 ? ".jpg" : ".png"));
+  }
+  // Bound on a hang (not a speed check): three decisions end the run.
+  for (int i = 0; i < 1200 && collect.all().size() < 3; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  stop.store(true);
+  run.join();
+  ASSERT_TRUE(result) << result.error().message;
+  const auto d = collect.all();
+  ASSERT_EQ(d.size(), 3u);
+  EXPECT_FALSE(d[0].fail_safe);
+  EXPECT_TRUE(d[1].fail_safe);
+  EXPECT_TRUE(d[1].is_alert);
+  EXPECT_FALSE(d[2].fail_safe);
+  EXPECT_TRUE(d[2].is_alert) << d[2].anomaly_score;
+}
+
+TEST_F(ImagePipeline, ImageSourceRefusesASampleModel) {
+  // The runtime picks the "images" source for a folder spec; a vibration model's windows are not
+  // camera frames: one clear error at start-up.
+  auto r = testing::Tend("train --input 'sim:strokes=20,wear=0,seed=3' --out vib.onnx", *dir_);
+  ASSERT_EQ(r.rc, 0) << r.out << r.err;
+  r = testing::Tend("run --model vib.onnx --source images:mixed --speed 0 --metrics-port 0 --quiet",
+                    *dir_);
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE((r.out + r.err).find("delivers camera frames"), std::string::npos) << r.out << r.err;
+}
+
+}  // namespace
+}  // namespace tend::inspect
