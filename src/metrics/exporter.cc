@@ -221,7 +221,6 @@ struct Exporter::State {
   };
   std::vector<Component> components;  // guarded by provider_mu
   int next_component_id = 1;
-  std::function<OtaFigures()> ota_provider;          // guarded by provider_mu
   // Per asset, in the order set (guarded by provider_mu).
   std::vector<std::pair<std::string, std::function<MonitorFigures()>>> monitor_providers;
 
@@ -440,6 +439,8 @@ void Exporter::RemoveComponentProvider(int id) {
   std::lock_guard<std::mutex> lock(state_->provider_mu);
   auto& c = state_->components;
   c.erase(std::remove_if(c.begin(), c.end(), [id](const auto& e) { return e.id == id; }), c.end());
+}
+
 void Exporter::SetMonitorProvider(const std::string& asset_id,
                                   std::function<MonitorFigures()> fn) {
   std::lock_guard<std::mutex> lock(state_->provider_mu);
