@@ -136,6 +136,7 @@ Result<TargetInfo> Publish(const std::string& dir, const PublishOptions& opts,
   t.version = opts.version;
   t.profiles = opts.profiles;
   t.min_quality = opts.min_quality;
+  if (opts.rollout) t.rollout = ToJson(*opts.rollout);
   TEND_RETURN_NOT_OK(fs::MakeDirs(Join(dir, "files")));
   TEND_RETURN_NOT_OK(fs::WriteFileAtomic(Join(dir, t.path), bytes));
   // Content-addressed: the same bytes published twice share a path; keep one entry per path.
@@ -174,6 +175,7 @@ Result<json> LatestRelease(const std::string& dir, const std::string& name,
                {"length", t.length},
                {"min_quality", t.min_quality},
                {"path", t.path},
+               {"rollout", t.rollout},
                {"targets", json::parse(ttext)},
                {"timestamp", json::parse(stext, nullptr, false)}};
   return json{

@@ -1,6 +1,7 @@
 #include "ota/updater.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -99,6 +100,69 @@ void RemoveQuietly(const std::string& path) {
   std::filesystem::remove(path, ec);
 }
 
+std::string StateText(const OtaState& s) { return s.ToJson().dump(2) + "\n"; }
+
+// Serialises the writers of ota_state.json across processes (the agent's updater and `tend ota
+// rollback`): an exclusive flock on .ota_state.lock in the model directory, released on close.
+class StateLock {
+ public:
+  static Result<StateLock> Acquire(const std::string& dir) {
+    const std::string path = Join(dir, ".ota_state.lock");
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return Fail(fs::ErrnoError("open " + path, errno));
+    while (::flock(fd, LOCK_EX) != 0) {
+      if (errno == EINTR) continue;
+      int e = errno;
+      ::close(fd);
+      return Fail(fs::ErrnoError("lock " + path, e));
+    }
+    return StateLock(fd);
+  }
+  StateLock(StateLock&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  StateLock(const StateLock&) = delete;
+  StateLock& operator=(const StateLock&) = delete;
+  StateLock& operator=(StateLock&&) = delete;
+  ~StateLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+ private:
+  explicit StateLock(int fd) : fd_(fd) {}
+  int fd_ = -1;
+};
+
+// The rollback on a state in memory: the backup (checked on disk) becomes current, the model
+// rolled back from is rejected for good and leaves the backup slot empty, so it can never be
+// rolled back to (a manual rollback after an automatic one must not reinstall the bad model).
+// Returns the slot rolled back from; its file is the caller's to delete once the state is saved.
+Result<std::optional<ModelSlot>> RollBackInState(const std::string& dir, OtaState& s,
+                                                 const std::string& reason) {
+  if (!s.backup) return Fail(Error::NotFound(dir + ": no backup model to roll back to"));
+  TEND_RETURN_NOT_OK(VerifySlot(dir, *s.backup));
+  std::optional<ModelSlot> bad = s.current;
+  s.current = s.backup;
+  s.backup.reset();
+  if (bad && std::find(s.rejected_versions.begin(), s.rejected_versions.end(), bad->version) ==
+                 s.rejected_versions.end()) {
+    s.rejected_versions.push_back(bad->version);
+  }
+  s.rollbacks += 1;
+  s.last_rollback_reason = reason;
+  s.probation_until = 0;
+  return bad;
+}
+
+// Deletes the file of a slot the state no longer references.
+Status RemoveSlotFile(const std::string& dir, const OtaState& s,
+                      const std::optional<ModelSlot>& gone) {
+  if (!gone) return Ok();
+  for (const auto* slot : {&s.current, &s.backup}) {
+    if (*slot && (*slot)->file == gone->file) return Ok();
+  }
+  RemoveQuietly(Join(dir, gone->file));
+  return fs::FsyncDir(dir);
+}
+
 }  // namespace
 
 json OtaState::ToJson() const {
@@ -116,7 +180,9 @@ json OtaState::ToJson() const {
           {"probation_until", probation_until},
           {"rollbacks", rollbacks},
           {"last_rollback_reason", last_rollback_reason},
-          {"adopted_sha256", adopted_sha256}};
+          {"adopted_sha256", adopted_sha256},
+          {"control_version", control_version},
+          {"pin_max_version", pin_max_version}};
 }
 
 Result<OtaState> OtaState::FromJson(const json& j, const std::string& what) {
@@ -137,6 +203,8 @@ Result<OtaState> OtaState::FromJson(const json& j, const std::string& what) {
     s.rollbacks = j.at("rollbacks").get<int64_t>();
     s.last_rollback_reason = j.at("last_rollback_reason").get<std::string>();
     s.adopted_sha256 = j.value("adopted_sha256", std::string());  // absent in older state files
+    s.control_version = j.value("control_version", int64_t{0});
+    s.pin_max_version = j.value("pin_max_version", int64_t{-1});
   } catch (const json::exception& e) {
     return Fail(Error::Corrupt(what + ": " + e.what()));
   }
@@ -154,28 +222,17 @@ Result<OtaState> LoadState(const std::string& model_dir) {
 }
 
 Status SaveState(const std::string& model_dir, const OtaState& state) {
-  return fs::WriteFileAtomic(Join(model_dir, kStateFile), state.ToJson().dump(2) + "\n");
+  return fs::WriteFileAtomic(Join(model_dir, kStateFile), StateText(state));
 }
 
 Result<OtaState> RollbackState(const std::string& model_dir, const std::string& reason,
                                int64_t now) {
-  TEND_ASSIGN_OR_RETURN(OtaState s, LoadState(model_dir));
-  if (!s.backup) return Fail(Error::NotFound(model_dir + ": no backup model to roll back to"));
-  TEND_RETURN_NOT_OK(VerifySlot(model_dir, *s.backup));
-  std::optional<ModelSlot> bad = s.current;
-  s.current = s.backup;
-  // The rolled-back model stays on disk as the backup (rolling forward is a rename away too),
-  // but the updater will not install that version again.
-  s.backup = bad;
-  if (bad && std::find(s.rejected_versions.begin(), s.rejected_versions.end(), bad->version) ==
-                 s.rejected_versions.end()) {
-    s.rejected_versions.push_back(bad->version);
-  }
-  s.rollbacks += 1;
-  s.last_rollback_reason = reason;
-  s.probation_until = 0;
   (void)now;
+  TEND_ASSIGN_OR_RETURN(StateLock lock, StateLock::Acquire(model_dir));
+  TEND_ASSIGN_OR_RETURN(OtaState s, LoadState(model_dir));
+  TEND_ASSIGN_OR_RETURN(std::optional<ModelSlot> bad, RollBackInState(model_dir, s, reason));
   TEND_RETURN_NOT_OK(SaveState(model_dir, s));
+  TEND_RETURN_NOT_OK(RemoveSlotFile(model_dir, s, bad));
   TEND_LOG_WARN("ota: rolled back {} from v{} to v{}: {}", s.model_name, bad ? bad->version : 0,
                 s.current->version, reason);
   return s;
@@ -247,7 +304,8 @@ json StateStatusJson(const OtaState& s, int64_t now, int64_t max_model_age_s) {
           {"max_model_age_s", max_model_age_s},
           {"stale", s.current.has_value() && age > max_model_age_s},
           {"rollbacks", s.rollbacks},
-          {"last_rollback_reason", s.last_rollback_reason}};
+          {"last_rollback_reason", s.last_rollback_reason},
+          {"pin_max_version", s.pin_max_version}};
 }
 
 Result<std::unique_ptr<Updater>> Updater::Create(UpdaterOptions opts,
@@ -258,6 +316,20 @@ Result<std::unique_ptr<Updater>> Updater::Create(UpdaterOptions opts,
   if (opts.model_dir.empty()) return Fail(Error::Invalid("ota: model directory not set"));
   if (opts.interval_s <= 0 || opts.jitter < 0 || opts.jitter >= 1) {
     return Fail(Error::Invalid("ota: interval must be > 0 and jitter in [0, 1)"));
+  }
+  if (opts.control_interval_s < 0 || opts.state_watch_s < 0) {
+    return Fail(Error::Invalid("ota: control and state-watch intervals must be >= 0"));
+  }
+  if (opts.device_id.empty()) {
+    // The same default as `tend run`'s device id: the host name, MQTT level characters replaced.
+    char host[256] = {0};
+    if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') {
+      std::snprintf(host, sizeof host, "edge-device");
+    }
+    opts.device_id = host;
+    for (char& c : opts.device_id) {
+      if (c == '/' || c == '+' || c == '#' || c == ' ') c = '_';
+    }
   }
   TEND_RETURN_NOT_OK(fs::MakeDirs(opts.model_dir));
   std::unique_ptr<Updater> u(new Updater());
@@ -290,6 +362,8 @@ Result<std::unique_ptr<Updater>> Updater::Create(UpdaterOptions opts,
   }
   {
     std::lock_guard<std::mutex> lock(u->mu_);
+    auto text = fs::ReadFile(Join(o.model_dir, kStateFile));
+    u->known_text_ = text ? *text : std::string();
     u->PublishLocked();
   }
   return u;
@@ -324,16 +398,22 @@ void Updater::Sync(const char* step) const {
 
 Result<UpdateReport> Updater::CheckOnce() {
   std::lock_guard<std::mutex> lock(mu_);
+  AdoptDiskStateLocked();  // a check never starts from a state another process replaced
   counters_.checks += 1;
   last_check_unix_ = Now();
   auto r = CheckLocked();
   if (r) {
+    // Waiting for a wave, pinned, refused before...: said once, when it changes.
+    if (r->outcome == UpdateOutcome::kUpToDate && r->message != last_result_) {
+      TEND_LOG_INFO("ota: {}", r->message);
+    }
     last_result_ = r->message;
     last_error_.clear();
   } else {
     counters_.failed += 1;
     last_error_ = r.error().message;
     TEND_LOG_WARN("ota: update refused: {}", r.error().message);
+    AdoptDiskStateLocked();  // the refusal may be a write that lost to another process
   }
   PublishLocked();
   return r;
@@ -383,7 +463,7 @@ Result<UpdateReport> Updater::CheckLocked() {
   auto target = SelectTarget(tm, o.model_name, o.profile);
   if (!target) {
     if (target.error().code != ErrorCode::kNotFound) return Fail(target.error());
-    TEND_RETURN_NOT_OK(SaveState(o.model_dir, next));
+    TEND_RETURN_NOT_OK(PersistLocked(next));
     state_ = next;
     report.message = target.error().message;
     return report;
@@ -392,24 +472,42 @@ Result<UpdateReport> Updater::CheckLocked() {
   const bool rejected = std::find(next.rejected_versions.begin(), next.rejected_versions.end(),
                                   target->version) != next.rejected_versions.end();
   if ((next.current && next.current->version == target->version) || rejected) {
-    TEND_RETURN_NOT_OK(SaveState(o.model_dir, next));
+    TEND_RETURN_NOT_OK(PersistLocked(next));
     state_ = next;
     report.message = "v" + std::to_string(target->version) +
                      (rejected ? " was refused before; keeping the current model" : " is current");
     return report;
   }
   if (target->version < next.highest_version) {
-    TEND_RETURN_NOT_OK(SaveState(o.model_dir, next));
+    TEND_RETURN_NOT_OK(PersistLocked(next));
     state_ = next;
     return Fail(Error::Security(target->path + ": release v" + std::to_string(target->version) +
                                 " is older than v" + std::to_string(next.highest_version) +
                                 " already installed (rollback)"));
   }
 
+  // Operator control (control.json): this device's pin, and the staged rollout of the release.
+  const std::optional<ControlMeta> control = FetchControlLocked(root, next, now);
+  if (next.pin_max_version >= 0 && target->version > next.pin_max_version) {
+    TEND_RETURN_NOT_OK(PersistLocked(next));
+    state_ = next;
+    report.message = "v" + std::to_string(target->version) + " not installed: this device is " +
+                     "pinned to v" + std::to_string(next.pin_max_version) + " or older";
+    return report;
+  }
+  TEND_ASSIGN_OR_RETURN(RolloutGate gate,
+                        GateRollout(*target, control ? &*control : nullptr, o.device_id));
+  if (!gate.allowed) {
+    TEND_RETURN_NOT_OK(PersistLocked(next));
+    state_ = next;
+    report.message = gate.why;
+    return report;
+  }
+
   const double threshold = std::max(o.min_quality, target->min_quality);
   if (!o.quality_gate && threshold > 0 && !o.allow_unmeasured_quality) {
     // The device's configuration, not the release, is at fault: nothing is fetched or recorded.
-    TEND_RETURN_NOT_OK(SaveState(o.model_dir, next));
+    TEND_RETURN_NOT_OK(PersistLocked(next));
     state_ = next;
     return Fail(Error::Invalid("v" + std::to_string(target->version) +
                                " requires a reference-set quality >= " + std::to_string(threshold) +
@@ -470,7 +568,7 @@ Result<UpdateReport> Updater::CheckLocked() {
     next.highest_version = std::max(next.highest_version, target->version);
     next.rollbacks += 1;
     next.last_rollback_reason = "v" + std::to_string(target->version) + ": " + refusal;
-    TEND_RETURN_NOT_OK(SaveState(o.model_dir, next));
+    TEND_RETURN_NOT_OK(PersistLocked(next));
     state_ = next;
     counters_.refused += 1;
     Sync("gated");
@@ -500,7 +598,10 @@ Result<UpdateReport> Updater::CheckLocked() {
   next.current = slot;
   next.highest_version = target->version;
   next.probation_until = now + o.probation_s;
-  TEND_RETURN_NOT_OK(SaveState(o.model_dir, next));
+  if (Status saved = PersistLocked(next); !saved) {
+    RemoveQuietly(final_path);  // nothing refers to it: the state on disk is not ours to change
+    return Fail(saved.error());
+  }
   state_ = next;
   Sync("committed");
   TEND_LOG_INFO("ota: installed {} v{} (quality {:.4f}, threshold {:.4f}); backup {}{}",
@@ -528,7 +629,13 @@ Result<UpdateReport> Updater::CheckLocked() {
         return Fail(handed.error().Wrap("ota: installed v" + std::to_string(target->version) +
                                         " but could not hand it over and there is no backup"));
       }
-      TEND_ASSIGN_OR_RETURN(state_, RollbackState(o.model_dir, why, now));
+      OtaState back = state_;
+      TEND_ASSIGN_OR_RETURN(std::optional<ModelSlot> bad, RollBackInState(o.model_dir, back, why));
+      TEND_RETURN_NOT_OK(PersistLocked(back));
+      state_ = back;
+      TEND_LOG_WARN("ota: rolled back {} from v{} to v{}: {}", o.model_name, target->version,
+                    state_.current->version, why);
+      TEND_RETURN_NOT_OK(RemoveSlotFile(o.model_dir, state_, bad));
       counters_.rolled_back += 1;
       TEND_RETURN_NOT_OK(remove_superseded());
       report.outcome = UpdateOutcome::kRejectedByGate;
@@ -554,7 +661,7 @@ Result<std::string> Updater::AdoptStartupModel(const std::string& path) {
   if (state_.current && (sha == state_.adopted_sha256 || sha == state_.current->sha256)) {
     if (state_.adopted_sha256 != sha) {
       state_.adopted_sha256 = sha;
-      TEND_RETURN_NOT_OK(SaveState(o.model_dir, state_));
+      TEND_RETURN_NOT_OK(PersistLocked(state_));
       PublishLocked();
     }
     const std::string current = Join(o.model_dir, state_.current->file);
@@ -586,7 +693,7 @@ Result<std::string> Updater::AdoptStartupModel(const std::string& path) {
   next.current = slot;
   next.probation_until = 0;  // the operator's own model: nothing to roll back to automatically
   next.adopted_sha256 = sha;
-  TEND_RETURN_NOT_OK(SaveState(o.model_dir, next));
+  TEND_RETURN_NOT_OK(PersistLocked(next));
   state_ = next;
   PublishLocked();
   if (old_backup && old_backup->file != slot.file &&
@@ -606,17 +713,138 @@ Status Updater::Rollback(const std::string& reason) {
 }
 
 Status Updater::RollbackLocked(const std::string& reason) {
-  auto s = RollbackState(opts_.model_dir, reason, Now());
-  if (!s) {
+  OtaState next = state_;
+  auto bad = RollBackInState(opts_.model_dir, next, reason);
+  Status saved = bad ? PersistLocked(next) : Status(Fail(bad.error()));
+  if (!saved) {
     PublishLocked();
-    return Fail(s.error());
+    return saved;
   }
-  state_ = std::move(*s);
+  state_ = std::move(next);
+  TEND_LOG_WARN("ota: rolled back {} from v{} to v{}: {}", state_.model_name,
+                *bad ? (*bad)->version : 0, state_.current->version, reason);
+  Status removed = RemoveSlotFile(opts_.model_dir, state_, *bad);
+  if (!removed) TEND_LOG_WARN("ota: {}", removed.error().message);
   counters_.rolled_back += 1;
   last_result_ = "rolled back: " + reason;
   PublishLocked();
   if (opts_.on_commit) return opts_.on_commit(Join(opts_.model_dir, state_.current->file));
   return Ok();
+}
+
+Status Updater::PersistLocked(const OtaState& next) {
+  const std::string path = Join(opts_.model_dir, kStateFile);
+  TEND_ASSIGN_OR_RETURN(StateLock lock, StateLock::Acquire(opts_.model_dir));
+  auto disk = fs::ReadFile(path);
+  if ((disk ? *disk : std::string()) != known_text_) {
+    return Fail(Error::Io(path + " changed on disk since the updater read it (`tend ota " +
+                          "rollback`?): not overwritten"));
+  }
+  std::string text = StateText(next);
+  TEND_RETURN_NOT_OK(fs::WriteFileAtomic(path, text));
+  known_text_ = std::move(text);
+  return Ok();
+}
+
+bool Updater::PollStateFile() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return AdoptDiskStateLocked();
+}
+
+bool Updater::AdoptDiskStateLocked() {
+  const std::string path = Join(opts_.model_dir, kStateFile);
+  auto text = fs::ReadFile(path);
+  if (!text || *text == known_text_) return false;
+  known_text_ = *text;  // adopted or, when invalid, overwritten by the next write
+  json j = json::parse(*text, nullptr, false);
+  auto disk = j.is_object() ? OtaState::FromJson(j, path)
+                            : Result<OtaState>(Fail(Error::Corrupt(path + ": not valid JSON")));
+  Status valid = disk ? Ok() : Status(Fail(disk.error()));
+  if (valid && disk->model_name != opts_.model_name) {
+    valid = Fail(Error::Invalid(path + ": holds another model"));
+  }
+  if (valid) valid = VerifyPinnedRoot(disk->trusted_root).map([](RootMeta) {});
+  if (valid && disk->current) valid = VerifySlot(opts_.model_dir, *disk->current);
+  if (!valid) {
+    TEND_LOG_ERROR("ota: ignoring a change of {} made outside the updater: {}", path,
+                   valid.error().message);
+    return true;
+  }
+  const OtaState prev = std::move(state_);
+  state_ = std::move(*disk);
+  const std::string before = prev.current ? prev.current->file : "";
+  const bool model_changed = state_.current && state_.current->file != before;
+  if (state_.rollbacks > prev.rollbacks) {
+    counters_.rolled_back += 1;
+    last_result_ = "rolled back outside the agent: " + state_.last_rollback_reason;
+  } else {
+    last_result_ = "state changed on disk";
+  }
+  TEND_LOG_WARN("ota: {} changed outside the updater ({}); now serving {} v{}", path, last_result_,
+                state_.model_name, state_.current ? state_.current->version : 0);
+  if (model_changed && opts_.on_commit) {
+    Status handed = opts_.on_commit(Join(opts_.model_dir, state_.current->file));
+    if (!handed) {
+      last_error_ = "hand-over after an outside change failed: " + handed.error().message;
+      TEND_LOG_ERROR("ota: {}", last_error_);
+    }
+  }
+  PublishLocked();
+  return true;
+}
+
+std::optional<ControlMeta> Updater::FetchControlLocked(const RootMeta& root, OtaState& next,
+                                                       int64_t now) {
+  auto bytes = fetcher_->Fetch(kControlFile, opts_.max_metadata_bytes);
+  Result<ControlMeta> control = bytes
+                                    ? VerifyControl(root, std::string(bytes->begin(), bytes->end()),
+                                                    next.control_version, now)
+                                    : Result<ControlMeta>(Fail(bytes.error()));
+  if (!control) {
+    // None published is normal (no staged rollout ever); anything else is said once per change.
+    if (control.error().code != ErrorCode::kNotFound &&
+        control.error().message != last_control_error_) {
+      TEND_LOG_WARN("ota: control statement not used: {}", control.error().message);
+    }
+    last_control_error_ = control.error().message;
+    return std::nullopt;
+  }
+  last_control_error_.clear();
+  next.control_version = control->version;
+  auto pin = control->PinFor(opts_.device_id, opts_.model_name);
+  next.pin_max_version = pin ? *pin : -1;
+  return std::move(*control);
+}
+
+Result<bool> Updater::CheckControl() {
+  std::lock_guard<std::mutex> lock(mu_);
+  AdoptDiskStateLocked();
+  TEND_ASSIGN_OR_RETURN(RootMeta root, VerifyPinnedRoot(state_.trusted_root));
+  OtaState next = state_;
+  const std::optional<ControlMeta> control = FetchControlLocked(root, next, Now());
+  const bool changed = next.control_version != state_.control_version;
+  if (changed || next.pin_max_version != state_.pin_max_version) {
+    TEND_RETURN_NOT_OK(PersistLocked(next));
+    state_ = next;
+  }
+  if (control) {
+    const DeviceRollback* rb = control->RollbackFor(opts_.device_id, opts_.model_name);
+    if (rb && state_.current && state_.current->version == rb->from_version &&
+        std::find(handled_requests_.begin(), handled_requests_.end(), rb->request) ==
+            handled_requests_.end()) {
+      handled_requests_.push_back(rb->request);
+      std::string why = "operator rollback from v" + std::to_string(rb->from_version) +
+                        " (request " + rb->request + ")" +
+                        (rb->reason.empty() ? std::string() : ": " + rb->reason);
+      Status st = RollbackLocked(why);
+      if (!st) {
+        last_error_ = "operator rollback failed: " + st.error().message;
+        TEND_LOG_ERROR("ota: {}", last_error_);
+      }
+    }
+  }
+  PublishLocked();
+  return changed;
 }
 
 Status Updater::ReportMisbehaviour(const std::string& reason) {
@@ -660,19 +888,40 @@ void Updater::Start() {
     std::lock_guard<std::mutex> lock(wait_mu_);
     stop_ = false;
   }
-  thread_ = std::thread([this] {
-    std::mt19937_64 rng(std::random_device{}());
-    std::uniform_real_distribution<double> u(-opts_.jitter, opts_.jitter);
-    for (;;) {
+  thread_ = std::thread([this] { RunLoop(); });
+}
+
+// Three clocks on one thread: the full check every interval_s (with jitter), control.json every
+// control_interval_s (a changed statement brings the full check forward), and the state file
+// every state_watch_s.
+void Updater::RunLoop() {
+  using Clock = std::chrono::steady_clock;
+  auto after = [](double s) {
+    return Clock::now() +
+           std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+  };
+  std::mt19937_64 rng(std::random_device{}());
+  std::uniform_real_distribution<double> u(-opts_.jitter, opts_.jitter);
+  const double control_s =
+      opts_.control_interval_s > 0 ? opts_.control_interval_s : std::min(opts_.interval_s, 60.0);
+  auto next_check = Clock::now(), next_control = after(control_s);
+  for (;;) {
+    if (Clock::now() >= next_check) {
       (void)CheckOnce();
-      double wait_s = opts_.interval_s * (1 + u(rng));
-      std::unique_lock<std::mutex> lock(wait_mu_);
-      if (wait_cv_.wait_for(lock, std::chrono::duration<double>(wait_s),
-                            [this] { return stop_; })) {
-        return;
-      }
+      next_check = after(opts_.interval_s * (1 + u(rng)));
+      next_control = after(control_s);
+    } else if (Clock::now() >= next_control) {
+      auto changed = CheckControl();
+      if (!changed) TEND_LOG_WARN("ota: control check: {}", changed.error().message);
+      if (changed && *changed) next_check = Clock::now();
+      next_control = after(control_s);
     }
-  });
+    if (opts_.state_watch_s > 0) PollStateFile();
+    auto wake = std::min(next_check, next_control);
+    if (opts_.state_watch_s > 0) wake = std::min(wake, after(opts_.state_watch_s));
+    std::unique_lock<std::mutex> lock(wait_mu_);
+    if (wait_cv_.wait_until(lock, wake, [this] { return stop_; })) return;
+  }
 }
 
 void Updater::Stop() {
@@ -701,6 +950,7 @@ json Updater::StatusJson() const {
   Snapshot s = Snap();
   json j = StateStatusJson(s.state, NowAtLeast(s.state.latest_time_seen), opts_.max_model_age_s);
   j["profile"] = opts_.profile;
+  j["device_id"] = opts_.device_id;
   j["checks"] = s.counters.checks;
   j["updates"] = {{"installed", s.counters.installed},
                   {"refused", s.counters.refused},
