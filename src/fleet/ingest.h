@@ -22,12 +22,20 @@ struct IngestOptions {
   std::string ca_file, cert_file, key_file, username, password;
   size_t max_payload_bytes = 64 * 1024;
   double connect_timeout_s = 10;
+  // QoS 0 messages (scores, health) are written in batches by a writer thread: one transaction
+  // per batch_ms or batch_max messages, whichever comes first (0: one transaction per message).
+  // QoS 1 messages (alerts, status, OTA) are still stored before their PUBACK.
+  double batch_ms = 50;
+  size_t batch_max = 1000;
+  size_t batch_queue_max = 200000;  // beyond this (database stalled) QoS 0 is dropped, counted
 };
 
 struct IngestStats {
   int64_t received = 0, stored = 0, duplicates = 0;
   int64_t too_large = 0, bad_json = 0, wrong_type = 0, unknown_topic = 0;
   int64_t store_errors = 0;
+  int64_t batch_dropped = 0;  // QoS 0 messages dropped because the writer fell behind
+  int64_t batches = 0;
   bool connected = false;
 };
 

@@ -239,6 +239,12 @@ ParseOutcome ParseFleetMessage(const std::string& topic, const std::string& payl
     if (!s.is_string()) return wrong("field 'top_sensors' must hold strings");
   }
   m.top_sensors = j["top_sensors"].dump();
+  if (!OptString(j, "image_ref", m.image_ref, err)) return wrong(err);
+  if (j.contains("event_id") && j["event_id"].is_number_integer()) {
+    m.event_id = std::to_string(j["event_id"].get<int64_t>());
+  } else if (!OptString(j, "event_id", m.event_id, err)) {
+    return wrong("field 'event_id' must be a string or an integer");
+  }
   if (t.kind == TopicKind::kAlerts && !m.is_alert) {
     return wrong("message on an alerts topic has is_alert=false");
   }

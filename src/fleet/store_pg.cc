@@ -2,6 +2,7 @@
 // so several ingest instances can share one database.
 #include <pqxx/pqxx>
 
+#include "fleet/console_schema.h"
 #include "fleet/store.h"
 
 namespace tend::fleet {
@@ -60,6 +61,15 @@ class PostgresStore : public FleetStore {
         // Two ingest instances may create the schema at once: serialise on an advisory lock.
         w.exec("SELECT pg_advisory_xact_lock(7403)");
         w.exec(kSchema);
+        for (const auto& c : kAddedColumns) {
+          w.exec(std::string("ALTER TABLE ") + c.table + " ADD COLUMN IF NOT EXISTS " + c.column +
+                 " " + c.decl);
+        }
+        std::string console = kConsoleSchemaTemplate;
+        for (size_t p; (p = console.find("@ID@")) != std::string::npos;) {
+          console.replace(p, 4, kPostgresIdColumn);
+        }
+        w.exec(console);
         w.commit();
       }
       conn_->prepare("alert",
@@ -95,6 +105,8 @@ class PostgresStore : public FleetStore {
                      "INSERT INTO ota_events(msg_id, device_id, factory_id, ts_ms, timestamp,"
                      " event, model, current_version, backup_version, reason, received_ms)"
                      " VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT DO NOTHING");
+      conn_->prepare("asset", kDeviceAssetUpsert);
+      conn_->prepare("evidence", kAlertEvidenceUpdate);
       conn_->prepare(
           "otastate",
           "INSERT INTO ota_state(device_id, factory_id, msg_id, ts_ms, timestamp, event, model,"
@@ -118,6 +130,34 @@ class PostgresStore : public FleetStore {
     bool inserted = false;
     auto st = Guard("store", [&]() -> Status {
       pqxx::work w(*conn_);
+      TEND_ASSIGN_OR_RETURN(inserted, StoreIn(w, m, received_ms));
+      w.commit();
+      return Ok();
+    });
+    if (!st) return Fail(st.error());
+    return inserted;
+  }
+
+  Result<int64_t> StoreBatch(const std::vector<FleetMessage>& batch, int64_t received_ms) override {
+    int64_t inserted = 0;
+    auto st = Guard("store batch", [&]() -> Status {
+      pqxx::work w(*conn_);
+      w.exec("SET LOCAL synchronous_commit TO OFF");  // QoS 0 data only (see store.h)
+      for (const auto& m : batch) {
+        TEND_ASSIGN_OR_RETURN(bool fresh, StoreIn(w, m, received_ms));
+        inserted += fresh ? 1 : 0;
+      }
+      w.commit();
+      return Ok();
+    });
+    if (!st) return Fail(st.error());
+    return inserted;
+  }
+
+  // One message inside `w`; libpqxx errors are thrown (callers run it inside Guard).
+  Result<bool> StoreIn(pqxx::work& w, const FleetMessage& m, int64_t received_ms) {
+    bool inserted = false;
+    {
       std::string score = m.has_score ? std::to_string(m.anomaly_score) : std::string();
       const char* score_p = m.has_score ? score.c_str() : nullptr;
       switch (m.kind) {
@@ -126,6 +166,9 @@ class PostgresStore : public FleetStore {
                                      m.line_id, m.asset_id, m.ts_ms, m.timestamp, score_p,
                                      m.severity, m.top_sensors, m.model_version, m.seq, received_ms)
                          .affected_rows() > 0;
+          if (inserted && !m.image_ref.empty() && !m.msg_id.empty()) {
+            w.exec_prepared("evidence", m.event_id, m.image_ref, m.msg_id, m.device_id);
+          }
           break;
         case TopicKind::kScores:
           inserted =
@@ -163,13 +206,13 @@ class PostgresStore : public FleetStore {
         case TopicKind::kUnknown:
           return Fail(Error::Internal("store: unknown topic kind"));
       }
+      if ((m.kind == TopicKind::kAlerts || m.kind == TopicKind::kHealth) && !m.device_id.empty()) {
+        w.exec_prepared("asset", m.device_id, m.factory_id, m.line_id, m.asset_id, received_ms);
+      }
       if (m.kind != TopicKind::kStatus && !m.device_id.empty()) {
         w.exec_prepared("seen", m.device_id, m.factory_id, received_ms, m.model_version);
       }
-      w.commit();
-      return Ok();
-    });
-    if (!st) return Fail(st.error());
+    }
     return inserted;
   }
 

@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "core/fs.h"
+#include "fleet/console_schema.h"
 #include "fleet/store.h"
 
 namespace tend::fleet {
@@ -66,6 +67,8 @@ class SqliteStore : public FleetStore {
     TEND_RETURN_NOT_OK(Exec("PRAGMA journal_mode=WAL"));
     TEND_RETURN_NOT_OK(Exec("PRAGMA synchronous=NORMAL"));
     TEND_RETURN_NOT_OK(Exec(kSchema));
+    for (const auto& c : kAddedColumns) TEND_RETURN_NOT_OK(AddColumnIfMissing(c));
+    TEND_RETURN_NOT_OK(Exec(ConsoleSchema().c_str()));
     const char* sql[] = {
         // 0 alerts
         "INSERT INTO alerts(msg_id, device_id, factory_id, line_id, asset_id, ts_ms, timestamp,"
@@ -109,6 +112,10 @@ class SqliteStore : public FleetStore {
         " model_age_s=excluded.model_age_s, rollbacks=excluded.rollbacks,"
         " last_rollback_reason=excluded.last_rollback_reason, payload=excluded.payload,"
         " received_ms=excluded.received_ms WHERE excluded.ts_ms >= ota_state.ts_ms",
+        // 8 the lines and assets a device serves (console filters)
+        kDeviceAssetUpsert,
+        // 9 an alert's evidence (vision)
+        kAlertEvidenceUpdate,
     };
     for (const char* s : sql) {
       sqlite3_stmt* st = nullptr;
@@ -127,6 +134,21 @@ class SqliteStore : public FleetStore {
     }
     TEND_RETURN_NOT_OK(Exec("COMMIT"));
     return r;
+  }
+
+  Result<int64_t> StoreBatch(const std::vector<FleetMessage>& batch, int64_t received_ms) override {
+    TEND_RETURN_NOT_OK(Exec("BEGIN IMMEDIATE"));
+    int64_t inserted = 0;
+    for (const auto& m : batch) {
+      auto r = StoreInTxn(m, received_ms);
+      if (!r) {
+        sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+        return Fail(r.error());
+      }
+      inserted += *r ? 1 : 0;
+    }
+    TEND_RETURN_NOT_OK(Exec("COMMIT"));
+    return inserted;
   }
 
   Result<std::vector<DeviceRow>> Devices() override {
@@ -270,6 +292,25 @@ class SqliteStore : public FleetStore {
   }
 
  private:
+  Status AddColumnIfMissing(const AddedColumn& c) {
+    sqlite3_stmt* st = nullptr;
+    std::string q = std::string("SELECT 1 FROM pragma_table_info('") + c.table + "') WHERE name='" +
+                    c.column + "'";
+    if (sqlite3_prepare_v2(db_, q.c_str(), -1, &st, nullptr) != SQLITE_OK) {
+      return Fail(Err("table info"));
+    }
+    const bool present = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    if (present) return Ok();
+    std::string alter =
+        std::string("ALTER TABLE ") + c.table + " ADD COLUMN " + c.column + " " + c.decl;
+    return Exec(alter.c_str());
+  }
+  static std::string ConsoleSchema() {
+    std::string s = kConsoleSchemaTemplate;
+    for (size_t p; (p = s.find("@ID@")) != std::string::npos;) s.replace(p, 4, kSqliteIdColumn);
+    return s;
+  }
   static std::string Text(sqlite3_stmt* st, int col) {
     const unsigned char* t = sqlite3_column_text(st, col);
     return t ? reinterpret_cast<const char*>(t) : "";
@@ -326,6 +367,14 @@ class SqliteStore : public FleetStore {
         sqlite3_bind_int64(st, 12, m.seq);
         sqlite3_bind_int64(st, 13, received_ms);
         TEND_ASSIGN_OR_RETURN(inserted, Step(st, "insert alert"));
+        if (inserted && !m.image_ref.empty() && !m.msg_id.empty()) {
+          sqlite3_stmt* ev = stmts_[9];
+          BindText(ev, 1, m.event_id);
+          BindText(ev, 2, m.image_ref);
+          BindText(ev, 3, m.msg_id);
+          BindText(ev, 4, m.device_id);
+          TEND_RETURN_NOT_OK(Step(ev, "alert evidence"));
+        }
         break;
       }
       case TopicKind::kScores: {
@@ -416,6 +465,15 @@ class SqliteStore : public FleetStore {
       case TopicKind::kUnknown:
         return Fail(Error::Internal("store: unknown topic kind"));
     }
+    if ((m.kind == TopicKind::kAlerts || m.kind == TopicKind::kHealth) && !m.device_id.empty()) {
+      sqlite3_stmt* as = stmts_[8];
+      BindText(as, 1, m.device_id);
+      BindText(as, 2, m.factory_id);
+      BindText(as, 3, m.line_id);
+      BindText(as, 4, m.asset_id);
+      sqlite3_bind_int64(as, 5, received_ms);
+      TEND_RETURN_NOT_OK(Step(as, "update device assets"));
+    }
     if (!m.device_id.empty()) {
       sqlite3_stmt* dv = stmts_[4];
       BindText(dv, 1, m.device_id);
@@ -433,6 +491,16 @@ class SqliteStore : public FleetStore {
 };
 
 }  // namespace
+
+Result<int64_t> FleetStore::StoreBatch(const std::vector<FleetMessage>& batch,
+                                       int64_t received_ms) {
+  int64_t inserted = 0;
+  for (const auto& m : batch) {
+    TEND_ASSIGN_OR_RETURN(bool fresh, Store(m, received_ms));
+    inserted += fresh ? 1 : 0;
+  }
+  return inserted;
+}
 
 Result<std::unique_ptr<FleetStore>> OpenSqliteStore(const std::string& path) {
   auto s = std::make_unique<SqliteStore>(path);
