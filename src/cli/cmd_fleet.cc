@@ -46,6 +46,7 @@ Result<int64_t> ParseSince(const std::string& s) {
 void RegisterFleet(CLI::App& app) {
   auto* fleet = app.add_subcommand("fleet", "Cloud side: ingest device telemetry, query the fleet");
   fleet->require_subcommand(1);
+  RegisterFleetConsole(*fleet);
 
   // ingest
   auto* ingest =
@@ -67,6 +68,11 @@ void RegisterFleet(CLI::App& app) {
   ingest->add_option("--key", io->key_file, "Client private key (mqtts)");
   ingest->add_option("--max-payload", io->max_payload_bytes, "Largest accepted payload in bytes");
   ingest->add_option("--stats-every", *stats_every, "Log counters every N seconds (0 = at exit)");
+  ingest->add_option("--batch-ms", io->batch_ms,
+                     "Write QoS 0 scores and health in one transaction per this many ms "
+                     "(0: one per message; alerts, status and OTA are always stored before "
+                     "their acknowledgement)");
+  ingest->add_option("--batch-max", io->batch_max, "... or per this many messages");
   ingest->callback([io, db, stats_every] {
     auto store = OrDie(fleet::OpenFleetStore(*db), "fleet ingest");
     auto ing = OrDie(fleet::Ingest::Start(*io, std::move(store)), "fleet ingest");
@@ -77,9 +83,9 @@ void RegisterFleet(CLI::App& app) {
       auto s = ing->stats();
       TEND_LOG_INFO(
           "fleet: received {} stored {} duplicates {} malformed: too_large {} bad_json {} "
-          "wrong_type {} unknown_topic {}; store errors {}",
+          "wrong_type {} unknown_topic {}; store errors {}; batches {} dropped (writer behind) {}",
           s.received, s.stored, s.duplicates, s.too_large, s.bad_json, s.wrong_type,
-          s.unknown_topic, s.store_errors);
+          s.unknown_topic, s.store_errors, s.batches, s.batch_dropped);
     };
     while (!g_fleet_stop) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
