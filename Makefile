@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 CTEST_ARGS ?=
 
-.PHONY: all bootstrap configure build test test-unit test-asan demo bench format clean
+.PHONY: all bootstrap configure build test test-unit test-asan demo bench bench-fleet format clean
 
 all: build
 
@@ -42,6 +42,11 @@ demo: build
 
 bench: build
 	scripts/bench.sh $(BUILD)
+
+# The fleet's scale figures: 1,000 simulated devices at 10x into PostgreSQL through two ingest
+# instances, and the console's device-list latency (docs/fleet.md, "Scale"). A few minutes.
+bench-fleet: build
+	scripts/bench_fleet.sh $(BUILD)
 
 format:
 	find src tests bench -name '*.cc' -o -name '*.h' | xargs clang-format -i
