@@ -69,9 +69,7 @@ void RegisterFleet(CLI::App& app) {
   ingest->add_option("--max-payload", io->max_payload_bytes, "Largest accepted payload in bytes");
   ingest->add_option("--stats-every", *stats_every, "Log counters every N seconds (0 = at exit)");
   ingest->add_option("--batch-ms", io->batch_ms,
-                     "Write QoS 0 scores and health in one transaction per this many ms "
-                     "(0: one per message; alerts, status and OTA are always stored before "
-                     "their acknowledgement)");
+                     "Store messages in one transaction per this many ms (0: one per message)");
   ingest->add_option("--batch-max", io->batch_max, "... or per this many messages");
   ingest->callback([io, db, stats_every] {
     auto store = OrDie(fleet::OpenFleetStore(*db), "fleet ingest");
@@ -83,9 +81,10 @@ void RegisterFleet(CLI::App& app) {
       auto s = ing->stats();
       TEND_LOG_INFO(
           "fleet: received {} stored {} duplicates {} malformed: too_large {} bad_json {} "
-          "wrong_type {} unknown_topic {}; store errors {}; batches {} dropped (writer behind) {}",
+          "wrong_type {} unknown_topic {}; store errors {}; batches {} queued {} dropped (writer "
+          "behind) {}",
           s.received, s.stored, s.duplicates, s.too_large, s.bad_json, s.wrong_type,
-          s.unknown_topic, s.store_errors, s.batches, s.batch_dropped);
+          s.unknown_topic, s.store_errors, s.batches, s.queued, s.batch_dropped);
     };
     while (!g_fleet_stop) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -49,7 +49,7 @@ void RegisterFleetServe(CLI::App& fleet) {
   serve->add_option("--key", o->key_file, "TLS private key (PEM)");
   serve->add_option("--session-ttl", *ttl, "Browser sessions end after this (30m, 8h, 1d)");
   serve->add_option("--snapshot-max-age", o->snapshot_max_age_s,
-                    "Seconds the device list may be old (it is recomputed at most this often)");
+                    "The device list is refreshed in the background this often (0: on every request)");
   serve->add_option("--evidence-dir", o->evidence_dir,
                     "Evidence images mirrored from devices, as DIR/<device_id>/<file>");
   serve->callback([o, ttl] {

@@ -1,5 +1,6 @@
 #include "fleet/console_db.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
@@ -154,7 +155,17 @@ Result<std::vector<AuditRow>> ConsoleDb::AuditLog(int64_t offset, int64_t limit,
   return out;
 }
 
-Result<std::vector<DeviceSummary>> ConsoleDb::DeviceSummaries(int64_t now_ms) {
+Result<std::map<std::string, int64_t>> ConsoleDb::AlertCountsSince(int64_t since_ms) {
+  TEND_ASSIGN_OR_RETURN(auto rows, db_->Query("SELECT device_id, COUNT(*) FROM alerts WHERE"
+                                              " ts_ms >= $1 GROUP BY device_id",
+                                              {since_ms}));
+  std::map<std::string, int64_t> out;
+  for (const auto& r : rows) out[r.Str(0)] = r.Int(1);
+  return out;
+}
+
+Result<std::vector<DeviceSummary>> ConsoleDb::DeviceSummaries(
+    int64_t now_ms, const std::map<std::string, int64_t>* day_counts) {
   TEND_ASSIGN_OR_RETURN(auto rows, db_->Query(kDevicesSql));
   std::vector<DeviceSummary> out;
   out.reserve(rows.size());
@@ -171,14 +182,18 @@ Result<std::vector<DeviceSummary>> ConsoleDb::DeviceSummaries(int64_t now_ms) {
       if (it != at.end()) fn(out[it->second], r);
     }
   };
-  TEND_ASSIGN_OR_RETURN(auto alerts,
-                        db_->Query("SELECT device_id, SUM(CASE WHEN ts_ms >= $1 THEN 1 ELSE 0 END),"
-                                   " COUNT(*) FROM alerts WHERE ts_ms >= $2 GROUP BY device_id",
-                                   {now_ms - 3600 * 1000, now_ms - 86400 * 1000}));
-  each(alerts, [](DeviceSummary& s, const SqlRow& r) {
-    s.alerts_1h = r.Int(1);
-    s.alerts_24h = r.Int(2);
-  });
+  TEND_ASSIGN_OR_RETURN(auto hour, AlertCountsSince(now_ms - 3600 * 1000));
+  std::map<std::string, int64_t> day_now;
+  if (!day_counts) {
+    TEND_ASSIGN_OR_RETURN(day_now, AlertCountsSince(now_ms - 86400 * 1000));
+    day_counts = &day_now;
+  }
+  for (auto& s : out) {
+    auto h = hour.find(s.device.device_id);
+    auto d = day_counts->find(s.device.device_id);
+    s.alerts_1h = h == hour.end() ? 0 : h->second;
+    s.alerts_24h = std::max(s.alerts_1h, d == day_counts->end() ? 0 : d->second);
+  }
   // The latest periodic health message (spool drop reports share the topic).
   TEND_ASSIGN_OR_RETURN(
       auto health,

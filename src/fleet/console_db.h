@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -116,8 +117,12 @@ class ConsoleDb {
   Status Audit(const AuditRow& a);
   Result<std::vector<AuditRow>> AuditLog(int64_t offset, int64_t limit, int64_t* total);
 
-  // Every device with its counts over [now-1h, now] and [now-24h, now].
-  Result<std::vector<DeviceSummary>> DeviceSummaries(int64_t now_ms);
+  // Every device with its alert counts over [now-1h, now] and [now-24h, now]. The day's counts
+  // are the costly part (a day of alerts is scanned): a caller refreshing often passes counts it
+  // took with AlertCountsSince a little earlier (24 h figures then never show less than the hour).
+  Result<std::vector<DeviceSummary>> DeviceSummaries(
+      int64_t now_ms, const std::map<std::string, int64_t>* day_counts = nullptr);
+  Result<std::map<std::string, int64_t>> AlertCountsSince(int64_t since_ms);
   Result<std::vector<ScorePoint>> Scores(const std::string& device_id, int64_t since_ms,
                                          int64_t limit);
   Result<std::vector<DeviceAlert>> DeviceAlerts(const std::string& device_id, int64_t limit);

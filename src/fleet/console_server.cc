@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -88,6 +89,12 @@ class ConsoleServer::Impl {
   ~Impl() { Stop(); }
   Status Start();
   void Stop() {
+    {
+      std::lock_guard lock(snap_mu_);
+      refresh_stop_ = true;
+    }
+    refresh_cv_.notify_all();
+    if (refresher_.joinable()) refresher_.join();
     if (server_) server_->stop();
     if (thread_.joinable()) thread_.join();
   }
@@ -120,9 +127,17 @@ class ConsoleServer::Impl {
                    const json& detail, const std::string& result);
   void Get(const std::string& pattern, Getter g);
   void Action(const std::string& pattern, const std::string& name, Actor a);
+  // The fleet snapshot the device list is served from: refreshed by its own thread (and
+  // connection) every snapshot_max_age_s, so no request waits for it; computed per request when
+  // that is 0. A device missing from it is looked up afresh (`snap` is replaced).
   Result<std::shared_ptr<const FleetSnapshot>> SnapshotLocked();
-  Result<const DeviceView*> DeviceLocked(const std::shared_ptr<const FleetSnapshot>& snap,
+  Result<const DeviceView*> DeviceLocked(std::shared_ptr<const FleetSnapshot>& snap,
                                          const std::string& id);
+  // day_counts: the refresher's cached 24 h alert counts (null: counted now).
+  Result<std::shared_ptr<const FleetSnapshot>> ComputeSnapshot(
+      ConsoleDb& db, const std::map<std::string, int64_t>* day_counts = nullptr);
+  void Invalidate();  // after an action: refresh now
+  void RefreshLoop();
 
   void StaticRoutes();
   void SessionRoutes();
@@ -134,7 +149,12 @@ class ConsoleServer::Impl {
   std::unique_ptr<httplib::Server> server_;
   std::unique_ptr<ConsoleDb> db_;
   std::mutex db_mu_;  // one connection: every statement under this lock
-  std::shared_ptr<const FleetSnapshot> snap_;
+  std::unique_ptr<ConsoleDb> refresh_db_;  // the refresher's own connection
+  std::mutex snap_mu_;
+  std::condition_variable refresh_cv_;
+  bool refresh_now_ = false, refresh_stop_ = false;
+  std::shared_ptr<const FleetSnapshot> snap_;  // guarded by snap_mu_
+  std::thread refresher_;
   std::thread thread_;
   std::atomic<bool> listen_done_{false};
   int port_ = 0;
@@ -205,25 +225,65 @@ void ConsoleServer::Impl::Action(const std::string& pattern, const std::string& 
   });
 }
 
-Result<std::shared_ptr<const FleetSnapshot>> ConsoleServer::Impl::SnapshotLocked() {
+Result<std::shared_ptr<const FleetSnapshot>> ConsoleServer::Impl::ComputeSnapshot(
+    ConsoleDb& db, const std::map<std::string, int64_t>* day_counts) {
   const int64_t now = NowMs();
-  if (!snap_ || now - snap_->taken_ms > static_cast<int64_t>(opt_.snapshot_max_age_s * 1000) ||
-      now < snap_->taken_ms) {
-    TEND_ASSIGN_OR_RETURN(auto devices, db_->DeviceSummaries(now));
-    snap_ = MakeSnapshot(std::move(devices), now);
-  }
+  TEND_ASSIGN_OR_RETURN(auto devices, db.DeviceSummaries(now, day_counts));
+  return MakeSnapshot(std::move(devices), now);
+}
+
+Result<std::shared_ptr<const FleetSnapshot>> ConsoleServer::Impl::SnapshotLocked() {
+  if (opt_.snapshot_max_age_s <= 0) return ComputeSnapshot(*db_);
+  std::lock_guard lock(snap_mu_);
   return snap_;
 }
 
+void ConsoleServer::Impl::Invalidate() {
+  {
+    std::lock_guard lock(snap_mu_);
+    refresh_now_ = true;
+  }
+  refresh_cv_.notify_all();
+}
+
+// The day's alert counts scan a day of alerts: they are taken once a minute, the rest of the
+// snapshot every snapshot_max_age_s.
+void ConsoleServer::Impl::RefreshLoop() {
+  const auto period = std::chrono::duration<double>(opt_.snapshot_max_age_s);
+  std::map<std::string, int64_t> day;
+  int64_t day_taken_ms = 0;
+  std::unique_lock lock(snap_mu_);
+  while (!refresh_stop_) {
+    refresh_cv_.wait_for(lock, period, [this] { return refresh_stop_ || refresh_now_; });
+    if (refresh_stop_) return;
+    refresh_now_ = false;
+    lock.unlock();
+    if (NowMs() - day_taken_ms >= 60 * 1000) {
+      auto counts = refresh_db_->AlertCountsSince(NowMs() - 86400 * 1000);
+      if (counts) {
+        day = std::move(*counts);
+        day_taken_ms = NowMs();
+      }
+    }
+    auto fresh = ComputeSnapshot(*refresh_db_, day_taken_ms ? &day : nullptr);
+    if (!fresh) TEND_LOG_WARN("console: device list refresh: {}", fresh.error().message);
+    lock.lock();
+    if (fresh) snap_ = std::move(*fresh);
+  }
+}
+
 Result<const DeviceView*> ConsoleServer::Impl::DeviceLocked(
-    const std::shared_ptr<const FleetSnapshot>& snap, const std::string& id) {
+    std::shared_ptr<const FleetSnapshot>& snap, const std::string& id) {
   TEND_RETURN_NOT_OK(CheckIdentifier(id, "device id"));
   const DeviceView* d = snap->Find(id);
   if (!d) {
-    // A device that appeared since the snapshot: look again once.
-    snap_.reset();
-    TEND_ASSIGN_OR_RETURN(auto fresh, SnapshotLocked());
-    d = fresh->Find(id);
+    // A device that appeared since the snapshot: look again once (on this connection).
+    TEND_ASSIGN_OR_RETURN(snap, ComputeSnapshot(*db_));
+    d = snap->Find(id);
+    if (d && opt_.snapshot_max_age_s > 0) {
+      std::lock_guard lock(snap_mu_);
+      snap_ = snap;
+    }
   }
   if (!d) return Fail(Error::NotFound("no device \"" + id + "\""));
   return d;
@@ -485,7 +545,7 @@ void ConsoleServer::Impl::DeviceActions() {
            if (name.empty() && d->summary.device.has_ota) name = d->summary.device.ota.ota.model;
            TEND_RETURN_NOT_OK(ota::CheckName(name, "model name"));
            TEND_RETURN_NOT_OK(db_->SetPin({*target, name, max, p.name, NowMs()}));
-           snap_.reset();
+           Invalidate();
            return json{{"device_id", *target}, {"name", name}, {"max_version", max}};
          });
   Action(R"(/api/devices/([^/]+)/unpin)", "unpin",
@@ -498,7 +558,7 @@ void ConsoleServer::Impl::DeviceActions() {
            if (name.empty() && d->summary.device.has_ota) name = d->summary.device.ota.ota.model;
            TEND_ASSIGN_OR_RETURN(int64_t n, db_->ClearPin(*target, name));
            if (n == 0) return Fail(Error::NotFound(*target + " is not pinned for " + name));
-           snap_.reset();
+           Invalidate();
            return json{{"device_id", *target}, {"name", name}, {"pinned", false}};
          });
   Action(R"(/api/devices/([^/]+)/tags)", "tags",
@@ -510,7 +570,7 @@ void ConsoleServer::Impl::DeviceActions() {
            TEND_ASSIGN_OR_RETURN(auto add, OptionalTags(body, "add"));
            TEND_ASSIGN_OR_RETURN(auto remove, OptionalTags(body, "remove"));
            TEND_RETURN_NOT_OK(db_->SetTags(*target, add, remove));
-           snap_.reset();
+           Invalidate();
            return json{{"device_id", *target}, {"added", add}, {"removed", remove}};
          });
   // A group: every device the list filter matches now (devices joining later are not pinned).
@@ -547,7 +607,7 @@ void ConsoleServer::Impl::DeviceActions() {
              return Ok();
            }));
            *target = "group " + json(body).dump();
-           snap_.reset();
+           Invalidate();
            return json{{"devices", ids},
                        {"name", name},
                        {"max_version", unpin ? json(nullptr) : json(max)}};
@@ -615,6 +675,11 @@ Status ConsoleServer::Impl::Start() {
   }
   if (opt_.session_ttl_s <= 0) return Fail(Error::Invalid("console: session TTL must be > 0"));
   TEND_ASSIGN_OR_RETURN(db_, ConsoleDb::Open(opt_.db));
+  if (opt_.snapshot_max_age_s > 0) {
+    TEND_ASSIGN_OR_RETURN(refresh_db_, ConsoleDb::Open(opt_.db));
+    TEND_ASSIGN_OR_RETURN(snap_, ComputeSnapshot(*refresh_db_));
+    refresher_ = std::thread([this] { RefreshLoop(); });
+  }
   if (tls()) {
     for (const auto& f : {opt_.cert_file, opt_.key_file}) {
       if (!fs::Exists(f)) return Fail(Error::NotFound("console: " + f + " does not exist"));

@@ -45,6 +45,10 @@ class Ingest::Impl {
     s.store_errors = store_errors_;
     s.batch_dropped = batch_dropped_;
     s.batches = batches_;
+    {
+      std::lock_guard lk(batch_mu_);
+      s.queued = static_cast<int64_t>(pending_.size());
+    }
     s.connected = connected_;
     return s;
   }
@@ -53,11 +57,8 @@ class Ingest::Impl {
   void OnMessage(const mqtt::const_message_ptr& msg);
   Status Subscribe();
   void StoreNow(const FleetMessage& m, int64_t now_ms);
-  // QoS 0 batching: OnMessage queues, the writer thread commits.
-  bool Batched(const FleetMessage& m) const {
-    return opt_.batch_ms > 0 &&
-           (m.kind == telemetry::TopicKind::kScores || m.kind == telemetry::TopicKind::kHealth);
-  }
+  // Batching: OnMessage queues, the writer thread commits.
+  bool Batched() const { return opt_.batch_ms > 0; }
   void Enqueue(FleetMessage&& m);
   void WriterLoop();
   void FlushBatch(std::vector<FleetMessage>& batch);
@@ -72,7 +73,7 @@ class Ingest::Impl {
   std::atomic<bool> connected_{false};
   int64_t last_warn_ms_ = 0;
   std::atomic<int64_t> batch_dropped_{0}, batches_{0};
-  std::mutex batch_mu_;
+  mutable std::mutex batch_mu_;
   std::condition_variable batch_cv_;
   std::vector<FleetMessage> pending_;
   bool writer_stop_ = false;
@@ -110,11 +111,10 @@ void Ingest::Impl::OnMessage(const mqtt::const_message_ptr& msg) {
     }
     return;
   }
-  if (Batched(parsed.message)) {
+  if (Batched()) {
     Enqueue(std::move(parsed.message));
     return;
   }
-  // Stored before the callback returns, i.e. before Paho sends the PUBACK.
   StoreNow(parsed.message, now_ms);
 }
 
@@ -133,8 +133,10 @@ void Ingest::Impl::StoreNow(const FleetMessage& m, int64_t now_ms) {
 
 void Ingest::Impl::Enqueue(FleetMessage&& m) {
   std::lock_guard lk(batch_mu_);
-  if (pending_.size() >= opt_.batch_queue_max) {
-    ++batch_dropped_;
+  const bool qos0 =
+      m.kind == telemetry::TopicKind::kScores || m.kind == telemetry::TopicKind::kHealth;
+  if (qos0 && pending_.size() >= opt_.batch_queue_max) {
+    ++batch_dropped_;  // a stalled database: QoS 0 goes, alerts/status/OTA states wait
     return;
   }
   pending_.push_back(std::move(m));

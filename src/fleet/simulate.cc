@@ -119,11 +119,14 @@ class Simulator::Impl {
       rollbacks_{0};
 };
 
+// The connections are opened together (each takes about a second to be acknowledged, mostly
+// Paho's own pacing), then waited for.
 Status Simulator::Impl::Connect() {
   TEND_ASSIGN_OR_RETURN(auto addr, telemetry::ParseBrokerUrl(opt_.broker_url));
   const int n = std::max(1, std::min(opt_.connections, opt_.devices));
-  for (int i = 0; i < n; ++i) {
-    try {
+  std::vector<mqtt::token_ptr> pending;
+  try {
+    for (int i = 0; i < n; ++i) {
       mqtt::create_options co(opt_.mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1, 100000);
       auto cli = std::make_unique<mqtt::async_client>(
           addr.paho_uri, opt_.prefix + "_sim_" + std::to_string(boot_) + "_" + std::to_string(i),
@@ -137,13 +140,16 @@ Status Simulator::Impl::Connect() {
       if (addr.tls) {
         c.set_ssl(telemetry::BrokerSslOptions(opt_.ca_file, opt_.cert_file, opt_.key_file));
       }
-      if (!cli->connect(c)->wait_for(std::chrono::seconds(10))) {
+      pending.push_back(cli->connect(c));
+      clients_.push_back(std::move(cli));
+    }
+    for (auto& tok : pending) {
+      if (!tok->wait_for(std::chrono::seconds(20))) {
         return Fail(Error::Timeout("simulate: connect to " + opt_.broker_url + " timed out"));
       }
-      clients_.push_back(std::move(cli));
-    } catch (const mqtt::exception& e) {
-      return Fail(Error::Io("simulate: connect to " + opt_.broker_url + ": " + e.what()));
     }
+  } catch (const mqtt::exception& e) {
+    return Fail(Error::Io("simulate: connect to " + opt_.broker_url + ": " + e.what()));
   }
   return Ok();
 }
@@ -381,9 +387,17 @@ void Simulator::Impl::Stop() {
     Publish(d->conn, d->id.StatusTopic(), telemetry::StatusPayload(WallNow(), d->id, false),
             telemetry::kStatusQos, telemetry::kStatusRetained);
   }
+  std::vector<mqtt::token_ptr> pending;  // all at once, then waited for (as in Connect)
   for (auto& c : clients_) {
     try {
-      c->disconnect(std::chrono::seconds(5))->wait_for(std::chrono::seconds(10));
+      pending.push_back(c->disconnect(std::chrono::seconds(5)));
+    } catch (const mqtt::exception& e) {
+      TEND_LOG_DEBUG("simulate: disconnect: {}", e.what());
+    }
+  }
+  for (auto& tok : pending) {
+    try {
+      tok->wait_for(std::chrono::seconds(10));
     } catch (const mqtt::exception& e) {
       TEND_LOG_DEBUG("simulate: disconnect: {}", e.what());
     }

@@ -415,6 +415,45 @@ TEST_F(ConsoleTest, DevicePageHasScoresThresholdsAlertsOtaAndHealth) {
   EXPECT_EQ(c.Get("/api/devices/edge-04/scores?minutes=x", h)->status, 400);
 }
 
+// A vision alert's evidence image, mirrored into --evidence-dir, is served to signed-in users.
+TEST_F(ConsoleTest, ServesEvidenceImagesOfVisionAlerts) {
+  const std::string evidence = dir_ + "/evidence";
+  std::filesystem::create_directories(evidence + "/cam-1");
+  const std::string png = std::string("\x89PNG\r\n\x1a\n", 8) + std::string(100, 'x');
+  ASSERT_TRUE(fs::WriteFileAtomic(evidence + "/cam-1/part-42.png", png));
+  {
+    auto store = OpenFleetStore(db_url_);
+    ASSERT_TRUE(store);
+    Identity cam{"plant-a", "line-0", "camera-1", "cam-1"};
+    Decision d;
+    d.timestamp = At(WallMs());
+    d.anomaly_score = 0.97f;
+    d.is_alert = true;
+    d.severity = Severity::kHigh;
+    d.top_sensors = {"patch_12_7"};
+    json j = telemetry::ScoreJson(d, cam, MessageId{1, 1});
+    j["event_id"] = 42;
+    j["image_ref"] = "/var/lib/tend/evidence/part-42.png";
+    Put(**store, cam.AlertsTopic(), j.dump());
+  }
+  ConsoleOptions o;
+  o.evidence_dir = evidence;
+  StartServer(o);
+  auto c = Client();
+  auto alerts = json::parse(c.Get("/api/devices/cam-1/alerts", Bearer(viewer_))->body)["alerts"];
+  ASSERT_EQ(alerts.size(), 1u);
+  EXPECT_EQ(alerts[0]["event_id"], "42");
+  EXPECT_EQ(alerts[0]["evidence"], true);
+  const std::string path = "/api/devices/cam-1/alerts/" + alerts[0]["msg_id"].get<std::string>() + "/evidence";
+  EXPECT_EQ(c.Get(path)->status, 401);
+  auto r = c.Get(path, Bearer(viewer_));
+  ASSERT_EQ(r->status, 200);
+  EXPECT_EQ(r->get_header_value("Content-Type"), "image/png");
+  EXPECT_EQ(r->body, png);
+  EXPECT_EQ(c.Get("/api/devices/cam-1/alerts/nope/evidence", Bearer(viewer_))->status, 404);
+  EXPECT_EQ(c.Get("/api/devices/edge-01/alerts/x/evidence", Bearer(viewer_))->status, 404);
+}
+
 // TLS with --cert/--key: the same rules over HTTPS; plain HTTP is not served on that port.
 TEST_F(ConsoleTest, ServesHttpsWithCertAndKey) {
   const std::string cert = dir_ + "/cert.pem", key = dir_ + "/key.pem";
