@@ -171,15 +171,17 @@ class PostgresStore : public FleetStore {
                                int64_t received_ms) {
     std::vector<const FleetMessage*> scores, health, others, new_ota;
     for (const auto& m : batch) {
-      (m.kind == TopicKind::kScores ? scores : m.kind == TopicKind::kHealth ? health : others)
+      (m.kind == TopicKind::kScores   ? scores
+       : m.kind == TopicKind::kHealth ? health
+                                      : others)
           .push_back(&m);
     }
     auto by_id = [](const FleetMessage* a, const FleetMessage* b) { return a->msg_id < b->msg_id; };
     std::stable_sort(scores.begin(), scores.end(), by_id);
     std::stable_sort(health.begin(), health.end(), by_id);
-    std::stable_sort(others.begin(), others.end(), [](const FleetMessage* a, const FleetMessage* b) {
-      return a->device_id < b->device_id;
-    });
+    std::stable_sort(
+        others.begin(), others.end(),
+        [](const FleetMessage* a, const FleetMessage* b) { return a->device_id < b->device_id; });
     const std::string rcv = std::to_string(received_ms);
     int64_t inserted = InsertScores(w, scores, rcv) + InsertHealth(w, health, rcv);
     for (const FleetMessage* m : others) {  // alerts, status, OTA events: rare, one by one
@@ -234,10 +236,11 @@ class PostgresStore : public FleetStore {
                     m->is_alert ? "true" : "false", m->severity, m->model_version,
                     std::to_string(m->seq), rcv});
     }
-    return MultiRow(w,
-                    "INSERT INTO scores(msg_id, device_id, asset_id, ts_ms, anomaly_score, is_alert,"
-                    " severity, model_version, seq, received_ms) VALUES ",
-                    " ON CONFLICT DO NOTHING", 10, cells);
+    return MultiRow(
+        w,
+        "INSERT INTO scores(msg_id, device_id, asset_id, ts_ms, anomaly_score, is_alert,"
+        " severity, model_version, seq, received_ms) VALUES ",
+        " ON CONFLICT DO NOTHING", 10, cells);
   }
 
   static int64_t InsertHealth(pqxx::work& w, const std::vector<const FleetMessage*>& rows,
@@ -258,19 +261,19 @@ class PostgresStore : public FleetStore {
     switch (m.kind) {
       case TopicKind::kAlerts: {
         std::string score = m.has_score ? std::to_string(m.anomaly_score) : std::string();
-        bool fresh = w.exec_prepared("alert", NullIfEmpty(m.msg_id), m.device_id, m.factory_id,
-                                     m.line_id, m.asset_id, m.ts_ms, m.timestamp,
-                                     m.has_score ? score.c_str() : nullptr, m.severity,
-                                     m.top_sensors, m.model_version, m.seq, received_ms)
-                         .affected_rows() > 0;
+        bool fresh =
+            w.exec_prepared("alert", NullIfEmpty(m.msg_id), m.device_id, m.factory_id, m.line_id,
+                            m.asset_id, m.ts_ms, m.timestamp, m.has_score ? score.c_str() : nullptr,
+                            m.severity, m.top_sensors, m.model_version, m.seq, received_ms)
+                .affected_rows() > 0;
         if (fresh && !m.image_ref.empty() && !m.msg_id.empty()) {
           w.exec_prepared("evidence", m.event_id, m.image_ref, m.msg_id, m.device_id);
         }
         return fresh;
       }
       case TopicKind::kStatus:
-        return w.exec_prepared("status", m.device_id, m.factory_id, m.status, m.ts_ms,
-                               m.timestamp, received_ms)
+        return w.exec_prepared("status", m.device_id, m.factory_id, m.status, m.ts_ms, m.timestamp,
+                               received_ms)
                    .affected_rows() > 0;
       case TopicKind::kOta: {
         const OtaFields& o = m.ota;

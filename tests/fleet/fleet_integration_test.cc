@@ -582,3 +582,103 @@ TEST_F(FleetIntegration, OtaStateFromADeviceShowsInFleetStatusAndEvents) {
 
 }  // namespace
 }  // namespace tend::fleet
+
+namespace tend::fleet {
+namespace {
+
+// The PostgreSQL batch path (multi-row inserts, upserts per table in key order) stores what one
+// message at a time stores: the same rows, devices, OTA state and dedup, checked against SQLite
+// fed message by message.
+TEST_F(FleetIntegration, PostgresBatchesStoreWhatSingleMessagesStore) {
+  Postgres pg;
+  std::string why;
+  if (!pg.Start(&why)) GTEST_SKIP() << "PostgreSQL test skipped: " << why;
+  const int64_t t0 = 1714564800000;
+  std::vector<FleetMessage> msgs;
+  auto add = [&](const std::string& topic, const std::string& payload) {
+    auto o = ParseFleetMessage(topic, payload);
+    ASSERT_EQ(o.reason, Malformed::kNone) << o.detail;
+    msgs.push_back(o.message);
+  };
+  for (int d = 0; d < 6; ++d) {
+    const telemetry::Identity id{"f1", "l" + std::to_string(d % 2), "a" + std::to_string(d),
+                                 "edge-b" + std::to_string(5 - d)};
+    auto at = [&](int64_t ms) {
+      return std::chrono::system_clock::time_point{std::chrono::milliseconds(ms)};
+    };
+    add(id.StatusTopic(), telemetry::StatusPayload(at(t0 + 5000), id, d % 3 != 0));
+    add(id.StatusTopic(),
+        telemetry::StatusPayload(at(t0 + 1000), id, true));  // older, arrives late
+    for (int k = 0; k < 20; ++k) {
+      Decision dec;
+      dec.timestamp = at(t0 + k * 100);
+      dec.anomaly_score = k % 7 == 0 ? 2.5f : 0.3f;
+      dec.is_alert = k % 7 == 0;
+      dec.severity = dec.is_alert ? Severity::kHigh : Severity::kLow;
+      dec.top_sensors = {"rms"};
+      dec.model_version = std::to_string(1 + k / 10);
+      auto p = telemetry::ScoreJson(dec, id, telemetry::MessageId{1, k + 1});
+      if (dec.is_alert) {
+        auto a = p;
+        a["image_ref"] = "/ev/" + std::to_string(k) + ".png";
+        a["event_id"] = k;
+        add(id.AlertsTopic(), a.dump());
+      }
+      add(id.ScoresTopic(), p.dump());
+    }
+    add(id.HealthTopic(), telemetry::HealthPayload(at(t0 + 3000), id, telemetry::MessageId{1, 50},
+                                                   {{"cpu_pct", 3.0}, {"spool_depth", d}}));
+    testing::OtaShape s;
+    s.current = 2;
+    s.backup = 1;
+    add(id.EdgeTopic("ota"),
+        testing::WirePayload(testing::AgentOtaState(s, t0 / 1000), id, t0 + 4000, 60));
+  }
+  // Redeliveries inside and across batches.
+  std::vector<FleetMessage> first(msgs.begin(), msgs.begin() + 70),
+      second(msgs.begin() + 50, msgs.end());
+  second.insert(second.end(), msgs.begin(), msgs.begin() + 10);
+
+  auto pgs = OpenFleetStore(pg.url());
+  ASSERT_TRUE(pgs) << pgs.error().message;
+  auto n1 = (*pgs)->StoreBatch(first, t0 + 9000);
+  ASSERT_TRUE(n1) << n1.error().message;
+  auto n2 = (*pgs)->StoreBatch(second, t0 + 9500);
+  ASSERT_TRUE(n2) << n2.error().message;
+  auto ref = OpenFleetStore("sqlite:" + dir_ + "/ref.db");
+  ASSERT_TRUE(ref);
+  int64_t fresh = 0;  // the same deliveries, one message at a time
+  for (const auto* part : {&first, &second}) {
+    for (const auto& m : *part) {
+      auto r = (*ref)->Store(m, t0 + 9000);
+      ASSERT_TRUE(r) << r.error().message;
+      fresh += *r ? 1 : 0;
+    }
+  }
+  EXPECT_EQ(*n1 + *n2, fresh);
+  for (const char* table : {"alerts", "scores", "health", "ota_events"}) {
+    EXPECT_EQ(Ids(**pgs, table), Ids(**ref, table)) << table;
+  }
+  auto a = (*pgs)->Devices(), b = (*ref)->Devices();
+  ASSERT_TRUE(a && b);
+  ASSERT_EQ(a->size(), b->size());
+  for (size_t i = 0; i < a->size(); ++i) {
+    const DeviceRow &x = (*a)[i], &y = (*b)[i];
+    EXPECT_EQ(x.device_id, y.device_id);
+    EXPECT_EQ(x.status, y.status) << x.device_id;  // the newest status wins
+    EXPECT_EQ(x.status_ms, y.status_ms) << x.device_id;
+    EXPECT_EQ(x.model_version, y.model_version) << x.device_id;
+    EXPECT_EQ(x.factory_id, y.factory_id);
+    EXPECT_GT(x.last_seen_ms, 0);
+    EXPECT_EQ(x.has_ota, y.has_ota);
+    EXPECT_EQ(x.ota.ota.current_version, y.ota.ota.current_version);
+    EXPECT_EQ(x.ota.msg_id, y.ota.msg_id);
+  }
+  auto ax = (*pgs)->Alerts(0, 1000), ay = (*ref)->Alerts(0, 1000);
+  ASSERT_TRUE(ax && ay);
+  EXPECT_EQ(ax->size(), ay->size());
+  EXPECT_EQ((*pgs)->StatusHistoryCount().value_or(-1), (*ref)->StatusHistoryCount().value_or(-2));
+}
+
+}  // namespace
+}  // namespace tend::fleet
