@@ -20,6 +20,20 @@ pkg_check_modules(SODIUM QUIET IMPORTED_TARGET libsodium)
 pkg_check_modules(HTTPLIB QUIET IMPORTED_TARGET cpp-httplib)
 pkg_check_modules(PQXX QUIET IMPORTED_TARGET libpqxx)
 
+# libmodbus (LGPL-2.1) for the PLC link: linked dynamically, and optional. ON by default where it
+# is found; OFF builds tend without it (the PLC components then refuse to start).
+pkg_check_modules(MODBUS QUIET IMPORTED_TARGET libmodbus)
+if(MODBUS_FOUND)
+  set(_tend_modbus_default ON)
+else()
+  set(_tend_modbus_default OFF)
+endif()
+option(TEND_WITH_MODBUS "PLC link over Modbus TCP with libmodbus (LGPL-2.1, dynamic)"
+       ${_tend_modbus_default})
+if(TEND_WITH_MODBUS AND NOT MODBUS_FOUND)
+  message(FATAL_ERROR "TEND_WITH_MODBUS=ON but libmodbus was not found (apt-get install libmodbus-dev)")
+endif()
+
 if(TEND_WITH_FFTW)
   message(WARNING "TEND_WITH_FFTW=ON: FFTW is GPL; a binary built this way is GPL-encumbered.")
   pkg_check_modules(FFTW3F REQUIRED IMPORTED_TARGET fftw3f)

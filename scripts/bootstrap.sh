@@ -21,6 +21,7 @@ PKGS=(
   libpaho-mqttpp-dev libpaho-mqtt-dev mosquitto mosquitto-clients
   prometheus-cpp-dev prometheus
   postgresql libpqxx-dev
+  libmodbus-dev python3-pymodbus python3-serial python3-serial-asyncio
   chromium
   python3-numpy python3-scipy python3-onnx python3-torch python3-torchvision
 )

@@ -1,11 +1,13 @@
-// Staged-rollout documents from the registry (outside input for every device): the rollout plan
-// of a release (custom.rollout) and control.json, parsed raw, and signed with a test key so the
-// parser behind the signature check is reached too.
-// Properties: an accepted plan round-trips and puts every device in one of its waves; an accepted
-// control statement is not expired, not below the floor, and its rollouts name valid states.
+// Fuzz target: staged-rollout documents from the registry (outside input for every device): the
+// rollout plan of a release (custom.rollout) and control.json, parsed raw, and signed with a test
+// key so the parser behind the signature check is reached too. Properties: an accepted plan
+// round-trips and puts every device in one of its waves; an accepted control statement is not
+// expired, not below the floor, and its rollouts name valid states.
+#include <cstdio>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <string_view>
 
-#include "fuzz_util.h"
 #include "ota/registry.h"
 #include "ota/rollout.h"
 
@@ -14,20 +16,29 @@ namespace {
 using nlohmann::json;
 using namespace tend;
 
-ota::KeyPair g_key;
-ota::RootMeta g_root;
 constexpr int64_t kNow = 1800000000;
+
+// A property that must hold for every input; aborting makes both engines keep the input.
+#define TEND_FUZZ_CHECK(cond)                                      \
+  do {                                                             \
+    if (!(cond)) {                                                 \
+      std::fprintf(stderr, "fuzz property violated: %s\n", #cond); \
+      std::abort();                                                \
+    }                                                              \
+  } while (0)
+
+struct Keys {
+  ota::KeyPair key = *ota::GenerateKeyPair();
+  ota::RootMeta root = ota::MakeRoot({key}, 1, 1, kNow + 86400);
+};
 
 }  // namespace
 
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  g_key = *ota::GenerateKeyPair();
-  g_root = ota::MakeRoot({g_key}, 1, 1, kNow + 86400);
-  return 0;
-}
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const auto text = fuzz::AsText(data, size);
+  static const Keys keys;
+  const ota::KeyPair& g_key = keys.key;
+  const ota::RootMeta& g_root = keys.root;
+  const std::string_view text(reinterpret_cast<const char*>(data), size);
   json j = json::parse(text.begin(), text.end(), nullptr, false);
   if (!j.is_discarded()) {
     if (auto plan = ota::ParseRolloutPlan(j, "plan")) {

@@ -1,20 +1,29 @@
-// What a console client sends: "query string\nbody". The query goes through the device list's
-// parameter parser and then filters, sorts and pages a small fleet; the body through the action
-// body parsers. Properties: a page never holds more than its limit nor more than the total, and
-// the total never exceeds the fleet.
+// Fuzz target: what a console client sends: "query string\nbody". The query goes through the device
+// list's parameter parser and then filters, sorts and pages a small fleet; the body through the
+// action body parsers. Properties: a page never holds more than its limit nor more than the total,
+// and the total never exceeds the fleet.
+#include <cctype>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "fleet/console_api.h"
-#include "fuzz_util.h"
 
 namespace {
 
 using nlohmann::json;
 using namespace tend;
 
-std::shared_ptr<const fleet::FleetSnapshot> g_snap;
+// A property that must hold for every input; aborting makes both engines keep the input.
+#define TEND_FUZZ_CHECK(cond)                                      \
+  do {                                                             \
+    if (!(cond)) {                                                 \
+      std::fprintf(stderr, "fuzz property violated: %s\n", #cond); \
+      std::abort();                                                \
+    }                                                              \
+  } while (0)
 
 std::string Decode(const std::string& s) {  // %XX and '+' as a web server would
   std::string out;
@@ -33,9 +42,8 @@ std::string Decode(const std::string& s) {  // %XX and '+' as a web server would
   return out;
 }
 
-}  // namespace
-
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
+// A small fleet to filter, sort and page.
+std::shared_ptr<const fleet::FleetSnapshot> MakeFleet() {
   std::vector<fleet::DeviceSummary> devices;
   for (int i = 0; i < 40; ++i) {
     fleet::DeviceSummary s;
@@ -53,12 +61,14 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
     s.health = i % 9 ? R"({"spool_depth": 12, "dropped": {"scores": 3}, "cpu_pct": 7.5})" : "{bad";
     devices.push_back(std::move(s));
   }
-  g_snap = fleet::MakeSnapshot(std::move(devices), 1800000000000);
-  return 0;
+  return fleet::MakeSnapshot(std::move(devices), 1800000000000);
 }
 
+}  // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const std::string in(fuzz::AsText(data, size));
+  static const std::shared_ptr<const fleet::FleetSnapshot> g_snap = MakeFleet();
+  const std::string in(reinterpret_cast<const char*>(data), size);
   const size_t nl = in.find('\n');
   const std::string query = in.substr(0, nl),
                     body = nl == std::string::npos ? "" : in.substr(nl + 1);
