@@ -149,6 +149,54 @@ void RegisterPublishCmd(CLI::App& app) {
 
 // --- tend registry -----------------------------------------------------------------------------
 
+// `tend registry control`: the rollout controller (src/fleet/rollout_control.h).
+void RegisterRegistryControl(CLI::App& reg) {
+  struct ControlArgs {
+    std::string dir, db, expires = "10m", every = "30s";
+    std::vector<std::string> keys;
+    bool once = false;
+  };
+  auto ca = std::make_shared<ControlArgs>();
+  auto* control = reg.add_subcommand(
+      "control",
+      "Rollout controller (publisher side): open waves of staged rollouts, relay operators' "
+      "pins and rollbacks, and sign a short-lived control.json with the timestamp key");
+  control->add_option("dir", ca->dir, "Registry directory")->required();
+  control->add_option("--key", ca->keys, "Secret key file(s) of the timestamp role")->required();
+  control->add_option("--db", ca->db, "Fleet database the console writes intents to")->required();
+  control->add_option("--expires", ca->expires,
+                      "Lifetime of each control.json: when the controller stops, waves stop "
+                      "opening and pins hold once it runs out");
+  control->add_option("--every", ca->every, "Re-sign this often (well inside --expires)");
+  control->add_flag("--once", ca->once, "One tick, then exit (cron)");
+  control->callback([ca] {
+    fleet::ControllerOptions o;
+    o.registry_dir = ca->dir;
+    o.keys = ReadKeys(ca->keys);
+    o.expires_s = OrDie(ota::ParseDuration(ca->expires, "--expires"));
+    const int64_t every = OrDie(ota::ParseDuration(ca->every, "--every"));
+    if (o.expires_s <= every) Die("--expires must be longer than --every");
+    auto db = OrDie(fleet::ConsoleDb::Open(ca->db), "registry control");
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    for (;;) {
+      auto r = fleet::RunControlOnce(o, *db);
+      if (!r) {
+        if (ca->once) Die(r.error(), 3);
+        TEND_LOG_ERROR("control: {}", r.error().message);
+      } else if (ca->once) {
+        Print(ota::ToJson(r->control));
+        return;
+      }
+      timespec wait{static_cast<time_t>(std::max<int64_t>(every, 1)), 0};
+      if (sigtimedwait(&set, nullptr, &wait) > 0) return;
+    }
+  });
+}
+
 void RegisterRegistryCmd(CLI::App& app) {
   auto* reg = app.add_subcommand("registry", "Model registry: create, rotate keys, serve");
   reg->require_subcommand(1);
@@ -220,50 +268,7 @@ void RegisterRegistryCmd(CLI::App& app) {
     std::printf("%s/timestamp.json re-signed\n", fa->dir.c_str());
   });
 
-  struct ControlArgs {
-    std::string dir, db, expires = "10m", every = "30s";
-    std::vector<std::string> keys;
-    bool once = false;
-  };
-  auto ca = std::make_shared<ControlArgs>();
-  auto* control = reg->add_subcommand(
-      "control",
-      "Rollout controller (publisher side): open waves of staged rollouts, relay operators' "
-      "pins and rollbacks, and sign a short-lived control.json with the timestamp key");
-  control->add_option("dir", ca->dir, "Registry directory")->required();
-  control->add_option("--key", ca->keys, "Secret key file(s) of the timestamp role")->required();
-  control->add_option("--db", ca->db, "Fleet database the console writes intents to")->required();
-  control->add_option("--expires", ca->expires,
-                      "Lifetime of each control.json: when the controller stops, waves stop "
-                      "opening and pins hold once it runs out");
-  control->add_option("--every", ca->every, "Re-sign this often (well inside --expires)");
-  control->add_flag("--once", ca->once, "One tick, then exit (cron)");
-  control->callback([ca] {
-    fleet::ControllerOptions o;
-    o.registry_dir = ca->dir;
-    o.keys = ReadKeys(ca->keys);
-    o.expires_s = OrDie(ota::ParseDuration(ca->expires, "--expires"));
-    const int64_t every = OrDie(ota::ParseDuration(ca->every, "--every"));
-    if (o.expires_s <= every) Die("--expires must be longer than --every");
-    auto db = OrDie(fleet::ConsoleDb::Open(ca->db), "registry control");
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, nullptr);
-    for (;;) {
-      auto r = fleet::RunControlOnce(o, *db);
-      if (!r) {
-        if (ca->once) Die(r.error(), 3);
-        TEND_LOG_ERROR("control: {}", r.error().message);
-      } else if (ca->once) {
-        Print(ota::ToJson(r->control));
-        return;
-      }
-      timespec wait{static_cast<time_t>(std::max<int64_t>(every, 1)), 0};
-      if (sigtimedwait(&set, nullptr, &wait) > 0) return;
-    }
-  });
+  RegisterRegistryControl(*reg);
 
   struct ServeArgs {
     std::string dir, host = "0.0.0.0";

@@ -141,14 +141,19 @@ class ConsoleServer::Impl {
 
   void StaticRoutes();
   void SessionRoutes();
+  void AuditRoute();
   void DeviceRoutes();
+  void DeviceDataRoutes();
+  void DeviceHistoryRoutes();
+  void EvidenceRoute();
   void DeviceActions();
+  void GroupActions();
   void RolloutRoutes();
 
   ConsoleOptions opt_;
   std::unique_ptr<httplib::Server> server_;
   std::unique_ptr<ConsoleDb> db_;
-  std::mutex db_mu_;  // one connection: every statement under this lock
+  std::mutex db_mu_;                       // one connection: every statement under this lock
   std::unique_ptr<ConsoleDb> refresh_db_;  // the refresher's own connection
   std::mutex snap_mu_;
   std::condition_variable refresh_cv_;
@@ -353,6 +358,9 @@ void ConsoleServer::Impl::SessionRoutes() {
     if (p.via_session) j["csrf"] = p.csrf;  // same-origin readers only (no CORS)
     return j;
   });
+}
+
+void ConsoleServer::Impl::AuditRoute() {
   Get("/api/audit", [this](const Request& req, const Principal&) -> Result<json> {
     TEND_ASSIGN_OR_RETURN(int64_t offset, NumberParam(req, "offset", 0, 0, 100000000));
     TEND_ASSIGN_OR_RETURN(int64_t limit, NumberParam(req, "limit", 100, 1, 1000));
@@ -402,6 +410,10 @@ void ConsoleServer::Impl::DeviceRoutes() {
     j["rollback_requests"] = rb;
     return j;
   });
+}
+
+// A device's scores and alerts.
+void ConsoleServer::Impl::DeviceDataRoutes() {
   Get(R"(/api/devices/([^/]+)/scores)",
       [this](const Request& req, const Principal&) -> Result<json> {
         TEND_RETURN_NOT_OK(CheckIdentifier(req.matches[1], "device id"));
@@ -443,6 +455,10 @@ void ConsoleServer::Impl::DeviceRoutes() {
         }
         return json{{"device_id", req.matches[1].str()}, {"alerts", out}};
       });
+}
+
+// A device's OTA history and health samples.
+void ConsoleServer::Impl::DeviceHistoryRoutes() {
   Get(R"(/api/devices/([^/]+)/ota)", [this](const Request& req, const Principal&) -> Result<json> {
     TEND_RETURN_NOT_OK(CheckIdentifier(req.matches[1], "device id"));
     TEND_ASSIGN_OR_RETURN(int64_t limit, NumberParam(req, "limit", 100, 1, 1000));
@@ -476,7 +492,10 @@ void ConsoleServer::Impl::DeviceRoutes() {
         }
         return json{{"device_id", req.matches[1].str()}, {"samples", out}};
       });
-  // Evidence images of vision alerts, mirrored into --evidence-dir/<device>/<file>.
+}
+
+// Evidence images of vision alerts, mirrored into --evidence-dir/<device>/<file>.
+void ConsoleServer::Impl::EvidenceRoute() {
   server_->Get(
       R"(/api/devices/([^/]+)/alerts/([^/]+)/evidence)", [this](const Request& req, Response& res) {
         std::lock_guard lock(db_mu_);
@@ -561,6 +580,10 @@ void ConsoleServer::Impl::DeviceActions() {
            Invalidate();
            return json{{"device_id", *target}, {"name", name}, {"pinned", false}};
          });
+}
+
+// Tags, and pins for a group of devices.
+void ConsoleServer::Impl::GroupActions() {
   Action(R"(/api/devices/([^/]+)/tags)", "tags",
          [this](const Request& req, const Principal&, const json& body,
                 std::string* target) -> Result<json> {
@@ -701,8 +724,13 @@ Status ConsoleServer::Impl::Start() {
                                 {"Referrer-Policy", "no-referrer"}});
   StaticRoutes();
   SessionRoutes();
+  AuditRoute();
   DeviceRoutes();
+  DeviceDataRoutes();
+  DeviceHistoryRoutes();
+  EvidenceRoute();
   DeviceActions();
+  GroupActions();
   RolloutRoutes();
   if (opt_.port == 0) {
     port_ = server_->bind_to_any_port(opt_.host);

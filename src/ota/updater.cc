@@ -419,12 +419,11 @@ Result<UpdateReport> Updater::CheckOnce() {
   return r;
 }
 
-Result<UpdateReport> Updater::CheckLocked() {
+// Steps 1-3: walks the root chain from the trusted root, then the timestamp and the targets it
+// pins; `next` gets the new floors and roots, `root` the newest verified root.
+Result<TargetsMeta> Updater::RefreshTrustLocked(OtaState& next, RootMeta& root, int64_t now) {
   const UpdaterOptions& o = opts_;
-  // A clock set back (freeze attack) cannot go below the latest time already seen.
-  const int64_t now = Now();
-  OtaState next = state_;
-  TEND_ASSIGN_OR_RETURN(RootMeta root, VerifyPinnedRoot(next.trusted_root));
+  TEND_ASSIGN_OR_RETURN(root, VerifyPinnedRoot(next.trusted_root));
 
   for (int i = 0; i < o.max_root_rotations; ++i) {
     std::string name = std::to_string(root.version + 1) + ".root.json";
@@ -458,6 +457,95 @@ Result<UpdateReport> Updater::CheckLocked() {
   next.timestamp_version = ts.version;
   next.targets_version = tm.version;
   next.latest_time_seen = now;
+  return tm;
+}
+
+// Why the device must not install `target` now ("" when it may): its pin, or the release's
+// staged rollout as the newest valid control.json states it. Updates next's control floor and pin.
+Result<std::string> Updater::WaitReasonLocked(const TargetInfo& target, const RootMeta& root,
+                                              OtaState& next, int64_t now) {
+  const std::optional<ControlMeta> control = FetchControlLocked(root, next, now);
+  if (next.pin_max_version >= 0 && target.version > next.pin_max_version) {
+    return "v" + std::to_string(target.version) + " not installed: this device is pinned to v" +
+           std::to_string(next.pin_max_version) + " or older";
+  }
+  TEND_ASSIGN_OR_RETURN(RolloutGate gate,
+                        GateRollout(target, control ? &*control : nullptr, opts_.device_id));
+  return gate.allowed ? std::string() : gate.why;
+}
+
+// Steps 5-6: downloads the release (capped at its signed length), checks length and SHA-256,
+// and stages it next to the running model: temp file, fsync, re-read and re-check, rename, fsync
+// the directory. Returns the model's path.
+Result<std::string> Updater::StageLocked(const TargetInfo& target) {
+  const UpdaterOptions& o = opts_;
+  TEND_ASSIGN_OR_RETURN(auto model_bytes, fetcher_->Fetch(target.path, target.length));
+  TEND_RETURN_NOT_OK(VerifyTargetBytes(target, model_bytes));
+
+  // Stage next to the running model (same filesystem, so the rename is atomic).
+  const std::string final_name = ModelFileName(o.model_name, target.version);
+  const std::string final_path = Join(o.model_dir, final_name);
+  const std::string staging = Join(o.model_dir, "." + final_name + ".staging");
+  TEND_RETURN_NOT_OK(WriteAndSync(staging, model_bytes));
+  Sync("staged-temp");
+  {
+    // Verify what is on disk, the bytes that will actually be loaded.
+    auto on_disk = fs::ReadBinaryFile(staging);
+    Status ok = on_disk ? VerifyTargetBytes(target, *on_disk) : Status(Fail(on_disk.error()));
+    if (!ok) {
+      RemoveQuietly(staging);
+      return Fail(ok.error().Wrap("staged copy"));
+    }
+  }
+  if (::rename(staging.c_str(), final_path.c_str()) != 0) {
+    int e = errno;
+    RemoveQuietly(staging);
+    return Fail(fs::ErrnoError("rename " + staging + " -> " + final_path, e));
+  }
+  TEND_RETURN_NOT_OK(fs::FsyncDir(o.model_dir));
+  Sync("staged");
+  return final_path;
+}
+
+// Step 7: the candidate's load check, then the quality gate on the device's reference set.
+// Returns why it is refused ("" when it passes); `quality` gets the gate's score.
+std::string Updater::JudgeLocked(const std::string& path, double threshold, double* quality) {
+  const UpdaterOptions& o = opts_;
+  std::string refusal;
+  if (o.load_check) {
+    Status loaded = o.load_check(path);
+    if (!loaded) return "candidate does not load: " + loaded.error().message;
+  }
+  if (!o.quality_gate) return refusal;
+  auto q = o.quality_gate(path);
+  if (!q) return "quality gate failed: " + q.error().message;
+  *quality = *q;
+  if (!(*q >= threshold)) {
+    refusal = "quality " + std::to_string(*q) + " below the threshold " + std::to_string(threshold);
+  }
+  return refusal;
+}
+
+// A committed model the pipeline could not take: back to the backup, and the model goes.
+Status Updater::UndoHandOverLocked(int64_t version, const std::string& why) {
+  OtaState back = state_;
+  TEND_ASSIGN_OR_RETURN(std::optional<ModelSlot> bad, RollBackInState(opts_.model_dir, back, why));
+  TEND_RETURN_NOT_OK(PersistLocked(back));
+  state_ = back;
+  TEND_LOG_WARN("ota: rolled back {} from v{} to v{}: {}", opts_.model_name, version,
+                state_.current->version, why);
+  TEND_RETURN_NOT_OK(RemoveSlotFile(opts_.model_dir, state_, bad));
+  counters_.rolled_back += 1;
+  return Ok();
+}
+
+Result<UpdateReport> Updater::CheckLocked() {
+  const UpdaterOptions& o = opts_;
+  // A clock set back (freeze attack) cannot go below the latest time already seen.
+  const int64_t now = Now();
+  OtaState next = state_;
+  RootMeta root;
+  TEND_ASSIGN_OR_RETURN(TargetsMeta tm, RefreshTrustLocked(next, root, now));
 
   UpdateReport report;
   auto target = SelectTarget(tm, o.model_name, o.profile);
@@ -487,20 +575,11 @@ Result<UpdateReport> Updater::CheckLocked() {
   }
 
   // Operator control (control.json): this device's pin, and the staged rollout of the release.
-  const std::optional<ControlMeta> control = FetchControlLocked(root, next, now);
-  if (next.pin_max_version >= 0 && target->version > next.pin_max_version) {
+  TEND_ASSIGN_OR_RETURN(std::string wait, WaitReasonLocked(*target, root, next, now));
+  if (!wait.empty()) {
     TEND_RETURN_NOT_OK(PersistLocked(next));
     state_ = next;
-    report.message = "v" + std::to_string(target->version) + " not installed: this device is " +
-                     "pinned to v" + std::to_string(next.pin_max_version) + " or older";
-    return report;
-  }
-  TEND_ASSIGN_OR_RETURN(RolloutGate gate,
-                        GateRollout(*target, control ? &*control : nullptr, o.device_id));
-  if (!gate.allowed) {
-    TEND_RETURN_NOT_OK(PersistLocked(next));
-    state_ = next;
-    report.message = gate.why;
+    report.message = wait;
     return report;
   }
 
@@ -514,52 +593,11 @@ Result<UpdateReport> Updater::CheckLocked() {
                                " but no quality gate is configured"));
   }
 
-  TEND_ASSIGN_OR_RETURN(auto model_bytes, fetcher_->Fetch(target->path, target->length));
-  TEND_RETURN_NOT_OK(VerifyTargetBytes(*target, model_bytes));
-
-  // Stage next to the running model (same filesystem, so the rename is atomic).
+  TEND_ASSIGN_OR_RETURN(const std::string final_path, StageLocked(*target));
   const std::string final_name = ModelFileName(o.model_name, target->version);
-  const std::string final_path = Join(o.model_dir, final_name);
-  const std::string staging = Join(o.model_dir, "." + final_name + ".staging");
-  TEND_RETURN_NOT_OK(WriteAndSync(staging, model_bytes));
-  Sync("staged-temp");
-  {
-    // Verify what is on disk, the bytes that will actually be loaded.
-    auto on_disk = fs::ReadBinaryFile(staging);
-    Status ok = on_disk ? VerifyTargetBytes(*target, *on_disk) : Status(Fail(on_disk.error()));
-    if (!ok) {
-      RemoveQuietly(staging);
-      return Fail(ok.error().Wrap("staged copy"));
-    }
-  }
-  if (::rename(staging.c_str(), final_path.c_str()) != 0) {
-    int e = errno;
-    RemoveQuietly(staging);
-    return Fail(fs::ErrnoError("rename " + staging + " -> " + final_path, e));
-  }
-  TEND_RETURN_NOT_OK(fs::FsyncDir(o.model_dir));
-  Sync("staged");
 
-  std::string refusal;
   double quality = -1;
-  if (o.load_check) {
-    Status loaded = o.load_check(final_path);
-    if (!loaded) refusal = "candidate does not load: " + loaded.error().message;
-  }
-  if (!refusal.empty()) {
-    // Refused already: no point scoring a model that does not load.
-  } else if (o.quality_gate) {
-    auto q = o.quality_gate(final_path);
-    if (!q) {
-      refusal = "quality gate failed: " + q.error().message;
-    } else {
-      quality = *q;
-      if (!(quality >= threshold)) {
-        refusal = "quality " + std::to_string(quality) + " below the threshold " +
-                  std::to_string(threshold);
-      }
-    }
-  }
+  const std::string refusal = JudgeLocked(final_path, threshold, &quality);
   report.quality = quality;
   if (!refusal.empty()) {
     RemoveQuietly(final_path);
@@ -629,14 +667,7 @@ Result<UpdateReport> Updater::CheckLocked() {
         return Fail(handed.error().Wrap("ota: installed v" + std::to_string(target->version) +
                                         " but could not hand it over and there is no backup"));
       }
-      OtaState back = state_;
-      TEND_ASSIGN_OR_RETURN(std::optional<ModelSlot> bad, RollBackInState(o.model_dir, back, why));
-      TEND_RETURN_NOT_OK(PersistLocked(back));
-      state_ = back;
-      TEND_LOG_WARN("ota: rolled back {} from v{} to v{}: {}", o.model_name, target->version,
-                    state_.current->version, why);
-      TEND_RETURN_NOT_OK(RemoveSlotFile(o.model_dir, state_, bad));
-      counters_.rolled_back += 1;
+      TEND_RETURN_NOT_OK(UndoHandOverLocked(target->version, why));
       TEND_RETURN_NOT_OK(remove_superseded());
       report.outcome = UpdateOutcome::kRejectedByGate;
       report.message = why;
@@ -666,9 +697,10 @@ Result<std::string> Updater::AdoptStartupModel(const std::string& path) {
     }
     const std::string current = Join(o.model_dir, state_.current->file);
     if (state_.current->sha256 != sha) {
-      TEND_LOG_INFO("ota: serving {} v{} installed by OTA; the start-up model {} is unchanged "
-                    "since it was adopted (deploy other bytes there to override OTA)",
-                    o.model_name, state_.current->version, path);
+      TEND_LOG_INFO(
+          "ota: serving {} v{} installed by OTA; the start-up model {} is unchanged "
+          "since it was adopted (deploy other bytes there to override OTA)",
+          o.model_name, state_.current->version, path);
     }
     return current;
   }

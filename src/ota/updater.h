@@ -190,6 +190,12 @@ class Updater {
   int64_t Now() const;
   int64_t NowAtLeast(int64_t latest_time_seen) const;
   Result<UpdateReport> CheckLocked();
+  Result<TargetsMeta> RefreshTrustLocked(OtaState& next, RootMeta& root, int64_t now);
+  Result<std::string> WaitReasonLocked(const TargetInfo& target, const RootMeta& root,
+                                       OtaState& next, int64_t now);
+  Result<std::string> StageLocked(const TargetInfo& target);
+  std::string JudgeLocked(const std::string& path, double threshold, double* quality);
+  Status UndoHandOverLocked(int64_t version, const std::string& why);
   Status RollbackLocked(const std::string& reason);
   // Writes `next` unless another process changed the file since this updater last read or wrote
   // it (then nothing is written and the change is adopted by the next PollStateFile).

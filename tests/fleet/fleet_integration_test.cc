@@ -11,10 +11,15 @@
 #include <sstream>
 #include <thread>
 
+#include "core/fs.h"
+#include "fleet/console_auth.h"
+#include "fleet/console_db.h"
 #include "fleet/ingest.h"
 #include "fleet/ota_support.h"
 #include "fleet/pki.h"
+#include "fleet/rollout_control.h"
 #include "fleet/store.h"
+#include "ota/registry.h"
 #include "telemetry/payload.h"
 #include "telemetry/telemetry.h"
 #include "telemetry/test_support.h"
@@ -580,12 +585,6 @@ TEST_F(FleetIntegration, OtaStateFromADeviceShowsInFleetStatusAndEvents) {
   EXPECT_NE(log.find("store errors 0"), std::string::npos) << log;
 }
 
-}  // namespace
-}  // namespace tend::fleet
-
-namespace tend::fleet {
-namespace {
-
 // The PostgreSQL batch path (multi-row inserts, upserts per table in key order) stores what one
 // message at a time stores: the same rows, devices, OTA state and dedup, checked against SQLite
 // fed message by message.
@@ -678,6 +677,88 @@ TEST_F(FleetIntegration, PostgresBatchesStoreWhatSingleMessagesStore) {
   ASSERT_TRUE(ax && ay);
   EXPECT_EQ(ax->size(), ay->size());
   EXPECT_EQ((*pgs)->StatusHistoryCount().value_or(-1), (*ref)->StatusHistoryCount().value_or(-2));
+}
+
+// The console's and the controller's statements, written once for both dialects, on PostgreSQL:
+// tokens, sessions, the audit log, intents, pins, rollback requests (INSERT ... RETURNING), the
+// device summaries and one controller tick that signs a control statement.
+TEST_F(FleetIntegration, PostgresServesTheConsoleAndTheController) {
+  Postgres pg;
+  std::string why;
+  if (!pg.Start(&why)) GTEST_SKIP() << "PostgreSQL test skipped: " << why;
+  {
+    auto store = OpenFleetStore(pg.url());
+    ASSERT_TRUE(store) << store.error().message;
+    const telemetry::Identity id{"f1", "l1", "a1", "edge-pg-1"};
+    testing::OtaShape s;
+    s.current = 1;
+    s.backup = 0;
+    auto o = ParseFleetMessage(
+        id.EdgeTopic("ota"),
+        testing::WirePayload(testing::AgentOtaState(s, 1800000000), id, 1800000000000, 1));
+    ASSERT_EQ(o.reason, Malformed::kNone) << o.detail;
+    ASSERT_TRUE((*store)->Store(o.message, 1800000001000));
+  }
+  auto db = ConsoleDb::Open(pg.url());
+  ASSERT_TRUE(db) << db.error().message;
+  auto token = CreateToken(**db, "pg-operator", Role::kOperator, 0, 1800000000000);
+  ASSERT_TRUE(token) << token.error().message;
+  auto who = PrincipalFromToken(**db, token->token, 1800000000000);
+  ASSERT_TRUE(who && *who);
+  EXPECT_EQ((*who)->role, Role::kOperator);
+  auto session = OpenSession(**db, token->token, 60, 1800000000000);
+  ASSERT_TRUE(session && *session) << (session ? "" : session.error().message);
+  EXPECT_TRUE(*PrincipalFromSession(**db, (*session)->id, 1800000030000));
+  EXPECT_FALSE(*PrincipalFromSession(**db, (*session)->id, 1800000061000));
+  ASSERT_TRUE(
+      (*db)->Audit({0, 1800000000000, "pg-operator", "operator", "pin", "edge-pg-1", "{}", "ok"}));
+  int64_t total = 0;
+  auto audit = (*db)->AuditLog(0, 10, &total);
+  ASSERT_TRUE(audit) << audit.error().message;
+  EXPECT_EQ(total, 1);
+  auto id1 = (*db)->AddRollbackRequest(
+      {0, "edge-pg-1", "press-anomaly", 1, "why", "pg-operator", 1800000000000, "requested", 0});
+  auto id2 = (*db)->AddRollbackRequest(
+      {0, "edge-pg-1", "press-anomaly", 1, "again", "pg-operator", 1800000000000, "requested", 0});
+  ASSERT_TRUE(id1 && id2) << (id1 ? "" : id1.error().message);
+  EXPECT_GT(*id2, *id1);
+  ASSERT_TRUE((*db)->SetPin({"edge-pg-1", "press-anomaly", 1, "pg-operator", 1800000000000}));
+  ASSERT_TRUE((*db)->SetTags("edge-pg-1", {"canary", "hall-2"}, {}));
+  auto summaries = (*db)->DeviceSummaries(1800000000000);
+  ASSERT_TRUE(summaries) << summaries.error().message;
+  ASSERT_EQ(summaries->size(), 1u);
+  EXPECT_EQ((*summaries)[0].tags.size(), 2u);
+  EXPECT_EQ((*summaries)[0].pins.size(), 1u);
+  EXPECT_TRUE((*summaries)[0].device.has_ota);
+
+  // One controller tick against a registry with a staged release.
+  const std::string reg = dir_ + "/registry";
+  auto key = ota::GenerateKeyPair();
+  ASSERT_TRUE(ota::WriteRoot(reg, ota::MakeRoot({*key}, 1, 1, 1800000000 + 86400), {*key}));
+  ASSERT_TRUE(fs::WriteFileAtomic(dir_ + "/m.onnx", std::string(64, 'm')));
+  ota::PublishOptions po;
+  po.model_path = dir_ + "/m.onnx";
+  po.name = "press-anomaly";
+  po.version = 2;
+  po.profiles = {"x86-cpu-fp32"};
+  po.now = 1800000000;
+  po.rollout = *ota::MakeRolloutPlan("10,100", "1h", 20, 1, "press-anomaly");
+  ASSERT_TRUE(ota::Publish(reg, po, {*key}));
+  ASSERT_TRUE(
+      (*db)->SetRolloutIntent({"press-anomaly", 2, "running", "pg-operator", 1800000000000}));
+  ControllerOptions co;
+  co.registry_dir = reg;
+  co.keys = {*key};
+  co.clock = [] { return int64_t{1800000000}; };
+  auto tick = RunControlOnce(co, **db);
+  ASSERT_TRUE(tick) << tick.error().message;
+  EXPECT_EQ(tick->control.FindRollout("press-anomaly", 2)->open_waves, 1);
+  EXPECT_EQ(tick->control.rollbacks.size(), 2u);
+  EXPECT_EQ(*tick->control.PinFor("edge-pg-1", "press-anomaly"), 1);
+  auto statuses = (*db)->RolloutStatuses();
+  ASSERT_TRUE(statuses);
+  ASSERT_EQ(statuses->size(), 1u);
+  EXPECT_EQ((*statuses)[0].state, "running");
 }
 
 }  // namespace
