@@ -10,6 +10,10 @@
 
 namespace tend::agent {
 
+namespace {
+constexpr double kMaxInputSeconds = 1e7;
+}  // namespace
+
 Result<InputSpec> InputSpec::Parse(const std::string& text) {
   InputSpec s;
   auto at = text.rfind('@');
@@ -27,8 +31,11 @@ Result<InputSpec> InputSpec::Parse(const std::string& text) {
     if (v.empty()) return Ok();
     char* end = nullptr;
     out = std::strtod(v.c_str(), &end);
-    if (!end || *end || !std::isfinite(out) || out < 0) {
-      return Fail(Error::Invalid("input '" + text + "': bad time '" + v + "' in range"));
+    // A sane range: 0 .. 10^7 s (116 days of signal). 1e300 would overflow the frame count.
+    if (!end || *end || !std::isfinite(out) || out < 0 || out > kMaxInputSeconds) {
+      return Fail(
+          Error::Invalid(fmt::format("input '{}': bad time '{}' in range (seconds from 0 to {:g})",
+                                     text, v, kMaxInputSeconds)));
     }
     return Ok();
   };

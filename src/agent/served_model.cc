@@ -73,6 +73,8 @@ Status ServedModel::Init(const ServeOptions& opts) {
   auto w = WindowingFromCard(card_);
   if (!w) return Fail(w.error().Wrap(path_));
   windowing_ = *w;
+  input_.event = EventSpec::Make(ElementType::kF32, {windowing_.channels, windowing_.window});
+  input_.windowing = windowing_;
   top_k_ = std::max(0, opts.top_k);
 
   if (session_->inputs().size() != 1) {
@@ -150,6 +152,14 @@ Status ServedModel::Score(std::span<const float> window, ScoreOut& out) {
   auto t0 = std::chrono::steady_clock::now();
   auto input = session_->input(0);
   if (raw_) {
+    for (size_t i = 0; i < window.size(); ++i) {
+      if (!std::isfinite(window[i])) [[unlikely]] {
+        return Fail(Error::Invalid(fmt::format("window has a {} sample (channel {}, sample {})",
+                                               std::isnan(window[i]) ? "NaN" : "Inf",
+                                               i / static_cast<size_t>(windowing_.window),
+                                               i % static_cast<size_t>(windowing_.window))));
+      }
+    }
     std::copy(window.begin(), window.end(), input.begin());
   } else {
     TEND_RETURN_NOT_OK(extractor_->Compute(window, input));
@@ -170,6 +180,14 @@ Status ServedModel::Score(std::span<const float> window, ScoreOut& out) {
     out.n_top = k;
   }
   return Ok();
+}
+
+Status ServedModel::Score(const EventView& event, ScoreOut& out) {
+  if (!(event.spec == input_.event)) {
+    return Fail(Error::Invalid(fmt::format("event is {}, the model takes {}", event.spec.ToString(),
+                                           input_.event.ToString())));
+  }
+  return Score(event.as<float>(), out);
 }
 
 std::span<const float> ServedModel::last_features() const {

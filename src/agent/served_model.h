@@ -1,6 +1,7 @@
-// A model ready to serve: the ONNX session, its model card (metadata), the feature extractor
-// rebuilt from the card, and preallocated buffers. Score() turns one planar window into a score
-// and the top contributing features without allocating.
+// A tend vibration model ready to serve: the ONNX session, its model card (metadata), the feature
+// extractor rebuilt from the card, and preallocated buffers. Score() turns one planar window into a
+// score and the top contributing features without allocating. It serves the two model kinds of
+// tend's own model files (tend.input_kind "features" and "raw"; see src/runtime/components).
 #pragma once
 
 #include <memory>
@@ -8,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/model.h"
 #include "agent/windowing.h"
 #include "core/status.h"
 #include "decide/decider.h"
@@ -24,15 +26,7 @@ struct ServeOptions {
   int warmup_runs = 10;
 };
 
-struct ScoreOut {
-  float score = 0;
-  std::vector<int> top;  // indices into feature_names(), best first (size top_k once prepared)
-  int n_top = 0;
-  double features_ms = 0;
-  double inference_ms = 0;
-};
-
-class ServedModel {
+class ServedModel final : public Model {
  public:
   static Result<std::unique_ptr<ServedModel>> Load(const std::string& path, const ServeOptions& opts);
   static Result<std::unique_ptr<ServedModel>> LoadBytes(std::span<const uint8_t> bytes,
@@ -40,18 +34,26 @@ class ServedModel {
                                                         const ServeOptions& opts);
 
   // `window` is planar (channels x window samples). Fills `out` (call PrepareOut once first).
+  // A NaN or Inf sample is an error naming the sample.
   Status Score(std::span<const float> window, ScoreOut& out);
-  void PrepareOut(ScoreOut& out) const;
+  // Model: the event must be f32 [channels, window].
+  Status Score(const EventView& event, ScoreOut& out) override;
+  void PrepareOut(ScoreOut& out) const override;
 
   const detect::ModelCard& card() const { return card_; }
   const WindowingSpec& windowing() const { return windowing_; }
   const std::vector<std::string>& feature_names() const { return card_.feature_names; }
-  SeverityThresholds thresholds() const;
-  ModelInfo info() const;
-  const std::string& path() const { return path_; }
+  const std::string& kind() const override { return card_.input_kind; }
+  const std::string& name() const override { return card_.name; }
+  const std::string& version() const override { return card_.version; }
+  const ModelInput& input() const override { return input_; }
+  const std::vector<std::string>& contributor_names() const override { return card_.feature_names; }
+  SeverityThresholds thresholds() const override;
+  ModelInfo info() const override;
+  const std::string& path() const override { return path_; }
   bool raw_input() const { return raw_; }
   // Features of the last scored window (feature models only): what training sees, too.
-  std::span<const float> last_features() const;
+  std::span<const float> last_features() const override;
 
  private:
   ServedModel() = default;
@@ -61,6 +63,7 @@ class ServedModel {
   std::unique_ptr<model::Session> session_;
   detect::ModelCard card_;
   WindowingSpec windowing_;
+  ModelInput input_;
   std::unique_ptr<dsp::FeatureExtractor> extractor_;
   bool raw_ = false;
   int contrib_output_ = -1;

@@ -219,15 +219,28 @@ nlohmann::json StatsJson(const model::LatencyStats& st) {
 // the agent serves (agent::ServedModel::Score); with any other model the input is fed the
 // default press feature vector or the raw window, whichever its input shape takes; without a
 // model only the features are timed.
-void RunPipelineBench(const BenchArgs& args) {
+// What --pipeline times: a tend model (served as the agent serves it), or any ONNX model fed the
+// default press features or the raw window, or the features alone.
+struct BenchPipeline {
   agent::WindowingSpec windowing;  // 10 kHz, 1 channel, 2,000-sample stroke-triggered windows
-  windowing.mode = "trigger";
   std::unique_ptr<agent::ServedModel> served;
   std::unique_ptr<model::Session> session;
   std::unique_ptr<dsp::FeatureExtractor> extractor;
   std::vector<float> features;
   bool raw = false;
   std::string provider = "none";
+};
+
+BenchPipeline PreparePipeline(const BenchArgs& args) {
+  BenchPipeline p;
+  auto& windowing = p.windowing;
+  auto& served = p.served;
+  auto& session = p.session;
+  auto& extractor = p.extractor;
+  auto& features = p.features;
+  auto& raw = p.raw;
+  auto& provider = p.provider;
+  windowing.mode = "trigger";
 
   if (!args.model.empty()) {
     auto props = OrDie(model::ReadMetadataProps(args.model));
@@ -274,6 +287,18 @@ void RunPipelineBench(const BenchArgs& args) {
     }
   }
 
+  return p;
+}
+
+void RunPipelineBench(const BenchArgs& args) {
+  BenchPipeline p = PreparePipeline(args);
+  const auto& windowing = p.windowing;
+  auto& served = p.served;
+  auto& session = p.session;
+  auto& extractor = p.extractor;
+  auto& features = p.features;
+  const bool raw = p.raw;
+  const std::string& provider = p.provider;
   auto sim_opts = OrDie(sources::SimulatorOptions::Parse(args.sim), "--sim");
   sim_opts.sample_rate = windowing.sample_rate;
   sim_opts.channels = windowing.channels;
@@ -290,12 +315,21 @@ void RunPipelineBench(const BenchArgs& args) {
   if (served) served->PrepareOut(out);
   Status status = Ok();  // the first error inside the window callback
   int64_t windows = 0;
+  // A tend model is scored the way the agent scores it: an event view through the Model
+  // interface of its model kind.
+  agent::Model* model = served.get();
+  EventView ev;
+  if (model) ev.spec = model->input().event;
   auto on_window = [&](const sources::WindowView& w) {
     if (!status) return;
     const auto t0 = Clock::now();
     double f = 0, i = 0;
-    if (served) {
-      status = served->Score(w.samples, out);
+    if (model) {
+      ev.index = w.index;
+      ev.start_frame = w.start_frame;
+      ev.t_start_s = w.t_start_s;
+      ev.bytes = std::as_bytes(w.samples);
+      status = model->Score(ev, out);
       f = out.features_ms;
       i = out.inference_ms;
     } else {

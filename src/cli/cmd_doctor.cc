@@ -1,6 +1,7 @@
 // `tend doctor`: what this machine offers tend (versions, execution providers, CPU features,
-// memory, thermal sensors) and whether it can run the agent, checked by actually running a tiny
-// model through ONNX Runtime.
+// memory, thermal sensors), the components this binary was built with (sources, model kinds,
+// sinks and their config keys), and whether it can run the agent, checked by actually running a
+// tiny model through ONNX Runtime.
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 
 #include "cli/commands.h"
 #include "model/session.h"
+#include "runtime/registry.h"
 
 namespace tend::cli {
 namespace {
@@ -56,6 +58,24 @@ std::string TinyModel() {
   g->mutable_input(0)->set_name("x");
   g->mutable_output(0)->set_name("y");
   return m.SerializeAsString();
+}
+
+// The components for people: name and description, one per line, by kind.
+void PrintComponents(const nlohmann::json& j) {
+  if (j.contains("components_error")) {
+    std::printf("  components        ERROR: %s\n",
+                j["components_error"].get<std::string>().c_str());
+    return;
+  }
+  for (const auto& [key, title] : {std::pair{"sources", "sources"},
+                                   {"model_kinds", "model kinds"},
+                                   {"sinks", "sinks"}}) {
+    std::printf("\n%s:\n", title);
+    for (const auto& c : j[key]) {
+      std::printf("  %-14s %s\n", c["name"].get<std::string>().c_str(),
+                  c["description"].get<std::string>().c_str());
+    }
+  }
 }
 
 void DoDoctor(bool json) {
@@ -119,6 +139,14 @@ void DoDoctor(bool json) {
   }
   j["inference_check"] = check;
   j["can_run_agent"] = ok;
+  auto registry = runtime::MakeRegistry(&runtime::RegisterLinkedComponents);
+  if (registry) {
+    j.update((*registry)->Describe());
+  } else {
+    ok = false;
+    j["can_run_agent"] = false;
+    j["components_error"] = registry.error().message;
+  }
   if (json) {
     std::printf("%s\n", j.dump(2).c_str());
   } else {
@@ -136,6 +164,7 @@ void DoDoctor(bool json) {
     std::printf("  thermal zones     %d\n", thermal);
     std::printf("  inference check   %s\n", check.c_str());
     std::printf("  can run the agent %s\n", ok ? "yes" : "NO");
+    PrintComponents(j);
   }
   if (!ok) throw ExitCode{1};
 }

@@ -41,14 +41,8 @@ Result<int64_t> ParseSince(const std::string& s) {
   return *r;
 }
 
-}  // namespace
-
-void RegisterFleet(CLI::App& app) {
-  auto* fleet = app.add_subcommand("fleet", "Cloud side: ingest device telemetry, query the fleet");
-  fleet->require_subcommand(1);
-  RegisterFleetConsole(*fleet);
-
-  // ingest
+// `tend fleet ingest`: subscribe (shared) and store every device message.
+void RegisterFleetIngest(CLI::App* fleet) {
   auto* ingest =
       fleet->add_subcommand("ingest", "Subscribe (shared) and store every device message");
   auto io = std::make_shared<fleet::IngestOptions>();
@@ -97,8 +91,10 @@ void RegisterFleet(CLI::App& app) {
     ing->Stop();
     print();
   });
+}
 
-  // status
+// `tend fleet status`: one line (or JSON object) per device.
+void RegisterFleetStatus(CLI::App* fleet) {
   auto* status = fleet->add_subcommand(
       "status", "Devices: online/offline, last seen, model version, OTA state");
   auto sdb = std::make_shared<std::string>("sqlite:fleet.db");
@@ -153,8 +149,10 @@ void RegisterFleet(CLI::App& app) {
       }
     }
   });
+}
 
-  // alerts
+// `tend fleet alerts`: the alerts ingest stored, oldest first.
+void RegisterFleetAlerts(CLI::App* fleet) {
   auto* alerts = fleet->add_subcommand("alerts", "Alerts stored by ingest, oldest first");
   auto adb = std::make_shared<std::string>("sqlite:fleet.db");
   auto since = std::make_shared<std::string>();
@@ -193,8 +191,10 @@ void RegisterFleet(CLI::App& app) {
       }
     }
   });
+}
 
-  // ota
+// `tend fleet ota`: the OTA events devices reported, oldest first.
+void RegisterFleetOta(CLI::App* fleet) {
   auto* ota = fleet->add_subcommand(
       "ota", "OTA events devices reported (installs, refusals, rollbacks...), oldest first");
   auto odb = std::make_shared<std::string>("sqlite:fleet.db");
@@ -238,6 +238,18 @@ void RegisterFleet(CLI::App& app) {
       }
     }
   });
+}
+
+}  // namespace
+
+void RegisterFleet(CLI::App& app) {
+  auto* fleet = app.add_subcommand("fleet", "Cloud side: ingest device telemetry, query the fleet");
+  fleet->require_subcommand(1);
+  RegisterFleetConsole(*fleet);
+  RegisterFleetIngest(fleet);
+  RegisterFleetStatus(fleet);
+  RegisterFleetAlerts(fleet);
+  RegisterFleetOta(fleet);
 }
 
 }  // namespace tend::cli

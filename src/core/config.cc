@@ -1,5 +1,6 @@
 #include "core/config.h"
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -39,7 +40,8 @@ void CollectLeaves(const toml::table& t, const std::string& prefix,
 
 }  // namespace
 
-Config::Config() : table_(std::make_unique<toml::table>()), source_name_("<defaults>") {}
+Config::Config()
+    : root_(std::make_shared<toml::table>()), table_(root_.get()), source_name_("<defaults>") {}
 Config::~Config() = default;
 Config::Config(Config&&) noexcept = default;
 Config& Config::operator=(Config&&) noexcept = default;
@@ -48,7 +50,8 @@ Result<Config> Config::Parse(const std::string& text, const std::string& source_
   Config c;
   c.source_name_ = source_name;
   try {
-    c.table_ = std::make_unique<toml::table>(toml::parse(text, source_name));
+    c.root_ = std::make_shared<toml::table>(toml::parse(text, source_name));
+    c.table_ = c.root_.get();
   } catch (const toml::parse_error& e) {
     return Fail(Error::Invalid(source_name + ":" + std::to_string(e.source().begin.line) +
                                ": TOML syntax error: " + std::string(e.description())));
@@ -66,6 +69,37 @@ Result<Config> Config::LoadFile(const std::string& path) {
 
 bool Config::Has(const std::string& key) const {
   return table_->at_path(key).node() != nullptr;
+}
+
+std::string Config::Location(const std::string& key) const {
+  const toml::node* n = table_->at_path(key).node();
+  return n ? Where(source_name_, *n) : source_name_;
+}
+
+std::string Config::dir() const {
+  if (source_name_.empty() || source_name_[0] == '<') return "";
+  return std::filesystem::path(source_name_).parent_path().string();
+}
+
+Result<std::vector<Config>> Config::TableArray(const std::string& key) {
+  known_.insert(key);
+  std::vector<Config> out;
+  toml::node* n = table_->at_path(key).node();
+  if (!n) return out;
+  toml::array* arr = n->as_array();
+  if (!arr || !arr->is_array_of_tables()) {
+    return Fail(Error::Invalid(Where(source_name_, *n) + ": '" + key +
+                               "' must be an array of tables ([[" + key + "]]), got " +
+                               TypeName(*n)));
+  }
+  for (toml::node& e : *arr) {
+    Config c;
+    c.source_name_ = source_name_;
+    c.root_ = root_;
+    c.table_ = e.as_table();
+    out.push_back(std::move(c));
+  }
+  return out;
 }
 
 #define TEND_CONFIG_LOOKUP(key)                    \

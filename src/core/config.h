@@ -42,6 +42,16 @@ class Config {
   Status Get(const std::string& key, std::vector<double>& out);
 
   bool Has(const std::string& key) const;
+  // "tend.toml:7" for a key present in the file; the file name alone otherwise.
+  std::string Location(const std::string& key) const;
+  // The folder of the config file ("" for a config that is not a file): relative paths in the
+  // file are meant from there.
+  std::string dir() const;
+
+  // An array of tables ([[asset]] ...): one Config per table, in file order, each checking its
+  // own keys (line numbers stay those of the file). Absent key: an empty list. The key counts as
+  // read for CheckNoUnknownKeys.
+  Result<std::vector<Config>> TableArray(const std::string& key);
 
   // Call after every consumer has read its keys: the first key present in the file that nobody
   // asked for is reported ("tend.toml:7: unknown key 'agent.modle'").
@@ -50,7 +60,10 @@ class Config {
   const std::string& source_name() const { return source_name_; }
 
  private:
-  std::unique_ptr<toml::table> table_;
+  // The parsed file, shared by the Configs of its [[...]] tables; table_ is this Config's table in
+  // it (the root, or one table of an array), so that every node keeps its line number.
+  std::shared_ptr<toml::table> root_;
+  toml::table* table_ = nullptr;
   std::string source_name_;
   std::set<std::string> known_;
 };

@@ -29,7 +29,8 @@ Decider::Decider(SeverityThresholds thresholds, DebounceOptions debounce)
 Severity Decider::Tier(float score) const {
   if (!std::isfinite(score) || score >= thresholds_.high) return Severity::kHigh;
   if (score >= thresholds_.medium) return Severity::kMedium;
-  return Severity::kLow;
+  if (score >= thresholds_.low) return Severity::kLow;
+  return Severity::kNone;
 }
 
 void Decider::Push(bool raw) {
@@ -55,7 +56,7 @@ void Decider::DecideFailSafe(Decision& d, bool as_alert, Severity severity) {
   d.threshold_low = thresholds_.low;
   d.threshold_medium = thresholds_.medium;
   d.threshold_high = thresholds_.high;
-  d.severity = severity;
+  d.severity = as_alert ? severity : Severity::kNone;  // a "pass" is no alert tier
   d.raw_alert = as_alert;
   Push(as_alert);
   d.is_alert = as_alert;  // a missed deadline is never debounced away

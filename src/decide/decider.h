@@ -12,7 +12,7 @@
 namespace tend {
 
 struct SeverityThresholds {
-  float low = 0;     // score >= low: this window alone is an alert candidate (tier LOW)
+  float low = 0;  // score >= low: this window alone is an alert candidate (tier LOW; below: NONE)
   float medium = 0;  // score >= medium: tier MEDIUM
   float high = 0;    // score >= high: tier HIGH
   Status Validate() const;

@@ -5,28 +5,36 @@
 
 #include <chrono>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
 namespace tend {
 
-enum class Severity { kLow = 0, kMedium = 1, kHigh = 2 };
+// The tier of a score against the model's thresholds. kNone: below every threshold (no alert
+// tier at all); LOW, MEDIUM and HIGH are the alert tiers (SPEC: "NONE" everywhere a score is
+// below every threshold: stdout, JSON, MQTT, metric labels).
+enum class Severity { kNone = 0, kLow = 1, kMedium = 2, kHigh = 3 };
+inline constexpr int kSeverityCount = 4;
 
 inline const char* SeverityName(Severity s) {
   switch (s) {
+    case Severity::kNone: return "NONE";
     case Severity::kLow: return "LOW";
     case Severity::kMedium: return "MEDIUM";
     case Severity::kHigh: return "HIGH";
   }
-  return "LOW";
+  return "NONE";
 }
 
 struct Decision {
-  int64_t window_index = 0;      // 0-based, per run
+  std::string asset_id;          // which asset (machine, station) the event came from
+  int64_t event_id = -1;         // stroke or part number (the source's count); -1: none
+  int64_t window_index = 0;      // 0-based, per asset and run
   double t_start_s = 0;          // window start, seconds since the start of the source
   std::chrono::system_clock::time_point timestamp;  // when the decision was made (UTC)
   float anomaly_score = 0;       // the model's score (higher = more anomalous)
-  Severity severity = Severity::kLow;  // tier of the score against the model's thresholds
+  Severity severity = Severity::kNone;  // tier of the score against the model's thresholds
   bool is_alert = false;         // after debounce (k of n)
   bool raw_alert = false;        // this window alone crossed the alert threshold
   bool fail_safe = false;        // the deadline passed: this is the configured fail-safe decision
@@ -40,6 +48,13 @@ struct Decision {
   // The thresholds the severity was judged against (the fleet console draws them under the
   // scores); all 0 when no decider set them.
   float threshold_low = 0, threshold_medium = 0, threshold_high = 0;
+  // Where evidence for this decision is kept on the device (e.g. the image of a rejected part);
+  // empty when none.
+  std::string evidence_ref;
+  // The model's feature vector for this event (for monitors such as drift detection); empty when
+  // the model kind has none. Points into the model's buffers: valid only during OnDecision, and
+  // a sink that copies the decision must not keep it.
+  std::span<const float> features;
 };
 
 struct ModelInfo {

@@ -229,8 +229,9 @@ ParseOutcome ParseFleetMessage(const std::string& topic, const std::string& payl
   }
   m.is_alert = j["is_alert"].get<bool>();
   if (!ReqString(j, "severity", m.severity, err)) return wrong(err);
-  if (m.severity != "LOW" && m.severity != "MEDIUM" && m.severity != "HIGH") {
-    return wrong("severity must be LOW, MEDIUM or HIGH, got '" + m.severity + "'");
+  if (m.severity != "NONE" && m.severity != "LOW" && m.severity != "MEDIUM" &&
+      m.severity != "HIGH") {
+    return wrong("severity must be NONE, LOW, MEDIUM or HIGH, got '" + m.severity + "'");
   }
   if (!j.contains("top_sensors") || !j["top_sensors"].is_array()) {
     return wrong("field 'top_sensors' must be a list");

@@ -38,7 +38,8 @@ constexpr size_t kLatencySamples = 4096;
 }  // namespace
 
 uint16_t SeverityRegisterValue(const Decision& d) {
-  return d.is_alert ? static_cast<uint16_t>(static_cast<int>(d.severity) + 1) : 0;
+  // Severity's values are the register's: kNone 0, then LOW 1, MEDIUM 2, HIGH 3.
+  return d.is_alert ? static_cast<uint16_t>(d.severity) : 0;
 }
 
 Status PlcSinkOptions::Validate() const {

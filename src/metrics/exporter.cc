@@ -163,19 +163,34 @@ double ModelMajorVersion(const std::string& version) {
   return any ? major : 0;
 }
 
-struct Exporter::State {
-  State()
-      : latency_ms(LatencyBucketsMs()),
+// Everything the decision path of one asset touches (relaxed atomics only), and its model.
+class Exporter::AssetState final : public DecisionSink {
+ public:
+  AssetState(std::string asset_id, double budget_ms)
+      : id(std::move(asset_id)),
+        latency_budget_ms(budget_ms),
+        latency_ms(LatencyBucketsMs()),
         stage_s{AtomicHistogram(Scaled(LatencyBucketsMs(), 1e-3)),
                 AtomicHistogram(Scaled(LatencyBucketsMs(), 1e-3)),
                 AtomicHistogram(Scaled(LatencyBucketsMs(), 1e-3))} {}
 
-  // Decision path (atomics only).
+  void OnDecision(const Decision& d) override;
+  void OnModelInfo(const ModelInfo& info) override {
+    std::lock_guard<std::mutex> lock(mu);
+    model = info;
+  }
+  std::optional<ModelInfo> Model() const {
+    std::lock_guard<std::mutex> lock(mu);
+    return model;
+  }
+
+  const std::string id;
+  const double latency_budget_ms;
   AtomicHistogram latency_ms;
   std::array<AtomicHistogram, 3> stage_s;  // kStages order
   std::atomic<uint64_t> inferences{0};
-  std::array<std::atomic<uint64_t>, 3> decisions{};  // by Severity
-  std::array<std::atomic<uint64_t>, 3> alerts{};     // by Severity
+  std::array<std::atomic<uint64_t>, kSeverityCount> decisions{};  // by Severity (NONE too)
+  std::array<std::atomic<uint64_t>, kSeverityCount> alerts{};     // by Severity (never NONE)
   std::atomic<uint64_t> deadline_misses{0};
   std::atomic<uint64_t> fail_safe{0};
   std::atomic<double> anomaly_score{0};
@@ -184,9 +199,43 @@ struct Exporter::State {
   std::atomic<bool> any_decision{false};
   std::atomic<bool> any_score{false};
 
-  // Rarely written, read by scrapes.
-  mutable std::mutex mu;
+ private:
+  mutable std::mutex mu;  // rarely written (model changes), read by scrapes
   std::optional<ModelInfo> model;
+};
+
+void Exporter::AssetState::OnDecision(const Decision& d) {
+  latency_ms.Observe(d.latency_ms);
+  if (!d.fail_safe) {  // a fail-safe window never ran its stages: zeros would flatter them
+    stage_s[0].Observe(d.features_ms * 1e-3);
+    stage_s[1].Observe(d.inference_ms * 1e-3);
+  }
+  stage_s[2].Observe(d.latency_ms * 1e-3);
+  inferences.fetch_add(1, kRelaxed);
+  const auto sev = static_cast<size_t>(d.severity);
+  if (sev < decisions.size()) {
+    decisions[sev].fetch_add(1, kRelaxed);
+    if (d.is_alert) alerts[sev].fetch_add(1, kRelaxed);
+  }
+  if (d.fail_safe || d.latency_ms > latency_budget_ms) deadline_misses.fetch_add(1, kRelaxed);
+  if (d.fail_safe) fail_safe.fetch_add(1, kRelaxed);
+  // A fail-safe decision has no score (NaN): the gauge keeps the latest real one.
+  if (!d.fail_safe && !std::isnan(d.anomaly_score)) {
+    anomaly_score.store(d.anomaly_score, kRelaxed);
+    any_score.store(true, std::memory_order_release);
+  }
+  backlog.store(d.backlog_windows, kRelaxed);
+  const auto ts =
+      d.timestamp.time_since_epoch().count() != 0 ? d.timestamp : std::chrono::system_clock::now();
+  last_decision_unix.store(UnixSeconds(ts), kRelaxed);
+  any_decision.store(true, std::memory_order_release);
+}
+
+struct Exporter::State {
+  mutable std::mutex assets_mu;                     // the list; each asset's figures are atomics
+  std::vector<std::unique_ptr<AssetState>> assets;  // [0]: Labels::asset_id
+
+  mutable std::mutex mu;  // system figures: rarely written, read by scrapes
   SystemSnapshot system;
 
   std::mutex collector_mu;  // SystemCollector keeps previous samples
@@ -199,8 +248,63 @@ struct Exporter::State {
   std::vector<uint64_t> health_prev_counts;
 };
 
+// The families of one scrape, with the labels every series carries.
+class Exporter::Families {
+ public:
+  explicit Families(const Labels& l)
+      : base_{{"device_id", l.device_id}, {"asset_id", l.asset_id}, {"factory_id", l.factory_id}} {
+    out_.reserve(64);  // family() hands out references into out_ (fewer than 40 families)
+  }
+  // Labels of a device-wide series, or of one asset's, plus extras.
+  std::vector<ClientMetric::Label> With(std::initializer_list<ClientMetric::Label> extra,
+                                        const std::string* asset = nullptr) const {
+    std::vector<ClientMetric::Label> l = base_;
+    if (asset) l[1].value = *asset;
+    l.insert(l.end(), extra.begin(), extra.end());
+    return l;
+  }
+  MetricFamily& Family(const char* name, const char* help, MetricType type) {
+    out_.push_back(MetricFamily{name, help, type, {}});
+    return out_.back();
+  }
+  void Gauge(MetricFamily& f, double v, std::vector<ClientMetric::Label> labels) {
+    ClientMetric m;
+    m.label = std::move(labels);
+    m.gauge.value = v;
+    f.metric.push_back(std::move(m));
+  }
+  void Counter(MetricFamily& f, double v, std::vector<ClientMetric::Label> labels) {
+    ClientMetric m;
+    m.label = std::move(labels);
+    m.counter.value = v;
+    f.metric.push_back(std::move(m));
+  }
+  void Histogram(MetricFamily& f, ClientMetric::Histogram h,
+                 std::vector<ClientMetric::Label> labels) {
+    ClientMetric m;
+    m.label = std::move(labels);
+    m.histogram = std::move(h);
+    f.metric.push_back(std::move(m));
+  }
+  // A device-wide series with the base labels.
+  void Gauge1(const char* name, const char* help, double v) {
+    Gauge(Family(name, help, MetricType::Gauge), v, base_);
+  }
+  void Counter1(const char* name, const char* help, double v) {
+    Counter(Family(name, help, MetricType::Counter), v, base_);
+  }
+  std::string Serialize() const { return prometheus::TextSerializer().Serialize(out_); }
+
+ private:
+  std::vector<ClientMetric::Label> base_;
+  std::vector<MetricFamily> out_;
+};
+
 Exporter::Exporter(const Labels& labels, const Options& options)
-    : labels_(labels), options_(options), state_(std::make_unique<State>()) {}
+    : labels_(labels), options_(options), state_(std::make_unique<State>()) {
+  state_->assets.push_back(
+      std::make_unique<AssetState>(labels.asset_id, options.latency_budget_ms));
+}
 
 Result<std::unique_ptr<Exporter>> Exporter::Create(const Labels& labels, const Options& options) {
   if (labels.device_id.empty()) return Fail(Error::Invalid("metrics: device_id must not be empty"));
@@ -307,40 +411,26 @@ SystemSnapshot Exporter::LatestSystem() const {
   return state_->system;
 }
 
-void Exporter::OnDecision(const Decision& d) {
-  State& s = *state_;
-  s.latency_ms.Observe(d.latency_ms);
-  if (!d.fail_safe) {  // a fail-safe window never ran its stages: zeros would flatter them
-    s.stage_s[0].Observe(d.features_ms * 1e-3);
-    s.stage_s[1].Observe(d.inference_ms * 1e-3);
-  }
-  s.stage_s[2].Observe(d.latency_ms * 1e-3);
-  s.inferences.fetch_add(1, kRelaxed);
-  const auto sev = static_cast<size_t>(d.severity);
-  if (sev < s.decisions.size()) {
-    s.decisions[sev].fetch_add(1, kRelaxed);
-    if (d.is_alert) s.alerts[sev].fetch_add(1, kRelaxed);
-  }
-  if (d.fail_safe || d.latency_ms > options_.latency_budget_ms) {
-    s.deadline_misses.fetch_add(1, kRelaxed);
-  }
-  if (d.fail_safe) s.fail_safe.fetch_add(1, kRelaxed);
-  // A fail-safe decision has no score (NaN): the gauge keeps the latest real one.
-  if (!d.fail_safe && !std::isnan(d.anomaly_score)) {
-    s.anomaly_score.store(d.anomaly_score, kRelaxed);
-    s.any_score.store(true, std::memory_order_release);
-  }
-  s.backlog.store(d.backlog_windows, kRelaxed);
-  const auto ts =
-      d.timestamp.time_since_epoch().count() != 0 ? d.timestamp : std::chrono::system_clock::now();
-  s.last_decision_unix.store(UnixSeconds(ts), kRelaxed);
-  s.any_decision.store(true, std::memory_order_release);
+std::vector<Exporter::AssetState*> Exporter::Assets() const {
+  std::lock_guard<std::mutex> lock(state_->assets_mu);
+  std::vector<AssetState*> v;
+  for (const auto& a : state_->assets) v.push_back(a.get());
+  return v;
 }
 
-void Exporter::OnModelInfo(const ModelInfo& info) {
-  std::lock_guard<std::mutex> lock(state_->mu);
-  state_->model = info;
+DecisionSink* Exporter::ForAsset(const std::string& asset_id, double latency_budget_ms) {
+  std::lock_guard<std::mutex> lock(state_->assets_mu);
+  for (const auto& a : state_->assets) {
+    if (a->id == asset_id) return a.get();
+  }
+  const double budget = latency_budget_ms > 0 ? latency_budget_ms : options_.latency_budget_ms;
+  state_->assets.push_back(std::make_unique<AssetState>(asset_id, budget));
+  return state_->assets.back().get();
 }
+
+void Exporter::OnDecision(const Decision& d) { state_->assets[0]->OnDecision(d); }
+
+void Exporter::OnModelInfo(const ModelInfo& info) { state_->assets[0]->OnModelInfo(info); }
 
 void Exporter::SetTelemetryStatsProvider(std::function<TelemetryFigures()> fn) {
   std::lock_guard<std::mutex> lock(state_->provider_mu);
@@ -353,267 +443,278 @@ void Exporter::SetOtaStatusProvider(std::function<OtaFigures()> fn) {
 }
 
 std::string Exporter::ScrapeText() const {
-  const State& s = *state_;
-  std::vector<ClientMetric::Label> base = {{"device_id", labels_.device_id},
-                                           {"asset_id", labels_.asset_id},
-                                           {"factory_id", labels_.factory_id}};
-  auto with = [&](std::initializer_list<ClientMetric::Label> extra) {
-    std::vector<ClientMetric::Label> l = base;
-    l.insert(l.end(), extra.begin(), extra.end());
-    return l;
-  };
-  std::vector<MetricFamily> out;
-  out.reserve(64);  // family() hands out references into `out` (fewer than 40 families)
-  auto family = [&](const char* name, const char* help, MetricType type) -> MetricFamily& {
-    out.push_back(MetricFamily{name, help, type, {}});
-    return out.back();
-  };
-  auto gauge = [&](MetricFamily& f, double v, std::vector<ClientMetric::Label> labels) {
-    ClientMetric m;
-    m.label = std::move(labels);
-    m.gauge.value = v;
-    f.metric.push_back(std::move(m));
-  };
-  auto counter = [&](MetricFamily& f, double v, std::vector<ClientMetric::Label> labels) {
-    ClientMetric m;
-    m.label = std::move(labels);
-    m.counter.value = v;
-    f.metric.push_back(std::move(m));
-  };
-  auto gauge1 = [&](const char* name, const char* help, double v) {
-    gauge(family(name, help, MetricType::Gauge), v, base);
-  };
-  auto counter1 = [&](const char* name, const char* help, double v) {
-    counter(family(name, help, MetricType::Counter), v, base);
-  };
+  Families out(labels_);
+  AppendDecisionFamilies(out);
+  AppendModelFamilies(out);
+  AppendSystemFamilies(out);
+  AppendTelemetryFamilies(out);
+  AppendOtaFamilies(out);
+  out.Gauge(out.Family("edge_build_info", "tend version (always 1).", MetricType::Gauge), 1,
+            out.With({{"version", TEND_VERSION}}));
+  return out.Serialize();
+}
 
-  // Decisions.
-  {
-    auto& f = family("edge_inference_latency_ms",
-                     "Per-window decision latency in milliseconds (window complete to decision "
-                     "out: features + inference + decide), the figure the deadline applies to.",
-                     MetricType::Histogram);
-    ClientMetric m;
-    m.label = base;
-    m.histogram = s.latency_ms.Collect();
-    f.metric.push_back(std::move(m));
-  }
-  {
-    auto& f = family("edge_stage_latency_seconds",
-                     "Per-window latency by pipeline stage (features, inference, end_to_end).",
-                     MetricType::Histogram);
+void Exporter::AppendDecisionFamilies(Families& out) const {
+  const auto assets = Assets();
+  auto& lat = out.Family("edge_inference_latency_ms",
+                         "Per-window decision latency in milliseconds (window complete to decision "
+                         "out: features + inference + decide), the figure the deadline applies to.",
+                         MetricType::Histogram);
+  for (const auto* a : assets) out.Histogram(lat, a->latency_ms.Collect(), out.With({}, &a->id));
+  auto& stage =
+      out.Family("edge_stage_latency_seconds",
+                 "Per-window latency by pipeline stage (features, inference, end_to_end).",
+                 MetricType::Histogram);
+  for (const auto* a : assets) {
     for (size_t i = 0; i < kStages.size(); ++i) {
-      ClientMetric m;
-      m.label = with({{"stage", kStages[i]}});
-      m.histogram = s.stage_s[i].Collect();
-      f.metric.push_back(std::move(m));
+      out.Histogram(stage, a->stage_s[i].Collect(), out.With({{"stage", kStages[i]}}, &a->id));
     }
   }
-  counter1("edge_inference_total", "Decisions made (one per window).",
-           double(s.inferences.load(kRelaxed)));
-  {
-    auto& f = family("edge_decisions_total", "Decisions by severity tier of the score.",
-                     MetricType::Counter);
-    for (Severity sev : {Severity::kLow, Severity::kMedium, Severity::kHigh}) {
-      counter(f, double(s.decisions[size_t(sev)].load(kRelaxed)),
-              with({{"severity", SeverityName(sev)}}));
+  auto per_asset_counter = [&](const char* name, const char* help, auto value) {
+    auto& f = out.Family(name, help, MetricType::Counter);
+    for (const auto* a : assets) out.Counter(f, value(*a), out.With({}, &a->id));
+  };
+  per_asset_counter("edge_inference_total", "Decisions made (one per window).",
+                    [](const AssetState& a) { return double(a.inferences.load(kRelaxed)); });
+  auto& dec = out.Family("edge_decisions_total", "Decisions by severity tier of the score.",
+                         MetricType::Counter);
+  auto& alerts = out.Family("edge_anomaly_alerts_total",
+                            "Alerts raised (after debounce), by severity.", MetricType::Counter);
+  for (const auto* a : assets) {
+    for (Severity sev : {Severity::kNone, Severity::kLow, Severity::kMedium, Severity::kHigh}) {
+      const auto i = static_cast<size_t>(sev);
+      out.Counter(dec, double(a->decisions[i].load(kRelaxed)),
+                  out.With({{"severity", SeverityName(sev)}}, &a->id));
+      if (sev == Severity::kNone) continue;  // an alert always has an alert tier
+      out.Counter(alerts, double(a->alerts[i].load(kRelaxed)),
+                  out.With({{"severity", SeverityName(sev)}}, &a->id));
     }
   }
-  {
-    auto& f = family("edge_anomaly_alerts_total", "Alerts raised (after debounce), by severity.",
-                     MetricType::Counter);
-    for (Severity sev : {Severity::kLow, Severity::kMedium, Severity::kHigh}) {
-      counter(f, double(s.alerts[size_t(sev)].load(kRelaxed)),
-              with({{"severity", SeverityName(sev)}}));
+  per_asset_counter(
+      "edge_deadline_misses_total",
+      "Windows whose decision came after the deadline (fail-safe or latency over budget).",
+      [](const AssetState& a) { return double(a.deadline_misses.load(kRelaxed)); });
+  per_asset_counter(
+      "edge_fail_safe_decisions_total",
+      "Windows answered with the configured fail-safe decision because the deadline passed.",
+      [](const AssetState& a) { return double(a.fail_safe.load(kRelaxed)); });
+  auto per_asset_gauge = [&](const char* name, const char* help, auto has, auto value) {
+    MetricFamily* f = nullptr;
+    for (const auto* a : assets) {
+      if (!has(*a)) continue;
+      if (!f) f = &out.Family(name, help, MetricType::Gauge);
+      out.Gauge(*f, value(*a), out.With({}, &a->id));
     }
-  }
-  counter1("edge_deadline_misses_total",
-           "Windows whose decision came after the deadline (fail-safe or latency over budget).",
-           double(s.deadline_misses.load(kRelaxed)));
-  counter1("edge_fail_safe_decisions_total",
-           "Windows answered with the configured fail-safe decision because the deadline passed.",
-           double(s.fail_safe.load(kRelaxed)));
-  if (s.any_score.load(std::memory_order_acquire)) {
-    gauge1("edge_anomaly_score", "Anomaly score of the latest scored window.",
-           s.anomaly_score.load(kRelaxed));
-  }
-  if (s.any_decision.load(std::memory_order_acquire)) {
-    gauge1("edge_backlog_windows", "Windows waiting behind the latest decision.",
-           double(s.backlog.load(kRelaxed)));
-    gauge1("edge_last_decision_timestamp_seconds", "Unix time of the latest decision.",
-           s.last_decision_unix.load(kRelaxed));
-  }
-  gauge1("edge_latency_budget_seconds", "Per-window deadline this device runs under.",
-         options_.latency_budget_ms * 1e-3);
+  };
+  auto scored = [](const AssetState& a) { return a.any_score.load(std::memory_order_acquire); };
+  auto decided = [](const AssetState& a) { return a.any_decision.load(std::memory_order_acquire); };
+  per_asset_gauge("edge_anomaly_score", "Anomaly score of the latest scored window.", scored,
+                  [](const AssetState& a) { return a.anomaly_score.load(kRelaxed); });
+  per_asset_gauge("edge_backlog_windows", "Windows waiting behind the latest decision.", decided,
+                  [](const AssetState& a) { return double(a.backlog.load(kRelaxed)); });
+  per_asset_gauge("edge_last_decision_timestamp_seconds", "Unix time of the latest decision.",
+                  decided, [](const AssetState& a) { return a.last_decision_unix.load(kRelaxed); });
+  per_asset_gauge(
+      "edge_latency_budget_seconds", "Per-window deadline this device runs under.",
+      [](const AssetState&) { return true; },
+      [](const AssetState& a) { return a.latency_budget_ms * 1e-3; });
+}
 
-  // Model and system figures (copied under the mutex, formatted outside it).
-  std::optional<ModelInfo> model;
-  SystemSnapshot sys;
-  {
-    std::lock_guard<std::mutex> lock(s.mu);
-    model = s.model;
-    sys = s.system;
+void Exporter::AppendModelFamilies(Families& out) const {
+  std::vector<std::pair<const AssetState*, ModelInfo>> models;
+  for (const auto* a : Assets()) {
+    if (auto m = a->Model()) models.emplace_back(a, *m);
   }
-  if (model) {
-    gauge(family("edge_model_version",
+  if (models.empty()) return;
+  auto& version =
+      out.Family("edge_model_version",
                  "Model in service: numeric major version; version_string carries the full one.",
-                 MetricType::Gauge),
-          ModelMajorVersion(model->version), with({{"version_string", model->version}}));
-    gauge(family("edge_model_info", "Model in service (always 1).", MetricType::Gauge), 1,
-          with({{"model_name", model->name},
-                {"version_string", model->version},
-                {"provider", model->provider}}));
-    const int64_t born = model->created_unix > 0 ? model->created_unix : model->loaded_unix;
-    if (born > 0) {
-      gauge1("edge_model_age_seconds",
-             "Age of the model in service: since its creation date, or since it was loaded when "
-             "the model carries none.",
-             std::max(0.0, UnixSeconds(std::chrono::system_clock::now()) - double(born)));
-    }
-    if (model->loaded_unix > 0) {
-      gauge1("edge_model_loaded_timestamp_seconds", "Unix time the model in service was loaded.",
-             double(model->loaded_unix));
-    }
+                 MetricType::Gauge);
+  for (const auto& [a, m] : models) {
+    out.Gauge(version, ModelMajorVersion(m.version),
+              out.With({{"version_string", m.version}}, &a->id));
   }
-  if (sys.cpu_pct) gauge1("edge_cpu_usage_percent", "CPU busy, all cores, percent.", *sys.cpu_pct);
+  auto& info = out.Family("edge_model_info", "Model in service (always 1).", MetricType::Gauge);
+  for (const auto& [a, m] : models) {
+    out.Gauge(
+        info, 1,
+        out.With({{"model_name", m.name}, {"version_string", m.version}, {"provider", m.provider}},
+                 &a->id));
+  }
+  MetricFamily* age = nullptr;
+  MetricFamily* loaded = nullptr;
+  const double now = UnixSeconds(std::chrono::system_clock::now());
+  for (const auto& [a, m] : models) {
+    const int64_t born = m.created_unix > 0 ? m.created_unix : m.loaded_unix;
+    if (born <= 0) continue;
+    if (!age) {
+      age = &out.Family("edge_model_age_seconds",
+                        "Age of the model in service: since its creation date, or since it was "
+                        "loaded when the model carries none.",
+                        MetricType::Gauge);
+    }
+    out.Gauge(*age, std::max(0.0, now - double(born)), out.With({}, &a->id));
+  }
+  for (const auto& [a, m] : models) {
+    if (m.loaded_unix <= 0) continue;
+    if (!loaded) {
+      loaded = &out.Family("edge_model_loaded_timestamp_seconds",
+                           "Unix time the model in service was loaded.", MetricType::Gauge);
+    }
+    out.Gauge(*loaded, double(m.loaded_unix), out.With({}, &a->id));
+  }
+}
+
+void Exporter::AppendSystemFamilies(Families& out) const {
+  const SystemSnapshot sys = LatestSystem();
+  if (sys.cpu_pct)
+    out.Gauge1("edge_cpu_usage_percent", "CPU busy, all cores, percent.", *sys.cpu_pct);
   if (sys.mem_pct) {
-    gauge1("edge_memory_usage_percent", "Memory in use (total - available), percent.",
-           *sys.mem_pct);
+    out.Gauge1("edge_memory_usage_percent", "Memory in use (total - available), percent.",
+               *sys.mem_pct);
   }
-  if (sys.gpu_pct)
-    gauge1("edge_gpu_usage_percent", "GPU load, busiest GPU, percent.", *sys.gpu_pct);
+  if (sys.gpu_pct) {
+    out.Gauge1("edge_gpu_usage_percent", "GPU load, busiest GPU, percent.", *sys.gpu_pct);
+  }
   if (sys.temp_c) {
-    gauge1("edge_device_temperature_c", "Hottest CPU/GPU/SoC sensor, degrees Celsius.",
-           *sys.temp_c);
+    out.Gauge1("edge_device_temperature_c", "Hottest CPU/GPU/SoC sensor, degrees Celsius.",
+               *sys.temp_c);
   }
   if (!sys.temperatures.empty()) {
-    auto& f = family("edge_sensor_temperature_celsius",
-                     "Every temperature sensor that answered, degrees Celsius.", MetricType::Gauge);
-    for (const auto& t : sys.temperatures) gauge(f, t.celsius, with({{"sensor", t.sensor}}));
+    auto& f =
+        out.Family("edge_sensor_temperature_celsius",
+                   "Every temperature sensor that answered, degrees Celsius.", MetricType::Gauge);
+    for (const auto& t : sys.temperatures)
+      out.Gauge(f, t.celsius, out.With({{"sensor", t.sensor}}));
   }
   if (sys.cpu_freq_mhz) {
-    gauge1("edge_cpu_frequency_hertz", "Mean current CPU frequency.", *sys.cpu_freq_mhz * 1e6);
+    out.Gauge1("edge_cpu_frequency_hertz", "Mean current CPU frequency.", *sys.cpu_freq_mhz * 1e6);
   }
   if (sys.cpu_max_freq_mhz) {
-    gauge1("edge_cpu_max_frequency_hertz", "Highest CPU frequency the hardware allows.",
-           *sys.cpu_max_freq_mhz * 1e6);
+    out.Gauge1("edge_cpu_max_frequency_hertz", "Highest CPU frequency the hardware allows.",
+               *sys.cpu_max_freq_mhz * 1e6);
   }
   if (sys.throttled) {
-    gauge1("edge_thermal_throttled", "1 while a CPU/GPU throttling indicator is active.",
-           *sys.throttled ? 1 : 0);
+    out.Gauge1("edge_thermal_throttled", "1 while a CPU/GPU throttling indicator is active.",
+               *sys.throttled ? 1 : 0);
   }
   if (sys.throttle_events) {
-    counter1("edge_thermal_throttle_events_total",
-             "CPU thermal throttling events counted by the kernel (core + package).",
-             double(*sys.throttle_events));
+    out.Counter1("edge_thermal_throttle_events_total",
+                 "CPU thermal throttling events counted by the kernel (core + package).",
+                 double(*sys.throttle_events));
   }
   if (sys.process_rss_bytes > 0) {
-    gauge1("process_resident_memory_bytes", "Resident memory of the tend process.",
-           sys.process_rss_bytes);
+    out.Gauge1("process_resident_memory_bytes", "Resident memory of the tend process.",
+               sys.process_rss_bytes);
   }
+}
 
-  // Telemetry figures, polled now.
+void Exporter::AppendTelemetryFamilies(Families& out) const {
   std::optional<TelemetryFigures> tel;
   {
-    std::lock_guard<std::mutex> lock(s.provider_mu);
-    if (s.provider) tel = s.provider();
+    std::lock_guard<std::mutex> lock(state_->provider_mu);
+    if (state_->provider) tel = state_->provider();
   }
-  if (tel) {
-    if (tel->spool_depth) {
-      gauge1("edge_spool_messages", "Messages waiting in the durable spool.",
-             double(*tel->spool_depth));
-    }
-    if (tel->spool_bytes) {
-      gauge1("edge_spool_bytes", "Size of the durable spool.", double(*tel->spool_bytes));
-    }
-    if (tel->spool_dropped_total) {
-      counter1("edge_spool_dropped_total", "Messages dropped because the spool was full.",
-               double(*tel->spool_dropped_total));
-    }
-    if (tel->mqtt_connected) {
-      gauge1("edge_mqtt_connected", "1 while connected to the MQTT broker.",
-             *tel->mqtt_connected ? 1 : 0);
-    }
-    if (tel->mqtt_reconnects_total) {
-      counter1("edge_mqtt_reconnects_total", "Reconnections to the MQTT broker.",
-               double(*tel->mqtt_reconnects_total));
-    }
-    if (tel->mqtt_refused_total) {
-      counter1("edge_mqtt_refused_total",
-               "QoS 1 messages the broker refused (MQTT 5 reason code >= 0x80, e.g. ACL).",
-               double(*tel->mqtt_refused_total));
-    }
-    if (tel->spool_in_memory) {
-      gauge1("edge_spool_in_memory",
-             "1 while the spool file is unusable and telemetry is held in memory only.",
-             *tel->spool_in_memory ? 1 : 0);
-    }
-    if (tel->spool_disk_full) {
-      gauge1("edge_spool_disk_full", "1 when the last spool commit found the disk full.",
-             *tel->spool_disk_full ? 1 : 0);
-    }
-    if (tel->spool_held_alerts) {
-      gauge1("edge_spool_held_alerts", "Alerts the full disk refused, held in memory.",
-             double(*tel->spool_held_alerts));
-    }
+  if (!tel) return;
+  if (tel->spool_depth) {
+    out.Gauge1("edge_spool_messages", "Messages waiting in the durable spool.",
+               double(*tel->spool_depth));
   }
-  // Over-the-air updates, polled now.
+  if (tel->spool_bytes) {
+    out.Gauge1("edge_spool_bytes", "Size of the durable spool.", double(*tel->spool_bytes));
+  }
+  if (tel->spool_dropped_total) {
+    out.Counter1("edge_spool_dropped_total", "Messages dropped because the spool was full.",
+                 double(*tel->spool_dropped_total));
+  }
+  if (tel->mqtt_connected) {
+    out.Gauge1("edge_mqtt_connected", "1 while connected to the MQTT broker.",
+               *tel->mqtt_connected ? 1 : 0);
+  }
+  if (tel->mqtt_reconnects_total) {
+    out.Counter1("edge_mqtt_reconnects_total", "Reconnections to the MQTT broker.",
+                 double(*tel->mqtt_reconnects_total));
+  }
+  if (tel->mqtt_refused_total) {
+    out.Counter1("edge_mqtt_refused_total",
+                 "QoS 1 messages the broker refused (MQTT 5 reason code >= 0x80, e.g. ACL).",
+                 double(*tel->mqtt_refused_total));
+  }
+  if (tel->spool_in_memory) {
+    out.Gauge1("edge_spool_in_memory",
+               "1 while the spool file is unusable and telemetry is held in memory only.",
+               *tel->spool_in_memory ? 1 : 0);
+  }
+  if (tel->spool_disk_full) {
+    out.Gauge1("edge_spool_disk_full", "1 when the last spool commit found the disk full.",
+               *tel->spool_disk_full ? 1 : 0);
+  }
+  if (tel->spool_held_alerts) {
+    out.Gauge1("edge_spool_held_alerts", "Alerts the full disk refused, held in memory.",
+               double(*tel->spool_held_alerts));
+  }
+}
+
+void Exporter::AppendOtaFamilies(Families& out) const {
   std::optional<OtaFigures> ota;
   {
-    std::lock_guard<std::mutex> lock(s.provider_mu);
-    if (s.ota_provider) ota = s.ota_provider();
+    std::lock_guard<std::mutex> lock(state_->provider_mu);
+    if (state_->ota_provider) ota = state_->ota_provider();
   }
-  if (ota) {
-    auto& f = family("edge_ota_updates_total",
-                     "Over-the-air update outcomes since start: installed, refused (load check or "
-                     "reference-set gate), rolled_back (after a commit: failed hand-over, "
-                     "misbehaviour in probation, operator), failed (registry, network or trust "
-                     "error).",
-                     MetricType::Counter);
-    counter(f, double(ota->installed_total), with({{"result", "installed"}}));
-    counter(f, double(ota->refused_total), with({{"result", "refused"}}));
-    counter(f, double(ota->rolled_back_total), with({{"result", "rolled_back"}}));
-    counter(f, double(ota->failed_total), with({{"result", "failed"}}));
-    if (ota->last_check_unix) {
-      gauge1("edge_ota_last_check_timestamp_seconds", "Unix time of the latest registry check.",
-             *ota->last_check_unix);
-    }
-    gauge1("edge_ota_probation",
-           "1 while a newly installed model runs on probation (misbehaviour rolls it back).",
-           ota->in_probation ? 1 : 0);
-    if (ota->model_installed_unix) {
-      gauge1("edge_ota_model_installed_timestamp_seconds",
-             "Unix time the model in service was installed over the air.",
-             *ota->model_installed_unix);
-    }
-    gauge1("edge_ota_max_model_age_seconds",
-           "Staleness limit: a device that received no model for this long is stale.",
-           ota->max_model_age_s);
-    gauge1("edge_model_stale",
-           "1 when the device has received no model for longer than its staleness limit.",
-           ota->stale ? 1 : 0);
+  if (!ota) return;
+  auto& f = out.Family("edge_ota_updates_total",
+                       "Over-the-air update outcomes since start: installed, refused (load check "
+                       "or reference-set gate), rolled_back (after a commit: failed hand-over, "
+                       "misbehaviour in probation, operator), failed (registry, network or trust "
+                       "error).",
+                       MetricType::Counter);
+  out.Counter(f, double(ota->installed_total), out.With({{"result", "installed"}}));
+  out.Counter(f, double(ota->refused_total), out.With({{"result", "refused"}}));
+  out.Counter(f, double(ota->rolled_back_total), out.With({{"result", "rolled_back"}}));
+  out.Counter(f, double(ota->failed_total), out.With({{"result", "failed"}}));
+  if (ota->last_check_unix) {
+    out.Gauge1("edge_ota_last_check_timestamp_seconds", "Unix time of the latest registry check.",
+               *ota->last_check_unix);
   }
-
-  gauge(family("edge_build_info", "tend version (always 1).", MetricType::Gauge), 1,
-        with({{"version", TEND_VERSION}}));
-
-  return prometheus::TextSerializer().Serialize(out);
+  out.Gauge1("edge_ota_probation",
+             "1 while a newly installed model runs on probation (misbehaviour rolls it back).",
+             ota->in_probation ? 1 : 0);
+  if (ota->model_installed_unix) {
+    out.Gauge1("edge_ota_model_installed_timestamp_seconds",
+               "Unix time the model in service was installed over the air.",
+               *ota->model_installed_unix);
+  }
+  out.Gauge1("edge_ota_max_model_age_seconds",
+             "Staleness limit: a device that received no model for this long is stale.",
+             ota->max_model_age_s);
+  out.Gauge1("edge_model_stale",
+             "1 when the device has received no model for longer than its staleness limit.",
+             ota->stale ? 1 : 0);
 }
 
 nlohmann::json Exporter::HealthFigures() {
   State& s = *state_;
+  const auto assets = Assets();
   nlohmann::json j = HealthFields(LatestSystem());
-  j["inferences_total"] = s.inferences.load(kRelaxed);
-  uint64_t alerts = 0;
-  for (const auto& a : s.alerts) alerts += a.load(kRelaxed);
+  uint64_t inferences = 0, alerts = 0, misses = 0;
+  for (const auto* a : assets) {
+    inferences += a->inferences.load(kRelaxed);
+    for (const auto& n : a->alerts) alerts += n.load(kRelaxed);
+    misses += a->deadline_misses.load(kRelaxed);
+  }
+  j["inferences_total"] = inferences;
   j["alerts_total"] = alerts;
-  j["deadline_misses_total"] = s.deadline_misses.load(kRelaxed);
+  j["deadline_misses_total"] = misses;
   j["latency_budget_ms"] = options_.latency_budget_ms;
   {
+    // Latency quantiles of the decisions since the previous call, all assets together.
     std::lock_guard<std::mutex> lock(s.health_mu);
-    std::vector<uint64_t> counts;
-    double sum = 0;
-    s.latency_ms.Read(&counts, &sum);
+    std::vector<uint64_t> counts(LatencyBucketsMs().size() + 1, 0), one;
+    for (const auto* a : assets) {
+      double sum = 0;
+      a->latency_ms.Read(&one, &sum);
+      for (size_t i = 0; i < counts.size(); ++i) counts[i] += one[i];
+    }
     std::vector<uint64_t> delta(counts.size());
     for (size_t i = 0; i < counts.size(); ++i) {
       const uint64_t prev = i < s.health_prev_counts.size() ? s.health_prev_counts[i] : 0;
@@ -622,22 +723,18 @@ nlohmann::json Exporter::HealthFigures() {
     s.health_prev_counts = std::move(counts);
     auto round3 = [](double v) { return std::round(v * 1000.0) / 1000.0; };
     auto q = [&](double quantile) -> nlohmann::json {
-      auto v = BucketQuantile(quantile, s.latency_ms.bounds(), delta);
+      auto v = BucketQuantile(quantile, LatencyBucketsMs(), delta);
       return v ? nlohmann::json(round3(*v)) : nlohmann::json(nullptr);
     };
     j["latency_p95_ms"] = q(0.95);
     j["latency_p99_ms"] = q(0.99);
   }
-  {
-    std::lock_guard<std::mutex> lock(s.mu);
-    if (s.model) {
-      j["model_version"] = s.model->version;
-      j["model_provider"] = s.model->provider;
-      const int64_t born = s.model->created_unix > 0 ? s.model->created_unix : s.model->loaded_unix;
-      if (born > 0) {
-        j["model_age_s"] =
-            static_cast<int64_t>(UnixSeconds(std::chrono::system_clock::now())) - born;
-      }
+  if (auto m = assets[0]->Model()) {
+    j["model_version"] = m->version;
+    j["model_provider"] = m->provider;
+    const int64_t born = m->created_unix > 0 ? m->created_unix : m->loaded_unix;
+    if (born > 0) {
+      j["model_age_s"] = static_cast<int64_t>(UnixSeconds(std::chrono::system_clock::now())) - born;
     }
   }
   std::optional<TelemetryFigures> tel;

@@ -40,7 +40,7 @@ struct TelemetryFigures {
   std::optional<int64_t> mqtt_refused_total;
   // The spool file is unusable and telemetry is kept in memory (lost on exit).
   std::optional<bool> spool_in_memory;
-  std::optional<bool> spool_disk_full;        // the last spool commit hit ENOSPC
+  std::optional<bool> spool_disk_full;       // the last spool commit hit ENOSPC
   std::optional<int64_t> spool_held_alerts;  // alerts the full disk refused, held in memory
 };
 
@@ -86,10 +86,17 @@ class Exporter : public DecisionSink {
   // The bound port (the real one for kAnyPortForTest); 0 when not serving HTTP.
   int port() const { return port_; }
 
-  // Pipeline thread. Lock-free: relaxed atomics only, nothing allocated.
+  // Pipeline thread. Lock-free: relaxed atomics only, nothing allocated. Counted for the asset
+  // of Labels::asset_id.
   void OnDecision(const Decision& decision) override;
   // Rare (start, reload, OTA swap): takes a mutex shared with scrapes.
   void OnModelInfo(const ModelInfo& info) override;
+
+  // The sink of one asset of a multi-asset agent: its decisions and model are exported under
+  // asset_id=`asset_id`, with its own latency budget (ms; <= 0: Options::latency_budget_ms).
+  // Labels::asset_id is the asset OnDecision() counts for. Owned by the exporter; call before
+  // decisions flow (not from the pipeline).
+  DecisionSink* ForAsset(const std::string& asset_id, double latency_budget_ms = 0);
 
   // Polled at every scrape and by HealthFigures(), from the HTTP or caller thread (never two at
   // once). It must be cheap, thread-safe, and must not call back into the exporter.
@@ -113,8 +120,16 @@ class Exporter : public DecisionSink {
 
  private:
   struct State;
+  class AssetState;
+  class Families;
   Exporter(const Labels& labels, const Options& options);
   void SystemLoop();
+  std::vector<AssetState*> Assets() const;
+  void AppendDecisionFamilies(Families& out) const;
+  void AppendModelFamilies(Families& out) const;
+  void AppendSystemFamilies(Families& out) const;
+  void AppendTelemetryFamilies(Families& out) const;
+  void AppendOtaFamilies(Families& out) const;
 
   Labels labels_;
   Options options_;

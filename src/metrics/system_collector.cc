@@ -228,46 +228,11 @@ Result<std::unique_ptr<SystemCollector>> SystemCollector::Create(const Options& 
   return c;
 }
 
-SystemSnapshot SystemCollector::Collect() {
-  SystemSnapshot s;
-  s.taken = std::chrono::system_clock::now();
-  const std::string& proc = options_.proc_root;
-  const std::string& sys = options_.sys_root;
+namespace {
 
-  // CPU: the aggregate "cpu" line of /proc/stat; busy = everything but idle and iowait. guest
-  // time is already counted in user, so only the first eight fields make up the total.
-  if (auto stat = ReadHead(proc + "/stat", 1024)) {
-    std::string_view line(*stat);
-    line = line.substr(0, line.find('\n'));
-    if (line.starts_with("cpu ")) {
-      std::array<uint64_t, 8> f{};
-      size_t n = 0;
-      size_t pos = 4;
-      while (n < f.size() && pos < line.size()) {
-        while (pos < line.size() && line[pos] == ' ') ++pos;
-        size_t end = line.find(' ', pos);
-        if (end == std::string_view::npos) end = line.size();
-        auto v = ParseNumber<uint64_t>(line.substr(pos, end - pos));
-        if (!v) break;
-        f[n++] = *v;
-        pos = end;
-      }
-      if (n >= 4) {
-        uint64_t total = 0;
-        for (size_t i = 0; i < n; ++i) total += f[i];
-        const uint64_t idle = f[3] + (n > 4 ? f[4] : 0);
-        const uint64_t busy = total - idle;
-        if (prev_cpu_ && total > prev_cpu_->second && busy >= prev_cpu_->first) {
-          s.cpu_pct = 100.0 * static_cast<double>(busy - prev_cpu_->first) /
-                      static_cast<double>(total - prev_cpu_->second);
-        }
-        prev_cpu_ = std::make_pair(busy, total);
-      }
-    }
-  }
-
-  // Memory: MemAvailable is the kernel's own estimate of what can be handed out without swapping
-  // (3.14+); older kernels get free + buffers + page cache.
+// Memory: MemAvailable is the kernel's own estimate of what can be handed out without swapping
+// (3.14+); older kernels get free + buffers + page cache. And this process's resident set.
+void CollectMemory(const std::string& proc, SystemSnapshot& s) {
   if (auto meminfo = ReadHead(proc + "/meminfo", 8192)) {
     std::map<std::string_view, uint64_t, std::less<>> kb;
     std::string_view rest(*meminfo);
@@ -308,9 +273,11 @@ SystemSnapshot SystemCollector::Collect() {
         s.process_rss_bytes = static_cast<double>(*v) * 1024;
     }
   }
+}
 
-  // Temperatures: thermal zones (ACPI, x86_pkg_temp, Jetson CPU-therm/GPU-therm, Raspberry Pi
-  // cpu-thermal) and hwmon chips (coretemp, k10temp, amdgpu, nvme...).
+// Temperatures: thermal zones (ACPI, x86_pkg_temp, Jetson CPU-therm/GPU-therm, Raspberry Pi
+// cpu-thermal) and hwmon chips (coretemp, k10temp, amdgpu, nvme...).
+void CollectTemperatures(const std::string& sys, SystemSnapshot& s) {
   const std::string thermal = sys + "/class/thermal";
   for (const auto& zone : ListDir(thermal, "thermal_zone")) {
     auto type = ReadLine(thermal + "/" + zone + "/type");
@@ -333,7 +300,49 @@ SystemSnapshot SystemCollector::Collect() {
                                 IsProcessorSensor(name) || IsProcessorSensor(label)});
     }
   }
+}
 
+}  // namespace
+
+void SystemCollector::CollectCpu(SystemSnapshot& s) {
+  const std::string& proc = options_.proc_root;
+  // CPU: the aggregate "cpu" line of /proc/stat; busy = everything but idle and iowait. guest
+  // time is already counted in user, so only the first eight fields make up the total.
+  if (auto stat = ReadHead(proc + "/stat", 1024)) {
+    std::string_view line(*stat);
+    line = line.substr(0, line.find('\n'));
+    if (line.starts_with("cpu ")) {
+      std::array<uint64_t, 8> f{};
+      size_t n = 0;
+      size_t pos = 4;
+      while (n < f.size() && pos < line.size()) {
+        while (pos < line.size() && line[pos] == ' ') ++pos;
+        size_t end = line.find(' ', pos);
+        if (end == std::string_view::npos) end = line.size();
+        auto v = ParseNumber<uint64_t>(line.substr(pos, end - pos));
+        if (!v) break;
+        f[n++] = *v;
+        pos = end;
+      }
+      if (n >= 4) {
+        uint64_t total = 0;
+        for (size_t i = 0; i < n; ++i) total += f[i];
+        const uint64_t idle = f[3] + (n > 4 ? f[4] : 0);
+        const uint64_t busy = total - idle;
+        if (prev_cpu_ && total > prev_cpu_->second && busy >= prev_cpu_->first) {
+          s.cpu_pct = 100.0 * static_cast<double>(busy - prev_cpu_->first) /
+                      static_cast<double>(total - prev_cpu_->second);
+        }
+        prev_cpu_ = std::make_pair(busy, total);
+      }
+    }
+  }
+}
+
+void SystemCollector::CollectFrequencyAndThrottling(SystemSnapshot& s,
+                                                    std::optional<bool>& throttled) {
+  const std::string& sys = options_.sys_root;
+  const std::string thermal = sys + "/class/thermal";
   // CPU frequency and Intel's thermal_throttle counters, per CPU. Package counters repeat in
   // every CPU of the package, so they are counted once per physical package.
   const std::string cpus = sys + "/devices/system/cpu";
@@ -367,7 +376,6 @@ SystemSnapshot SystemCollector::Collect() {
   if (max_khz) s.cpu_max_freq_mhz = static_cast<double>(*max_khz) / 1000.0;
 
   // Throttling indicators; each one present makes `throttled` known.
-  std::optional<bool> throttled;
   auto indicate = [&](bool on) { throttled = throttled.value_or(false) || on; };
   s.throttle_events = throttle_events;
   if (throttle_events) {
@@ -387,7 +395,11 @@ SystemSnapshot SystemCollector::Collect() {
     if (v.starts_with("0x")) v.remove_prefix(2);
     if (auto bits = ParseNumber<uint64_t>(v, 16)) indicate((*bits & 0xEULL) != 0);
   }
+}
 
+void SystemCollector::CollectGpu(SystemSnapshot& s, std::optional<bool>& throttled) {
+  const std::string& sys = options_.sys_root;
+  auto indicate = [&](bool on) { throttled = throttled.value_or(false) || on; };
   // GPU load: Jetson exposes it in per-mille under the GPU's platform device (path differs by
   // L4T release); devfreq GPUs expose the same file under the devfreq node.
   std::optional<double> gpu;
@@ -420,6 +432,17 @@ SystemSnapshot SystemCollector::Collect() {
     }
   }
   s.gpu_pct = gpu;
+}
+
+SystemSnapshot SystemCollector::Collect() {
+  SystemSnapshot s;
+  s.taken = std::chrono::system_clock::now();
+  CollectCpu(s);
+  CollectMemory(options_.proc_root, s);
+  CollectTemperatures(options_.sys_root, s);
+  std::optional<bool> throttled;
+  CollectFrequencyAndThrottling(s, throttled);
+  CollectGpu(s, throttled);
   s.throttled = throttled;
 
   // Device temperature: the hottest processor sensor; a machine that only has other sensors

@@ -64,6 +64,10 @@ class SystemCollector {
  private:
   struct Nvml;
   explicit SystemCollector(const Options& options);
+  // The parts of Collect() that keep state between samples.
+  void CollectCpu(SystemSnapshot& s);
+  void CollectFrequencyAndThrottling(SystemSnapshot& s, std::optional<bool>& throttled);
+  void CollectGpu(SystemSnapshot& s, std::optional<bool>& throttled);
 
   Options options_;
   std::unique_ptr<Nvml> nvml_;

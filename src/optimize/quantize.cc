@@ -4,6 +4,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -132,6 +133,123 @@ std::string FinalOutput(const onnx::ModelProto& model, const Plan& plan, int nod
 bool IsQuantised(Kind k) { return k != Kind::kNone; }
 
 // One pass in topological order: every decision depends only on producers, which come first.
+// The kind of a float compute node (Conv, MatMul, Gemm, elementwise ops and pools) whose inputs
+// and output are float; kNone with the reason when it stays FP32.
+Kind ClassifyCompute(const onnx::NodeProto& node, const Graph& g, bool output_is_graph_output,
+                     const std::function<bool(const std::string&)>& from_quantised,
+                     std::string* why) {
+  const std::string& op = node.op_type();
+  const std::string& in0 = node.input(0);
+  auto const_float = [&](const std::string& t) {
+    const auto* c = g.Const(t);
+    return c && c->data_type() == onnx::TensorProto::FLOAT ? c : nullptr;
+  };
+  if (op == "Conv") {
+    const auto* w = node.input_size() > 1 ? const_float(node.input(1)) : nullptr;
+    if (!w || w->dims_size() < 3 || const_float(in0)) {
+      *why = "weight is not a constant";
+      return Kind::kNone;
+    }
+    if (node.input_size() > 2 && !node.input(2).empty()) {
+      const auto* b = const_float(node.input(2));
+      if (!b || NumElements(*b) != w->dims(0)) {
+        *why = "bias is not a constant of size M";
+        return Kind::kNone;
+      }
+    }
+    return Kind::kConv;
+  }
+  if (op == "MatMul") {
+    const auto* b = const_float(node.input(1));
+    return b && b->dims_size() == 2 && !const_float(in0) ? Kind::kMatMulConst : Kind::kActivations;
+  }
+  if (op == "Gemm") {
+    const auto* b = node.input_size() > 1 ? const_float(node.input(1)) : nullptr;
+    if (!b || b->dims_size() != 2 || const_float(in0)) {
+      *why = "B is not a constant matrix";
+      return Kind::kNone;
+    }
+    const int64_t cols = GetIntAttr(node, "transB", 0) ? b->dims(0) : b->dims(1);
+    if (node.input_size() > 2 && !node.input(2).empty()) {
+      const auto* c = const_float(node.input(2));
+      const bool vector_c = c && NumElements(*c) == cols &&
+                            (c->dims_size() == 1 || (c->dims_size() == 2 && c->dims(0) == 1));
+      if (!vector_c || GetFloatAttr(node, "beta", 1.0f) != 1.0f) {
+        *why = "bias C is not a constant [N] vector with beta = 1";
+        return Kind::kNone;
+      }
+    }
+    return Kind::kGemm;
+  }
+  // Elementwise ops and pools are cheap: worth it only inside an integer chain, where
+  // quantising them saves a dequantise/quantise round trip.
+  if (output_is_graph_output) {
+    *why = "output '" + node.output(0) + "' is a graph output (kept FP32)";
+    return Kind::kNone;
+  }
+  for (const auto& in : node.input()) {
+    if (!in.empty() && !g.Const(in) && !from_quantised(in)) {
+      *why = "inputs are not produced by quantised ops (nothing to gain)";
+      return Kind::kNone;
+    }
+  }
+  return Kind::kActivations;
+}
+
+// Activation tensors that get a Q/DQ pair once every node's kind is known: inputs of quantised
+// nodes, and their outputs.
+void MarkQdqTensors(const onnx::ModelProto& model, const Graph& g, Plan& p) {
+  const auto& graph = model.graph();
+  const int n = graph.node_size();
+  auto kind_of = [&](int i) { return p.kind[static_cast<size_t>(i)]; };
+  auto add_input = [&](const std::string& t) {
+    if (t.empty()) return;
+    if (g.Const(t)) {
+      p.const_activations.insert(t);
+    } else {
+      p.qdq.insert(t);
+    }
+  };
+  for (int i = 0; i < n; ++i) {
+    const auto& node = graph.node(i);
+    const Kind k = kind_of(i);
+    switch (k) {
+      case Kind::kConv:
+      case Kind::kMatMulConst:
+      case Kind::kGemm:
+        p.qdq.insert(node.input(0));
+        break;
+      case Kind::kActivations:
+        if (node.op_type() == "Clip") {
+          add_input(node.input(0));  // min and max stay float constants
+        } else {
+          for (const auto& in : node.input()) add_input(in);
+        }
+        break;
+      case Kind::kPassThrough:
+        p.qdq.insert(node.input(0));
+        break;
+      default:
+        continue;
+    }
+    const std::string out = FinalOutput(model, p, i);
+    if (g.graph_outputs.count(out)) continue;
+    // MatMul and Gemm also run as integer kernels with a float output (MatMulIntegerToFloat,
+    // QGemm): without a quantised consumer, re-quantising their output only adds error.
+    bool fused = false;
+    for (const auto& [act, prod] : p.fused_into) fused |= prod == i;
+    if ((k == Kind::kMatMulConst || k == Kind::kGemm) && !fused) {
+      bool quantised_consumer = false;
+      auto c = g.consumers.find(node.output(0));
+      if (c != g.consumers.end()) {
+        for (int j : c->second) quantised_consumer |= IsQuantised(kind_of(j));
+      }
+      if (!quantised_consumer) continue;
+    }
+    p.qdq.insert(out);
+  }
+}
+
 Plan MakePlan(const onnx::ModelProto& model, const Graph& g, const QuantizeOptions& opt) {
   const auto& graph = model.graph();
   const int n = graph.node_size();
@@ -145,10 +263,6 @@ Plan MakePlan(const onnx::ModelProto& model, const Graph& g, const QuantizeOptio
   auto from_quantised = [&](const std::string& t) {
     auto it = g.producer.find(t);
     return it != g.producer.end() && IsQuantised(kind_of(it->second));
-  };
-  auto const_float = [&](const std::string& t) {
-    const auto* c = g.Const(t);
-    return c && c->data_type() == onnx::TensorProto::FLOAT ? c : nullptr;
   };
 
   for (int i = 0; i < n; ++i) {
@@ -243,107 +357,16 @@ Plan MakePlan(const onnx::ModelProto& model, const Graph& g, const QuantizeOptio
       skip(i, "inputs or output not float32 (or type unknown)");
       continue;
     }
-    if (op == "Conv") {
-      const auto* w = node.input_size() > 1 ? const_float(node.input(1)) : nullptr;
-      if (!w || w->dims_size() < 3 || const_float(in0)) {
-        skip(i, "weight is not a constant");
-        continue;
-      }
-      if (node.input_size() > 2 && !node.input(2).empty()) {
-        const auto* b = const_float(node.input(2));
-        if (!b || NumElements(*b) != w->dims(0)) {
-          skip(i, "bias is not a constant of size M");
-          continue;
-        }
-      }
-      kind_of(i) = Kind::kConv;
-    } else if (op == "MatMul") {
-      const auto* b = const_float(node.input(1));
-      kind_of(i) =
-          b && b->dims_size() == 2 && !const_float(in0) ? Kind::kMatMulConst : Kind::kActivations;
-    } else if (op == "Gemm") {
-      const auto* b = node.input_size() > 1 ? const_float(node.input(1)) : nullptr;
-      if (!b || b->dims_size() != 2 || const_float(in0)) {
-        skip(i, "B is not a constant matrix");
-        continue;
-      }
-      const int64_t cols = GetIntAttr(node, "transB", 0) ? b->dims(0) : b->dims(1);
-      if (node.input_size() > 2 && !node.input(2).empty()) {
-        const auto* c = const_float(node.input(2));
-        const bool vector_c = c && NumElements(*c) == cols &&
-                              (c->dims_size() == 1 || (c->dims_size() == 2 && c->dims(0) == 1));
-        if (!vector_c || GetFloatAttr(node, "beta", 1.0f) != 1.0f) {
-          skip(i, "bias C is not a constant [N] vector with beta = 1");
-          continue;
-        }
-      }
-      kind_of(i) = Kind::kGemm;
-    } else {
-      // Elementwise ops and pools are cheap: worth it only inside an integer chain, where
-      // quantising them saves a dequantise/quantise round trip.
-      if (output_is_graph_output) {
-        skip(i, "output '" + node.output(0) + "' is a graph output (kept FP32)");
-        continue;
-      }
-      bool chained = true;
-      for (const auto& in : node.input()) {
-        if (!in.empty() && !g.Const(in) && !from_quantised(in)) chained = false;
-      }
-      if (!chained) {
-        skip(i, "inputs are not produced by quantised ops (nothing to gain)");
-        continue;
-      }
-      kind_of(i) = Kind::kActivations;
+    std::string why;
+    const Kind k = ClassifyCompute(node, g, output_is_graph_output, from_quantised, &why);
+    if (k == Kind::kNone) {
+      skip(i, why);
+      continue;
     }
+    kind_of(i) = k;
   }
 
-  // Activation tensors that get a Q/DQ pair: inputs of quantised nodes, and their outputs.
-  auto add_input = [&](const std::string& t) {
-    if (t.empty()) return;
-    if (g.Const(t)) {
-      p.const_activations.insert(t);
-    } else {
-      p.qdq.insert(t);
-    }
-  };
-  for (int i = 0; i < n; ++i) {
-    const auto& node = graph.node(i);
-    const Kind k = kind_of(i);
-    switch (k) {
-      case Kind::kConv:
-      case Kind::kMatMulConst:
-      case Kind::kGemm:
-        p.qdq.insert(node.input(0));
-        break;
-      case Kind::kActivations:
-        if (node.op_type() == "Clip") {
-          add_input(node.input(0));  // min and max stay float constants
-        } else {
-          for (const auto& in : node.input()) add_input(in);
-        }
-        break;
-      case Kind::kPassThrough:
-        p.qdq.insert(node.input(0));
-        break;
-      default:
-        continue;
-    }
-    const std::string out = FinalOutput(model, p, i);
-    if (g.graph_outputs.count(out)) continue;
-    // MatMul and Gemm also run as integer kernels with a float output (MatMulIntegerToFloat,
-    // QGemm): without a quantised consumer, re-quantising their output only adds error.
-    bool fused = false;
-    for (const auto& [act, prod] : p.fused_into) fused |= prod == i;
-    if ((k == Kind::kMatMulConst || k == Kind::kGemm) && !fused) {
-      bool quantised_consumer = false;
-      auto c = g.consumers.find(node.output(0));
-      if (c != g.consumers.end()) {
-        for (int j : c->second) quantised_consumer |= IsQuantised(kind_of(j));
-      }
-      if (!quantised_consumer) continue;
-    }
-    p.qdq.insert(out);
-  }
+  MarkQdqTensors(model, g, p);
   return p;
 }
 

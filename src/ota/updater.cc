@@ -684,7 +684,7 @@ Result<UpdateReport> Updater::CheckLocked() {
   return report;
 }
 
-Result<std::string> Updater::AdoptStartupModel(const std::string& path) {
+Result<std::string> Updater::AdoptStartupModel(const std::string& path, int64_t version) {
   std::lock_guard<std::mutex> lock(mu_);
   const UpdaterOptions& o = opts_;
   TEND_ASSIGN_OR_RETURN(auto bytes, fs::ReadBinaryFile(path));
@@ -705,8 +705,8 @@ Result<std::string> Updater::AdoptStartupModel(const std::string& path) {
     return current;
   }
   ModelSlot slot;
-  slot.file = o.model_name + "-v0-" + sha.substr(0, 12) + ".onnx";
-  slot.version = 0;
+  slot.file = o.model_name + "-v" + std::to_string(version) + "-" + sha.substr(0, 12) + ".onnx";
+  slot.version = version;
   slot.sha256 = sha;
   slot.length = static_cast<int64_t>(bytes.size());
   slot.installed_unix = Now();
@@ -733,8 +733,8 @@ Result<std::string> Updater::AdoptStartupModel(const std::string& path) {
     RemoveQuietly(Join(o.model_dir, old_backup->file));
     TEND_RETURN_NOT_OK(fs::FsyncDir(o.model_dir));
   }
-  TEND_LOG_INFO("ota: adopted start-up model {} as {} v0 (sha256 {}){}", path, o.model_name,
-                sha.substr(0, 12),
+  TEND_LOG_INFO("ota: adopted start-up model {} as {} v{} (sha256 {}){}", path, o.model_name,
+                version, sha.substr(0, 12),
                 next.backup ? "; backup v" + std::to_string(next.backup->version) : std::string());
   return final_path;
 }

@@ -137,8 +137,10 @@ class Updater {
   // becomes the current model as version 0 (the previous current, if any, is its backup), so the
   // first OTA update has a proven model to roll back to and staleness counts from it. Otherwise
   // the model OTA installed since wins. Returns the path the agent must serve. Does not call
-  // on_commit (the agent is not running yet). Version 0 never raises the anti-rollback floor.
-  Result<std::string> AdoptStartupModel(const std::string& path);
+  // on_commit (the agent is not running yet). The adopted model never raises the anti-rollback
+  // floor. `version` is the version the model carries itself (its card's), so that the log, the
+  // metrics and OTA show one version for it; 0 when it has no numeric version.
+  Result<std::string> AdoptStartupModel(const std::string& path, int64_t version = 0);
   // Back to the backup, e.g. when the lead sees the new model misbehave; calls on_commit.
   Status Rollback(const std::string& reason);
   // Adopts a change another process made to the state file (`tend ota rollback`): the new current

@@ -21,8 +21,11 @@ namespace {
 
 class RawSource final : public Source {
  public:
-  RawSource(int fd, std::string name, double rate, int channels)
-      : fd_(fd), name_(std::move(name)), frame_bytes_(static_cast<size_t>(channels) * 4) {
+  RawSource(int fd, std::string name, double rate, int channels, bool keep_non_finite)
+      : fd_(fd),
+        name_(std::move(name)),
+        frame_bytes_(static_cast<size_t>(channels) * 4),
+        keep_non_finite_(keep_non_finite) {
     info_.sample_rate = rate;
     info_.channels = channels;
     for (int c = 0; c < channels; ++c) info_.channel_names.push_back(fmt::format("ch{}", c));
@@ -33,6 +36,8 @@ class RawSource final : public Source {
     return fmt::format("raw:{} ({} Hz, {} ch, float32le)", name_, info_.sample_rate,
                        info_.channels);
   }
+
+  void SetInterrupt(const std::atomic<bool>* flag) override { interrupt_ = flag; }
 
   Result<size_t> Read(std::span<float> out, size_t max_frames) override {
     if (out.size() < max_frames * info_.channels) {
@@ -47,6 +52,17 @@ class RawSource final : public Source {
     size_t have = carry_len_;
     std::memcpy(dst, carry_, carry_len_);
     while (have < frame_bytes_) {
+      if (interrupt_) {
+        // Wait in short steps so that a stop request is seen while the pipe is idle.
+        pollfd pfd{fd_, POLLIN, 0};
+        int pr = ::poll(&pfd, 1, 100);
+        if (interrupt_->load()) {
+          carry_len_ = have;  // keep a partial frame for a later call
+          std::memcpy(carry_, dst, have);
+          return size_t{0};
+        }
+        if (pr == 0 || (pr < 0 && errno == EINTR)) continue;
+      }
       ssize_t n = ::read(fd_, dst + have, cap - have);
       if (n < 0) {
         if (errno == EINTR) continue;
@@ -72,7 +88,9 @@ class RawSource final : public Source {
     const size_t frames = have / frame_bytes_;
     carry_len_ = have - frames * frame_bytes_;
     std::memcpy(carry_, dst + frames * frame_bytes_, carry_len_);
-    TEND_RETURN_NOT_OK(internal::CheckFinite(name_, out.data(), frames, info_.channels, frame_));
+    if (!keep_non_finite_) {
+      TEND_RETURN_NOT_OK(internal::CheckFinite(name_, out.data(), frames, info_.channels, frame_));
+    }
     frame_ += static_cast<int64_t>(frames);
     return frames;
   }
@@ -81,6 +99,8 @@ class RawSource final : public Source {
   int fd_;
   std::string name_;
   size_t frame_bytes_;
+  bool keep_non_finite_;
+  const std::atomic<bool>* interrupt_ = nullptr;
   // A partial frame left over from the last read (frames are at most kMaxChannels x 4 bytes).
   static constexpr int kMaxChannels = 256;
   uint8_t carry_[kMaxChannels * 4];
@@ -108,8 +128,8 @@ Result<std::unique_ptr<Source>> OpenRawFd(int fd, const SourceOptions& opts, std
   if (fd < 0 || ::fcntl(fd, F_GETFD) < 0) {
     return Fail(Error::Invalid(fmt::format("{}: file descriptor {} is not open", name, fd)));
   }
-  return std::unique_ptr<Source>(
-      std::make_unique<RawSource>(fd, std::move(name), opts.sample_rate, opts.channels));
+  return std::unique_ptr<Source>(std::make_unique<RawSource>(fd, std::move(name), opts.sample_rate,
+                                                             opts.channels, opts.keep_non_finite));
 }
 
 }  // namespace tend::sources

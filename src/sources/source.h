@@ -3,6 +3,7 @@
 // (units as recorded, g for the simulator) and turns bad input into one-line errors, never crashes.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <random>
@@ -31,6 +32,10 @@ class Source {
   virtual Result<size_t> Read(std::span<float> out, size_t max_frames) = 0;
   // e.g. "wav:a.wav (12000 Hz, 2 ch, float32)".
   virtual std::string Describe() const = 0;
+  // A source that can wait for input (a pipe, a socket) returns from Read with 0 frames within
+  // about 100 ms of *flag becoming true, instead of waiting on. nullptr: no interrupt. Files and
+  // the simulator never wait, and ignore it.
+  virtual void SetInterrupt(const std::atomic<bool>* /*flag*/) {}
 };
 
 struct SourceOptions {
@@ -38,6 +43,10 @@ struct SourceOptions {
   double sample_rate = 0;
   int channels = 0;      // required for raw input
   int wav_channel = -1;  // pick one channel of a multi-channel WAV or CSV file (-1 = all)
+  // Deliver NaN/Inf samples instead of failing on them (raw input and float WAV files). The agent
+  // sets it: a window with a bad sample gets a counted fail-safe decision and the run goes on;
+  // commands that read whole files (train, score) keep the error.
+  bool keep_non_finite = false;
 };
 
 // Opens by spec: "path.wav", "path.csv", "-" (raw float32 LE from stdin), "fd:N" (raw from an

@@ -129,6 +129,7 @@ class WavSource final : public Source {
   int block_align_ = 0;
   uint32_t sample_rate_ = 0;
   int pick_ = -1;  // one channel of the file, or -1 for all
+  bool keep_non_finite_ = false;  // SourceOptions::keep_non_finite
   int64_t data_offset_ = 0;
   int64_t data_frames_ = 0;
   int64_t pos_ = 0;  // next frame to read
@@ -301,6 +302,7 @@ Result<std::unique_ptr<Source>> WavSource::Open(const std::string& path,
     s->pick_ = opts.wav_channel;
   }
   s->info_.sample_rate = s->sample_rate_;
+  s->keep_non_finite_ = opts.keep_non_finite;
   s->info_.channels = s->pick_ >= 0 ? 1 : s->file_channels_;
   for (int c = 0; c < s->file_channels_; ++c) {
     if (s->pick_ < 0 || c == s->pick_) s->info_.channel_names.push_back(fmt::format("ch{}", c));
@@ -390,6 +392,7 @@ Result<size_t> WavSource::Read(std::span<float> out, size_t max_frames) {
                               d, frame, c)));
             }
           }
+          if (keep_non_finite_) continue;
           return Fail(internal::BadSample(path_, dst[i], frame, c));
         }
       }

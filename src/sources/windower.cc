@@ -126,7 +126,9 @@ class StrokeTrigger final : public Windower {
  private:
   // Updates the detector with the trigger channel's sample of frame_; starts a window on onset.
   void Detect(float xf) {
-    const double x = xf;
+    // A NaN/Inf sample must not poison the detector for good: it holds the previous value (the
+    // window that contains it is refused by the model and decided fail-safe).
+    const double x = std::isfinite(xf) ? static_cast<double>(xf) : (frame_ == 0 ? 0.0 : x_prev_);
     if (frame_ == 0) x_prev_ = x;  // start the DC blocker without a step
     const double y = x - x_prev_ + dc_pole_ * y_prev_;
     x_prev_ = x;

@@ -24,6 +24,12 @@ struct Identity {
   // ValidateEdgeStateName.
   std::string EdgeTopic(const std::string& name) const;
   std::string ClientId() const;  // edge_{d}
+  // The same device and line, another asset (several assets per agent).
+  Identity ForAsset(const std::string& asset) const {
+    Identity i = *this;
+    i.asset_id = asset;
+    return i;
+  }
 };
 
 // A device state name for Identity::EdgeTopic: one topic level (same rules as the identity

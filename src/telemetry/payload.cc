@@ -94,7 +94,9 @@ nlohmann::json ScoreJson(const Decision& d, const Identity& id, const MessageId&
   j["boot"] = mid.boot;
   j["latency_ms"] = RoundTo(d.latency_ms, 3);
   j["window_index"] = d.window_index;
-  if (d.fail_safe) j["fail_safe"] = true;  // absent = a normal decision
+  if (d.event_id >= 0) j["event_id"] = d.event_id;               // stroke or part number
+  if (!d.evidence_ref.empty()) j["image_ref"] = d.evidence_ref;  // evidence kept on the device
+  if (d.fail_safe) j["fail_safe"] = true;                        // absent = a normal decision
   return j;
 }
 

@@ -27,10 +27,12 @@ std::string FormatIso8601(std::chrono::system_clock::time_point t);
 // Parses "YYYY-MM-DDTHH:MM:SS[.fff...](Z|+00:00)" into milliseconds since the Unix epoch.
 Result<int64_t> ParseIso8601Ms(const std::string& s);
 
-// SPEC fields: timestamp, asset_id, anomaly_score (4 decimals), is_alert, severity, top_sensors;
-// extras: device_id, model_name, model_version, msg_id, seq, boot, latency_ms, window_index, and
-// fail_safe (only when true). factory_id/line_id/asset path are in the topic. The same payload
-// goes to .../scores and, for an alert, to .../alerts.
+// SPEC fields: timestamp, asset_id, anomaly_score (4 decimals), is_alert, severity, top_sensors,
+// and for events with one, event_id and image_ref (the evidence reference); extras: device_id,
+// model_name, model_version, msg_id, seq, boot, latency_ms, window_index, and fail_safe (only when
+// true). `id` is the identity of the decision's asset (Identity::ForAsset).
+// factory_id/line_id/asset path are in the topic. The same payload goes to .../scores and, for an
+// alert, to .../alerts.
 nlohmann::json ScoreJson(const Decision& d, const Identity& id, const MessageId& mid);
 std::string ScorePayload(const Decision& d, const Identity& id, const MessageId& mid);
 

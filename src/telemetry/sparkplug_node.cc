@@ -37,7 +37,7 @@ struct Event {
   int device = 0;
   bool alert = false;
   bool fail_safe = false;
-  Severity severity = Severity::kLow;
+  Severity severity = Severity::kNone;
   float score = 0;
   double latency_ms = 0;
   uint64_t t_ms = 0;

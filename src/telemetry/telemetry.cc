@@ -345,7 +345,9 @@ void Telemetry::Impl::OnDecision(const Decision& d) {
       if (d.is_alert) ++queue_dropped_alerts_;
       return;
     }
-    front_[front_n_++] = d;  // copy-assignment reuses the slot's string/vector capacity
+    Decision& slot = front_[front_n_++];
+    slot = d;            // copy-assignment reuses the slot's string/vector capacity
+    slot.features = {};  // points into the model's buffers: never kept
   }
   wake_posted_ = true;
   cv_.notify_one();
@@ -451,11 +453,13 @@ void Telemetry::Impl::BuildMessages(size_t n, const std::string& model_version) 
       thresholds_ = {d.threshold_low, d.threshold_medium, d.threshold_high};
     }
     MessageId mid{boot_, ++seq_};
-    std::string payload = ScorePayload(d, id_, mid);
+    // Each decision on its own asset's topics (an agent may run several assets).
+    const Identity id = d.asset_id.empty() ? id_ : id_.ForAsset(d.asset_id);
+    std::string payload = ScorePayload(d, id, mid);
     if (d.is_alert) {
-      batch_.push_back({MessageKind::kAlert, id_.AlertsTopic(), kAlertsQos, false, payload});
+      batch_.push_back({MessageKind::kAlert, id.AlertsTopic(), kAlertsQos, false, payload});
     }
-    OutgoingMessage score{MessageKind::kScore, id_.ScoresTopic(), kScoresQos, false,
+    OutgoingMessage score{MessageKind::kScore, id.ScoresTopic(), kScoresQos, false,
                           std::move(payload)};
     (opt_.spool_scores ? batch_ : direct_).push_back(std::move(score));
   }

@@ -273,16 +273,18 @@ TEST_F(Acceptance, OtaProbationRollsBackAnAlertStorm) {
       "--ota-interval 1 --ota-reference-normal 'sim:strokes=30,wear=0,seed=84' "
       "--ota-reference-anomalous 'sim:strokes=20,wear=0.5,wear_end=1,seed=85' "
       "--ota-storm-windows 10 --ota-storm-alerts 5 --summary-json s.json";
-  // First run: the factory model (v1.onnx) is adopted as v0 and becomes the backup of v2, which
-  // OTA installs. --ota-probation 0 lets v2 count as proven at once, as if it had run its 24 h.
+  // First run: the factory model (v1.onnx, its card says version 1) is adopted under that same
+  // version (#16.9: one version in the log, the metrics and OTA; it used to be "v0" in OTA) and
+  // becomes the backup of v2, which OTA installs. --ota-probation 0 lets v2 count as proven at once, as if it had run its 24 h.
   ASSERT_EQ(Tend("train --input 'sim:strokes=40,wear=0,wear_end=0.4,seed=93' --out v1.onnx", dir_).rc, 0);
   auto r = Tend("run --model v1.onnx --source 'sim:strokes=20,wear=0.3,seed=94' --speed 20 "
                 "--ota-probation 0" + ota, dir_);
   ASSERT_EQ(r.rc, 0) << r.err;
   ASSERT_EQ(nlohmann::json::parse(Slurp(dir_ + "/s.json"))["model"], "press-anomaly v2") << r.err;
-  EXPECT_NE(r.err.find("adopted start-up model v1.onnx as press-anomaly v0"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("adopted start-up model v1.onnx as press-anomaly v1"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("model press-anomaly v1 ("), std::string::npos) << r.err;  // the agent's log
   EXPECT_NE(r.err.find("installed press-anomaly v2 (quality"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("; backup v0"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("; backup v1"), std::string::npos) << r.err;
 
   pub = Tend("publish v3.onnx --version 3" + publish, dir_);
   ASSERT_EQ(pub.rc, 0) << pub.err;

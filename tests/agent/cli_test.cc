@@ -94,7 +94,10 @@ TEST_F(Cli, RunPrintsOneSpecShapedJsonLinePerStroke) {
     EXPECT_TRUE(j["anomaly_score"].is_number());
     double s = j["anomaly_score"];
     EXPECT_NEAR(s, std::round(s * 1e4) / 1e4, 1e-9);
-    EXPECT_TRUE(std::set<std::string>({"LOW", "MEDIUM", "HIGH"}).count(j["severity"]));
+    EXPECT_TRUE(std::set<std::string>({"NONE", "LOW", "MEDIUM", "HIGH"}).count(j["severity"]));
+    if (!j["is_alert"].get<bool>() && j["anomaly_score"].get<double>() < 1e-9) {
+      EXPECT_EQ(j["severity"], "NONE");
+    }
     EXPECT_TRUE(j["is_alert"].is_boolean());
     EXPECT_EQ(j["top_sensors"].size(), 3u);
     EXPECT_EQ(j["window"], n);

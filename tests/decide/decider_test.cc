@@ -16,7 +16,8 @@ Decision Score(Decider& d, float score) {
 
 TEST(Decider, TiersFollowThresholds) {
   Decider d({1, 2, 3}, {1, 1});
-  EXPECT_EQ(Score(d, 0.5f).severity, Severity::kLow);
+  EXPECT_EQ(Score(d, 0.5f).severity, Severity::kNone);  // below every threshold: no tier
+  EXPECT_STREQ(SeverityName(Score(d, 0.5f).severity), "NONE");
   EXPECT_FALSE(Score(d, 0.5f).is_alert);
   EXPECT_EQ(Score(d, 1.0f).severity, Severity::kLow);
   EXPECT_TRUE(Score(d, 1.0f).is_alert);
@@ -48,6 +49,10 @@ TEST(Decider, FailSafeIsNeverDebounced) {
   EXPECT_TRUE(x.fail_safe);
   EXPECT_TRUE(x.is_alert);
   EXPECT_EQ(x.severity, Severity::kHigh);
+  Decision pass;
+  d.DecideFailSafe(pass, false, Severity::kHigh);
+  EXPECT_FALSE(pass.is_alert);
+  EXPECT_EQ(pass.severity, Severity::kNone);  // a fail-safe "go" has no alert tier
 }
 
 TEST(Decider, Validation) {

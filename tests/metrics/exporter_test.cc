@@ -56,7 +56,7 @@ Exporter::Options TestOptions(const FakeSys& sys) {
   return o;
 }
 
-Decision MakeDecision(double latency_ms, Severity sev = Severity::kLow, bool alert = false) {
+Decision MakeDecision(double latency_ms, Severity sev = Severity::kNone, bool alert = false) {
   Decision d;
   d.latency_ms = latency_ms;
   d.features_ms = latency_ms * 0.25;
@@ -181,7 +181,10 @@ TEST(ExporterTest, ScrapeOverHttpHasSpecMetricsLabelsAndBuckets) {
   EXPECT_EQ(Value(samples, "edge_anomaly_alerts_total", {{"severity", "HIGH"}}), 2);
   EXPECT_EQ(Value(samples, "edge_anomaly_alerts_total", {{"severity", "MEDIUM"}}), 1);
   EXPECT_EQ(Value(samples, "edge_anomaly_alerts_total", {{"severity", "LOW"}}), 0);
-  EXPECT_EQ(Value(samples, "edge_decisions_total", {{"severity", "LOW"}}), 7);
+  // Below every threshold is NONE, not the first alert tier; there is no NONE alert series.
+  EXPECT_EQ(Value(samples, "edge_decisions_total", {{"severity", "NONE"}}), 7);
+  EXPECT_EQ(Value(samples, "edge_decisions_total", {{"severity", "LOW"}}), 0);
+  EXPECT_EQ(Find(samples, "edge_anomaly_alerts_total", {{"severity", "NONE"}}).size(), 0u);
   // The latest scored window (the fail-safe one after it has no score).
   EXPECT_EQ(Value(samples, "edge_anomaly_score"), 0.875);
   EXPECT_EQ(Value(samples, "edge_backlog_windows"), 0);
@@ -438,20 +441,26 @@ TEST(ExporterTest, HealthFiguresIntervalQuantiles) {
 TEST(ExporterTest, SystemFiguresRefreshInTheBackground) {
   FakeSys sys;
   auto o = TestOptions(sys);
-  o.system_interval_s = 0.05;
+  o.system_interval_s = 0.3;
   auto e = Exporter::Create(TestLabels(), o);
   ASSERT_TRUE(e) << e.error().message;
+  // One figure at a time: the CPU share exists only in the first snapshot after the counters
+  // moved (the next refresh has no delta), so the two changes are not raced against each other.
   WriteFile(sys.dir.path() + "/sys/class/thermal/thermal_zone0/temp", "91500\n");
-  WriteFile(sys.dir.path() + "/proc/stat", "cpu  200 0 50 900 50 0 0 0 0 0\n");
   std::optional<double> temp;
-  for (int i = 0; i < 400; ++i) {  // a condition, not a timing threshold: up to 20 s
+  for (int i = 0; i < 2000; ++i) {  // a condition, not a timing threshold: up to 20 s
     temp = (*e)->LatestSystem().temp_c;
     if (temp && *temp > 90) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   ASSERT_TRUE(temp);
   EXPECT_DOUBLE_EQ(*temp, 91.5);
-  auto cpu = (*e)->LatestSystem().cpu_pct;
+  WriteFile(sys.dir.path() + "/proc/stat", "cpu  200 0 50 900 50 0 0 0 0 0\n");
+  std::optional<double> cpu;
+  for (int i = 0; i < 2000 && !cpu; ++i) {
+    cpu = (*e)->LatestSystem().cpu_pct;
+    if (!cpu) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   ASSERT_TRUE(cpu);
   EXPECT_DOUBLE_EQ(*cpu, 50.0);  // +100 busy of +200 jiffies
 }

@@ -12,6 +12,8 @@
 #include <thread>
 
 #include "agent/agent.h"
+#include "agent/served_model.h"
+#include "agent/stream_reader.h"
 #include "metrics/exporter.h"
 #include "test_util.h"
 
@@ -381,7 +383,6 @@ TEST(PrometheusIntegrationTest, ScrapesQueriesAndLatencyAlertFires) {
   }
 }
 
-
 // The same chain with the real agent in front: a model trained by `tend train`, the press
 // simulator as the source, and inference forced slow (45 ms of a 50 ms budget): Prometheus
 // scraping the agent's exporter must see its series and fire the p95 latency rule.
@@ -389,20 +390,30 @@ TEST(PrometheusIntegrationTest, RealAgentWithSlowInferenceFiresTheLatencyRule) {
   REQUIRE_PROGRAM("prometheus");
   TempDir dir;
   std::string bin = std::string(std::getenv("TEND_BINARY_DIR")) + "/tend";
-  auto trained = RunCommand({bin, "train", "--input", "sim:strokes=30,wear=0,seed=71", "--out",
-                             dir.path() + "/m.onnx"});
+  auto trained = RunCommand(
+      {bin, "train", "--input", "sim:strokes=30,wear=0,seed=71", "--out", dir.path() + "/m.onnx"});
   ASSERT_EQ(trained.exit_code, 0) << trained.output;
 
+  agent::ServeOptions so;
+  so.warmup_runs = 1;
+  auto m = agent::ServedModel::Load(dir.path() + "/m.onnx", so);
+  ASSERT_TRUE(m) << m.error().message;
+  sources::SourceOptions src_opts;
+  src_opts.sample_rate = (*m)->windowing().sample_rate;
+  auto src = sources::OpenSource("sim:strokes=0,seed=72", src_opts);  // endless
+  ASSERT_TRUE(src) << src.error().message;
+  agent::StreamReaderOptions ro;
+  ro.speed = 20;  // a stroke every ~170 ms
+  auto reader = agent::StreamEventReader::Create(std::move(*src), (*m)->windowing(), ro);
+  ASSERT_TRUE(reader) << reader.error().message;
   agent::AgentOptions o;
-  o.model_path = dir.path() + "/m.onnx";
-  o.source = "sim:strokes=0,seed=72";  // endless
-  o.speed = 20;                        // a stroke every ~170 ms
-  o.print = false;
-  o.deadline_s = 0.05;                 // 50 ms budget...
-  o.inject_delay_ms_for_test = 45;     // ...and every window takes ~45 ms: above 80 %, below 100 %
-  o.serve.warmup_runs = 1;
-  auto a = agent::Agent::Create(o);
+  o.asset_id = "press-07";
+  o.deadline_s = 0.05;  // 50 ms budget...
+  auto a = agent::Agent::Create(o, std::move(*m), std::move(*reader));
   ASSERT_TRUE(a) << a.error().message;
+  // ...and every window takes ~45 ms: above 80 %, below 100 %.
+  (*a)->SetAfterScoreHookForTest(
+      [] { std::this_thread::sleep_for(std::chrono::milliseconds(45)); });
   Exporter::Options eo;
   eo.bind = "127.0.0.1";
   eo.port = Exporter::kAnyPortForTest;
@@ -424,17 +435,19 @@ TEST(PrometheusIntegrationTest, RealAgentWithSlowInferenceFiresTheLatencyRule) {
 
   PrometheusServer prom(dir.path(), (*exporter)->port());
   ASSERT_TRUE(prom.WaitReady()) << prom.Log();
-  auto r = prom.PollQuery("edge_inference_total{device_id=\"edge-agent-07\"}", [](const nlohmann::json& res) {
-    return res.size() == 1 && ValueOf(res[0]) > 0;
-  });
+  auto r = prom.PollQuery(
+      "edge_inference_total{device_id=\"edge-agent-07\"}",
+      [](const nlohmann::json& res) { return res.size() == 1 && ValueOf(res[0]) > 0; });
   ASSERT_EQ(r["data"]["result"].size(), 1u) << r.dump() << prom.Log();
   EXPECT_EQ(r["data"]["result"][0]["metric"]["asset_id"], "press-07");
   EXPECT_EQ(r["data"]["result"][0]["metric"]["factory_id"], "plant-b");
-  auto model = prom.PollQuery("edge_model_version", [](const nlohmann::json& res) { return res.size() == 1; });
+  auto model = prom.PollQuery("edge_model_version",
+                              [](const nlohmann::json& res) { return res.size() == 1; });
   ASSERT_EQ(model["data"]["result"].size(), 1u) << model.dump();
   EXPECT_EQ(model["data"]["result"][0]["metric"]["version_string"], "1");
   r = prom.PollQuery(
-      "ALERTS{alertname=\"EdgeLatencyP95NearBudget\",alertstate=\"firing\",device_id=\"edge-agent-07\"}",
+      "ALERTS{alertname=\"EdgeLatencyP95NearBudget\",alertstate=\"firing\",device_id=\"edge-agent-"
+      "07\"}",
       [](const nlohmann::json& res) { return res.size() == 1; }, 60);
   ASSERT_EQ(r["data"]["result"].size(), 1u) << r.dump() << prom.Log();
   auto s = (*a)->summary();

@@ -593,6 +593,21 @@ TEST_F(OtaUpdaterTest, StartupModelIsAdoptedAsTheFirstBackup) {
   EXPECT_EQ(Snapshot(dev_), before);
 }
 
+// A start-up model that carries its own version (its card says 7) is adopted under that version,
+// so that the log, the metrics and OTA name it the same; it still raises no anti-rollback floor.
+TEST_F(OtaUpdaterTest, StartupModelKeepsItsOwnVersion) {
+  const std::string local = dir_ / "local.onnx";
+  WriteText(local, FakeModel(100));
+  auto u = MakeUpdater();
+  auto adopted = u->AdoptStartupModel(local, 7);
+  ASSERT_TRUE(adopted) << adopted.error().message;
+  EXPECT_EQ(*adopted,
+            dev_ + "/press-ae-v7-" + Sha256Hex(FakeModel(100)).substr(0, 12) + ".onnx");
+  EXPECT_EQ(CurrentVersion(), 7);
+  EXPECT_EQ(LoadState(dev_)->highest_version, 0);
+  EXPECT_EQ(u->StatusJson()["current_version"], 7);
+}
+
 TEST_F(OtaUpdaterTest, FailedHandOverRollsBack) {
   Install(1);
   PublishFake(reg_, dir_, 2, 2, {kProfile}, keys_);
