@@ -323,6 +323,24 @@ TEST_F(AgentCli, NumericSettingsOutOfRangeAreRefusedNamingTheKey) {
   ExpectError(Tend("score --model m.onnx --input 'x.wav@1e300:'", dir()), "bad time '1e300'");
 }
 
+// #16.10: paths in a config file are read from the file's folder, whatever the working directory
+// (before: from the working directory, so `tend run --config /etc/tend/tend.toml` found nothing).
+TEST_F(AgentCli, ConfigPathsResolveAgainstTheConfigFolder) {
+  std::filesystem::create_directories(dir() + "/plant/models");
+  std::filesystem::copy_file(dir() + "/m.onnx", dir() + "/plant/models/press.onnx",
+                             std::filesystem::copy_options::overwrite_existing);
+  std::ofstream(dir() + "/plant/tend.toml") << "[agent]\nmodel = \"models/press.onnx\"\n"
+                                               "decision_log = \"decisions.jsonl\"\n"
+                                               "speed = 0\n[metrics]\nport = 0\n";
+  auto r = Tend("run --config plant/tend.toml --source 'sim:strokes=3,seed=9' --quiet", dir());
+  ASSERT_EQ(r.rc, 0) << r.err;
+  std::ifstream log(dir() + "/plant/decisions.jsonl");
+  int lines = 0;
+  for (std::string line; std::getline(log, line);) ++lines;
+  EXPECT_EQ(lines, 3) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir() + "/decisions.jsonl")) << "resolved against the cwd";
+}
+
 // #16.9: the score column is one whitespace-separated token whatever its size (before:
 // "score=    1.2345" split in two, "score=12345.6789" did not).
 TEST_F(AgentCli, TextLinesSplitIntoTheSameColumnsForAnyScore) {

@@ -130,6 +130,20 @@ TEST(Payload, ScoreHasSpecFieldsAndTypes) {
     d.severity = sev;
     EXPECT_EQ(nlohmann::json::parse(ScorePayload(d, Id(), {}))["severity"], name);
   }
+  // #16.9: below every threshold is NONE on the wire (before: LOW, the first alert tier's word).
+  d.severity = Severity::kNone;
+  d.is_alert = false;
+  EXPECT_EQ(nlohmann::json::parse(ScorePayload(d, Id(), {}))["severity"], "NONE");
+  // The part/stroke number and the evidence reference only when the event has them.
+  EXPECT_FALSE(j.contains("event_id"));
+  EXPECT_FALSE(j.contains("image_ref"));
+  d.event_id = 4711;
+  d.evidence_ref = "evidence/press-7/4711.png";
+  auto e = nlohmann::json::parse(ScorePayload(d, Id(), {}));
+  EXPECT_EQ(e["event_id"], 4711);
+  EXPECT_EQ(e["image_ref"], "evidence/press-7/4711.png");
+  d.event_id = -1;
+  d.evidence_ref.clear();
   d.anomaly_score = std::numeric_limits<float>::quiet_NaN();
   EXPECT_TRUE(nlohmann::json::parse(ScorePayload(d, Id(), {}))["anomaly_score"].is_null());
 }
