@@ -228,6 +228,9 @@ Status SaveState(const std::string& model_dir, const OtaState& state) {
 Result<OtaState> RollbackState(const std::string& model_dir, const std::string& reason,
                                int64_t now) {
   (void)now;
+  // No state, no lock file: a wrong --model-dir is told it has no ota_state.json and is left as
+  // it was. The state is read again under the lock, where it counts.
+  if (auto probe = LoadState(model_dir); !probe) return Fail(probe.error());
   TEND_ASSIGN_OR_RETURN(StateLock lock, StateLock::Acquire(model_dir));
   TEND_ASSIGN_OR_RETURN(OtaState s, LoadState(model_dir));
   TEND_ASSIGN_OR_RETURN(std::optional<ModelSlot> bad, RollBackInState(model_dir, s, reason));

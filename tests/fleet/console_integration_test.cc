@@ -215,7 +215,7 @@ TEST_F(FleetRig, ManualRollbackReachesARunningAgent) {
   while (std::getline(log, line)) EXPECT_EQ(json::parse(line)["window"], expect++);
   auto st = ota::LoadState(dir_ + "/models");
   ASSERT_TRUE(st) << st.error().message;
-  EXPECT_EQ(st->current->version, 0);
+  EXPECT_EQ(st->current->version, 1);  // the start-up model, by its card's version
   EXPECT_FALSE(st->backup.has_value());  // v3 is not a rollback target any more (#16 item 3)
   EXPECT_EQ(st->last_rollback_reason, "false alarms at press 7");
   const std::string agent = Log("agent");
@@ -306,7 +306,8 @@ TEST_F(FleetRig, BadReleaseStopsAfterTheCanaryWave) {
   // The real agent is in wave 3: it never installed v2 and never served it.
   auto real = ota::LoadState(dir_ + "/models");
   ASSERT_TRUE(real);
-  EXPECT_EQ(real->highest_version, 1);
+  EXPECT_LE(real->highest_version, 1);  // the adopted v1 raises no floor; v2 never came
+  EXPECT_EQ(real->current->version, 1);
   EXPECT_EQ(Versions(dir_ + "/d.jsonl").find('2'), std::string::npos);
   EXPECT_NE(Log("agent").find("waiting for wave 3 of 3"), std::string::npos) << Log("agent");
   // The fleet's history agrees: installs of v2 only on canaries, each followed by a rollback.
@@ -344,7 +345,7 @@ TEST_F(FleetRig, OperatorInTheBrowser) {
   ASSERT_EQ(deps.rc, 0) << deps.err;
 
   MakeModelsAndRegistry();
-  Publish("v2.onnx", 2);  // the agent installs it over its start-up model (v0)
+  Publish("v2.onnx", 2);  // the agent installs it over its start-up model (v1)
   StartFleetSide();
   Start("simulate", "fleet simulate --mqtt " + broker_.url() +
                         " --devices 10 --rate 20 --prefix sim --model-name press-anomaly"
@@ -404,11 +405,11 @@ TEST_F(FleetRig, OperatorInTheBrowser) {
     EXPECT_NE(actions.find(a), std::string::npos) << actions;
   }
   // The real agent: the controller signs the request, the agent's updater applies it and goes
-  // back to its start-up model (v0, model card version 1) without a restart.
+  // back to its start-up model (OTA's v1, its card's version) without a restart.
   ASSERT_TRUE(WaitFor(
       [&] {
         auto st = ota::LoadState(dir_ + "/models");
-        return st && st->current && st->current->version == 0;
+        return st && st->current && st->current->version == 1;
       },
       30s))
       << Log("agent") << Log("control");

@@ -260,14 +260,17 @@ function deviceActions(d, reload) {
   const reason = el('input', { id: 'rollback-reason', placeholder: 'reason (audited)', size: 30 });
   const pinInput = el('input', { id: 'pin-version', type: 'number', min: 0, size: 6, placeholder: 'max v' });
   const tagInput = el('input', { id: 'tag-input', placeholder: 'tag', size: 10 });
-  const msg = el('span', { id: 'action-result', class: 'muted' });
+  // The last action's result survives the reload that follows it (and the periodic ones).
+  const last = S.actionResult && S.actionResult.device === d.device_id ? S.actionResult : null;
+  const msg = el('span', { id: 'action-result', class: last ? last.cls : 'muted', text: last ? last.text : '' });
   const run = async (path, body, confirmText) => {
     if (confirmText && !window.confirm(confirmText)) return;
     try {
       const r = await api(path, { method: 'POST', body });
-      msg.className = 'notice'; msg.textContent = r.note || 'done';
-      await reload();
-    } catch (e) { msg.className = 'error'; msg.textContent = e.message; }
+      S.actionResult = { device: d.device_id, cls: 'notice', text: r.note || 'done' };
+    } catch (e) { S.actionResult = { device: d.device_id, cls: 'error', text: e.message }; }
+    msg.className = S.actionResult.cls; msg.textContent = S.actionResult.text;
+    await reload().catch(() => {});
   };
   const id = encodeURIComponent(d.device_id);
   const ota = d.ota;
@@ -290,6 +293,7 @@ function deviceActions(d, reload) {
 }
 
 async function renderDevice(id) {
+  S.actionResult = null;  // a result belongs to the page it was taken on
   const minutesSel = el('select', { id: 'plot-window' }, [[60, 'last hour'], [360, 'last 6 h'], [1440, 'last 24 h']].map(([v, t]) => el('option', { value: v, text: t, selected: v === 360 })));
   const load = async () => {
     const enc = encodeURIComponent(id), minutes = Number(minutesSel.value);
