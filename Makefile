@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 CTEST_ARGS ?=
 
-.PHONY: all bootstrap configure build test test-unit test-asan demo bench bench-fleet format clean
+.PHONY: all bootstrap configure build test test-unit test-asan fuzz demo bench bench-fleet format clean
 
 all: build
 
@@ -36,8 +36,19 @@ test-asan: bootstrap
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/support/lsan.supp UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS) -L unit $(CTEST_ARGS)
 
+# Every fuzz target of fuzz/ for FUZZ_SECONDS in total (libFuzzer + ASan/UBSan with clang, in
+# build-fuzz/; tend's own mutation harness otherwise). Crashes land in <build>/fuzz/artifacts/.
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 600
+fuzz: bootstrap
+	scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
 # The main job on an embedded default: train on a healthy simulated press, run it to die failure.
-demo: build
+# Builds only the `tend` binary: the tests and benchmarks (most of a fresh build) wait for `make test`.
+demo: configure
+	@echo "make demo: building $(BUILD)/tend only (tests and benchmarks are built by 'make test'); a first build takes a few minutes"
+	@start=$$(date +%s); cmake --build $(BUILD) -j $(JOBS) --target tend && \
+	  echo "make demo: $(BUILD)/tend built in $$(( $$(date +%s) - start )) s; running scripts/demo.sh"
 	scripts/demo.sh $(BUILD)/tend
 
 bench: build
@@ -49,7 +60,7 @@ bench-fleet: build
 	scripts/bench_fleet.sh $(BUILD)
 
 format:
-	find src tests bench -name '*.cc' -o -name '*.h' | xargs clang-format -i
+	find src tests bench fuzz -name '*.cc' -o -name '*.h' | xargs clang-format -i
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

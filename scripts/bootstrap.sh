@@ -24,6 +24,7 @@ PKGS=(
   libmodbus-dev python3-pymodbus python3-serial python3-serial-asyncio
   chromium
   python3-numpy python3-scipy python3-onnx python3-torch python3-torchvision
+  clang libclang-rt-14-dev
 )
 
 missing=()

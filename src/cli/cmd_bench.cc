@@ -440,7 +440,7 @@ void RegisterBench(CLI::App& app) {
       ->check(CLI::Range(1, 1000000))
       ->capture_default_str();
   cmd->add_option("--sim", args->sim,
-                  "--pipeline: simulator options key=value,... (e.g. wear=0.5,noise=0.1)");
+                  "--pipeline: simulator options sim:key=value,... (e.g. sim:wear=0.5,noise=0.1)");
   cmd->add_option("--state-dir", args->state_dir, "State directory (TensorRT engine cache)");
   cmd->add_flag("--trt-fp16", args->trt_fp16, "TensorRT: allow FP16 kernels");
   cmd->add_flag("--trt-int8", args->trt_int8, "TensorRT: allow INT8 kernels");

@@ -74,6 +74,15 @@ void DoCompare(const CompareArgs& a, CLI::App& cmd) {
     }
   }
   std::fflush(stdout);
+  for (const auto& m : report.models) {
+    if (m.slower) {
+      std::fprintf(stderr,
+                   "tend: warning: %s is slower than %s (p50 %.3f ms vs %.3f ms, %.2fx): this "
+                   "variant does not pay off with %s here; keep the reference\n",
+                   m.path.c_str(), report.models[0].path.c_str(), m.latency.p50_ms,
+                   report.models[0].latency.p50_ms, m.speedup_p50, m.provider.c_str());
+    }
+  }
   if (!report.pass) {
     for (const auto& m : report.models) {
       if (!m.pass) {

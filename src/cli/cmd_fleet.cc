@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "fleet/ingest.h"
 #include "fleet/store.h"
@@ -65,6 +66,8 @@ void RegisterFleetIngest(CLI::App* fleet) {
   ingest->add_option("--batch-ms", io->batch_ms,
                      "Store messages in one transaction per this many ms (0: one per message)");
   ingest->add_option("--batch-max", io->batch_max, "... or per this many messages");
+  ingest->add_option("--max-clock-skew", io->max_clock_skew_ms,
+                     "Refuse device timestamps more than this many ms ahead (default 600000)");
   ingest->callback([io, db, stats_every] {
     auto store = OrDie(fleet::OpenFleetStore(*db), "fleet ingest");
     auto ing = OrDie(fleet::Ingest::Start(*io, std::move(store)), "fleet ingest");
@@ -75,10 +78,11 @@ void RegisterFleetIngest(CLI::App* fleet) {
       auto s = ing->stats();
       TEND_LOG_INFO(
           "fleet: received {} stored {} duplicates {} malformed: too_large {} bad_json {} "
-          "wrong_type {} unknown_topic {}; store errors {}; batches {} queued {} dropped (writer "
-          "behind) {}",
+          "wrong_type {} unknown_topic {} bad_id {} bad_timestamp {}; store errors {}; "
+          "duplicate device ids {}; batches {} queued {} dropped (writer behind) {}",
           s.received, s.stored, s.duplicates, s.too_large, s.bad_json, s.wrong_type,
-          s.unknown_topic, s.store_errors, s.batches, s.queued, s.batch_dropped);
+          s.unknown_topic, s.bad_id, s.bad_timestamp, s.store_errors, s.duplicate_device_ids,
+          s.batches, s.queued, s.batch_dropped);
     };
     while (!g_fleet_stop) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -182,7 +186,8 @@ void RegisterFleetAlerts(CLI::App* fleet) {
                             {"model_version", a.model_version},
                             {"seq", a.seq}};
         j["anomaly_score"] = a.has_score ? nlohmann::json(a.anomaly_score) : nlohmann::json();
-        j["top_sensors"] = nlohmann::json::parse(a.top_sensors, nullptr, false);
+        auto top = tend::json::ParseJson(a.top_sensors, "top_sensors");
+        j["top_sensors"] = top ? std::move(*top) : nlohmann::json();
         std::printf("%s\n", j.dump().c_str());
       } else {
         std::printf("%-25s %-16s %-24s %-7.4f %-8s %s\n", a.timestamp.c_str(), a.device_id.c_str(),

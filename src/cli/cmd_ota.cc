@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "fleet/console_db.h"
 #include "fleet/rollout_control.h"
+#include "optimize/onnx_util.h"
 #include "ota/crypto.h"
 #include "ota/fetch.h"
 #include "ota/registry.h"
@@ -54,8 +55,16 @@ void RegisterKeygenCmd(CLI::App& app) {
   auto out = std::make_shared<std::string>();
   auto* cmd =
       app.add_subcommand("keygen", "Create an Ed25519 signing key: OUT.key (secret) and OUT.pub");
-  cmd->add_option("--out,-o", *out, "Path prefix of the key files")->required();
+  cmd->add_option("--out,-o", *out, "Path prefix of the key files (OUT or OUT.key)")->required();
   cmd->callback([out] {
+    // `--out publisher.key` names the secret key file itself: write publisher.key and
+    // publisher.pub, not publisher.key.key (the next command says --key publisher.key).
+    for (const char* ext : {".key", ".pub"}) {
+      const std::string e = ext;
+      if (out->size() > e.size() && out->compare(out->size() - e.size(), e.size(), e) == 0) {
+        out->resize(out->size() - e.size());
+      }
+    }
     auto key = OrDie(ota::GenerateKeyPair());
     OrDie(ota::WriteKeyPair(key, *out + ".key", *out + ".pub"));
     std::printf("keyid %s\nsecret %s.key (mode 0600)\npublic %s.pub\n", key.keyid.c_str(),
@@ -64,6 +73,18 @@ void RegisterKeygenCmd(CLI::App& app) {
 }
 
 // --- tend publish ------------------------------------------------------------------------------
+
+// The model card's name (tend.name), or "" when the file has none (not ONNX, not a tend model).
+std::string CardName(const std::string& path) {
+  auto m = optimize::LoadModel(path);
+  if (!m) return "";
+  for (const auto& p : m->metadata_props()) {
+    if (p.key() != "tend.name") continue;
+    auto j = nlohmann::json::parse(p.value(), nullptr, false);
+    return j.is_string() ? j.get<std::string>() : "";
+  }
+  return "";
+}
 
 struct PublishArgs {
   std::string model, name, registry;
@@ -82,7 +103,8 @@ void RegisterPublishCmd(CLI::App& app) {
       "publish",
       "Add a model release to a registry directory: content-addressed file, signed metadata");
   cmd->add_option("model", a->model, "Model file (.onnx)")->required();
-  cmd->add_option("--name", a->name, "Model name")->required();
+  cmd->add_option("--name", a->name,
+                  "Model name devices ask for (default: tend.name from the model card)");
   cmd->add_option("--version", a->version, "Release version (integer, above every published one)")
       ->required();
   cmd->add_option("--profile", a->profiles, "Device profile(s) the release targets")->required();
@@ -110,6 +132,16 @@ void RegisterPublishCmd(CLI::App& app) {
                   "Hash salt that picks the waves (default: the model name, so the same devices "
                   "are the canaries of every release)");
   cmd->callback([a] {
+    const std::string card_name = CardName(a->model);
+    if (a->name.empty()) {
+      if (card_name.empty()) Die(a->model + ": no tend.name in the model card: give --name");
+      a->name = card_name;
+    } else if (!card_name.empty() && card_name != a->name) {
+      std::fprintf(stderr,
+                   "tend: warning: publishing %s as \"%s\" but its model card says \"%s\"; "
+                   "devices fetch the name they are configured with (tend run --ota-name)\n",
+                   a->model.c_str(), a->name.c_str(), card_name.c_str());
+    }
     auto keys = ReadKeys(a->keys);
     int64_t now = UnixNow();
     if (!fs::Exists(a->registry + "/root.json")) {
@@ -248,8 +280,10 @@ void RegisterRegistryCmd(CLI::App& app) {
     std::vector<ota::KeyPair> signers = old_keys;
     signers.insert(signers.end(), new_keys.begin(), new_keys.end());
     OrDie(ota::WriteRoot(ra->dir, next, signers));
-    std::printf("%s/%lld.root.json written; re-publish or refresh with the new keys\n",
-                ra->dir.c_str(), static_cast<long long>(next.version));
+    std::printf(
+        "%s/%lld.root.json written; now run `tend registry refresh %s --key NEW.key` (re-signs "
+        "targets.json and timestamp.json with the new keys) or publish a release with them\n",
+        ra->dir.c_str(), static_cast<long long>(next.version), ra->dir.c_str());
   });
 
   struct RefreshArgs {
@@ -258,14 +292,19 @@ void RegisterRegistryCmd(CLI::App& app) {
     double expires_days = 30;
   };
   auto fa = std::make_shared<RefreshArgs>();
-  auto* ref = reg->add_subcommand("refresh", "Re-sign timestamp.json with a fresh expiry");
+  auto* ref = reg->add_subcommand(
+      "refresh", "Re-sign timestamp.json with a fresh expiry (and targets.json after rotate-root)");
   ref->add_option("dir", fa->dir, "Registry directory")->required();
-  ref->add_option("--key", fa->keys, "Secret key file(s) of the timestamp role")->required();
+  ref->add_option("--key", fa->keys,
+                  "Secret key file(s) of the timestamp role (and of targets after rotate-root)")
+      ->required();
   ref->add_option("--expires-days", fa->expires_days, "Timestamp lifetime");
   ref->callback([fa] {
-    OrDie(ota::RefreshTimestamp(fa->dir, ReadKeys(fa->keys), UnixNow(),
-                                static_cast<int64_t>(fa->expires_days * ota::kDay)));
-    std::printf("%s/timestamp.json re-signed\n", fa->dir.c_str());
+    bool targets = OrDie(ota::RefreshTimestamp(fa->dir, ReadKeys(fa->keys), UnixNow(),
+                                               static_cast<int64_t>(fa->expires_days * ota::kDay)));
+    std::printf("%s%s/timestamp.json re-signed\n",
+                targets ? (fa->dir + "/targets.json re-signed for the current root; ").c_str() : "",
+                fa->dir.c_str());
   });
 
   RegisterRegistryControl(*reg);
@@ -340,6 +379,10 @@ void RegisterOtaCmd(CLI::App& app) {
     o.device_id = ca->device_id;
     o.min_quality = ca->min_quality;
     o.allow_unmeasured_quality = ca->allow_unmeasured;
+    o.allow_unmeasured_hint =
+        "this command has no reference set: pass --allow-unmeasured to install it unmeasured "
+        "(quality recorded as not measured), or let `tend run` with --ota-reference-normal/"
+        "--ota-reference-anomalous install it";
     o.load_check = [](const std::string& path) -> Status {
       agent::ServeOptions so;
       so.warmup_runs = 1;

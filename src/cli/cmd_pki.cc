@@ -1,4 +1,4 @@
-// `tend pki init|broker|device|client|rotate|show`: the plant's certificate authority and the
+// `tend pki init|broker|device|client|rotate|acl|show`: the plant's certificate authority and the
 // Mosquitto ACL generated from it (see src/fleet/pki.h and deploy/mosquitto/README.md).
 #include <cstdio>
 
@@ -70,6 +70,14 @@ void RegisterPki(CLI::App& app) {
   rotate->callback([dir, opts, rid] {
     OrDie(fleet::pki::Rotate(*dir, *rid, *opts), "pki rotate");
     std::printf("rotated %s\n", rid->c_str());
+  });
+
+  auto* acl = pki->add_subcommand(
+      "acl", "Rewrite the broker ACL from the device and client records (after an upgrade)");
+  add_common(acl);
+  acl->callback([dir] {
+    OrDie(fleet::pki::WriteAcl(*dir), "pki acl");
+    std::printf("%s/acl\n", dir->c_str());
   });
 
   auto* show = pki->add_subcommand("show", "Print a certificate's subject, issuer and validity");

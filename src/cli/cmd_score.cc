@@ -36,13 +36,11 @@ void DoScore(const ScoreArgs& a) {
   so.channels = a.channels;
   so.wav_channel = a.channel;
 
-  std::FILE* out = stdout;
-  std::string tmp;
-  if (!a.out.empty()) {
-    tmp = a.out + ".partial";
-    out = std::fopen(tmp.c_str(), "wb");
-    if (!out) Die(fs::ErrnoError("open " + tmp, errno));
-  }
+  // A regular file is replaced atomically; /dev/null, a pipe or a symlink's target is written
+  // through (never renamed over).
+  std::unique_ptr<fs::OutputFile> out_file;
+  if (!a.out.empty()) out_file = OrDie(fs::OutputFile::Open(a.out));
+  std::FILE* out = out_file ? out_file->stream() : stdout;
   agent::ScoreOut so_out;
   model->PrepareOut(so_out);
   Decision d;
@@ -75,12 +73,9 @@ void DoScore(const ScoreArgs& a) {
         ++n;
         return Ok();
       });
-  if (out != stdout) {
-    bool ok = std::fflush(out) == 0 && ::fsync(fileno(out)) == 0;
-    std::fclose(out);
-    if (!st || !ok) std::remove(tmp.c_str());
-    if (st && !ok) Die(Error::Io("write " + tmp + " failed"));
-    if (st && std::rename(tmp.c_str(), a.out.c_str()) != 0) Die(fs::ErrnoError("rename to " + a.out, errno));
+  if (out_file) {
+    if (st) OrDie(out_file->Commit());
+    out_file.reset();  // uncommitted: the partial file goes
   }
   OrDie(st);
   if (n == 0) Die("no windows found in the input (too short for the model's window, or no strokes triggered)");

@@ -2,9 +2,8 @@
 // explicitly from main.cc. Subcommands parse flags, call one module, and print; nothing more.
 #pragma once
 
-#include <string>
-
 #include <CLI/CLI.hpp>
+#include <string>
 
 #include "core/status.h"
 
@@ -39,6 +38,7 @@ void RegisterSimulate(CLI::App& app);
 void RegisterBench(CLI::App& app);
 void RegisterQuantize(CLI::App& app);
 void RegisterCompare(CLI::App& app);
+void RegisterWindows(CLI::App& app);
 void RegisterKeygen(CLI::App& app);
 void RegisterPublish(CLI::App& app);
 void RegisterRegistry(CLI::App& app);

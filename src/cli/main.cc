@@ -1,7 +1,6 @@
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
-
-#include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
 #include "core/log.h"
@@ -38,6 +37,7 @@ int main(int argc, char** argv) {
   cli::RegisterBench(app);
   cli::RegisterQuantize(app);
   cli::RegisterCompare(app);
+  cli::RegisterWindows(app);
   cli::RegisterKeygen(app);
   cli::RegisterPublish(app);
   cli::RegisterRegistry(app);

@@ -9,11 +9,17 @@
 #include <ctime>
 #include <set>
 
+#include "core/json.h"
+
 namespace tend::detect {
 
 namespace {
 
 using nlohmann::json;
+
+// A card's values are a few levels deep (the feature spec is the deepest, about 5); a model file
+// can be large (train statistics of many features), hence the byte bound.
+constexpr tend::json::JsonLimits kCardJsonLimits{64u << 20, 32};
 
 Error MetaError(const std::string& key, const std::string& what) {
   return Error::Model(fmt::format("model metadata: '{}' {}", key, what));
@@ -32,13 +38,18 @@ Result<json> ParseKey(const std::map<std::string, std::string>& props, const cha
     if (required) return Fail(Error::Model(fmt::format("model metadata: missing key '{}'", key)));
     return json();
   }
-  json j = json::parse(it->second, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) {
+  // Model files come from outside (OTA, a USB stick): bounded, so that a deeply nested value is
+  // refused here instead of overflowing the stack when the card is copied or printed.
+  tend::json::JsonProblem why;
+  auto j = tend::json::ParseJson(it->second, fmt::format("model metadata: '{}'", key),
+                                 kCardJsonLimits, &why);
+  if (!j) {
+    if (why != tend::json::JsonProblem::kSyntax) return Fail(Error::Model(j.error().message));
     std::string shown = it->second.substr(0, 40);
     return Fail(MetaError(key, fmt::format("is not valid JSON ('{}{}')", shown,
                                            it->second.size() > 40 ? "..." : "")));
   }
-  return j;
+  return std::move(*j);
 }
 
 Result<std::string> GetString(const json& j, const char* key) {
@@ -132,7 +143,11 @@ Result<int64_t> ParseIso8601Utc(const std::string& s) {
   }
   const std::string zone = s.substr(pos);
   if (zone != "Z" && zone != "+00:00") return bad();
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) return bad();
+  static constexpr int kDays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  if (mo < 1 || mo > 12 || d < 1 || d > kDays[mo - 1] || (mo == 2 && !leap && d > 28) || h > 23 ||
+      mi > 59 || se > 60)
+    return bad();
   return DaysFromCivil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d)) * 86400 + h * 3600 +
          mi * 60 + se;
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <functional>
 
+#include "core/json.h"
 #include "ota/rollout.h"
 #include "telemetry/payload.h"
 
@@ -321,10 +322,11 @@ json DeviceRolloutsJson(const DeviceView& d, const std::vector<RolloutStatusRow>
 Result<json> ParseBody(const std::string& body) {
   if (body.size() > 64 * 1024) return Fail(Error::Invalid("request body larger than 64 KiB"));
   if (body.empty()) return json::object();
-  json j = json::parse(body, nullptr, false);
-  if (j.is_discarded()) return Fail(Error::Invalid("request body is not valid JSON"));
-  if (!j.is_object()) return Fail(Error::Invalid("request body must be a JSON object"));
-  return j;
+  // Bounded (depth 16): a client's body is outside input like any device payload.
+  auto j = tend::json::ParseJson(body, "request body", {64 * 1024, 16});
+  if (!j) return Fail(Error::Invalid(j.error().message));
+  if (!j->is_object()) return Fail(Error::Invalid("request body must be a JSON object"));
+  return std::move(*j);
 }
 
 Result<std::string> OptionalText(const json& body, const char* key, size_t max_len) {

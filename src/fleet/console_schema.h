@@ -1,11 +1,14 @@
-// Tables of the fleet console and the rollout controller, created (if missing) by both fleet
-// stores when they open, so that every database ingest writes to can also be served and
-// controlled; and the indexes the console's per-device queries need on ingest's tables.
+// Tables of the fleet console and the rollout controller, part of the fleet schema (version 3) of
+// both fleet stores, so that every database ingest writes to can also be served and controlled;
+// and the indexes the console's per-device queries need on ingest's tables.
 #pragma once
+
+#include <string>
 
 namespace tend::fleet {
 
-// Shared by both dialects after the id column's type is substituted (@ID@).
+// Both dialects, after the id column's type is put in (ConsoleSchema); schema version 3 of each
+// store (store_sqlite.cc, store_pg.cc) adds these tables and the evidence columns of alerts.
 inline constexpr const char* kConsoleSchemaTemplate = R"sql(
 CREATE TABLE IF NOT EXISTS console_tokens(
   hash TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, created_ms BIGINT NOT NULL,
@@ -14,8 +17,8 @@ CREATE TABLE IF NOT EXISTS console_sessions(
   hash TEXT PRIMARY KEY, token_hash TEXT NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL,
   csrf TEXT NOT NULL, created_ms BIGINT NOT NULL, expires_ms BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS audit_log(
-  id @ID@, ts_ms BIGINT NOT NULL, actor TEXT NOT NULL, role TEXT NOT NULL, action TEXT NOT NULL,
-  target TEXT NOT NULL, detail TEXT NOT NULL, result TEXT NOT NULL);
+  id @ID@, ts_ms BIGINT NOT NULL, actor TEXT NOT NULL, role TEXT NOT NULL,
+  action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL, result TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS rollout_intents(
   name TEXT NOT NULL, version BIGINT NOT NULL, state TEXT NOT NULL, actor TEXT NOT NULL,
   ts_ms BIGINT NOT NULL, PRIMARY KEY(name, version));
@@ -40,23 +43,19 @@ CREATE INDEX IF NOT EXISTS scores_by_device ON scores(device_id, ts_ms);
 CREATE INDEX IF NOT EXISTS health_by_device ON health(device_id, ts_ms);
 CREATE INDEX IF NOT EXISTS ota_events_by_device ON ota_events(device_id, ts_ms);
 )sql";
-
-// Columns added to ingest's tables after their first release (added when missing).
-struct AddedColumn {
-  const char* table;
-  const char* column;
-  const char* decl;
-};
-inline constexpr AddedColumn kAddedColumns[] = {
-    {"alerts", "event_id", "TEXT NOT NULL DEFAULT ''"},
-    {"alerts", "image_ref", "TEXT NOT NULL DEFAULT ''"},
-};
-// Set after the alert's insert, only for alerts that carry evidence (vision).
-inline constexpr const char* kAlertEvidenceUpdate =
-    "UPDATE alerts SET event_id=$1, image_ref=$2 WHERE msg_id=$3 AND device_id=$4";
-
 inline constexpr const char* kSqliteIdColumn = "INTEGER PRIMARY KEY AUTOINCREMENT";
 inline constexpr const char* kPostgresIdColumn = "BIGSERIAL PRIMARY KEY";
+
+inline std::string ConsoleSchema(const char* id_column) {
+  std::string s = kConsoleSchemaTemplate;
+  for (size_t p; (p = s.find("@ID@")) != std::string::npos;) s.replace(p, 4, id_column);
+  return s;
+}
+
+// Set after the alert's insert, only for alerts that carry evidence (vision).
+inline constexpr const char* kAlertEvidenceUpdate =
+    "UPDATE alerts SET event_id=$1, image_ref=$2"
+    " WHERE device_id=$3 AND asset_id=$4 AND msg_id=$5";
 
 // The upsert ingest runs for alerts and health: which lines and assets a device serves.
 inline constexpr const char* kDeviceAssetUpsert =

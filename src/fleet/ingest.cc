@@ -25,6 +25,29 @@ std::vector<std::string> IngestTopicFilters(const std::string& group) {
           "factory/+/edge/+/ota"};
 }
 
+std::string DuplicateDeviceDetector::OnOnline(const std::string& device_id,
+                                              const std::string& instance, int64_t session_ms,
+                                              int64_t received_ms) {
+  auto& q = recent_[device_id];
+  while (!q.empty() && q.front().received_ms < received_ms - window_ms_) q.pop_front();
+  std::string other;
+  // This instance was seen before, and another one since: it came back after being replaced.
+  bool seen_before = false;
+  for (const auto& s : q) {
+    if (s.instance == instance) {
+      if (s.session_ms >= session_ms) return "";  // a redelivery, not a new connection
+      seen_before = true;
+      other.clear();
+    } else if (seen_before) {
+      other = s.instance;
+    }
+  }
+  q.push_back({instance, session_ms, received_ms});
+  if (q.size() > 64) q.pop_front();
+  if (recent_.size() > 100000) recent_.clear();  // bounded memory, whatever devices send
+  return other;
+}
+
 class Ingest::Impl {
  public:
   Impl(IngestOptions o, std::unique_ptr<FleetStore> store)
@@ -42,6 +65,8 @@ class Ingest::Impl {
     s.bad_json = bad_json_;
     s.wrong_type = wrong_type_;
     s.unknown_topic = unknown_topic_;
+    s.bad_id = bad_id_;
+    s.bad_timestamp = bad_timestamp_;
     s.store_errors = store_errors_;
     s.batch_dropped = batch_dropped_;
     s.batches = batches_;
@@ -49,6 +74,7 @@ class Ingest::Impl {
       std::lock_guard lk(batch_mu_);
       s.queued = static_cast<int64_t>(pending_.size());
     }
+    s.duplicate_device_ids = duplicate_device_ids_;
     s.connected = connected_;
     return s;
   }
@@ -68,8 +94,11 @@ class Ingest::Impl {
   std::unique_ptr<mqtt::async_client> cli_;
   mqtt::connect_options connopts_;
   std::mutex store_mu_;
+  void CheckDuplicateDevice(const FleetMessage& m, int64_t now_ms);
+
   std::atomic<int64_t> received_{0}, stored_{0}, duplicates_{0}, too_large_{0}, bad_json_{0},
-      wrong_type_{0}, unknown_topic_{0}, store_errors_{0};
+      wrong_type_{0}, unknown_topic_{0}, bad_id_{0}, bad_timestamp_{0}, store_errors_{0},
+      duplicate_device_ids_{0};
   std::atomic<bool> connected_{false};
   int64_t last_warn_ms_ = 0;
   std::atomic<int64_t> batch_dropped_{0}, batches_{0};
@@ -78,7 +107,27 @@ class Ingest::Impl {
   std::vector<FleetMessage> pending_;
   bool writer_stop_ = false;
   std::thread writer_;
+  std::mutex duplicates_mu_;  // the detector runs for every message, batched or not
+  DuplicateDeviceDetector duplicates_detector_{opt_.duplicate_window_ms};  // under duplicates_mu_
+  std::map<std::string, int64_t> duplicate_logged_ms_;                     // under duplicates_mu_
 };
+
+void Ingest::Impl::CheckDuplicateDevice(const FleetMessage& m, int64_t now_ms) {
+  if (m.kind != telemetry::TopicKind::kStatus || m.status != "online" || m.instance.empty()) return;
+  std::lock_guard lk(duplicates_mu_);
+  const std::string other =
+      duplicates_detector_.OnOnline(m.device_id, m.instance, m.session_ms, now_ms);
+  if (other.empty()) return;
+  ++duplicate_device_ids_;
+  auto& last = duplicate_logged_ms_[m.device_id];
+  if (last != 0 && now_ms - last < opt_.duplicate_window_ms) return;  // loud, not a flood
+  last = now_ms;
+  TEND_LOG_ERROR(
+      "fleet: TWO LIVE DEVICES claim device id '{}' (processes {} and {} keep replacing each "
+      "other on the broker): give each its own --device-id (a cloned image keeps the host name); "
+      "their messages are kept apart by asset, their status flaps",
+      m.device_id, other, m.instance);
+}
 
 void Ingest::Impl::OnMessage(const mqtt::const_message_ptr& msg) {
   ++received_;
@@ -88,6 +137,9 @@ void Ingest::Impl::OnMessage(const mqtt::const_message_ptr& msg) {
                     std::chrono::system_clock::now().time_since_epoch())
                     .count();
   auto parsed = ParseFleetMessage(topic, payload, opt_.max_payload_bytes);
+  if (parsed.reason == Malformed::kNone) {
+    parsed.reason = CheckClock(parsed.message, now_ms, opt_.max_clock_skew_ms, &parsed.detail);
+  }
   if (parsed.reason != Malformed::kNone) {
     switch (parsed.reason) {
       case Malformed::kTooLarge:
@@ -98,6 +150,12 @@ void Ingest::Impl::OnMessage(const mqtt::const_message_ptr& msg) {
         break;
       case Malformed::kWrongType:
         ++wrong_type_;
+        break;
+      case Malformed::kBadId:
+        ++bad_id_;
+        break;
+      case Malformed::kBadTimestamp:
+        ++bad_timestamp_;
         break;
       default:
         ++unknown_topic_;
@@ -111,6 +169,7 @@ void Ingest::Impl::OnMessage(const mqtt::const_message_ptr& msg) {
     }
     return;
   }
+  CheckDuplicateDevice(parsed.message, now_ms);
   if (Batched()) {
     Enqueue(std::move(parsed.message));
     return;
@@ -229,8 +288,7 @@ Status Ingest::Impl::Start() {
       if (opt_.ca_file.empty()) {
         return Fail(Error::Invalid("fleet: " + opt_.broker_url + " is TLS but no --ca was given"));
       }
-      connopts_.set_ssl(
-          telemetry::BrokerSslOptions(opt_.ca_file, opt_.cert_file, opt_.key_file));
+      connopts_.set_ssl(telemetry::BrokerSslOptions(opt_.ca_file, opt_.cert_file, opt_.key_file));
     }
     cli_->set_message_callback([this](mqtt::const_message_ptr m) { OnMessage(m); });
     cli_->set_connection_lost_handler([this](const std::string& cause) {
@@ -253,8 +311,11 @@ Status Ingest::Impl::Start() {
             std::chrono::milliseconds(static_cast<int64_t>((opt_.connect_timeout_s + 1) * 1000)))) {
       return Fail(Error::Timeout("fleet: connect to " + opt_.broker_url + " timed out"));
     }
-  } catch (const mqtt::exception& e) {
-    return Fail(Error::Io("fleet: connect to " + opt_.broker_url + ": " + e.what()));
+  } catch (const mqtt::exception& e) {  // Paho says "[-1]: TCP/TLS connect failure": say why
+    return Fail(
+        Error::Io("fleet: connect to " + opt_.broker_url + ": " +
+                  telemetry::DescribeConnectFailure(addr, e.get_return_code(), e.get_reason_code(),
+                                                    std::chrono::seconds(1))));
   }
   // The connected handler subscribed; wait for it to take effect before reporting ready.
   try {

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/fs.h"
+#include "core/json.h"
 #include "telemetry/identity.h"
 
 namespace tend::fleet::pki {
@@ -244,24 +245,37 @@ Status WriteAcl(const std::string& dir) {
   std::sort(files.begin(), files.end());
   for (const auto& p : files) {
     TEND_ASSIGN_OR_RETURN(auto text, fs::ReadFile(p.string()));
-    auto j = nlohmann::json::parse(text, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) {
+    auto parsed = tend::json::ParseJson(text, "pki: " + p.string());
+    if (!parsed) return Fail(parsed.error());
+    nlohmann::json& j = *parsed;
+    if (!j.is_object()) {
       return Fail(Error::Corrupt("pki: " + p.string() + ": not a JSON object"));
     }
     try {
       if (j.contains("device_id")) {
         std::string dev = j["device_id"], f = j["factory_id"], l = j["line_id"];
         acl += "\nuser " + dev + "\n";
+        // Exactly the topics the agent publishes (telemetry::PublishedTopics), once each: the
+        // asset topics per asset, the edge topics (status, device states such as ota) once.
+        std::vector<std::string> granted;
         for (const auto& a : j["asset_ids"]) {
-          std::string prefix = "factory/" + f + "/line/" + l + "/asset/" + a.get<std::string>();
-          for (const char* leaf : {"scores", "alerts", "health"}) {
-            acl += "topic write " + prefix + "/" + leaf + "\n";
+          telemetry::Identity id{f, l, a.get<std::string>(), dev};
+          if (auto v = id.Validate(); !v) {  // a hand-edited record must not inject ACL lines
+            return Fail(Error::Corrupt("pki: " + p.string() + ": " + v.error().message));
+          }
+          for (const auto& t : telemetry::PublishedTopics(id)) {
+            if (std::find(granted.begin(), granted.end(), t.topic) != granted.end()) continue;
+            granted.push_back(t.topic);
+            acl += "topic write " + t.topic + "\n";
           }
         }
-        acl += "topic write factory/" + f + "/edge/" + dev + "/status\n";
       } else {
-        acl += "\nuser " + j["name"].get<std::string>() + "\ntopic read " +
-               j["read"].get<std::string>() + "\n";
+        std::string name = j["name"], read = j["read"];
+        TEND_RETURN_NOT_OK(ValidName("client name in " + p.string(), name));
+        if (read.find_first_of("\r\n") != std::string::npos) {
+          return Fail(Error::Corrupt("pki: " + p.string() + ": 'read' spans several lines"));
+        }
+        acl += "\nuser " + name + "\ntopic read " + read + "\n";
       }
     } catch (const nlohmann::json::exception& e) {
       return Fail(Error::Corrupt("pki: " + p.string() + ": " + e.what()));

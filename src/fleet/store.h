@@ -1,7 +1,9 @@
 // Where the fleet keeps what devices send: devices (online/offline, last seen, model version),
 // status history, alerts, scores, health, and each device's OTA state and event history. SQLite by
 // default, PostgreSQL for a real deployment (several ingest instances writing to one database).
-// Deduplicates by message id so at-least-once delivery stores each message once.
+// Deduplicates by (device, asset, message id) so at-least-once delivery stores each message once
+// and two devices (or two lives of one device's spool) can never claim each other's messages.
+// Schema changes go through a versioned migration list in each store (kMigrations).
 #pragma once
 
 #include <cstdint>
@@ -50,11 +52,23 @@ struct AlertRow {
   int64_t seq = -1;
 };
 
+// Which device status wins: the one with the later (order_ms, rank). order_ms is the status's
+// connection stamp (session) when it has one, else its timestamp; rank puts offline after online
+// within one connection, so a crashed device's Last Will (stamped at connect) beats the `online`
+// sent just after it, and the next connection's `online` beats that Will.
+struct StatusOrder {
+  int64_t order_ms = 0;
+  int rank = 0;
+};
+inline StatusOrder StatusOrderOf(const FleetMessage& m) {
+  return {m.session_ms > 0 ? m.session_ms : m.ts_ms, m.status == "offline" ? 1 : 0};
+}
+
 class FleetStore {
  public:
   virtual ~FleetStore() = default;
-  // Stores the message and updates its device; returns false for a duplicate msg_id (nothing
-  // stored). Malformed messages never get here.
+  // Stores the message and updates its device; returns false for a duplicate (device, asset,
+  // msg_id) (nothing stored). Malformed messages never get here.
   virtual Result<bool> Store(const FleetMessage& m, int64_t received_ms) = 0;
   // Stores messages in one transaction and returns how many were new. A batch of QoS 0 messages
   // only (scores, health) is committed on PostgreSQL without waiting for the WAL flush: a database

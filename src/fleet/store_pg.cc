@@ -1,10 +1,10 @@
 // PostgreSQL flavour of the fleet store (libpqxx): the same tables and dedup rules as SQLite,
 // so several ingest instances can share one database.
-#include <pqxx/pqxx>
-
 #include <algorithm>
 #include <map>
 #include <optional>
+#include <pqxx/pqxx>
+#include <stdexcept>
 #include <tuple>
 
 #include "fleet/console_schema.h"
@@ -15,7 +15,8 @@ namespace {
 
 using telemetry::TopicKind;
 
-constexpr const char* kSchema = R"sql(
+// Schema version 1 (before versioning); see store_sqlite.cc for the scheme.
+constexpr const char* kSchemaV1 = R"sql(
 CREATE TABLE IF NOT EXISTS devices(
   device_id TEXT PRIMARY KEY, factory_id TEXT NOT NULL DEFAULT '',
   status TEXT NOT NULL DEFAULT '', status_ms BIGINT NOT NULL DEFAULT 0,
@@ -52,6 +53,108 @@ CREATE TABLE IF NOT EXISTS ota_events(
 CREATE INDEX IF NOT EXISTS ota_events_by_ts ON ota_events(ts_ms);
 )sql";
 
+// The current schema, for a new database, and run after the migrations on an existing one.
+constexpr int kSchemaVersion = 3;
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS devices(
+  device_id TEXT PRIMARY KEY, factory_id TEXT NOT NULL DEFAULT '',
+  status TEXT NOT NULL DEFAULT '', status_ms BIGINT NOT NULL DEFAULT 0,
+  last_seen_ms BIGINT NOT NULL DEFAULT 0, model_version TEXT NOT NULL DEFAULT '',
+  status_order_ms BIGINT NOT NULL DEFAULT 0, status_rank INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS status_history(
+  device_id TEXT NOT NULL, factory_id TEXT NOT NULL, status TEXT NOT NULL,
+  ts_ms BIGINT NOT NULL, timestamp TEXT NOT NULL, received_ms BIGINT NOT NULL,
+  UNIQUE(device_id, status, ts_ms));
+CREATE TABLE IF NOT EXISTS alerts(
+  msg_id TEXT, device_id TEXT NOT NULL, factory_id TEXT NOT NULL, line_id TEXT NOT NULL,
+  asset_id TEXT NOT NULL, ts_ms BIGINT NOT NULL, timestamp TEXT NOT NULL,
+  anomaly_score DOUBLE PRECISION, severity TEXT NOT NULL, top_sensors TEXT NOT NULL,
+  model_version TEXT NOT NULL, seq BIGINT NOT NULL, received_ms BIGINT NOT NULL,
+  event_id TEXT NOT NULL DEFAULT '', image_ref TEXT NOT NULL DEFAULT '',
+  CONSTRAINT alerts_dedup UNIQUE(device_id, asset_id, msg_id));
+CREATE INDEX IF NOT EXISTS alerts_by_ts ON alerts(ts_ms);
+CREATE TABLE IF NOT EXISTS scores(
+  msg_id TEXT, device_id TEXT NOT NULL, asset_id TEXT NOT NULL, ts_ms BIGINT NOT NULL,
+  anomaly_score DOUBLE PRECISION, is_alert BOOLEAN NOT NULL, severity TEXT NOT NULL,
+  model_version TEXT NOT NULL, seq BIGINT NOT NULL, received_ms BIGINT NOT NULL,
+  CONSTRAINT scores_dedup UNIQUE(device_id, asset_id, msg_id));
+CREATE TABLE IF NOT EXISTS health(
+  msg_id TEXT, device_id TEXT NOT NULL, asset_id TEXT NOT NULL, ts_ms BIGINT NOT NULL,
+  payload TEXT NOT NULL, received_ms BIGINT NOT NULL,
+  CONSTRAINT health_dedup UNIQUE(device_id, asset_id, msg_id));
+CREATE TABLE IF NOT EXISTS ota_state(
+  device_id TEXT PRIMARY KEY, factory_id TEXT NOT NULL, msg_id TEXT, ts_ms BIGINT NOT NULL,
+  timestamp TEXT NOT NULL, event TEXT NOT NULL, model TEXT NOT NULL, state TEXT NOT NULL,
+  current_version BIGINT NOT NULL, backup_version BIGINT NOT NULL,
+  highest_version BIGINT NOT NULL, in_probation BOOLEAN NOT NULL, stale BOOLEAN NOT NULL,
+  model_age_s BIGINT NOT NULL, rollbacks BIGINT NOT NULL, last_rollback_reason TEXT NOT NULL,
+  payload TEXT NOT NULL, received_ms BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS ota_events(
+  msg_id TEXT, device_id TEXT NOT NULL, factory_id TEXT NOT NULL, ts_ms BIGINT NOT NULL,
+  timestamp TEXT NOT NULL, event TEXT NOT NULL, model TEXT NOT NULL,
+  current_version BIGINT NOT NULL, backup_version BIGINT NOT NULL, reason TEXT NOT NULL,
+  received_ms BIGINT NOT NULL, CONSTRAINT ota_events_dedup UNIQUE(device_id, msg_id),
+  UNIQUE(device_id, event, ts_ms));
+CREATE INDEX IF NOT EXISTS ota_events_by_ts ON ota_events(ts_ms);
+)sql";  // and ConsoleSchema(), see Migrate()
+
+struct Migration {
+  int to;
+  const char* sql;
+  bool console_tables = false;  // then creates the console's tables (console_schema.h) too
+};
+// Issue 17: dedup per (device, asset, msg_id) instead of a global UNIQUE(msg_id); device status
+// ordered by (session, rank). Issue 15: the console. A new schema change is one more entry.
+constexpr Migration kMigrations[] = {
+    {2, R"sql(
+ALTER TABLE alerts DROP CONSTRAINT IF EXISTS alerts_msg_id_key;
+ALTER TABLE alerts ADD CONSTRAINT alerts_dedup UNIQUE(device_id, asset_id, msg_id);
+ALTER TABLE scores DROP CONSTRAINT IF EXISTS scores_msg_id_key;
+ALTER TABLE scores ADD CONSTRAINT scores_dedup UNIQUE(device_id, asset_id, msg_id);
+ALTER TABLE health DROP CONSTRAINT IF EXISTS health_msg_id_key;
+ALTER TABLE health ADD CONSTRAINT health_dedup UNIQUE(device_id, asset_id, msg_id);
+ALTER TABLE ota_events DROP CONSTRAINT IF EXISTS ota_events_msg_id_key;
+ALTER TABLE ota_events ADD CONSTRAINT ota_events_dedup UNIQUE(device_id, msg_id);
+ALTER TABLE devices ADD COLUMN IF NOT EXISTS status_order_ms BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN IF NOT EXISTS status_rank INTEGER NOT NULL DEFAULT 0;
+UPDATE devices SET status_order_ms = status_ms,
+  status_rank = CASE WHEN status = 'offline' THEN 1 ELSE 0 END;
+)sql"},
+    // Issue 15: the fleet console's and the rollout controller's tables, and an alert's evidence.
+    {3, R"sql(
+ALTER TABLE alerts ADD COLUMN IF NOT EXISTS event_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE alerts ADD COLUMN IF NOT EXISTS image_ref TEXT NOT NULL DEFAULT '';
+)sql",
+     true},
+};
+
+// Brings any earlier schema to kSchemaVersion inside `w` (which holds the advisory lock).
+void Migrate(pqxx::work& w) {
+  w.exec("CREATE TABLE IF NOT EXISTS tend_schema(version INTEGER NOT NULL)");
+  auto v = w.exec("SELECT version FROM tend_schema");
+  int version = v.empty() ? 0 : v[0][0].as<int>();
+  if (version > kSchemaVersion) {
+    throw std::runtime_error("fleet database schema " + std::to_string(version) +
+                             " is newer than this build's (" + std::to_string(kSchemaVersion) +
+                             ")");
+  }
+  if (version == 0 && w.exec("SELECT to_regclass('alerts') IS NOT NULL")[0][0].as<bool>()) {
+    version = 1;  // made before schema versions
+    w.exec(kSchemaV1);
+  }
+  if (version > 0) {
+    for (const auto& m : kMigrations) {
+      if (m.to <= version) continue;
+      w.exec(m.sql);
+      if (m.console_tables) w.exec(ConsoleSchema(kPostgresIdColumn));
+    }
+  }
+  w.exec(kSchema);
+  w.exec(ConsoleSchema(kPostgresIdColumn));
+  w.exec("DELETE FROM tend_schema");
+  w.exec("INSERT INTO tend_schema(version) VALUES(" + std::to_string(kSchemaVersion) + ")");
+}
+
 const char* NullIfEmpty(const std::string& s) { return s.empty() ? nullptr : s.c_str(); }
 
 class PostgresStore : public FleetStore {
@@ -65,16 +168,7 @@ class PostgresStore : public FleetStore {
         pqxx::work w(*conn_);
         // Two ingest instances may create the schema at once: serialise on an advisory lock.
         w.exec("SELECT pg_advisory_xact_lock(7403)");
-        w.exec(kSchema);
-        for (const auto& c : kAddedColumns) {
-          w.exec(std::string("ALTER TABLE ") + c.table + " ADD COLUMN IF NOT EXISTS " + c.column +
-                 " " + c.decl);
-        }
-        std::string console = kConsoleSchemaTemplate;
-        for (size_t p; (p = console.find("@ID@")) != std::string::npos;) {
-          console.replace(p, 4, kPostgresIdColumn);
-        }
-        w.exec(console);
+        Migrate(w);
         w.commit();
       }
       conn_->prepare("alert",
@@ -99,13 +193,19 @@ class PostgresStore : public FleetStore {
                      " last_seen_ms=GREATEST(devices.last_seen_ms, excluded.last_seen_ms),"
                      " model_version=CASE WHEN excluded.model_version='' THEN"
                      " devices.model_version ELSE excluded.model_version END");
-      conn_->prepare("devstatus",
-                     "INSERT INTO devices(device_id, factory_id, status, status_ms, last_seen_ms)"
-                     " VALUES($1,$2,$3,$4,$5) ON CONFLICT(device_id) DO UPDATE SET"
-                     " status=CASE WHEN excluded.status_ms >= devices.status_ms THEN"
-                     " excluded.status ELSE devices.status END,"
-                     " status_ms=GREATEST(devices.status_ms, excluded.status_ms),"
-                     " last_seen_ms=GREATEST(devices.last_seen_ms, excluded.last_seen_ms)");
+      // The later (session, rank) wins: see StatusOrder in store.h.
+      std::string devstatus =
+          "INSERT INTO devices(device_id, factory_id, status, status_ms, status_order_ms,"
+          " status_rank, last_seen_ms) VALUES($1,$2,$3,$4,$5,$6,$7)"
+          " ON CONFLICT(device_id) DO UPDATE SET";
+      for (const char* col : {"status", "status_ms", "status_order_ms", "status_rank"}) {
+        devstatus += std::string(" ") + col +
+                     "=CASE WHEN (excluded.status_order_ms, excluded.status_rank) >="
+                     " (devices.status_order_ms, devices.status_rank) THEN excluded." +
+                     col + " ELSE devices." + col + " END,";
+      }
+      devstatus += " last_seen_ms=GREATEST(devices.last_seen_ms, excluded.last_seen_ms)";
+      conn_->prepare("devstatus", devstatus);
       conn_->prepare("otaevent",
                      "INSERT INTO ota_events(msg_id, device_id, factory_id, ts_ms, timestamp,"
                      " event, model, current_version, backup_version, reason, received_ms)"
@@ -176,7 +276,10 @@ class PostgresStore : public FleetStore {
                                       : others)
           .push_back(&m);
     }
-    auto by_id = [](const FleetMessage* a, const FleetMessage* b) { return a->msg_id < b->msg_id; };
+    auto by_id = [](const FleetMessage* a, const FleetMessage* b) {  // the dedup key's order
+      return std::tie(a->device_id, a->asset_id, a->msg_id) <
+             std::tie(b->device_id, b->asset_id, b->msg_id);
+    };
     std::stable_sort(scores.begin(), scores.end(), by_id);
     std::stable_sort(health.begin(), health.end(), by_id);
     std::stable_sort(
@@ -267,7 +370,7 @@ class PostgresStore : public FleetStore {
                             m.severity, m.top_sensors, m.model_version, m.seq, received_ms)
                 .affected_rows() > 0;
         if (fresh && !m.image_ref.empty() && !m.msg_id.empty()) {
-          w.exec_prepared("evidence", m.event_id, m.image_ref, m.msg_id, m.device_id);
+          w.exec_prepared("evidence", m.event_id, m.image_ref, m.device_id, m.asset_id, m.msg_id);
         }
         return fresh;
       }
@@ -317,13 +420,15 @@ class PostgresStore : public FleetStore {
              5, cells);
   }
 
-  // One upsert per device, in device order: last seen, the newest model version and the newest
-  // status the batch carries (the same rules as "seen" and "devstatus").
+  // One upsert per device, in device order: last seen, the newest model version and the latest
+  // status the batch carries (the same rules as "seen" and "devstatus": the later (session,
+  // rank) wins, see StatusOrder in store.h).
   static void UpsertDevices(pqxx::work& w, const std::vector<FleetMessage>& batch,
                             int64_t received_ms) {
     struct Dev {
       std::string factory, version, status;
       int64_t status_ms = 0;
+      StatusOrder order;
     };
     std::map<std::string, Dev> devs;
     for (const auto& m : batch) {
@@ -331,9 +436,12 @@ class PostgresStore : public FleetStore {
       Dev& d = devs[m.device_id];
       d.factory = m.factory_id;
       if (m.kind == TopicKind::kStatus) {
-        if (d.status.empty() || m.ts_ms >= d.status_ms) {
+        const StatusOrder o = StatusOrderOf(m);
+        if (d.status.empty() ||
+            std::tie(o.order_ms, o.rank) >= std::tie(d.order.order_ms, d.order.rank)) {
           d.status = m.status;
           d.status_ms = m.ts_ms;
+          d.order = o;
         }
       } else if (!m.model_version.empty()) {
         d.version = m.model_version;
@@ -342,20 +450,26 @@ class PostgresStore : public FleetStore {
     std::vector<std::optional<std::string>> cells;
     const std::string rcv = std::to_string(received_ms);
     for (const auto& [id, d] : devs) {
-      cells.insert(cells.end(),
-                   {id, d.factory, d.status, std::to_string(d.status_ms), rcv, d.version});
+      cells.insert(cells.end(), {id, d.factory, d.status, std::to_string(d.status_ms),
+                                 std::to_string(d.order.order_ms), std::to_string(d.order.rank),
+                                 rcv, d.version});
     }
+    std::string tail = " ON CONFLICT(device_id) DO UPDATE SET factory_id=excluded.factory_id,";
+    for (const char* col : {"status", "status_ms", "status_order_ms", "status_rank"}) {
+      tail += std::string(" ") + col +
+              "=CASE WHEN excluded.status <> '' AND (excluded.status_order_ms,"
+              " excluded.status_rank) >= (devices.status_order_ms, devices.status_rank)"
+              " THEN excluded." +
+              col + " ELSE devices." + col + " END,";
+    }
+    tail +=
+        " last_seen_ms=GREATEST(devices.last_seen_ms, excluded.last_seen_ms),"
+        " model_version=CASE WHEN excluded.model_version='' THEN devices.model_version"
+        " ELSE excluded.model_version END";
     MultiRow(w,
-             "INSERT INTO devices(device_id, factory_id, status, status_ms, last_seen_ms,"
-             " model_version) VALUES ",
-             " ON CONFLICT(device_id) DO UPDATE SET factory_id=excluded.factory_id,"
-             " status=CASE WHEN excluded.status <> '' AND excluded.status_ms >= devices.status_ms"
-             " THEN excluded.status ELSE devices.status END,"
-             " status_ms=GREATEST(devices.status_ms, excluded.status_ms),"
-             " last_seen_ms=GREATEST(devices.last_seen_ms, excluded.last_seen_ms),"
-             " model_version=CASE WHEN excluded.model_version='' THEN devices.model_version"
-             " ELSE excluded.model_version END",
-             6, cells);
+             "INSERT INTO devices(device_id, factory_id, status, status_ms, status_order_ms,"
+             " status_rank, last_seen_ms, model_version) VALUES ",
+             tail, 8, cells);
   }
 
   // One message inside `w`; libpqxx errors are thrown (callers run it inside Guard).
@@ -371,7 +485,7 @@ class PostgresStore : public FleetStore {
                                      m.severity, m.top_sensors, m.model_version, m.seq, received_ms)
                          .affected_rows() > 0;
           if (inserted && !m.image_ref.empty() && !m.msg_id.empty()) {
-            w.exec_prepared("evidence", m.event_id, m.image_ref, m.msg_id, m.device_id);
+            w.exec_prepared("evidence", m.event_id, m.image_ref, m.device_id, m.asset_id, m.msg_id);
           }
           break;
         case TopicKind::kScores:
@@ -389,7 +503,8 @@ class PostgresStore : public FleetStore {
           inserted = w.exec_prepared("status", m.device_id, m.factory_id, m.status, m.ts_ms,
                                      m.timestamp, received_ms)
                          .affected_rows() > 0;
-          w.exec_prepared("devstatus", m.device_id, m.factory_id, m.status, m.ts_ms, received_ms);
+          w.exec_prepared("devstatus", m.device_id, m.factory_id, m.status, m.ts_ms,
+                          StatusOrderOf(m).order_ms, StatusOrderOf(m).rank, received_ms);
           break;
         case TopicKind::kOta: {
           const OtaFields& o = m.ota;

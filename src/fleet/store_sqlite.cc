@@ -11,7 +11,9 @@ namespace {
 
 using telemetry::TopicKind;
 
-constexpr const char* kSchema = R"sql(
+// Schema version 1: the tables before versioning (PRAGMA user_version 0 with tables present).
+// Only run on such a database, to add the tables very old ones lack before migrating.
+constexpr const char* kSchemaV1 = R"sql(
 CREATE TABLE IF NOT EXISTS devices(
   device_id TEXT PRIMARY KEY, factory_id TEXT NOT NULL DEFAULT '',
   status TEXT NOT NULL DEFAULT '', status_ms INTEGER NOT NULL DEFAULT 0,
@@ -48,6 +50,110 @@ CREATE TABLE IF NOT EXISTS ota_events(
 CREATE INDEX IF NOT EXISTS ota_events_by_ts ON ota_events(ts_ms);
 )sql";
 
+// The current schema (version kSchemaVersion), for a new database; on an existing one, after the
+// migrations, it recreates whatever is missing in its current shape.
+constexpr int kSchemaVersion = 3;
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS devices(
+  device_id TEXT PRIMARY KEY, factory_id TEXT NOT NULL DEFAULT '',
+  status TEXT NOT NULL DEFAULT '', status_ms INTEGER NOT NULL DEFAULT 0,
+  last_seen_ms INTEGER NOT NULL DEFAULT 0, model_version TEXT NOT NULL DEFAULT '',
+  status_order_ms INTEGER NOT NULL DEFAULT 0, status_rank INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS status_history(
+  device_id TEXT NOT NULL, factory_id TEXT NOT NULL, status TEXT NOT NULL,
+  ts_ms INTEGER NOT NULL, timestamp TEXT NOT NULL, received_ms INTEGER NOT NULL,
+  UNIQUE(device_id, status, ts_ms));
+CREATE TABLE IF NOT EXISTS alerts(
+  msg_id TEXT, device_id TEXT NOT NULL, factory_id TEXT NOT NULL, line_id TEXT NOT NULL,
+  asset_id TEXT NOT NULL, ts_ms INTEGER NOT NULL, timestamp TEXT NOT NULL, anomaly_score REAL,
+  severity TEXT NOT NULL, top_sensors TEXT NOT NULL, model_version TEXT NOT NULL,
+  seq INTEGER NOT NULL, received_ms INTEGER NOT NULL, event_id TEXT NOT NULL DEFAULT '',
+  image_ref TEXT NOT NULL DEFAULT '', UNIQUE(device_id, asset_id, msg_id));
+CREATE INDEX IF NOT EXISTS alerts_by_ts ON alerts(ts_ms);
+CREATE TABLE IF NOT EXISTS scores(
+  msg_id TEXT, device_id TEXT NOT NULL, asset_id TEXT NOT NULL, ts_ms INTEGER NOT NULL,
+  anomaly_score REAL, is_alert INTEGER NOT NULL, severity TEXT NOT NULL,
+  model_version TEXT NOT NULL, seq INTEGER NOT NULL, received_ms INTEGER NOT NULL,
+  UNIQUE(device_id, asset_id, msg_id));
+CREATE TABLE IF NOT EXISTS health(
+  msg_id TEXT, device_id TEXT NOT NULL, asset_id TEXT NOT NULL, ts_ms INTEGER NOT NULL,
+  payload TEXT NOT NULL, received_ms INTEGER NOT NULL, UNIQUE(device_id, asset_id, msg_id));
+CREATE TABLE IF NOT EXISTS ota_state(
+  device_id TEXT PRIMARY KEY, factory_id TEXT NOT NULL, msg_id TEXT, ts_ms INTEGER NOT NULL,
+  timestamp TEXT NOT NULL, event TEXT NOT NULL, model TEXT NOT NULL, state TEXT NOT NULL,
+  current_version INTEGER NOT NULL, backup_version INTEGER NOT NULL,
+  highest_version INTEGER NOT NULL, in_probation INTEGER NOT NULL, stale INTEGER NOT NULL,
+  model_age_s INTEGER NOT NULL, rollbacks INTEGER NOT NULL, last_rollback_reason TEXT NOT NULL,
+  payload TEXT NOT NULL, received_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS ota_events(
+  msg_id TEXT, device_id TEXT NOT NULL, factory_id TEXT NOT NULL, ts_ms INTEGER NOT NULL,
+  timestamp TEXT NOT NULL, event TEXT NOT NULL, model TEXT NOT NULL,
+  current_version INTEGER NOT NULL, backup_version INTEGER NOT NULL, reason TEXT NOT NULL,
+  received_ms INTEGER NOT NULL, UNIQUE(device_id, msg_id), UNIQUE(device_id, event, ts_ms));
+CREATE INDEX IF NOT EXISTS ota_events_by_ts ON ota_events(ts_ms);
+)sql";  // and ConsoleSchema(), see Migrate()
+
+// Migrations, in order: `to` is the version a step leaves the database at. Each runs in the
+// open's transaction. A new schema change is one more entry here (and in kSchema).
+struct Migration {
+  int to;
+  const char* sql;
+  bool console_tables = false;  // then creates the console's tables (console_schema.h) too
+};
+constexpr Migration kMigrations[] = {
+    // Issue 17: dedup by msg_id alone dropped the alerts of two devices (or two spool lives) whose
+    // ids collided; the key is now (device, asset, msg_id). SQLite cannot drop a UNIQUE column
+    // constraint, so those tables are rebuilt. Device status gets its ordering key (session,
+    // offline after online) so that a crashed device's Last Will wins.
+    {2, R"sql(
+CREATE TABLE alerts_v2(
+  msg_id TEXT, device_id TEXT NOT NULL, factory_id TEXT NOT NULL, line_id TEXT NOT NULL,
+  asset_id TEXT NOT NULL, ts_ms INTEGER NOT NULL, timestamp TEXT NOT NULL, anomaly_score REAL,
+  severity TEXT NOT NULL, top_sensors TEXT NOT NULL, model_version TEXT NOT NULL,
+  seq INTEGER NOT NULL, received_ms INTEGER NOT NULL, UNIQUE(device_id, asset_id, msg_id));
+INSERT INTO alerts_v2 SELECT msg_id, device_id, factory_id, line_id, asset_id, ts_ms, timestamp,
+  anomaly_score, severity, top_sensors, model_version, seq, received_ms FROM alerts;
+DROP TABLE alerts;
+ALTER TABLE alerts_v2 RENAME TO alerts;
+CREATE INDEX alerts_by_ts ON alerts(ts_ms);
+CREATE TABLE scores_v2(
+  msg_id TEXT, device_id TEXT NOT NULL, asset_id TEXT NOT NULL, ts_ms INTEGER NOT NULL,
+  anomaly_score REAL, is_alert INTEGER NOT NULL, severity TEXT NOT NULL,
+  model_version TEXT NOT NULL, seq INTEGER NOT NULL, received_ms INTEGER NOT NULL,
+  UNIQUE(device_id, asset_id, msg_id));
+INSERT INTO scores_v2 SELECT msg_id, device_id, asset_id, ts_ms, anomaly_score, is_alert,
+  severity, model_version, seq, received_ms FROM scores;
+DROP TABLE scores;
+ALTER TABLE scores_v2 RENAME TO scores;
+CREATE TABLE health_v2(
+  msg_id TEXT, device_id TEXT NOT NULL, asset_id TEXT NOT NULL, ts_ms INTEGER NOT NULL,
+  payload TEXT NOT NULL, received_ms INTEGER NOT NULL, UNIQUE(device_id, asset_id, msg_id));
+INSERT INTO health_v2 SELECT msg_id, device_id, asset_id, ts_ms, payload, received_ms FROM health;
+DROP TABLE health;
+ALTER TABLE health_v2 RENAME TO health;
+CREATE TABLE ota_events_v2(
+  msg_id TEXT, device_id TEXT NOT NULL, factory_id TEXT NOT NULL, ts_ms INTEGER NOT NULL,
+  timestamp TEXT NOT NULL, event TEXT NOT NULL, model TEXT NOT NULL,
+  current_version INTEGER NOT NULL, backup_version INTEGER NOT NULL, reason TEXT NOT NULL,
+  received_ms INTEGER NOT NULL, UNIQUE(device_id, msg_id), UNIQUE(device_id, event, ts_ms));
+INSERT INTO ota_events_v2 SELECT msg_id, device_id, factory_id, ts_ms, timestamp, event, model,
+  current_version, backup_version, reason, received_ms FROM ota_events;
+DROP TABLE ota_events;
+ALTER TABLE ota_events_v2 RENAME TO ota_events;
+CREATE INDEX ota_events_by_ts ON ota_events(ts_ms);
+ALTER TABLE devices ADD COLUMN status_order_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN status_rank INTEGER NOT NULL DEFAULT 0;
+UPDATE devices SET status_order_ms = status_ms, status_rank = (status = 'offline');
+)sql"},
+    // Issue 15: the fleet console's and the rollout controller's tables, and an alert's evidence
+    // (vision: event_id, image_ref).
+    {3, R"sql(
+ALTER TABLE alerts ADD COLUMN event_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE alerts ADD COLUMN image_ref TEXT NOT NULL DEFAULT '';
+)sql",
+     true},
+};
+
 class SqliteStore : public FleetStore {
  public:
   explicit SqliteStore(std::string path) : path_(std::move(path)) {}
@@ -66,9 +172,12 @@ class SqliteStore : public FleetStore {
     sqlite3_busy_timeout(db_, 10000);
     TEND_RETURN_NOT_OK(Exec("PRAGMA journal_mode=WAL"));
     TEND_RETURN_NOT_OK(Exec("PRAGMA synchronous=NORMAL"));
-    TEND_RETURN_NOT_OK(Exec(kSchema));
-    for (const auto& c : kAddedColumns) TEND_RETURN_NOT_OK(AddColumnIfMissing(c));
-    TEND_RETURN_NOT_OK(Exec(ConsoleSchema().c_str()));
+    TEND_RETURN_NOT_OK(Exec("BEGIN IMMEDIATE"));
+    if (auto st = Migrate(); !st) {
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      return st;
+    }
+    TEND_RETURN_NOT_OK(Exec("COMMIT"));
     const char* sql[] = {
         // 0 alerts
         "INSERT INTO alerts(msg_id, device_id, factory_id, line_id, asset_id, ts_ms, timestamp,"
@@ -89,11 +198,17 @@ class SqliteStore : public FleetStore {
         " last_seen_ms=max(last_seen_ms, excluded.last_seen_ms),"
         " model_version=CASE WHEN excluded.model_version='' THEN model_version"
         " ELSE excluded.model_version END",
-        // 5 device status (only a newer status replaces an older one)
-        "INSERT INTO devices(device_id, factory_id, status, status_ms, last_seen_ms)"
-        " VALUES(?,?,?,?,?) ON CONFLICT(device_id) DO UPDATE SET"
-        " status=CASE WHEN excluded.status_ms >= status_ms THEN excluded.status ELSE status END,"
-        " status_ms=max(status_ms, excluded.status_ms),"
+        // 5 device status: the later (session, rank) wins (see StatusOrder in store.h)
+        "INSERT INTO devices(device_id, factory_id, status, status_ms, status_order_ms,"
+        " status_rank, last_seen_ms) VALUES(?,?,?,?,?,?,?) ON CONFLICT(device_id) DO UPDATE SET"
+        " status=CASE WHEN (excluded.status_order_ms, excluded.status_rank) >="
+        " (status_order_ms, status_rank) THEN excluded.status ELSE status END,"
+        " status_ms=CASE WHEN (excluded.status_order_ms, excluded.status_rank) >="
+        " (status_order_ms, status_rank) THEN excluded.status_ms ELSE status_ms END,"
+        " status_order_ms=CASE WHEN (excluded.status_order_ms, excluded.status_rank) >="
+        " (status_order_ms, status_rank) THEN excluded.status_order_ms ELSE status_order_ms END,"
+        " status_rank=CASE WHEN (excluded.status_order_ms, excluded.status_rank) >="
+        " (status_order_ms, status_rank) THEN excluded.status_rank ELSE status_rank END,"
         " last_seen_ms=max(last_seen_ms, excluded.last_seen_ms)",
         // 6 ota event (history; dedup by msg_id)
         "INSERT INTO ota_events(msg_id, device_id, factory_id, ts_ms, timestamp, event, model,"
@@ -292,25 +407,6 @@ class SqliteStore : public FleetStore {
   }
 
  private:
-  Status AddColumnIfMissing(const AddedColumn& c) {
-    sqlite3_stmt* st = nullptr;
-    std::string q = std::string("SELECT 1 FROM pragma_table_info('") + c.table + "') WHERE name='" +
-                    c.column + "'";
-    if (sqlite3_prepare_v2(db_, q.c_str(), -1, &st, nullptr) != SQLITE_OK) {
-      return Fail(Err("table info"));
-    }
-    const bool present = sqlite3_step(st) == SQLITE_ROW;
-    sqlite3_finalize(st);
-    if (present) return Ok();
-    std::string alter =
-        std::string("ALTER TABLE ") + c.table + " ADD COLUMN " + c.column + " " + c.decl;
-    return Exec(alter.c_str());
-  }
-  static std::string ConsoleSchema() {
-    std::string s = kConsoleSchemaTemplate;
-    for (size_t p; (p = s.find("@ID@")) != std::string::npos;) s.replace(p, 4, kSqliteIdColumn);
-    return s;
-  }
   static std::string Text(sqlite3_stmt* st, int col) {
     const unsigned char* t = sqlite3_column_text(st, col);
     return t ? reinterpret_cast<const char*>(t) : "";
@@ -325,6 +421,42 @@ class SqliteStore : public FleetStore {
       sqlite3_free(e);
       return Fail(Error::Io(path_ + ": " + msg));
     }
+    return Ok();
+  }
+  // Brings any earlier schema to kSchemaVersion (inside the caller's transaction).
+  Status Migrate() {
+    int64_t version = 0, tables = 0;
+    TEND_RETURN_NOT_OK(Scalar("PRAGMA user_version", version));
+    TEND_RETURN_NOT_OK(
+        Scalar("SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name='alerts'", tables));
+    if (version > kSchemaVersion) {
+      return Fail(Error::Unsupported(path_ + ": fleet database schema " + std::to_string(version) +
+                                     " is newer than this build's (" +
+                                     std::to_string(kSchemaVersion) + ")"));
+    }
+    if (version == 0 && tables > 0) {
+      version = 1;  // made before schema versions
+      TEND_RETURN_NOT_OK(Exec(kSchemaV1));
+    }
+    if (version > 0) {
+      for (const auto& m : kMigrations) {
+        if (m.to <= version) continue;
+        TEND_RETURN_NOT_OK(Exec(m.sql));
+        if (m.console_tables) TEND_RETURN_NOT_OK(Exec(ConsoleSchema(kSqliteIdColumn).c_str()));
+      }
+    }
+    TEND_RETURN_NOT_OK(Exec(kSchema));
+    TEND_RETURN_NOT_OK(Exec(ConsoleSchema(kSqliteIdColumn).c_str()));
+    const std::string set = "PRAGMA user_version=" + std::to_string(kSchemaVersion);
+    return Exec(set.c_str());
+  }
+  Status Scalar(const char* sql, int64_t& out) {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db_, sql, -1, &st, nullptr) != SQLITE_OK) return Fail(Err(sql));
+    const int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) out = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Fail(Err(sql));
     return Ok();
   }
   static void BindText(sqlite3_stmt* st, int i, const std::string& s) {
@@ -371,8 +503,9 @@ class SqliteStore : public FleetStore {
           sqlite3_stmt* ev = stmts_[9];
           BindText(ev, 1, m.event_id);
           BindText(ev, 2, m.image_ref);
-          BindText(ev, 3, m.msg_id);
-          BindText(ev, 4, m.device_id);
+          BindText(ev, 3, m.device_id);
+          BindText(ev, 4, m.asset_id);
+          BindText(ev, 5, m.msg_id);
           TEND_RETURN_NOT_OK(Step(ev, "alert evidence"));
         }
         break;
@@ -416,11 +549,14 @@ class SqliteStore : public FleetStore {
         sqlite3_bind_int64(st, 6, received_ms);
         TEND_ASSIGN_OR_RETURN(inserted, Step(st, "insert status"));
         sqlite3_stmt* dv = stmts_[5];
+        const StatusOrder order = StatusOrderOf(m);
         BindText(dv, 1, m.device_id);
         BindText(dv, 2, m.factory_id);
         BindText(dv, 3, m.status);
         sqlite3_bind_int64(dv, 4, m.ts_ms);
-        sqlite3_bind_int64(dv, 5, received_ms);
+        sqlite3_bind_int64(dv, 5, order.order_ms);
+        sqlite3_bind_int(dv, 6, order.rank);
+        sqlite3_bind_int64(dv, 7, received_ms);
         TEND_RETURN_NOT_OK(Step(dv, "update device status"));
         return inserted;
       }

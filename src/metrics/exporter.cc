@@ -16,6 +16,7 @@
 #include <limits>
 
 #include "core/log.h"
+#include "core/net.h"
 
 namespace tend::metrics {
 namespace {
@@ -110,37 +111,7 @@ double UnixSeconds(std::chrono::system_clock::time_point t) {
 }
 
 // Why binding failed, from the OS: httplib only says "no".
-std::string ProbeBindError(const std::string& host, int port) {
-  sockaddr_storage ss{};
-  socklen_t len = 0;
-  int family = AF_INET;
-  auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
-  auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
-  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons(static_cast<uint16_t>(port));
-    len = sizeof(sockaddr_in);
-  } else if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
-    family = AF_INET6;
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(static_cast<uint16_t>(port));
-    len = sizeof(sockaddr_in6);
-  } else {
-    return "not a numeric IPv4/IPv6 address";
-  }
-  int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return std::strerror(errno);
-  int yes = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-  std::string why = "bind failed";
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
-    why = std::strerror(errno);
-  } else if (::listen(fd, 1) != 0) {
-    why = std::strerror(errno);
-  }
-  ::close(fd);
-  return why;
-}
+std::string ProbeBindError(const std::string& host, int port) { return net::ProbeBind(host, port); }
 
 }  // namespace
 
@@ -243,6 +214,13 @@ struct Exporter::State {
   mutable std::mutex provider_mu;
   std::function<TelemetryFigures()> provider;
   std::function<OtaFigures()> ota_provider;  // guarded by provider_mu
+  struct Component {
+    int id;
+    std::string health_key;
+    std::function<ComponentFigures()> fn;
+  };
+  std::vector<Component> components;  // guarded by provider_mu
+  int next_component_id = 1;
 
   std::mutex health_mu;
   std::vector<uint64_t> health_prev_counts;
@@ -293,6 +271,8 @@ class Exporter::Families {
   void Counter1(const char* name, const char* help, double v) {
     Counter(Family(name, help, MetricType::Counter), v, base_);
   }
+  // A family built elsewhere (components): added whole, no reference handed out.
+  void Add(MetricFamily f) { out_.push_back(std::move(f)); }
   std::string Serialize() const { return prometheus::TextSerializer().Serialize(out_); }
 
  private:
@@ -330,6 +310,7 @@ Result<std::unique_ptr<Exporter>> Exporter::Create(const Labels& labels, const O
 
   if (options.port != 0) {
     e->server_ = std::make_unique<httplib::Server>();
+    e->server_->set_socket_options([](int fd) { net::ExclusiveListenOptions(fd); });
     const int threads = options.http_threads;
     e->server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
     Exporter* self = e.get();
@@ -442,6 +423,19 @@ void Exporter::SetOtaStatusProvider(std::function<OtaFigures()> fn) {
   state_->ota_provider = std::move(fn);
 }
 
+int Exporter::AddComponentProvider(std::string health_key, std::function<ComponentFigures()> fn) {
+  std::lock_guard<std::mutex> lock(state_->provider_mu);
+  const int id = state_->next_component_id++;
+  state_->components.push_back({id, std::move(health_key), std::move(fn)});
+  return id;
+}
+
+void Exporter::RemoveComponentProvider(int id) {
+  std::lock_guard<std::mutex> lock(state_->provider_mu);
+  auto& c = state_->components;
+  c.erase(std::remove_if(c.begin(), c.end(), [id](const auto& e) { return e.id == id; }), c.end());
+}
+
 std::string Exporter::ScrapeText() const {
   Families out(labels_);
   AppendDecisionFamilies(out);
@@ -451,7 +445,29 @@ std::string Exporter::ScrapeText() const {
   AppendOtaFamilies(out);
   out.Gauge(out.Family("edge_build_info", "tend version (always 1).", MetricType::Gauge), 1,
             out.With({{"version", TEND_VERSION}}));
+  AppendComponentFamilies(out);
   return out.Serialize();
+}
+
+void Exporter::AppendComponentFamilies(Families& out) const {
+  std::vector<ComponentFigures> figures;
+  {
+    std::lock_guard<std::mutex> lock(state_->provider_mu);
+    for (const auto& c : state_->components) figures.push_back(c.fn());
+  }
+  for (auto& f : figures) {
+    for (auto& fam : f.families) {
+      MetricFamily mf{
+          fam.name, fam.help, fam.counter ? MetricType::Counter : MetricType::Gauge, {}};
+      for (const auto& s : fam.series) {
+        ClientMetric m;
+        m.label = out.With({}, s.asset_id.empty() ? nullptr : &s.asset_id);
+        (fam.counter ? m.counter.value : m.gauge.value) = s.value;
+        mf.metric.push_back(std::move(m));
+      }
+      out.Add(std::move(mf));
+    }
+  }
 }
 
 void Exporter::AppendDecisionFamilies(Families& out) const {
@@ -749,6 +765,11 @@ nlohmann::json Exporter::HealthFigures() {
     if (tel->mqtt_connected) j["mqtt_connected"] = *tel->mqtt_connected;
     if (tel->mqtt_reconnects_total) j["mqtt_reconnects_total"] = *tel->mqtt_reconnects_total;
     if (tel->mqtt_refused_total) j["mqtt_refused_total"] = *tel->mqtt_refused_total;
+  }
+  std::lock_guard<std::mutex> lock(s.provider_mu);
+  for (const auto& c : s.components) {
+    auto f = c.fn();
+    if (!f.health.is_null()) j[c.health_key] = std::move(f.health);
   }
   return j;
 }

@@ -56,6 +56,24 @@ struct OtaFigures {
   double max_model_age_s = 0;                  // the device's staleness limit
 };
 
+// Figures of a component the exporter does not know (a PLC link, a Sparkplug node), shown on
+// scrapes and in the MQTT health message. Each series carries the device labels; asset_id is the
+// series' own when given ("" = the device's).
+struct ComponentSeries {
+  std::string asset_id;
+  double value = 0;
+};
+struct ComponentFamily {
+  std::string name;  // edge_..., Prometheus conventions (_total for counters)
+  std::string help;
+  bool counter = false;  // else a gauge
+  std::vector<ComponentSeries> series;
+};
+struct ComponentFigures {
+  std::vector<ComponentFamily> families;
+  nlohmann::json health;  // put under the provider's key in HealthFigures(); null = nothing
+};
+
 // Bucket upper bounds of edge_inference_latency_ms (SPEC's 5..1000 plus fine ones below 5 ms, and
 // steps around the 3.3 s stroke budget so that the 80 % alert interpolates well).
 const std::vector<double>& LatencyBucketsMs();
@@ -104,6 +122,12 @@ class Exporter : public DecisionSink {
   // Same contract, for the OTA figures (edge_ota_*, edge_model_stale): polled at every scrape.
   void SetOtaStatusProvider(std::function<OtaFigures()> fn);
 
+  // A component's figures, polled at every scrape and by HealthFigures() (same contract as the
+  // telemetry provider). Returns an id for RemoveComponentProvider(), which the component must
+  // call before it goes; after it returns, the provider is no longer called.
+  int AddComponentProvider(std::string health_key, std::function<ComponentFigures()> fn);
+  void RemoveComponentProvider(int id);
+
   SystemSnapshot LatestSystem() const;
   // Collects system figures now instead of waiting for the next period (tests, `tend` tooling).
   void RefreshSystemNow();
@@ -130,6 +154,7 @@ class Exporter : public DecisionSink {
   void AppendSystemFamilies(Families& out) const;
   void AppendTelemetryFamilies(Families& out) const;
   void AppendOtaFamilies(Families& out) const;
+  void AppendComponentFamilies(Families& out) const;
 
   Labels labels_;
   Options options_;

@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <numeric>
 
+#include "core/json.h"
+
 namespace tend::optimize {
 
 namespace {
@@ -25,8 +27,8 @@ std::string Precision(const model::Session& s) {
   auto it = s.metadata().find("tend.precision");
   if (it == s.metadata().end()) return "fp32";
   // The model card stores every value as JSON text; accept a bare word too.
-  auto j = nlohmann::json::parse(it->second, nullptr, /*allow_exceptions=*/false);
-  if (j.is_string()) return j.get<std::string>();
+  auto j = tend::json::ParseJson(it->second, "tend.precision");
+  if (j && j->is_string()) return j->get<std::string>();
   return it->second;
 }
 
@@ -251,16 +253,24 @@ Result<CompareReport> CompareModels(const std::vector<std::string>& paths, const
     res.correlation = Pearson(ref, out);
     report.models.push_back(std::move(res));
   }
+  Judge(report, opt.max_drop, opt.slower_below);
+  return report;
+}
+
+void Judge(CompareReport& report, double max_drop, double slower_below) {
+  report.pass = true;
+  if (report.models.empty()) return;
   const auto& ref = report.models[0];
-  for (auto& r : report.models) {
+  for (size_t i = 0; i < report.models.size(); ++i) {
+    auto& r = report.models[i];
     r.speedup_p50 = r.latency.p50_ms > 0 ? ref.latency.p50_ms / r.latency.p50_ms : 0;
+    r.slower = i > 0 && r.speedup_p50 < slower_below;
     if (!report.metric.empty()) {
       r.drop = ref.metric - r.metric;
-      r.pass = r.drop <= opt.max_drop + 1e-12;
+      r.pass = r.drop <= max_drop + 1e-12;
     }
     report.pass = report.pass && r.pass;
   }
-  return report;
 }
 
 nlohmann::json CompareReport::ToJson() const {
@@ -290,6 +300,7 @@ nlohmann::json CompareReport::ToJson() const {
                         {"throughput_fps", m.latency.throughput_fps},
                         {"runs", m.latency.n},
                         {"speedup_p50", m.speedup_p50},
+                        {"slower", m.slower},
                         {"pass", m.pass}};
     if (!metric.empty()) {
       o[metric] = m.metric;
@@ -348,8 +359,12 @@ std::string CompareReport::ToTable() const {
   const bool gated = !metric.empty();
   add("verdict", [&](size_t i, const ModelResult& m) {
     if (i == 0) return std::string("reference");
-    if (!gated) return std::string("no labels");
-    return m.pass ? std::string("ok") : fmt::format("FAIL (> {:.2f})", 100.0 * max_drop);
+    std::string v = !gated   ? std::string("no labels")
+                    : m.pass ? std::string("ok")
+                             : fmt::format("FAIL (> {:.2f})", 100.0 * max_drop);
+    // Accuracy kept is not enough: a variant slower than the reference has no reason to ship.
+    if (m.slower) v += fmt::format(", SLOWER ({:.2f}x)", m.speedup_p50);
+    return v;
   });
   std::vector<size_t> w(models.size() + 1, 0);
   for (const auto& r : rows) {

@@ -34,6 +34,10 @@ struct CompareOptions {
   // Timed runs are interleaved in rounds (model A, B, C, A, B, C, ...) so that load from other
   // processes on a shared machine hits every model alike.
   int rounds = 10;
+  // A variant whose p50 speed-up is below this is reported as slower than the reference: a
+  // lower precision is only worth shipping when it is faster (INT8 kernels can lose to FP32 on
+  // small models or CPUs without VNNI). Below 1 so that run-to-run noise is not called slower.
+  double slower_below = 0.95;
   model::SessionOptions session;
   std::function<void(const std::string& stage, double fraction)> progress;
 };
@@ -49,6 +53,7 @@ struct ModelResult {
   double max_abs_diff = 0, mean_abs_diff = 0, correlation = 1;  // scores vs the reference
   model::LatencyStats latency;
   double speedup_p50 = 1;  // reference p50 / this p50
+  bool slower = false;     // speedup_p50 < CompareOptions::slower_below (never the reference)
   bool pass = true;
   std::vector<float> scores;  // one per validation window
 };
@@ -69,6 +74,10 @@ struct CompareReport {
 // labels that do not match the data or the output kind, models that fail to load or run.
 Result<CompareReport> CompareModels(const std::vector<std::string>& paths,
                                     const ValidationSet& validation, const CompareOptions& options);
+
+// Fills each model's speed-up, slower flag, metric drop and pass from its measurements against
+// models[0], and the report's pass (CompareModels calls it; separate so it can be checked alone).
+void Judge(CompareReport& report, double max_drop, double slower_below);
 
 // Area under the ROC curve of `scores` against 0/1 `labels` (ties count one half).
 // Error when either class is absent or a label is not 0/1.

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/fs.h"
+#include "core/json.h"
 
 namespace tend::ota {
 namespace {
@@ -127,8 +128,10 @@ namespace {
 
 Result<KeyPair> ReadKey(const std::string& path, bool need_private) {
   TEND_ASSIGN_OR_RETURN(std::string text, fs::ReadFile(path));
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) {
+  auto parsed = tend::json::ParseJson(text, path, {1 << 20, 8});
+  if (!parsed) return Fail(parsed.error());
+  nlohmann::json& j = *parsed;
+  if (!j.is_object()) {
     return Fail(Error::Corrupt(path + ": not a JSON key file"));
   }
   if (j.value("keytype", "") != "ed25519") {

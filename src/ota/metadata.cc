@@ -3,6 +3,8 @@
 #include <ctime>
 #include <set>
 
+#include "core/json.h"
+
 namespace tend::ota {
 namespace {
 
@@ -85,8 +87,8 @@ std::string FormatTime(int64_t unix_s) {
 }
 
 Result<Envelope> ParseEnvelope(std::string_view bytes, const std::string& what) {
-  json j = json::parse(bytes.begin(), bytes.end(), nullptr, false);
-  if (j.is_discarded()) return Fail(Error::Corrupt(what + ": not valid JSON"));
+  // Bounded before anything else: this runs on unauthenticated bytes, before any signature check.
+  TEND_ASSIGN_OR_RETURN(json j, tend::json::ParseJson(bytes, what, kMetadataJsonLimits));
   if (!j.is_object()) return Fail(Error::Corrupt(what + ": expected a JSON object"));
   Envelope env;
   TEND_ASSIGN_OR_RETURN(const json* s, Field(j, "signed", what));

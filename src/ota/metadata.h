@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/json.h"
 #include "core/status.h"
 #include "ota/crypto.h"
 
@@ -63,6 +64,10 @@ struct Signature {
   std::string keyid;
   std::string sig;
 };
+
+// Release metadata is a few kilobytes and five levels deep; these bounds are generous for it and
+// keep a hostile registry's document from exhausting the stack or memory before verification.
+inline constexpr tend::json::JsonLimits kMetadataJsonLimits{16u << 20, 32};
 
 // {"signed": {...}, "signatures": [{"keyid": .., "sig": ..}]}.
 struct Envelope {

@@ -154,11 +154,29 @@ Result<TargetInfo> Publish(const std::string& dir, const PublishOptions& opts,
   return t;
 }
 
-Status RefreshTimestamp(const std::string& dir, const std::vector<KeyPair>& keys, int64_t now,
-                        int64_t expires_s) {
+Result<bool> RefreshTimestamp(const std::string& dir, const std::vector<KeyPair>& keys, int64_t now,
+                              int64_t expires_s) {
   TEND_ASSIGN_OR_RETURN(RootMeta root, CurrentRoot(dir));
+  TEND_RETURN_NOT_OK(SignersFor(root, kRoleTimestamp, keys));
+  // After `rotate-root`, targets.json still carries the retired keys' signatures, which devices
+  // that follow the new root refuse: re-sign it (same releases, next version) with the new keys.
+  bool resigned = false;
+  const std::string tpath = Join(dir, "targets.json");
+  if (fs::Exists(tpath)) {
+    TEND_ASSIGN_OR_RETURN(std::string text, fs::ReadFile(tpath));
+    TEND_ASSIGN_OR_RETURN(Envelope env, ParseEnvelope(text, tpath));
+    if (!VerifyRole(env, root, kRoleTargets, tpath)) {
+      TEND_ASSIGN_OR_RETURN(auto signers, SignersFor(root, kRoleTargets, keys));
+      TEND_ASSIGN_OR_RETURN(TargetsMeta tm, ParseTargets(env.signed_part, tpath));
+      tm.version += 1;
+      TEND_ASSIGN_OR_RETURN(std::string bytes, SignEnvelope(ToJson(tm), signers));
+      TEND_RETURN_NOT_OK(fs::WriteFileAtomic(tpath, bytes));
+      resigned = true;
+    }
+  }
   TEND_ASSIGN_OR_RETURN(int64_t ts_version, TimestampVersion(dir));
-  return WriteTimestamp(dir, root, keys, ts_version + 1, now, expires_s);
+  TEND_RETURN_NOT_OK(WriteTimestamp(dir, root, keys, ts_version + 1, now, expires_s));
+  return resigned;
 }
 
 Result<json> LatestRelease(const std::string& dir, const std::string& name,
@@ -170,14 +188,16 @@ Result<json> LatestRelease(const std::string& dir, const std::string& name,
   TEND_ASSIGN_OR_RETURN(Envelope tenv, ParseEnvelope(ttext, "targets.json"));
   TEND_ASSIGN_OR_RETURN(TargetsMeta tm, ParseTargets(tenv.signed_part, "targets.json"));
   TEND_ASSIGN_OR_RETURN(TargetInfo t, SelectTarget(tm, name, profile));
-  json meta = {{"name", t.name},
-               {"profiles", t.profiles},
-               {"length", t.length},
-               {"min_quality", t.min_quality},
-               {"path", t.path},
-               {"rollout", t.rollout},
-               {"targets", json::parse(ttext)},
-               {"timestamp", json::parse(stext, nullptr, false)}};
+  json meta = {{"name", t.name},     {"profiles", t.profiles},
+               {"length", t.length}, {"min_quality", t.min_quality},
+               {"path", t.path},     {"rollout", t.rollout},
+               {"targets", nullptr}, {"timestamp", nullptr}};
+  TEND_ASSIGN_OR_RETURN(meta["targets"],
+                        tend::json::ParseJson(ttext, "targets.json", kMetadataJsonLimits));
+  // The timestamp is informational here; a damaged one is shown as null, not an error.
+  if (auto s = tend::json::ParseJson(stext, "timestamp.json", kMetadataJsonLimits)) {
+    meta["timestamp"] = std::move(*s);
+  }
   return json{
       {"version", t.version}, {"url", "/" + t.path}, {"checksum", t.sha256}, {"metadata", meta}};
 }

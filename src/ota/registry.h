@@ -47,8 +47,11 @@ Result<TargetInfo> Publish(const std::string& dir, const PublishOptions& opts,
 
 // Re-signs timestamp.json over the current targets.json with a fresh expiry (publishers run this
 // more often than timestamp_expires_s so devices can tell a frozen server from a quiet one).
-Status RefreshTimestamp(const std::string& dir, const std::vector<KeyPair>& keys, int64_t now,
-                        int64_t expires_s);
+// When targets.json no longer satisfies the current root's targets role (after rotate-root), it
+// is re-signed first with `keys` (same releases, next version); returns whether that happened.
+// Fails when `keys` do not reach a needed role's threshold.
+Result<bool> RefreshTimestamp(const std::string& dir, const std::vector<KeyPair>& keys, int64_t now,
+                              int64_t expires_s);
 
 // SPEC's GET /models/{name}/latest?profile=...: {"version","url","checksum","metadata"}, with
 // the signed targets/timestamp envelopes in metadata so a client can verify this answer too.

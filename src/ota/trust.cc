@@ -1,5 +1,7 @@
 #include "ota/trust.h"
 
+#include <set>
+
 namespace tend::ota {
 namespace {
 
@@ -91,8 +93,20 @@ Result<TargetInfo> SelectTarget(const TargetsMeta& targets, const std::string& n
     if (match && (!best || t.version > best->version)) best = &t;
   }
   if (!best) {
-    return Fail(Error::NotFound("targets.json: no release of model \"" + name + "\"" +
-                                (name_seen ? " for profile \"" + profile + "\"" : "")));
+    // Say what is there: a device configured with another model name or profile than the
+    // publisher used otherwise never updates, and nothing tells why.
+    std::set<std::string> there;
+    for (const auto& t : targets.targets) {
+      if (!name_seen) there.insert(t.name);
+      if (name_seen && t.name == name) there.insert(t.profiles.begin(), t.profiles.end());
+    }
+    std::string list;
+    for (const auto& x : there) list += (list.empty() ? "\"" : ", \"") + x + "\"";
+    if (list.empty()) list = "none";
+    return Fail(Error::NotFound(
+        "targets.json: no release of model \"" + name + "\"" +
+        (name_seen ? " for profile \"" + profile + "\" (its profiles: " : " (models published: ") +
+        list + ")"));
   }
   return *best;
 }

@@ -1,6 +1,7 @@
 #include "ota/updater.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -208,16 +209,21 @@ Result<OtaState> OtaState::FromJson(const json& j, const std::string& what) {
   } catch (const json::exception& e) {
     return Fail(Error::Corrupt(what + ": " + e.what()));
   }
-  TEND_ASSIGN_OR_RETURN(s.current, SlotFromJson(j.at("current"), what + ": current"));
-  TEND_ASSIGN_OR_RETURN(s.backup, SlotFromJson(j.at("backup"), what + ": backup"));
+  // Found by fuzz_ota_metadata: j.at() here, outside the try, threw on a state file without
+  // "current" or "backup" and ended the agent.
+  for (const char* slot : {"current", "backup"}) {
+    if (!j.contains(slot)) return Fail(Error::Corrupt(what + ": missing \"" + slot + "\""));
+  }
+  TEND_ASSIGN_OR_RETURN(s.current, SlotFromJson(j["current"], what + ": current"));
+  TEND_ASSIGN_OR_RETURN(s.backup, SlotFromJson(j["backup"], what + ": backup"));
   return s;
 }
 
 Result<OtaState> LoadState(const std::string& model_dir) {
   std::string path = Join(model_dir, kStateFile);
   TEND_ASSIGN_OR_RETURN(std::string text, fs::ReadFile(path));
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return Fail(Error::Corrupt(path + ": not valid JSON"));
+  TEND_ASSIGN_OR_RETURN(json j, tend::json::ParseJson(text, path, kMetadataJsonLimits));
+  if (!j.is_object()) return Fail(Error::Corrupt(path + ": not a JSON object"));
   return OtaState::FromJson(j, path);
 }
 
@@ -591,9 +597,10 @@ Result<UpdateReport> Updater::CheckLocked() {
     // The device's configuration, not the release, is at fault: nothing is fetched or recorded.
     TEND_RETURN_NOT_OK(PersistLocked(next));
     state_ = next;
-    return Fail(Error::Invalid("v" + std::to_string(target->version) +
-                               " requires a reference-set quality >= " + std::to_string(threshold) +
-                               " but no quality gate is configured"));
+    return Fail(Error::Invalid(fmt::format(
+        "v{} requires a reference-set quality >= {:g} but no quality gate is configured to "
+        "measure it; {}",
+        target->version, threshold, o.allow_unmeasured_hint)));
   }
 
   TEND_ASSIGN_OR_RETURN(const std::string final_path, StageLocked(*target));
@@ -791,9 +798,11 @@ bool Updater::AdoptDiskStateLocked() {
   auto text = fs::ReadFile(path);
   if (!text || *text == known_text_) return false;
   known_text_ = *text;  // adopted or, when invalid, overwritten by the next write
-  json j = json::parse(*text, nullptr, false);
-  auto disk = j.is_object() ? OtaState::FromJson(j, path)
-                            : Result<OtaState>(Fail(Error::Corrupt(path + ": not valid JSON")));
+  auto j = tend::json::ParseJson(*text, path, kMetadataJsonLimits);  // bounded, as LoadState
+  auto disk = !j ? Result<OtaState>(Fail(j.error()))
+              : j->is_object()
+                  ? OtaState::FromJson(*j, path)
+                  : Result<OtaState>(Fail(Error::Corrupt(path + ": not a JSON object")));
   Status valid = disk ? Ok() : Status(Fail(disk.error()));
   if (valid && disk->model_name != opts_.model_name) {
     valid = Fail(Error::Invalid(path + ": holds another model"));
@@ -923,6 +932,7 @@ void Updater::Start() {
     std::lock_guard<std::mutex> lock(wait_mu_);
     stop_ = false;
   }
+  fetcher_->Resume();
   thread_ = std::thread([this] { RunLoop(); });
 }
 
@@ -965,7 +975,11 @@ void Updater::Stop() {
     stop_ = true;
   }
   wait_cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  // A fetch in flight ends now instead of at its deadline: shutdown never waits on a registry.
+  if (!thread_.joinable()) return;
+  fetcher_->Interrupt();
+  thread_.join();
+  fetcher_->Resume();
 }
 
 std::string Updater::CurrentModelPath() const {

@@ -47,7 +47,8 @@ struct OtaState {
   int64_t probation_until = 0;
   int64_t rollbacks = 0;
   std::string last_rollback_reason;
-  // SHA-256 of the last local start-up model (--model) adopted as version 0; "" when none.
+  // SHA-256 of the last local start-up model (--model) adopted (as its card's version, 0 when
+  // it has none; see AdoptStartupModel); "" when none.
   std::string adopted_sha256;
   // From the newest valid control.json (rollout.h): its version (a floor against replays) and
   // this device's pin (-1: none), kept when a later statement cannot be had.
@@ -108,6 +109,8 @@ struct UpdaterOptions {
   // Without a quality gate, a release that asks for a minimum quality is refused unless this is
   // set (an operator's explicit choice; the state then records quality -1: not measured).
   bool allow_unmeasured_quality = false;
+  // Ends the refusal above with the way out, in the caller's terms (the CLI names its flag).
+  std::string allow_unmeasured_hint = "set allow_unmeasured_quality to install it unmeasured";
   // Hands the committed model to the pipeline; an error rolls the state back.
   std::function<Status(const std::string& model_path)> on_commit;
   // Test hook: called at every durable step ("staged-temp", "staged", "gated", "committed",
@@ -134,12 +137,12 @@ class Updater {
   Result<UpdateReport> CheckOnce();
   // The model the device is started with (--model): when OTA has no model yet, or the file now
   // holds other bytes than the one adopted last time (the operator deployed a new one), a copy
-  // becomes the current model as version 0 (the previous current, if any, is its backup), so the
-  // first OTA update has a proven model to roll back to and staleness counts from it. Otherwise
-  // the model OTA installed since wins. Returns the path the agent must serve. Does not call
-  // on_commit (the agent is not running yet). The adopted model never raises the anti-rollback
-  // floor. `version` is the version the model carries itself (its card's), so that the log, the
-  // metrics and OTA show one version for it; 0 when it has no numeric version.
+  // becomes the current model (the previous current, if any, is its backup), so the first OTA
+  // update has a proven model to roll back to and staleness counts from it. Otherwise the model
+  // OTA installed since wins. Returns the path the agent must serve. Does not call on_commit
+  // (the agent is not running yet). The adopted model never raises the anti-rollback floor.
+  // `version` is the version the model carries itself (its card's), so that the log, the metrics
+  // and OTA show one version for it; 0 only when it has no numeric version.
   Result<std::string> AdoptStartupModel(const std::string& path, int64_t version = 0);
   // Back to the backup, e.g. when the lead sees the new model misbehave; calls on_commit.
   Status Rollback(const std::string& reason);
@@ -159,7 +162,8 @@ class Updater {
   // at once after a fresh model went stale again); returns whether it logged.
   bool WarnIfStale();
 
-  // Background polling with jitter; Stop() interrupts the wait (not a download in flight).
+  // Background polling with jitter; Stop() interrupts the wait and any fetch in flight (a load
+  // check or quality gate already running is finished first).
   void Start();
   void Stop();
 

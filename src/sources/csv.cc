@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "core/fs.h"
@@ -21,13 +22,25 @@ namespace {
 
 using internal::UniqueFd;
 
-// Buffered line reader over a file descriptor; lines are returned without '\n' or '\r'.
+// Buffered line reader over a file descriptor; lines are returned without '\n' or '\r', and
+// the first without a UTF-8 byte-order mark (Excel's "CSV UTF-8" starts with one; left there,
+// it would hide the time column's name and turn a numeric first row into a header).
 class LineReader {
  public:
   LineReader(int fd, std::string name) : fd_(fd), name_(std::move(name)), buf_(1 << 16) {}
 
   // Returns false at end of file. The view is valid until the next call.
   Result<bool> Next(std::string_view* line) {
+    TEND_ASSIGN_OR_RETURN(bool more, NextRaw(line));
+    if (more && first_) {
+      first_ = false;
+      if (line->substr(0, 3) == "\xEF\xBB\xBF") line->remove_prefix(3);
+    }
+    return more;
+  }
+
+ private:
+  Result<bool> NextRaw(std::string_view* line) {
     for (;;) {
       const char* begin = buf_.data() + start_;
       const char* nl = static_cast<const char*>(std::memchr(begin, '\n', end_ - start_));
@@ -61,12 +74,12 @@ class LineReader {
     }
   }
 
- private:
   int fd_;
   std::string name_;
   std::vector<char> buf_;
   size_t start_ = 0, end_ = 0;
   bool eof_ = false;
+  bool first_ = true;
 };
 
 std::string_view Trim(std::string_view s) {
@@ -92,13 +105,23 @@ void Split(std::string_view line, char sep, std::vector<std::string_view>& cells
   }
 }
 
-enum class ParseResult { kOk, kNotNumber, kNotFinite };
+enum class ParseResult { kOk, kNotNumber, kNotFinite, kOutOfRange };
 
+// A number that underflows a double (1e-400) reads as what strtod makes of it: 0 or a signed
+// subnormal, as it would as a float sample anyway. One that overflows (1e400) is out of range;
+// "inf" and "nan" are not finite.
 ParseResult ParseDouble(std::string_view s, double* out) {
   if (!s.empty() && s.front() == '+') s.remove_prefix(1);
   if (s.empty()) return ParseResult::kNotNumber;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
-  if (ec == std::errc::result_out_of_range) return ParseResult::kNotFinite;
+  if (ec == std::errc::result_out_of_range && p == s.data() + s.size()) {
+    const std::string copy(s);  // rare: only numbers beyond a double's range get here
+    errno = 0;
+    const double v = std::strtod(copy.c_str(), nullptr);
+    if (std::fabs(v) >= 1.0) return ParseResult::kOutOfRange;  // HUGE_VAL: overflow
+    *out = v;
+    return ParseResult::kOk;
+  }
   if (ec != std::errc() || p != s.data() + s.size()) return ParseResult::kNotNumber;
   return std::isfinite(*out) ? ParseResult::kOk : ParseResult::kNotFinite;
 }
@@ -174,6 +197,10 @@ Status CsvSource::ParseRow(std::string_view line) {
         return Fail(Error::Corrupt(fmt::format("{}:{}: column '{}' is not finite: '{}'", path_,
                                                line_no_, col, cells_[i])));
       }
+      if (r == ParseResult::kOutOfRange) {
+        return Fail(Error::Corrupt(fmt::format("{}:{}: column '{}' is out of range: '{}'", path_,
+                                               line_no_, col, cells_[i])));
+      }
       return Fail(Error::Corrupt(fmt::format("{}:{}: column '{}' is not a number: '{}'", path_,
                                              line_no_, col, cells_[i])));
     }
@@ -230,11 +257,26 @@ Result<std::unique_ptr<Source>> CsvSource::Open(const std::string& path,
   }
   Split(first, s->sep_, s->cells_);
   s->columns_ = static_cast<int>(s->cells_.size());
-  bool header = false;
+  // A header names every column; data has a number in every column. A first line with both is
+  // an error: silently taking it as a header would lose a row and name channels after samples.
+  int name_cells = 0;
+  std::string_view a_name, a_number;
   for (auto cell : s->cells_) {
     double v;
-    if (ParseDouble(cell, &v) == ParseResult::kNotNumber) header = true;
+    if (ParseDouble(cell, &v) == ParseResult::kNotNumber) {
+      ++name_cells;
+      if (a_name.empty()) a_name = cell.empty() ? "(empty)" : cell;
+    } else if (a_number.empty()) {
+      a_number = cell;
+    }
   }
+  if (name_cells > 0 && name_cells < s->columns_) {
+    return Fail(Error::Corrupt(fmt::format(
+        "{}:{}: first line mixes names and numbers ('{}', '{}'): a header needs a name in every "
+        "column, a data row a number",
+        path, first_line_no, a_name.substr(0, 40), a_number.substr(0, 40))));
+  }
+  const bool header = name_cells > 0;
   std::vector<std::string> names;
   if (header) {
     for (int i = 0; i < s->columns_; ++i) {

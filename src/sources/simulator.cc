@@ -163,8 +163,12 @@ Result<SimulatorOptions> SimulatorOptions::Parse(const std::string& kv) {
   return Parse(kv, SimulatorOptions{});
 }
 
-Result<SimulatorOptions> SimulatorOptions::Parse(const std::string& kv,
+Result<SimulatorOptions> SimulatorOptions::Parse(const std::string& spec,
                                                  const SimulatorOptions& base) {
+  // "sim" and "sim:k=v,..." as users write them for `--input`/`--source` (and as ToString()
+  // prints), or the bare "k=v,...": every --sim flag accepts all three.
+  const std::string kv =
+      spec == "sim" ? std::string() : (spec.rfind("sim:", 0) == 0 ? spec.substr(4) : spec);
   SimulatorOptions o = base;
   bool wear_end_given = false;
   std::vector<std::string> seen;

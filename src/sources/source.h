@@ -72,7 +72,8 @@ Result<std::unique_ptr<Source>> OpenRawFd(int fd, const SourceOptions& opts, std
 
 // Streams float32 frames into a WAV file (IEEE float, format tag 3). The file is written under a
 // temporary name and renamed into place by Close(), so a crash never leaves a half-written WAV
-// under the final name.
+// under the final name. A symlink's target is replaced (not the link); a device or FIFO
+// (/dev/null, a named pipe) is written through at Close(), never renamed over.
 class WavWriter {
  public:
   static Result<std::unique_ptr<WavWriter>> Create(const std::string& path, double sample_rate,
@@ -87,6 +88,7 @@ class WavWriter {
  private:
   WavWriter() = default;
   std::string path_, tmp_path_;
+  bool special_ = false;  // path_ is a device, FIFO or socket
   int fd_ = -1;
   int channels_ = 0;
   int64_t frames_ = 0;
@@ -114,7 +116,8 @@ struct SimulatorOptions {
   double jitter_ms = 3.0;  // jitter_ms: stroke timing jitter (standard deviation)
   int channels = 1;        // ch: 1 (die-set accelerometer) or 2 (+ press frame)
 
-  // Parses "key=value,key=value" (the part after "sim:") on top of `base`. Keys: sr, spm,
+  // Parses "key=value,key=value" on top of `base`; a leading "sim:" (or a bare "sim") is
+  // accepted, so "--sim sim:wear=0.5" works wherever a --sim flag is taken. Keys: sr, spm,
   // strokes, seed, wear, wear_end (defaults to wear when absent), noise, hum, hum_hz, amp,
   // jitter_ms, ch.
   static Result<SimulatorOptions> Parse(const std::string& kv, const SimulatorOptions& base);

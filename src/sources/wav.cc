@@ -9,6 +9,7 @@
 #include <bit>
 #include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "core/fs.h"
@@ -449,6 +450,11 @@ void FillWriterHeader(uint8_t* h, uint32_t rate, int channels, int64_t frames) {
   PutLe32(h + 54, data_bytes);
 }
 
+std::string TempDirForSpecial() {
+  const char* t = std::getenv("TMPDIR");
+  return t && *t ? t : "/tmp";
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Source>> OpenWav(const std::string& path, const SourceOptions& opts) {
@@ -470,8 +476,13 @@ Result<std::unique_ptr<WavWriter>> WavWriter::Create(const std::string& path, do
                                            path, sample_rate, channels)));
   }
   std::unique_ptr<WavWriter> w(new WavWriter());
-  w->path_ = path;
-  w->tmp_path_ = fmt::format("{}.tmp.{}", path, ::getpid());
+  // The header is rewritten at the end, so even a special target (/dev/null, a pipe) gets a
+  // temporary file, copied into it at Close; a symlink's target is replaced, not the link.
+  TEND_ASSIGN_OR_RETURN(fs::OutputTarget target, fs::ResolveOutput(path));
+  w->path_ = target.path;
+  w->special_ = target.special;
+  w->tmp_path_ = target.special ? fmt::format("{}/tend-wav.{}.tmp", TempDirForSpecial(), ::getpid())
+                                : fmt::format("{}.tmp.{}", target.path, ::getpid());
   w->channels_ = channels;
   w->fd_ = ::open(w->tmp_path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (w->fd_ < 0) return Fail(fs::ErrnoError("create " + w->tmp_path_, errno));
@@ -522,6 +533,11 @@ Status WavWriter::Close() {
     const int e = errno;
     ::unlink(tmp_path_.c_str());
     return Fail(fs::ErrnoError("close " + tmp_path_, e));
+  }
+  if (special_) {
+    Status st = fs::CopyInto(tmp_path_, path_);
+    ::unlink(tmp_path_.c_str());
+    return st;
   }
   if (::rename(tmp_path_.c_str(), path_.c_str()) != 0) {
     const int e = errno;

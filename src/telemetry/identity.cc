@@ -1,25 +1,26 @@
 #include "telemetry/identity.h"
 
+#include <cstdio>
 #include <vector>
 
 namespace tend::telemetry {
 namespace {
 
-Status ValidatePart(const char* name, const std::string& v) {
-  if (v.empty()) return Fail(Error::Invalid(std::string("identity: ") + name + " is empty"));
-  if (v.size() > 64) {
-    return Fail(
-        Error::Invalid(std::string("identity: ") + name + " '" + v + "' is longer than 64 bytes"));
-  }
-  for (char c : v) {
-    if (c == '/' || c == '+' || c == '#' || c == '\0' || c == ' ' || c == '\t' || c == '\n' ||
-        c == '\r') {
-      return Fail(Error::Invalid(std::string("identity: ") + name + " '" + v +
-                                 "' contains a character not allowed in an MQTT topic level"));
+std::string Escaped(const std::string& v) {
+  std::string out;
+  for (unsigned char c : v.substr(0, 80)) {
+    if (c >= 0x20 && c < 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
     }
   }
-  return Ok();
+  return out;
 }
+
+Status ValidatePart(const char* name, const std::string& v) { return ValidateId(name, v); }
 
 std::vector<std::string> Split(const std::string& s) {
   std::vector<std::string> out;
@@ -36,6 +37,26 @@ std::vector<std::string> Split(const std::string& s) {
 }
 
 }  // namespace
+
+bool IsIdChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '_' || c == '-';
+}
+
+Status ValidateId(const char* what, const std::string& v) {
+  if (v.empty()) return Fail(Error::Invalid(std::string("identity: ") + what + " is empty"));
+  if (v.size() > kMaxIdLength) {
+    return Fail(Error::Invalid(std::string("identity: ") + what + " '" + Escaped(v) +
+                               "' is longer than " + std::to_string(kMaxIdLength) + " bytes"));
+  }
+  for (char c : v) {
+    if (!IsIdChar(c)) {
+      return Fail(Error::Invalid(std::string("identity: ") + what + " '" + Escaped(v) +
+                                 "' has a character outside [A-Za-z0-9._-]"));
+    }
+  }
+  return Ok();
+}
 
 Status Identity::Validate() const {
   TEND_RETURN_NOT_OK(ValidatePart("factory_id", factory_id));
@@ -66,6 +87,21 @@ Status ValidateEdgeStateName(const std::string& name) {
     return Fail(Error::Invalid("edge state name 'status' is reserved for online/offline"));
   }
   return Ok();
+}
+
+std::vector<TopicSpec> PublishedTopics(const Identity& id) {
+  std::vector<TopicSpec> out = {
+      {TopicKind::kScores, id.ScoresTopic(), kScoresQos, false},
+      {TopicKind::kAlerts, id.AlertsTopic(), kAlertsQos, false},
+      {TopicKind::kHealth, id.HealthTopic(), kHealthQos, false},
+      {TopicKind::kStatus, id.StatusTopic(), kStatusQos, kStatusRetained},
+  };
+  for (std::string_view name : kDeviceStateNames) {
+    // Device states are retained at QoS 1 like the status (one current value per device).
+    TopicKind kind = name == "ota" ? TopicKind::kOta : TopicKind::kUnknown;
+    out.push_back({kind, id.EdgeTopic(std::string(name)), kStatusQos, true});
+  }
+  return out;
 }
 
 ParsedTopic ParseTopic(const std::string& topic) {

@@ -1,6 +1,10 @@
 #include "telemetry/mqtt_url.h"
 
+#include <mqtt/async_client.h>
+
 #include <charconv>
+
+#include "core/net.h"
 
 namespace tend::telemetry {
 
@@ -21,8 +25,10 @@ Result<BrokerAddress> ParseBrokerUrl(const std::string& url) {
   }
   if (!rest.empty() && rest.back() == '/') rest.pop_back();
   if (rest.find('/') != std::string::npos || rest.find('@') != std::string::npos) {
-    return Fail(Error::Invalid("broker URL '" + url +
-                               "': no path or credentials allowed (use --mqtt-username)"));
+    return Fail(Error::Invalid(
+        "broker URL '" + url +
+        "': no path or credentials allowed (put username and password under [mqtt] in the "
+        "config file)"));
   }
   size_t colon = rest.rfind(':');
   if (colon != std::string::npos && rest.find(']') == std::string::npos) {
@@ -39,6 +45,28 @@ Result<BrokerAddress> ParseBrokerUrl(const std::string& url) {
   a.host = rest;
   a.paho_uri = std::string(a.tls ? "ssl://" : "tcp://") + a.host + ":" + std::to_string(a.port);
   return a;
+}
+
+std::string DescribeConnectFailure(const BrokerAddress& addr, int return_code, int reason_code,
+                                   std::chrono::milliseconds timeout) {
+  if (reason_code >= 0x80) {
+    const char* s = MQTTReasonCode_toString(static_cast<enum MQTTReasonCodes>(reason_code));
+    return std::string("the broker refused the connection: ") + (s ? s : "unknown reason") +
+           " (MQTT 5 reason code " + std::to_string(reason_code) + ")";
+  }
+  static const char* const kConnack[] = {"unacceptable protocol version", "client id rejected",
+                                         "server unavailable", "bad user name or password",
+                                         "not authorized"};
+  if (return_code >= 1 && return_code <= 5) {
+    return std::string("the broker refused the connection: ") + kConnack[return_code - 1];
+  }
+  std::string tcp = net::ProbeConnect(addr.host, addr.port, timeout);
+  if (!tcp.empty()) return tcp;
+  return std::string("TCP to ") + addr.host + ":" + std::to_string(addr.port) + " works, but the " +
+         (addr.tls ? "TLS handshake (check the CA, certificate and key, and that the broker's "
+                     "certificate names this host) or "
+                   : "") +
+         "MQTT CONNECT failed (Paho rc " + std::to_string(return_code) + ")";
 }
 
 mqtt::ssl_options BrokerSslOptions(const std::string& ca_file, const std::string& cert_file,

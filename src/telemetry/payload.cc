@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <random>
 
 namespace tend::telemetry {
 
@@ -24,20 +25,39 @@ std::string FormatIso8601(std::chrono::system_clock::time_point t) {
   return buf;
 }
 
+namespace {
+int DaysInMonth(int year, int month) {
+  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  return month == 2 && leap ? 29 : kDays[month - 1];
+}
+}  // namespace
+
 Result<int64_t> ParseIso8601Ms(const std::string& s) {
   auto bad = [&] {
-    return Fail(Error::Invalid("timestamp '" + s.substr(0, 64) +
+    // Shown escaped: the text may come from a hostile sender and end up in a log line.
+    std::string shown;
+    for (char c : s.substr(0, 64)) shown += (c >= 0x20 && c < 0x7f) ? c : '?';
+    return Fail(Error::Invalid("timestamp '" + shown +
                                "' is not ISO-8601 UTC (YYYY-MM-DDTHH:MM:SS[.fff]Z)"));
   };
+  // Digits at fixed positions only: no signs, no spaces, no five-digit years.
+  auto num = [&](size_t pos, size_t len, int& out) {
+    out = 0;
+    for (size_t i = pos; i < pos + len; ++i) {
+      if (s[i] < '0' || s[i] > '9') return false;
+      out = out * 10 + (s[i] - '0');
+    }
+    return true;
+  };
   int y, mo, d, h, mi, sec;
-  int n = 0;
-  if (s.size() < 20 ||
-      std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 ||
-      n != 19) {
+  if (s.size() < 20 || !num(0, 4, y) || s[4] != '-' || !num(5, 2, mo) || s[7] != '-' ||
+      !num(8, 2, d) || s[10] != 'T' || !num(11, 2, h) || s[13] != ':' || !num(14, 2, mi) ||
+      s[16] != ':' || !num(17, 2, sec)) {
     return bad();
   }
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 || h < 0 || mi < 0 ||
-      sec < 0) {
+  // A real calendar date: 2026-02-31 is not silently March 3rd.
+  if (mo < 1 || mo > 12 || d < 1 || d > DaysInMonth(y, mo) || h > 23 || mi > 59 || sec > 60) {
     return bad();
   }
   size_t i = 19;
@@ -126,12 +146,22 @@ std::string HealthPayload(std::chrono::system_clock::time_point t, const Identit
   return j.dump();
 }
 
-std::string StatusPayload(std::chrono::system_clock::time_point t, const Identity& id,
-                          bool online) {
+std::string NewInstanceId() {
+  std::random_device rd;
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%08x%08x", rd(), rd());
+  return buf;
+}
+
+std::string StatusPayload(std::chrono::system_clock::time_point t, const Identity& id, bool online,
+                          const StatusSession& session) {
   nlohmann::json j;
   j["device_id"] = id.device_id;
   j["status"] = online ? "online" : "offline";
   j["timestamp"] = FormatIso8601(t);
+  if (session.session_ms > 0) j["session"] = session.session_ms;
+  if (!session.instance.empty()) j["instance"] = session.instance;
+  if (session.will) j["will"] = true;
   return j.dump();
 }
 

@@ -15,7 +15,8 @@
 namespace tend::telemetry {
 
 // (device, boot epoch, sequence): unique per device for its whole life because the boot epoch
-// is a counter persisted in the spool and bumped on every start.
+// is a counter persisted in the spool and bumped on every start, starting from a random number
+// whenever the spool has none (new, reset or wiped; see Spool::boot_epoch).
 struct MessageId {
   int64_t boot = 0;
   int64_t seq = 0;
@@ -42,8 +43,25 @@ std::string ScorePayload(const Decision& d, const Identity& id, const MessageId&
 std::string HealthPayload(std::chrono::system_clock::time_point t, const Identity& id,
                           const MessageId& mid, const nlohmann::json& extra);
 
-// {"device_id", "status": "online"|"offline", "timestamp"}.
-std::string StatusPayload(std::chrono::system_clock::time_point t, const Identity& id, bool online);
+// Which MQTT connection a status belongs to. The Last Will is fixed at CONNECT, so it carries the
+// connect time; the `online` sent once connected and the `offline` of a graceful stop carry the
+// same `session`. A receiver orders a device's statuses by (session, offline after online): a
+// crashed device's Will then wins over its own `online` (sent after it, but stamped earlier), and
+// the next connection's `online` wins over that Will, whatever the arrival order.
+// `instance` names the process (random per start): two live processes claiming one device id
+// show as two instances taking turns.
+struct StatusSession {
+  int64_t session_ms = 0;  // connect attempt, ms since the epoch (device clock); 0: not sent
+  std::string instance;    // 16 hex digits; "": not sent
+  bool will = false;       // this is the Last Will
+};
+// A new random instance id (16 lower-case hex digits).
+std::string NewInstanceId();
+
+// {"device_id", "status": "online"|"offline", "timestamp"} and, when given, "session",
+// "instance" and "will": true.
+std::string StatusPayload(std::chrono::system_clock::time_point t, const Identity& id, bool online,
+                          const StatusSession& session = {});
 
 // Rounds to `decimals` places, the way the SPEC asks for scores (4) and temperatures (1).
 double RoundTo(double v, int decimals);

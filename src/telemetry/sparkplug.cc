@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/json.h"
+
 namespace tend::sparkplug {
 namespace {
 
@@ -152,10 +154,12 @@ Result<NodeCommand> DecodeNodeCommand(std::string_view bytes) {
 }
 
 Result<HostState> DecodeHostState(std::string_view json) {
-  auto j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
+  // From the broker, i.e. from anyone who may publish there: bounded like all outside JSON.
+  auto parsed = tend::json::ParseJson(json, "STATE", {64 << 10, 8});
+  if (!parsed || !parsed->is_object()) {
     return Fail(Error::Invalid("STATE: payload is not a JSON object"));
   }
+  const nlohmann::json& j = *parsed;
   auto online = j.find("online");
   auto ts = j.find("timestamp");
   if (online == j.end() || !online->is_boolean()) {

@@ -10,9 +10,11 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <limits>
+#include <random>
 
 #include "core/fs.h"
 #include "core/log.h"
@@ -96,6 +98,94 @@ CREATE INDEX IF NOT EXISTS spool_by_cls ON spool(cls, id);
 CREATE INDEX IF NOT EXISTS spool_by_kind ON spool(kind, id);
 CREATE TABLE IF NOT EXISTS drops(topic TEXT PRIMARY KEY, count INTEGER NOT NULL);
 )sql";
+
+// A boot number for a spool with none persisted (new, reset, quarantined, in memory): random in
+// [2^32, 2^52), so that message ids ({device}-{boot}-{seq}) never repeat across spool resets,
+// whatever the clock says (edge boxes without an RTC start in 1970), and stay exact in JSON.
+int64_t RandomBoot() {
+  std::random_device rd;
+  const uint64_t r = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  return static_cast<int64_t>((1ull << 32) + r % ((1ull << 52) - (1ull << 32)));
+}
+
+// What the write-ahead log next to a spool file says before SQLite replays it. SQLite silently
+// keeps the longest valid prefix of committed transactions; whatever follows is lost without a
+// word. A WAL whose header is damaged, that ends in a torn frame, holds a frame of the current
+// generation with a bad checksum, or ends in an unfinished transaction was cut short: a crash or
+// power cut during a commit, or a truncated or damaged file. (Frames with another salt are an
+// older generation the log was rewound over: normal.) Format: sqlite.org/fileformat.html#walformat.
+struct WalInspection {
+  std::string damage;  // "" when the log is whole (or absent); else one line
+};
+
+uint32_t Be32(const uint8_t* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+}
+
+void WalChecksum(const uint8_t* data, size_t n, bool big_endian, uint32_t& s0, uint32_t& s1) {
+  for (size_t i = 0; i + 8 <= n; i += 8) {
+    uint32_t x0, x1;
+    if (big_endian) {
+      x0 = Be32(data + i);
+      x1 = Be32(data + i + 4);
+    } else {
+      std::memcpy(&x0, data + i, 4);
+      std::memcpy(&x1, data + i + 4, 4);
+    }
+    s0 += x0 + s1;
+    s1 += x1 + s0;
+  }
+}
+
+WalInspection InspectWal(const std::string& wal_path) {
+  WalInspection out;
+  auto bytes = fs::ReadBinaryFile(wal_path);
+  if (!bytes || bytes->empty()) return out;
+  const std::vector<uint8_t>& w = *bytes;
+  if (w.size() < 32) {
+    out.damage = "write-ahead log cut to " + std::to_string(w.size()) + " bytes (header lost)";
+    return out;
+  }
+  const uint32_t magic = Be32(w.data());
+  const uint32_t page = Be32(w.data() + 8);
+  const bool be = magic == 0x377f0683;
+  uint32_t s0 = 0, s1 = 0;
+  WalChecksum(w.data(), 24, be, s0, s1);
+  if ((magic & 0xfffffffe) != 0x377f0682 || page < 512 || page > 65536 || (page & (page - 1)) ||
+      s0 != Be32(w.data() + 24) || s1 != Be32(w.data() + 28)) {
+    out.damage = "write-ahead log header damaged (" + std::to_string(w.size()) + " bytes ignored)";
+    return out;
+  }
+  const size_t frame = 24 + size_t{page};
+  int64_t valid = 0, committed = 0;
+  size_t off = 32;
+  bool older_generation = false;
+  for (; off + frame <= w.size(); off += frame, ++valid) {
+    const uint8_t* f = w.data() + off;
+    if (std::memcmp(f + 8, w.data() + 16, 8) != 0) {  // another generation: the end
+      older_generation = true;
+      break;
+    }
+    uint32_t c0 = s0, c1 = s1;
+    WalChecksum(f, 8, be, c0, c1);
+    WalChecksum(f + 24, page, be, c0, c1);
+    if (c0 != Be32(f + 16) || c1 != Be32(f + 20)) {
+      out.damage = "write-ahead log frame " + std::to_string(valid + 1) + " is damaged";
+      return out;
+    }
+    s0 = c0;
+    s1 = c1;
+    if (Be32(f + 4) != 0) committed = valid + 1;  // a commit frame
+  }
+  if (!older_generation && off < w.size()) {
+    out.damage = "write-ahead log ends in a torn frame (" + std::to_string(w.size() - off) +
+                 " of " + std::to_string(frame) + " bytes)";
+  } else if (valid > committed) {
+    out.damage = "write-ahead log ends in an unfinished commit (" +
+                 std::to_string(valid - committed) + " frames)";
+  }
+  return out;
+}
 
 struct OpenFailure {
   Error error;
@@ -271,13 +361,11 @@ Status Spool::OpenDb() {
   };
   int64_t persisted_boot = 0;
   TEND_RETURN_NOT_OK(scalar("SELECT value FROM meta WHERE key='boot'", persisted_boot));
-  boot_ = persisted_boot + 1;
+  // Counting on from the persisted number keeps ids unique while the file lives; a spool without
+  // one (new, reset, wiped) starts at a random number instead of 1, or the ids of the previous
+  // spool's messages would come again and a fleet would drop new alerts as duplicates.
+  boot_ = persisted_boot > 0 ? persisted_boot + 1 : RandomBoot();
   if (memory_) {
-    // Nothing persisted to count from: a boot number from the clock (milliseconds), above any
-    // counter a file spool will have reached, so message ids stay unique across restarts.
-    boot_ = std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::milliseconds>(
-                                     std::chrono::system_clock::now().time_since_epoch())
-                                     .count());
     // Row ids far above any file spool's, so that a late acknowledgement of a message sent
     // from memory can never delete a row of the file spool that absorbs it (see Absorb).
     TEND_RETURN_NOT_OK(
@@ -299,10 +387,9 @@ Status Spool::OpenDb() {
     }
     if (!st && full) {
       // The disk is full and the ballast is gone: do not let the boot counter stop the agent.
-      // Use the clock (as the memory spool does) and persist it with the first commit.
-      boot_ = std::max(boot_, std::chrono::duration_cast<std::chrono::milliseconds>(
-                                  std::chrono::system_clock::now().time_since_epoch())
-                                  .count());
+      // A random number (the next start could not tell that persisted + 1 was used) is persisted
+      // with the first commit.
+      boot_ = RandomBoot();
       boot_dirty_ = true;
       TEND_LOG_WARN("spool {}: disk full at open; boot {} will be recorded with the first commit",
                     path_, boot_);
@@ -395,7 +482,14 @@ Result<std::unique_ptr<Spool>> Spool::Open(const std::string& path, const SpoolO
   std::unique_ptr<Spool> spool(new Spool(path, options));
   struct stat st {};
   bool existed = ::stat(path.c_str(), &st) == 0;
-  bool empty_file = existed && st.st_size == 0;
+  struct stat wst {};
+  const bool wal_content = ::stat((path + "-wal").c_str(), &wst) == 0 && wst.st_size > 0;
+  // A spool file is never 0 bytes once opened (switching to WAL mode writes its first page), so
+  // a 0-byte one was emptied: its messages are gone, unless a write-ahead log holds them for
+  // SQLite to rebuild the file from (what it cannot rebuild is quarantined below).
+  bool empty_file = existed && st.st_size == 0 && !wal_content;
+  // Read before SQLite replays (and then rewinds) the log.
+  const WalInspection wal = InspectWal(path + "-wal");
 
   auto first = spool->OpenDb();
   if (!first && first.error().code != ErrorCode::kCorrupt && fs::Exists(path + ".reserve")) {
@@ -409,7 +503,13 @@ Result<std::unique_ptr<Spool>> Spool::Open(const std::string& path, const SpoolO
     spool->reserve_ok_ = spool->EnsureReserve();
     spool->report_.state =
         existed && !empty_file ? SpoolOpenReport::State::kOpened : SpoolOpenReport::State::kCreated;
-    if (empty_file) spool->report_.detail = "empty file (0 bytes): started a new spool";
+    if (empty_file) {
+      spool->report_.detail = "empty file (0 bytes): started a new spool";
+      spool->NoteDamage("empty_file", "the file was empty (0 bytes): whatever it held is lost");
+    }
+    if (!wal.damage.empty()) {
+      spool->NoteDamage("wal_cut_short", wal.damage + ": messages committed after that are lost");
+    }
     spool->report_.pending = spool->depth_;
     return spool;
   }
@@ -456,8 +556,9 @@ Result<std::unique_ptr<Spool>> Spool::Open(const std::string& path, const SpoolO
     }
   }
   spool->report_.pending = spool->depth_;
-  TEND_LOG_WARN("spool {}: unreadable ({}); moved to {}, salvaged {} messages", path,
-                spool->report_.detail, q, spool->report_.salvaged);
+  spool->NoteDamage("quarantined", "unreadable (" + spool->report_.detail + "); moved to " + q +
+                                       ", salvaged " + std::to_string(spool->report_.salvaged) +
+                                       " messages, the rest are lost");
   return spool;
 }
 
@@ -763,6 +864,14 @@ Result<std::vector<SpooledMessage>> Spool::Next(size_t limit) {
 void Spool::Rewind() {
   cursor_[0] = 0;
   cursor_[1] = 0;
+}
+
+void Spool::NoteDamage(const std::string& event, const std::string& detail) {
+  TEND_LOG_ERROR("spool {}: {}", path_, detail);
+  report_.damage = report_.damage.empty() ? detail : report_.damage + "; " + detail;
+  const std::string key = std::string(kDamagePrefix) + event;
+  drops_[key] += 1;
+  drops_dirty_[key] = 1;
 }
 
 void Spool::NoteDropped(const std::string& topic, MessageKind /*kind*/, int64_t n) {

@@ -54,6 +54,9 @@ struct SpoolOpenReport {
   int64_t salvaged = 0;         // rows copied out of a quarantined file
   std::string quarantine_path;  // where the unreadable file was moved
   std::string detail;           // one line: why it was quarantined, or "empty file"
+  // Messages were lost before this open (logged at error level, counted in the drop report):
+  // an emptied file, a cut-short write-ahead log, a quarantine. "" when none.
+  std::string damage;
 };
 
 struct CommitResult {
@@ -78,12 +81,12 @@ class Spool {
   // fresh spool, and open_report() says what happened; only OS errors (permissions, missing
   // directory that cannot be created) make Open fail.
   // Opening needs no free disk space for an existing spool: the WAL index lives in memory
-  // (exclusive locking) and the boot counter, if the disk is full even after releasing the
-  // reserve, comes from the clock and is written with the first commit.
+  // (exclusive locking) and the boot number, if the disk is full even after releasing the
+  // reserve, is a random one written with the first commit.
   static Result<std::unique_ptr<Spool>> Open(const std::string& path, const SpoolOptions& options);
   // The degraded fallback when `path` cannot be opened: the same spool in memory (bounded by
-  // options.max_bytes), lost on exit. Its row ids start at 2^40 and its boot number is the clock
-  // in milliseconds, so neither can collide with a file spool's.
+  // options.max_bytes), lost on exit. Its row ids start at 2^40 and its boot number is random,
+  // so neither can collide with a file spool's.
   static Result<std::unique_ptr<Spool>> OpenMemory(const std::string& path,
                                                    const SpoolOptions& options);
   ~Spool();
@@ -95,7 +98,9 @@ class Spool {
   Status Absorb(Spool& from, CommitResult& result);
 
   const SpoolOpenReport& open_report() const { return report_; }
-  // Incremented and committed by every Open: part of each message id.
+  // Part of each message id: the persisted number + 1, committed by every Open; a spool with
+  // none persisted (new, reset, quarantined, in memory) starts at a random number in
+  // [2^32, 2^52), so ids never repeat across spool resets.
   int64_t boot_epoch() const { return boot_; }
 
   // One transaction (group commit): removes acknowledged rows, then appends `messages` in order,
@@ -116,7 +121,12 @@ class Spool {
   // Drops that happened before the spool (e.g. the pipeline's queue was full): counted with the
   // spool's own so one report covers everything. Persisted by the next Commit.
   void NoteDropped(const std::string& topic, MessageKind kind, int64_t n);
-  // Per topic, messages dropped and not yet reported.
+  // Losses that cannot be counted in messages (the spool was emptied, its log cut short,
+  // quarantined): logged at error level and counted, per event, in the drop report under the key
+  // kDamagePrefix + event.
+  static constexpr char kDamagePrefix[] = "!spool:";
+  void NoteDamage(const std::string& event, const std::string& detail);
+  // Per topic, messages dropped and not yet reported (and kDamagePrefix entries, see NoteDamage).
   const std::map<std::string, int64_t>& unreported_drops() const { return drops_; }
   // Atomically appends a report (built by `payload_for(drops)`) as a kReport message and clears
   // the unreported counts; no-op if there is nothing to report.

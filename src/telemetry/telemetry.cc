@@ -79,6 +79,7 @@ class Telemetry::Impl {
     }
     void on_failure(const mqtt::token& tok) override {
       self->connect_failed_rc_ = tok.get_return_code();
+      self->connect_failed_reason_ = tok.get_reason_code();
       self->connect_failed_event_ = true;
       self->Wake();
     }
@@ -113,6 +114,9 @@ class Telemetry::Impl {
 
   Identity id_;
   TelemetryOptions opt_;
+  // Topics from PublishedTopics(id_), fixed at Start: the ACL `tend pki` writes grants the same.
+  std::string scores_topic_, alerts_topic_, health_topic_, status_topic_;
+  std::map<std::string, std::string, std::less<>> state_topics_;  // device state name -> topic
   std::unique_ptr<Spool> spool_;
   SpoolOpenReport report_;
   SpoolOptions spool_options_;
@@ -126,6 +130,10 @@ class Telemetry::Impl {
   Clock::time_point last_commit_error_log_{};
   int64_t boot_ = 0;
   int64_t seq_ = 0;
+  // The status of each connection (see StatusSession): this process's instance id and the
+  // current connection's session stamp, shared by its Will, `online` and graceful `offline`.
+  const std::string instance_ = NewInstanceId();
+  int64_t session_ms_ = 0;
 
   // Pipeline -> worker hand-off (double buffer of preallocated decisions).
   mutable std::mutex mu_;
@@ -163,7 +171,19 @@ class Telemetry::Impl {
   std::atomic<int64_t> inflight_{0};
   std::atomic<bool> connected_event_{false}, connect_failed_event_{false}, lost_event_{false};
   std::atomic<bool> rewind_needed_{false};
-  std::atomic<int> connect_failed_rc_{0};
+  // Each connection starts with one spooled message in flight and opens the full window at its
+  // first acknowledgement or refusal. A broker may close the connection right after refusing a
+  // publish (MQTT 3.1.1 allows it; Mosquitto 2.0.11 does it in some configurations): with a full
+  // window behind the refused message, its close resets the TCP stream and destroys the PUBACK
+  // that says why, so the client could only resend, be refused again, and loop. Alone in flight,
+  // the refused message's PUBACK arrives before the close, and it is never sent again.
+  std::atomic<bool> window_open_{false};
+  std::atomic<int> connect_failed_rc_{0}, connect_failed_reason_{0};
+  BrokerAddress broker_;
+  std::string connect_error_;  // why the last attempt failed ("" once connected); guarded by mu_
+  int last_probe_rc_ = 0;      // worker-only: the probe's answer is reused for 30 s per rc
+  Clock::time_point last_probe_{};
+  void NoteConnectFailure(Clock::time_point now);
   std::mutex ack_mu_;
   std::vector<int64_t> acks_, acks_work_;
   struct Refusal {
@@ -188,6 +208,24 @@ class Telemetry::Impl {
 
 Status Telemetry::Impl::Start() {
   TEND_RETURN_NOT_OK(id_.Validate());
+  for (auto& t : PublishedTopics(id_)) {
+    switch (t.kind) {
+      case TopicKind::kScores:
+        scores_topic_ = std::move(t.topic);
+        break;
+      case TopicKind::kAlerts:
+        alerts_topic_ = std::move(t.topic);
+        break;
+      case TopicKind::kHealth:
+        health_topic_ = std::move(t.topic);
+        break;
+      case TopicKind::kStatus:
+        status_topic_ = std::move(t.topic);
+        break;
+      default:  // a device state: factory/{f}/edge/{d}/{name}
+        state_topics_[t.topic.substr(t.topic.rfind('/') + 1)] = t.topic;
+    }
+  }
   if (opt_.spool_path.empty()) return Fail(Error::Invalid("telemetry: spool_path is empty"));
   if (opt_.mqtt_version != 4 && opt_.mqtt_version != 5) {
     return Fail(Error::Invalid("telemetry: mqtt_version " + std::to_string(opt_.mqtt_version) +
@@ -252,6 +290,7 @@ Status Telemetry::Impl::Start() {
       return Fail(Error::Invalid("telemetry: give both a client certificate and its key"));
     }
     paho_uri_ = addr.paho_uri;
+    broker_ = addr;
     try {
       connopts_.set_mqtt_version(opt_.mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1);
       if (opt_.mqtt_version == 5) {
@@ -312,8 +351,9 @@ void Telemetry::Impl::Stop() {
   if (cli_) {
     try {
       if (state_ == ConnState::kConnected && cli_->is_connected()) {
-        auto payload = StatusPayload(std::chrono::system_clock::now(), id_, false);
-        auto tok = cli_->publish(id_.StatusTopic(), payload.data(), payload.size(), kStatusQos,
+        auto payload = StatusPayload(std::chrono::system_clock::now(), id_, false,
+                                     {session_ms_, instance_, /*will=*/false});
+        auto tok = cli_->publish(status_topic_, payload.data(), payload.size(), kStatusQos,
                                  kStatusRetained);
         tok->wait_for(std::chrono::seconds(2));
         cli_->disconnect(std::chrono::seconds(1))->wait_for(std::chrono::seconds(2));
@@ -360,6 +400,7 @@ void Telemetry::Impl::OnPublished(const mqtt::token& tok, bool ok) {
   size_t pending_acks = 0;
   if (ok) {
     st_delivered_.fetch_add(1, std::memory_order_relaxed);
+    if (id != 0 && current) window_open_ = true;
     if (id != 0) {
       std::lock_guard lk(ack_mu_);
       acks_.push_back(id);
@@ -379,6 +420,7 @@ void Telemetry::Impl::OnPublished(const mqtt::token& tok, bool ok) {
         topic = dt->get_message()->get_topic();
       }
       st_refused_.fetch_add(1);
+      if (id != 0) window_open_ = true;
       std::lock_guard lk(ack_mu_);
       refusals_.push_back({id, rc, std::move(topic)});
     } else if (id != 0 && current) {
@@ -412,6 +454,7 @@ Telemetry::Stats Telemetry::Impl::stats() const {
   {
     std::lock_guard lk(mu_);
     s.spool_error = spool_error_;
+    s.connect_error = connect_error_;
     s.refused_by_topic = refused_by_topic_;
   }
   return s;
@@ -506,7 +549,7 @@ void Telemetry::Impl::MaybeBuildHealth(Clock::time_point now, bool force) {
                       {"health", st_drop_health_.load()}};
   extra["connected"] = st_connected_.load();
   MessageId mid{boot_, ++seq_};
-  OutgoingMessage m{MessageKind::kHealth, id_.HealthTopic(), kHealthQos, false,
+  OutgoingMessage m{MessageKind::kHealth, health_topic_, kHealthQos, false,
                     HealthPayload(std::chrono::system_clock::now(), id_, mid, extra)};
   (opt_.spool_health ? batch_ : direct_).push_back(std::move(m));
 }
@@ -519,10 +562,16 @@ Clock::duration Telemetry::Impl::NextBackoff() {
 }
 
 void Telemetry::Impl::StartConnect() {
-  // The Last Will is fixed at CONNECT time, so its timestamp is that of the connection attempt.
-  auto will_payload = StatusPayload(std::chrono::system_clock::now(), id_, false);
+  // The Last Will is fixed at CONNECT time, so its timestamp is that of the connection attempt;
+  // the session stamp (strictly increasing within the process) is what makes it win over this
+  // connection's `online` and lose to the next connection's.
+  const auto now = std::chrono::system_clock::now();
+  const int64_t now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+  session_ms_ = std::max(now_ms, session_ms_ + 1);
+  auto will_payload = StatusPayload(now, id_, false, {session_ms_, instance_, /*will=*/true});
   connopts_.set_will(
-      mqtt::will_options(id_.StatusTopic(), will_payload, kStatusQos, kStatusRetained));
+      mqtt::will_options(status_topic_, will_payload, kStatusQos, kStatusRetained));
   try {
     NewClient();
     cli_->connect(connopts_, nullptr, connect_listener_);
@@ -562,34 +611,46 @@ void Telemetry::Impl::NetworkStep(Clock::time_point now) {
     return;
   }
   if (connect_failed_event_.exchange(false)) {
-    TEND_LOG_WARN("telemetry: cannot connect to {} (rc {}); retrying with backoff", opt_.broker_url,
-                  connect_failed_rc_.load());
+    NoteConnectFailure(now);
     state_ = ConnState::kDisconnected;
     next_attempt_ = now + NextBackoff();
   }
-  if (lost_event_.exchange(false) && state_ == ConnState::kConnected) {
+  if (connected_event_.exchange(false)) {
+    state_ = ConnState::kConnected;
+    st_connected_ = true;
+    {
+      std::lock_guard lk(mu_);
+      connect_error_.clear();
+    }
+    last_probe_rc_ = 0;
+    backoff_s_ = opt_.reconnect_min_s;
+    if (ever_connected_) st_reconnects_ += 1;
+    ever_connected_ = true;
+    gen_.fetch_add(1);
+    inflight_ = 0;
+    window_open_ = false;
+    spool_->Rewind();
+    TEND_LOG_INFO("telemetry: connected to {} as {}; {} messages to deliver", opt_.broker_url,
+                  id_.ClientId(), spool_->depth());
+    Publish({MessageKind::kReport, status_topic_, kStatusQos, kStatusRetained,
+             StatusPayload(std::chrono::system_clock::now(), id_, true,
+                           {session_ms_, instance_, /*will=*/false})},
+            0);
+    MaybeEnqueueDropReport(now, /*force=*/true);
+  }
+  // A connection can be lost right after it was made (another client took the session over):
+  // the loss may be seen here before the connect is. It was dropped then, and the worker believed
+  // a dead connection alive and never reconnected (seen with two agents sharing a client id,
+  // issue 17). Each connection has its own client, so a loss seen while connecting is this
+  // connection's: it waits until the connect has been handled.
+  if (state_ != ConnState::kConnecting && lost_event_.exchange(false) &&
+      state_ == ConnState::kConnected) {
     state_ = ConnState::kDisconnected;
     st_connected_ = false;
     gen_.fetch_add(1);
     inflight_ = 0;
     spool_->Rewind();
     next_attempt_ = now + NextBackoff();
-  }
-  if (connected_event_.exchange(false)) {
-    state_ = ConnState::kConnected;
-    st_connected_ = true;
-    backoff_s_ = opt_.reconnect_min_s;
-    if (ever_connected_) st_reconnects_ += 1;
-    ever_connected_ = true;
-    gen_.fetch_add(1);
-    inflight_ = 0;
-    spool_->Rewind();
-    TEND_LOG_INFO("telemetry: connected to {} as {}; {} messages to deliver", opt_.broker_url,
-                  id_.ClientId(), spool_->depth());
-    Publish({MessageKind::kReport, id_.StatusTopic(), kStatusQos, kStatusRetained,
-             StatusPayload(std::chrono::system_clock::now(), id_, true)},
-            0);
-    MaybeEnqueueDropReport(now, /*force=*/true);
   }
   if (state_ == ConnState::kConnected) MaybeEnqueueDropReport(now, /*force=*/false);
   if (state_ == ConnState::kDisconnected && now >= next_attempt_) StartConnect();
@@ -607,12 +668,15 @@ void Telemetry::Impl::NetworkStep(Clock::time_point now) {
     TEND_LOG_INFO("telemetry: a publish failed; resending everything not yet acknowledged");
     gen_.fetch_add(1);
     inflight_ = 0;
+    window_open_ = false;
     spool_->Rewind();
   }
   for (auto& m : direct_) Publish(m, 0);
   direct_.clear();
-  while (inflight_.load() < opt_.max_inflight) {
-    size_t room = static_cast<size_t>(opt_.max_inflight - inflight_.load());
+  for (;;) {
+    const int64_t window = window_open_.load() ? opt_.max_inflight : 1;
+    if (inflight_.load() >= window) break;
+    size_t room = static_cast<size_t>(window - inflight_.load());
     auto next = spool_->Next(std::min<size_t>(room, 512));
     if (!next) {
       TEND_LOG_ERROR("telemetry: reading the spool: {}", next.error().message);
@@ -626,6 +690,26 @@ void Telemetry::Impl::NetworkStep(Clock::time_point now) {
     }
     if (!ok) break;
   }
+}
+
+// Paho reports a refused TCP connection, a DNS failure and a TLS failure alike as rc -1: ask the
+// broker address why (a TCP probe on this worker thread, at most once per 30 s for the same rc,
+// so an outage does not stall the spool writer on every retry).
+void Telemetry::Impl::NoteConnectFailure(Clock::time_point now) {
+  const int rc = connect_failed_rc_.load(), reason = connect_failed_reason_.load();
+  std::string why;
+  {
+    std::lock_guard lk(mu_);
+    why = connect_error_;
+  }
+  if (why.empty() || rc != last_probe_rc_ || now - last_probe_ >= std::chrono::seconds(30)) {
+    why = DescribeConnectFailure(broker_, rc, reason, std::chrono::seconds(1));
+    last_probe_rc_ = rc;
+    last_probe_ = now;
+    std::lock_guard lk(mu_);
+    connect_error_ = why;
+  }
+  TEND_LOG_WARN("telemetry: cannot connect to {}: {}; retrying with backoff", opt_.broker_url, why);
 }
 
 void Telemetry::Impl::Run() {
@@ -659,11 +743,11 @@ void Telemetry::Impl::Run() {
       model_version = model_version_;
     }
     if (qd_scores > 0) {
-      spool_->NoteDropped(id_.ScoresTopic(), MessageKind::kScore, qd_scores);
+      spool_->NoteDropped(scores_topic_, MessageKind::kScore, qd_scores);
       CountDropped(MessageKind::kScore, qd_scores);
     }
     if (qd_alerts > 0) {
-      spool_->NoteDropped(id_.AlertsTopic(), MessageKind::kAlert, qd_alerts);
+      spool_->NoteDropped(alerts_topic_, MessageKind::kAlert, qd_alerts);
       CountDropped(MessageKind::kAlert, qd_alerts);
     }
     BuildMessages(n, model_version);
@@ -759,6 +843,13 @@ void Telemetry::Impl::PublishDeviceState(const std::string& name, nlohmann::json
     TEND_LOG_WARN("telemetry: device state ignored: {}", v.error().message);
     return;
   }
+  if (state_topics_.find(name) == state_topics_.end()) {
+    TEND_LOG_WARN(
+        "telemetry: device state '{}' ignored: not in kDeviceStateNames (telemetry/identity.h), "
+        "so the broker ACL from `tend pki` would refuse it",
+        name);
+    return;
+  }
   if (!payload.is_object()) {
     TEND_LOG_WARN("telemetry: device state '{}' ignored: payload is not a JSON object", name);
     return;
@@ -783,8 +874,9 @@ void Telemetry::Impl::BuildStates() {
   for (auto& [name, p] : states) {
     if (!p.contains("device_id")) p["device_id"] = id_.device_id;
     if (!p.contains("msg_id")) p["msg_id"] = FormatMessageId(id_.device_id, {boot_, ++seq_});
-    batch_.push_back(
-        {MessageKind::kState, id_.EdgeTopic(name), kStatusQos, /*retained=*/true, p.dump()});
+    auto topic = state_topics_.find(name);  // always there: PublishDeviceState checked it
+    if (topic == state_topics_.end()) continue;
+    batch_.push_back({MessageKind::kState, topic->second, kStatusQos, /*retained=*/true, p.dump()});
   }
 }
 
@@ -794,7 +886,7 @@ bool Telemetry::Impl::ApplyRefusals(Clock::time_point now) {
     if (r.id != 0) {
       acks_work_.push_back(r.id);  // leaves the spool with this commit
       // Reports go QoS 1 on the health topic: a refused report is logged, not re-reported.
-      if (r.topic != id_.HealthTopic()) {
+      if (r.topic != health_topic_) {
         spool_->NoteDropped(RefusalKey(r.topic, r.reason_code), MessageKind::kAlert, 1);
       }
     }
@@ -833,7 +925,14 @@ void Telemetry::Impl::MaybeEnqueueDropReport(Clock::time_point now, bool force) 
   j["msg_id"] = FormatMessageId(id_.device_id, {boot_, ++seq_});
   int64_t total = 0, refused_total = 0;
   nlohmann::json dropped = nlohmann::json::object(), refused = nlohmann::json::array();
+  nlohmann::json damage = nlohmann::json::object();
+  const std::string damage_prefix = Spool::kDamagePrefix;
   for (const auto& [key, n] : spool_->unreported_drops()) {
+    if (key.rfind(damage_prefix, 0) == 0) {
+      // Losses the spool cannot count in messages (emptied file, cut-short log, quarantine).
+      damage[key.substr(damage_prefix.size())] = n;
+      continue;
+    }
     size_t hash = key.rfind('#');
     if (hash == std::string::npos) {
       dropped[key] = n;
@@ -853,13 +952,15 @@ void Telemetry::Impl::MaybeEnqueueDropReport(Clock::time_point now, bool force) 
     j["refused"] = refused;
     j["refused_total"] = refused_total;
   }
-  auto st = spool_->EnqueueDropReport(id_.HealthTopic(), 1, j.dump());
+  if (!damage.empty()) j["spool_damage"] = damage;
+  auto st = spool_->EnqueueDropReport(health_topic_, 1, j.dump());
   if (!st) {
     TEND_LOG_WARN("telemetry: drop report: {}", st.error().message);
     return;
   }
-  TEND_LOG_WARN("telemetry: reporting {} dropped and {} refused messages: {} {}", total,
-                refused_total, dropped.dump(), refused.dump());
+  TEND_LOG_WARN("telemetry: reporting {} dropped and {} refused messages: {} {}{}{}", total,
+                refused_total, dropped.dump(), refused.dump(),
+                damage.empty() ? "" : "; spool damage: ", damage.empty() ? "" : damage.dump());
 }
 
 void Telemetry::Impl::Hold(OutgoingMessage&& m) {
@@ -921,8 +1022,16 @@ Status Telemetry::Impl::Flush(std::chrono::milliseconds timeout) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
     Wake();
   }
+  if (st_in_memory_) {
+    // Degraded mode: nothing is on disk, so nothing is kept for the next run.
+    return Fail(Error::Timeout(
+        "telemetry flush: " + std::to_string(st_depth_.load()) +
+        " messages not yet delivered, held in memory only (the spool file is unusable): they are "
+        "lost when the agent exits"));
+  }
   return Fail(Error::Timeout("telemetry flush: " + std::to_string(st_depth_.load()) +
-                             " messages not yet delivered (kept in the spool)"));
+                             " messages not yet delivered (kept in the spool file for the next "
+                             "run)"));
 }
 
 Telemetry::Telemetry(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

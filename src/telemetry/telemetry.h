@@ -76,6 +76,9 @@ class Telemetry : public DecisionSink {
     int64_t spool_bytes = 0, spool_depth = 0;
     int64_t reconnects = 0;  // successful connections after the first
     bool connected = false;
+    // Why the last connection attempt failed, e.g. "Connection refused" or "the broker refused
+    // the connection: Not authorized ..."; empty once connected.
+    std::string connect_error;
     bool disk_full = false;  // the last commit hit ENOSPC
     int64_t decisions = 0;   // OnDecision calls
     // Degraded: the spool file is unusable and messages are kept in memory (lost on exit);

@@ -2,6 +2,8 @@
 // input ending in one "tend: error:" line and a non-zero exit.
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 
 #include <gtest/gtest.h>
@@ -10,6 +12,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <set>
@@ -203,6 +206,42 @@ TEST_F(Cli, ScoreAndEvalOnSimulatedWear) {
   EXPECT_GT(j["auc"].get<double>(), 0.99);
   EXPECT_EQ(j["normal_windows"], 40);
   EXPECT_EQ(Slurp(dir() + "/p.svg").rfind("<svg", 0), 0u);
+}
+
+// Issue 17, defect 11: `--out /dev/null` as root renamed a regular file over the device node.
+// A device (a private null device made with mknod, when root), a FIFO and a symlink are written
+// through and stay what they were; a regular file is still replaced atomically.
+TEST_F(Cli, ScoreOutWritesThroughSpecialFilesAndSymlinks) {
+  const std::string cmd = "score --model m.onnx --input 'sim:strokes=3,wear=0,seed=4' --out ";
+  ASSERT_EQ(::mkfifo((dir() + "/pipe").c_str(), 0600), 0);
+  std::string from_pipe;
+  std::thread reader([&] { from_pipe = Slurp(dir() + "/pipe"); });
+  auto r = Tend(cmd + "pipe", dir());
+  reader.join();
+  ASSERT_EQ(r.rc, 0) << r.err;
+  struct stat st {};
+  ASSERT_EQ(::lstat((dir() + "/pipe").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode)) << "the FIFO was replaced";
+  EXPECT_EQ(std::count(from_pipe.begin(), from_pipe.end(), '\n'), 3) << from_pipe;
+
+  std::filesystem::create_directories(dir() + "/real");
+  std::filesystem::create_symlink("real/scores.jsonl", dir() + "/link.jsonl");
+  r = Tend(cmd + "link.jsonl", dir());
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_TRUE(std::filesystem::is_symlink(dir() + "/link.jsonl")) << "the symlink was replaced";
+  const std::string via_link = Slurp(dir() + "/real/scores.jsonl");
+  EXPECT_EQ(std::count(via_link.begin(), via_link.end(), '\n'), 3) << via_link;
+
+  if (::mknod((dir() + "/null").c_str(), S_IFCHR | 0666, ::makedev(1, 3)) == 0) {
+    r = Tend(cmd + "null", dir());
+    ASSERT_EQ(r.rc, 0) << r.err;
+    ASSERT_EQ(::lstat((dir() + "/null").c_str(), &st), 0);
+    EXPECT_TRUE(S_ISCHR(st.st_mode)) << "the device node was replaced by a file";
+  }
+  r = Tend(cmd + "plain.jsonl", dir());
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir() + "/plain.jsonl.partial"));
+  EXPECT_TRUE(std::filesystem::is_regular_file(dir() + "/plain.jsonl"));
 }
 
 TEST_F(Cli, TrainingDataTooShort) {

@@ -94,6 +94,21 @@ TEST(ModelCardTest, BadJsonIsNamed) {
   EXPECT_TRUE(Contains(r.error(), "'tend.name' is not valid JSON")) << r.error().message;
 }
 
+// Issue 17, defect 8: a deeply nested optional value crashed FromMetadata (SIGSEGV in the copy)
+// at load time, inside the agent's OTA load check; it must be refused with the key named.
+TEST(ModelCardTest, DeeplyNestedMetadataIsRefusedNotACrash) {
+  const std::string nested = "{\"x\": " + std::string(80000, '[') + std::string(80000, ']') + "}";
+  for (const char* key : {kKeyTrainingSummary, kKeyCalibration, kKeyFeatureSpec}) {
+    auto meta = FullCard().ToMetadata();
+    meta[key] = nested;
+    auto r = ModelCard::FromMetadata(meta);
+    ASSERT_FALSE(r) << key;
+    EXPECT_EQ(r.error().code, ErrorCode::kModelError);
+    EXPECT_TRUE(Contains(r.error(), std::string("'") + key + "': JSON nested deeper than"))
+        << r.error().message;
+  }
+}
+
 TEST(ModelCardTest, WrongTypesAreNamed) {
   struct Case {
     const char* key;

@@ -70,7 +70,6 @@ TEST(FleetMessage, ClassifiesMalformedInput) {
                {"top_sensors", "rms"},
                {"top_sensors", {1, 2}},
                {"timestamp", 17},
-               {"timestamp", "yesterday"},
                {"asset_id", "other"},
                {"seq", "x"},
                {"msg_id", 5}};
@@ -157,6 +156,213 @@ using testing::AgentOtaState;
 using testing::OtaShape;
 using testing::WirePayload;
 
+// ---- Issue 17 ------------------------------------------------------------------------------
+
+using telemetry::StatusPayload;
+using telemetry::StatusSession;
+
+FleetMessage Status(bool online, int64_t ts_ms, StatusSession session, const Identity& id = kId) {
+  return Parsed(
+      id.StatusTopic(),
+      StatusPayload(std::chrono::system_clock::time_point{std::chrono::milliseconds(ts_ms)}, id,
+                    online, session));
+}
+
+std::string DeviceStatus(FleetStore& s, const std::string& device = "edge-1") {
+  auto d = s.Devices();
+  EXPECT_TRUE(d) << (d ? "" : d.error().message);
+  for (const auto& row : *d) {
+    if (row.device_id == device) return row.status;
+  }
+  return "";
+}
+
+// Defect 4: the Last Will is fixed at connect time, so it is stamped before the `online` sent
+// once connected; "newest timestamp wins" kept a crashed device online forever. The session
+// stamp orders them: the Will wins over its own connection's online, the next connection's
+// online wins over the Will, whatever order they arrive in.
+TEST_F(FleetStoreTest, LastWillWinsOverItsOwnOnlineAndLosesToTheNextConnection) {
+  auto store = OpenFleetStore("sqlite:" + dir_ + "/fleet.db");
+  ASSERT_TRUE(store) << store.error().message;
+  auto& s = **store;
+  const int64_t s1 = 1800000000000, s2 = s1 + 60000;
+  ASSERT_TRUE(s.Store(Status(true, s1 + 40, {s1, "aaaaaaaaaaaaaaaa", false}), s1 + 41));
+  EXPECT_EQ(DeviceStatus(s), "online");
+  ASSERT_TRUE(s.Store(Status(false, s1, {s1, "aaaaaaaaaaaaaaaa", true}), s1 + 50000));
+  EXPECT_EQ(DeviceStatus(s), "offline") << "the crashed device's Will lost to its own online";
+  ASSERT_TRUE(s.Store(Status(true, s2 + 30, {s2, "bbbbbbbbbbbbbbbb", false}), s2 + 31));
+  EXPECT_EQ(DeviceStatus(s), "online");
+  // The first connection's Will delivered again late (QoS 1): the newer connection stays online.
+  ASSERT_TRUE(s.Store(Status(false, s1, {s1, "aaaaaaaaaaaaaaaa", true}), s2 + 100));
+  EXPECT_EQ(DeviceStatus(s), "online");
+  // A graceful stop of the second connection.
+  ASSERT_TRUE(s.Store(Status(false, s2 + 9000, {s2, "bbbbbbbbbbbbbbbb", false}), s2 + 9001));
+  EXPECT_EQ(DeviceStatus(s), "offline");
+  // Senders without a session (SPEC minimum): the newer timestamp wins, as before.
+  const Identity other{"f1", "l1", "press-1", "edge-2"};
+  ASSERT_TRUE(s.Store(Status(false, s1 + 9000, {}, other), s1 + 9001));
+  ASSERT_TRUE(s.Store(Status(true, s1 + 8000, {}, other), s1 + 9002));
+  EXPECT_EQ(DeviceStatus(s, "edge-2"), "offline");
+}
+
+// Defects 3 and 5: dedup was a global UNIQUE(msg_id): two devices sharing an id (or one device
+// whose spool was reset) lost each other's alerts as "duplicates". The key is now
+// (device, asset, msg_id).
+TEST_F(FleetStoreTest, DedupIsPerDeviceAndAsset) {
+  auto store = OpenFleetStore("sqlite:" + dir_ + "/fleet.db");
+  ASSERT_TRUE(store) << store.error().message;
+  auto& s = **store;
+  const int64_t t0 = 1800000000000;
+  const Identity a{"f1", "l1", "press-1", "clone"}, b{"f1", "l1", "press-2", "clone"},
+      c{"f1", "l1", "press-1", "edge-9"};
+  for (const Identity* id : {&a, &b, &c}) {
+    // The same msg_id, as a cloned image with the same device id or a reset spool produces.
+    auto m = Parsed(id->AlertsTopic(),
+                    telemetry::ScorePayload(MakeDecision(true, t0), *id, MessageId{1, 1}));
+    m.msg_id = "clone-1-1";
+    auto r = s.Store(m, t0 + 1);
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_TRUE(*r) << id->asset_id << "/" << id->device_id << " was dropped as a duplicate";
+    r = s.Store(m, t0 + 2);  // a real redelivery is still a duplicate
+    ASSERT_TRUE(r);
+    EXPECT_FALSE(*r);
+  }
+  EXPECT_EQ(s.Alerts(0, 100)->size(), 3u);
+}
+
+// A database from before schema versions (UNIQUE(msg_id), no status order) keeps its rows and
+// gets the new dedup key and status order (version 2) and the console's tables (3) on open.
+TEST_F(FleetStoreTest, MigratesAnUnversionedDatabase) {
+  const std::string path = dir_ + "/v1.db";
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, R"sql(
+CREATE TABLE devices(device_id TEXT PRIMARY KEY, factory_id TEXT NOT NULL DEFAULT '',
+  status TEXT NOT NULL DEFAULT '', status_ms INTEGER NOT NULL DEFAULT 0,
+  last_seen_ms INTEGER NOT NULL DEFAULT 0, model_version TEXT NOT NULL DEFAULT '');
+CREATE TABLE alerts(msg_id TEXT UNIQUE, device_id TEXT NOT NULL, factory_id TEXT NOT NULL,
+  line_id TEXT NOT NULL, asset_id TEXT NOT NULL, ts_ms INTEGER NOT NULL, timestamp TEXT NOT NULL,
+  anomaly_score REAL, severity TEXT NOT NULL, top_sensors TEXT NOT NULL,
+  model_version TEXT NOT NULL, seq INTEGER NOT NULL, received_ms INTEGER NOT NULL);
+INSERT INTO alerts VALUES('dev-1-1', 'dev', 'f1', 'l1', 'a1', 1, '1970', 0.5, 'HIGH', '[]', '1',
+  1, 2);
+INSERT INTO devices(device_id, status, status_ms) VALUES('dev', 'online', 1800000000000);
+)sql",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto store = OpenFleetStore("sqlite:" + path);
+  ASSERT_TRUE(store) << store.error().message;
+  EXPECT_EQ((*store)->Alerts(0, 10)->size(), 1u);
+  const Identity other{"f1", "l1", "a2", "dev2"};
+  auto m = Parsed(other.AlertsTopic(), telemetry::ScorePayload(MakeDecision(true, 1800000000000),
+                                                               other, MessageId{1, 1}));
+  m.msg_id = "dev-1-1";
+  auto r = (*store)->Store(m, 1800000000001);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_TRUE(*r);
+  EXPECT_EQ(DeviceStatus(**store, "dev"), "online");
+  // An older offline does not win over the migrated status; a newer one does.
+  const Identity dev{"f1", "l1", "a1", "dev"};
+  ASSERT_TRUE((*store)->Store(Status(false, 1700000000000, {}, dev), 1800000000002));
+  EXPECT_EQ(DeviceStatus(**store, "dev"), "online");
+  ASSERT_TRUE((*store)->Store(Status(false, 1800000000500, {}, dev), 1800000000600));
+  EXPECT_EQ(DeviceStatus(**store, "dev"), "offline");
+  store->reset();
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(st, 0), 3);
+  sqlite3_finalize(st);
+  // Version 3: the console's tables and an alert's evidence columns came with the migration.
+  for (const char* q : {"SELECT event_id, image_ref FROM alerts", "SELECT hash FROM console_tokens",
+                        "SELECT id FROM audit_log", "SELECT device_id FROM device_assets",
+                        "SELECT name FROM rollout_status"}) {
+    EXPECT_EQ(sqlite3_exec(db, q, nullptr, nullptr, nullptr), SQLITE_OK)
+        << q << ": " << sqlite3_errmsg(db);
+  }
+  sqlite3_close(db);
+}
+
+// Defect 9: impossible timestamps and ids were stored: a status stamped 2099 froze a device,
+// 2026-02-31, +026 and -001 years went in, ids with NUL, newline or a right-to-left override
+// faked lines in `fleet status`. Each is now refused with its own reason.
+TEST(FleetMessage, RefusesImpossibleTimestampsAndIds) {
+  auto good = telemetry::ScoreJson(MakeDecision(true, 1800000000000), kId, MessageId{1, 1});
+  for (const char* ts : {"2026-02-31T00:00:00Z", "2025-02-29T12:00:00Z", "+026-01-01T00:00:00Z",
+                         "-001-01-01T00:00:00Z", "2026-1-01T00:00:00.0Z", "2026-01-01T24:00:00Z",
+                         "2026-01-01T00:00:00 Z", "20260-01-01T00:00:00Z"}) {
+    auto j = good;
+    j["timestamp"] = ts;
+    auto o = ParseFleetMessage(kId.AlertsTopic(), j.dump());
+    EXPECT_EQ(o.reason, Malformed::kBadTimestamp) << ts << ": " << o.detail;
+  }
+  auto leap = good;
+  leap["timestamp"] = "2024-02-29T12:00:00Z";
+  EXPECT_EQ(ParseFleetMessage(kId.AlertsTopic(), leap.dump()).reason, Malformed::kNone);
+
+  const int64_t now = 1800000000000;
+  auto future = good;
+  future["timestamp"] = "2099-01-01T00:00:00Z";
+  auto o = ParseFleetMessage(kId.AlertsTopic(), future.dump());
+  ASSERT_EQ(o.reason, Malformed::kNone);
+  std::string detail;
+  EXPECT_EQ(CheckClock(o.message, now, kDefaultMaxClockSkewMs, &detail), Malformed::kBadTimestamp);
+  EXPECT_NE(detail.find("ahead of the fleet's clock"), std::string::npos) << detail;
+  o = ParseFleetMessage(kId.AlertsTopic(), good.dump());
+  EXPECT_EQ(CheckClock(o.message, now, kDefaultMaxClockSkewMs, nullptr), Malformed::kNone);
+  auto epoch = good;
+  epoch["timestamp"] = "1970-01-01T00:00:01Z";
+  o = ParseFleetMessage(kId.AlertsTopic(), epoch.dump());
+  EXPECT_EQ(CheckClock(o.message, now, kDefaultMaxClockSkewMs, nullptr), Malformed::kBadTimestamp);
+  auto frozen =
+      Parsed(kId.StatusTopic(),
+             StatusPayload(std::chrono::system_clock::time_point{std::chrono::milliseconds(now)},
+                           kId, true, {4070908800000, "", false}));  // session in 2099
+  EXPECT_EQ(CheckClock(frozen, now, kDefaultMaxClockSkewMs, nullptr), Malformed::kBadTimestamp);
+
+  for (const std::string& dev : {std::string("edge\0x", 6), std::string("edge\nFAKE"),
+                                 std::string("edge\xe2\x80\xae"
+                                             "1"),
+                                 std::string("edge 1"), std::string(65, 'x')}) {
+    const Identity bad{"f1", "l1", "press-1", dev};
+    auto st = ParseFleetMessage(
+        bad.StatusTopic(),
+        R"({"device_id":"x","status":"online","timestamp":"2027-01-15T08:00:00Z"})");
+    EXPECT_EQ(st.reason, Malformed::kBadId) << dev;
+    auto j = good;
+    j["device_id"] = dev;
+    EXPECT_EQ(ParseFleetMessage(kId.AlertsTopic(), j.dump()).reason, Malformed::kBadId) << dev;
+  }
+  auto rtl = good;
+  rtl["top_sensors"] = {"rms\xe2\x80\xae"};
+  EXPECT_EQ(ParseFleetMessage(kId.AlertsTopic(), rtl.dump()).reason, Malformed::kBadId);
+  auto nl = good;
+  nl["model_version"] = "3\nedge-7  online";
+  EXPECT_EQ(ParseFleetMessage(kId.AlertsTopic(), nl.dump()).reason, Malformed::kBadId);
+  auto id = good;
+  id["msg_id"] = "edge-1-1-1\r";
+  EXPECT_EQ(ParseFleetMessage(kId.AlertsTopic(), id.dump()).reason, Malformed::kBadId);
+  EXPECT_STREQ(MalformedName(Malformed::kBadId), "bad_id");
+  EXPECT_STREQ(MalformedName(Malformed::kBadTimestamp), "bad_timestamp");
+}
+
+// Defect 5: two live processes with one device id replace each other on the broker; their
+// `online`s alternate. A restart (a new process) or a redelivery is not that.
+TEST(FleetIngest, DuplicateDeviceDetectorSpotsTwoLiveProcesses) {
+  DuplicateDeviceDetector d(600000);
+  EXPECT_EQ(d.OnOnline("dev", "aaaa", 1, 1000), "");
+  EXPECT_EQ(d.OnOnline("dev", "aaaa", 2, 2000), "");      // a reconnect of the same process
+  EXPECT_EQ(d.OnOnline("dev", "bbbb", 3, 3000), "");      // a restart, so far
+  EXPECT_EQ(d.OnOnline("dev", "aaaa", 2, 3500), "");      // a's old online redelivered
+  EXPECT_EQ(d.OnOnline("dev", "aaaa", 4, 4000), "bbbb");  // a is back: two live processes
+  EXPECT_EQ(d.OnOnline("other", "bbbb", 5, 5000), "");
+  EXPECT_EQ(d.OnOnline("dev2", "cccc", 1, 1000), "");
+  EXPECT_EQ(d.OnOnline("dev2", "dddd", 2, 2000), "");
+  EXPECT_EQ(d.OnOnline("dev2", "cccc", 3, 2000 + 600001), "");  // outside the window
+}
+
 TEST(FleetTopic, ParsesTheEdgeOtaTopicAndNothingElseNew) {
   auto p = telemetry::ParseTopic(kId.EdgeTopic("ota"));
   EXPECT_EQ(p.kind, TopicKind::kOta);
@@ -236,7 +442,6 @@ TEST(FleetMessage, ClassifiesMalformedOtaState) {
                {"state", 1},
                {"device_id", "edge-2"},
                {"device_id", nullptr},
-               {"timestamp", "yesterday"},
                {"timestamp", nullptr},
                {"msg_id", 7},
                {"backup_version", "1"},
@@ -252,6 +457,11 @@ TEST(FleetMessage, ClassifiesMalformedOtaState) {
     EXPECT_EQ(o.reason, Malformed::kWrongType) << c.field << " = " << c.value.dump();
     EXPECT_FALSE(o.detail.empty());
   }
+  // A string that is not a real UTC time is a bad timestamp (counted apart since issue 17).
+  auto yesterday = good;
+  yesterday["timestamp"] = "yesterday";
+  EXPECT_EQ(ParseFleetMessage(kId.EdgeTopic("ota"), yesterday.dump()).reason,
+            Malformed::kBadTimestamp);
   for (const char* k : {"event", "current_version", "stale", "state", "device_id", "timestamp"}) {
     auto j = good;
     j.erase(k);

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
+#include <sstream>
 
 #include "metrics/exporter.h"
 #include "test_util.h"
@@ -46,7 +47,8 @@ std::set<std::string> ExportedNames() {
   (*e)->RefreshSystemNow();
   (*e)->OnDecision(Decision{});
   (*e)->OnModelInfo({"m", "1", "CPUExecutionProvider", 1, 2});
-  (*e)->SetTelemetryStatsProvider([] { return TelemetryFigures{1, 2, 3, true, 4, 5, false, false, 0}; });
+  (*e)->SetTelemetryStatsProvider(
+      [] { return TelemetryFigures{1, 2, 3, true, 4, 5, false, false, 0}; });
   (*e)->SetOtaStatusProvider([] {
     OtaFigures f;
     f.last_check_unix = 1;
@@ -83,6 +85,40 @@ TEST(DeployFilesTest, RulesAndDashboardNameOnlyExportedMetrics) {
     for (const auto& name : referenced) {
       EXPECT_TRUE(exported.count(name)) << file << " uses " << name << ", which is not exported";
     }
+  }
+}
+
+// docs/spec.md (the contract as implemented) lists every exported family and nothing else, so
+// the page cannot drift from the exporter (#16 item 8).
+TEST(DeployFilesTest, SpecPageNamesExactlyTheExportedMetrics) {
+  std::set<std::string> exported;
+  for (const auto& n : ExportedNames()) {
+    std::string base = n;
+    for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+      const std::string sx = suffix;
+      if (base.size() > sx.size() && base.compare(base.size() - sx.size(), sx.size(), sx) == 0) {
+        base.resize(base.size() - sx.size());
+      }
+    }
+    exported.insert(base);
+  }
+  const std::string text = ReadFileOrEmpty(SourceDir() + "/docs/spec.md");
+  ASSERT_FALSE(text.empty()) << "docs/spec.md";
+  const size_t from = text.find("## Prometheus metrics"), to = text.find("\n## ", from + 1);
+  ASSERT_NE(from, std::string::npos);
+  std::set<std::string> documented;
+  std::istringstream lines(text.substr(from, to - from));
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("| `", 0) != 0) continue;
+    const std::string cell = line.substr(0, line.find('|', 1));  // the name column
+    for (const auto& n : ReferencedNames(cell)) documented.insert(n);
+  }
+  EXPECT_GE(documented.size(), 30u);
+  for (const auto& n : documented) {
+    EXPECT_TRUE(exported.count(n)) << "docs/spec.md names " << n << ", which is not exported";
+  }
+  for (const auto& n : exported) {
+    EXPECT_TRUE(documented.count(n)) << n << " is exported but missing from docs/spec.md";
   }
 }
 

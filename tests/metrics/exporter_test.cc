@@ -315,6 +315,40 @@ TEST(ExporterTest, NoDecisionYetMeansNoScoreGauge) {
   EXPECT_TRUE(Find(samples, "edge_spool_messages").empty());  // no telemetry provider
 }
 
+// A component's figures (the PLC link's, the Sparkplug node's): on every scrape with the device
+// labels and the series' own asset, in the health figures under the component's key, and gone
+// once the component removed its provider.
+TEST(ExporterTest, ComponentFiguresUntilTheComponentGoes) {
+  FakeSys sys;
+  auto e = Exporter::Create(TestLabels(), TestOptions(sys));
+  ASSERT_TRUE(e) << e.error().message;
+  int64_t missed = 3;
+  const int id = (*e)->AddComponentProvider("plc", [&] {
+    ComponentFigures f;
+    f.families.push_back(
+        {"edge_plc_rejects_missed_total", "Missed.", true, {{"cam-2", 1.0 * missed}}});
+    f.families.push_back({"edge_plc_link_up", "Up.", false, {{"", 1}}});
+    f.health = {{"cam-2", {{"rejects_missed", missed}}}};
+    return f;
+  });
+  auto samples = testing::ParseExposition((*e)->ScrapeText());
+  auto m = Find(samples, "edge_plc_rejects_missed_total");
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(m[0].value, 3);
+  EXPECT_EQ(m[0].labels.at("asset_id"), "cam-2");
+  EXPECT_EQ(m[0].labels.at("device_id"), "edge-press-01");
+  auto up = Find(samples, "edge_plc_link_up");
+  ASSERT_EQ(up.size(), 1u);
+  EXPECT_EQ(up[0].labels.at("asset_id"), "press-01");  // "": the device's asset
+  EXPECT_NE((*e)->ScrapeText().find("# TYPE edge_plc_rejects_missed_total counter"),
+            std::string::npos);
+  missed = 4;
+  EXPECT_EQ((*e)->HealthFigures()["plc"]["cam-2"]["rejects_missed"], 4);
+  (*e)->RemoveComponentProvider(id);
+  EXPECT_TRUE(Find(testing::ParseExposition((*e)->ScrapeText()), "edge_plc_link_up").empty());
+  EXPECT_FALSE((*e)->HealthFigures().contains("plc"));
+}
+
 TEST(ExporterTest, LabelValuesAreEscaped) {
   FakeSys sys;
   auto e = Exporter::Create({"dev \"1\"", "line\\2", "plant\na"}, TestOptions(sys));
@@ -347,6 +381,21 @@ TEST(ExporterTest, PortTakenIsAClearError) {
   EXPECT_EQ(e.error().code, ErrorCode::kIoError);
   EXPECT_EQ(e.error().message, "metrics: cannot listen on 127.0.0.1:" + std::to_string(port) +
                                    ": Address already in use");
+}
+
+// Two agents on one box with the same --metrics-port: the second must fail, not share the port
+// with the first (cpp-httplib's default SO_REUSEPORT let it bind, and scrapes alternated).
+TEST(ExporterTest, SecondExporterOnTheSamePortFails) {
+  FakeSys sys;
+  auto o = TestOptions(sys);
+  o.port = Exporter::kAnyPortForTest;
+  auto first = Exporter::Create(TestLabels(), o);
+  ASSERT_TRUE(first) << first.error().message;
+  o.port = (*first)->port();
+  auto second = Exporter::Create(TestLabels(), o);
+  ASSERT_FALSE(second) << "a second exporter bound port " << o.port;
+  EXPECT_EQ(second.error().message, "metrics: cannot listen on 127.0.0.1:" +
+                                        std::to_string(o.port) + ": Address already in use");
 }
 
 TEST(ExporterTest, BadOptions) {

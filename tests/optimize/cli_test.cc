@@ -151,6 +151,49 @@ TEST_F(OptimizeCli, CompareTableJsonAndGate) {
   EXPECT_NE(err.find("AUC drops 100.00 points"), std::string::npos) << err;
 }
 
+// #16 item 10: `tend windows` turns recordings into the .npy files quantize and compare read,
+// shaped like the model's input, with labels from --normal/--anomalous.
+TEST_F(OptimizeCli, WindowsFromRecordingsFeedCompareAndQuantize) {
+  const std::string m = dir_.File("press.onnx"), normal = dir_.File("normal.wav"),
+                    worn = dir_.File("worn.wav");
+  ASSERT_EQ(Run("--log-level warn train --input sim:strokes=150,wear=0,seed=1 --out " + m).status,
+            0);
+  ASSERT_EQ(Run("simulate --sim sim:strokes=40,wear=0,seed=2 --out " + normal).status, 0);
+  ASSERT_EQ(Run("simulate --sim sim:strokes=40,wear=0.7,seed=3 --out " + worn).status, 0);
+
+  const std::string val = dir_.File("val.npy"), labels = dir_.File("labels.npy");
+  auto w = Run("--log-level warn windows --model " + m + " --normal " + normal + " --anomalous " +
+               worn + " --out " + val + " --labels " + labels);
+  ASSERT_EQ(w.status, 0) << w.output;
+  EXPECT_NE(w.output.find("feature vectors"), std::string::npos) << w.output;
+  EXPECT_NE(w.output.find("anomalous)"), std::string::npos) << w.output;
+  auto c = Run("--log-level warn compare " + m + " " + m + " --validation " + val + " --labels " +
+               labels + " --iterations 5 --warmup 1 --json");
+  ASSERT_EQ(c.status, 0) << c.output;
+  auto report = nlohmann::json::parse(c.output);
+  EXPECT_EQ(report["samples"], 80) << "one window per simulated stroke";
+  EXPECT_GT(report["models"][0]["auc"].get<double>(), 0.9) << "worn strokes score higher";
+
+  const std::string calib = dir_.File("calib.npy");
+  w = Run("--log-level warn windows --model " + m + " --input " + normal + " --input " + worn +
+          " --max 20 --out " + calib);
+  ASSERT_EQ(w.status, 0) << w.output;
+  EXPECT_NE(w.output.find("20 windows"), std::string::npos) << w.output;
+  auto q = Run("--log-level warn quantize " + m + " --calibration " + calib + " --out " +
+               dir_.File("press.int8.onnx"));
+  EXPECT_EQ(q.status, 0) << q.output;
+
+  ExpectOneLineError("windows --model " + m + " --out " + val, "no input");
+  ExpectOneLineError(
+      "windows --model " + m + " --input " + normal + " --labels " + labels + " --out " + val,
+      "--labels needs --normal");
+  ExpectOneLineError("windows --model " + m + " --input " + normal + "@0:0.1 --out " + val,
+                     "no windows");
+  ExpectOneLineError(
+      "windows --model " + dir_.File("none.onnx") + " --input " + normal + " --out " + val,
+      "none.onnx");
+}
+
 TEST_F(OptimizeCli, CompareBadInputs) {
   const std::string two = "compare " + Model("cnn.onnx") + " " + Model("cnn_neg.onnx");
   ExpectOneLineError("compare " + Model("cnn.onnx") + " --validation " + Model("cnn_val.npy"),

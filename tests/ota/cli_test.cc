@@ -6,11 +6,13 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <ctime>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "ota_test_util.h"
+#include "raw_server.h"
 
 namespace tend::ota {
 namespace {
@@ -36,9 +38,11 @@ class OtaCliTest : public ::testing::Test {
     if (bin_.empty()) GTEST_SKIP() << "build/tend not built (TEND_BINARY_DIR)";
   }
 
-  Outcome Tend(const std::string& args) {
+  // `timeout_s` > 0 kills a command that should have failed at once but runs on (a server).
+  Outcome Tend(const std::string& args, int timeout_s = 0) {
     std::string out = dir_ / "out", err = dir_ / "err";
-    std::string cmd = bin_ + " --log-level warn " + args + " >" + out + " 2>" + err + " </dev/null";
+    std::string cmd = (timeout_s > 0 ? "timeout " + std::to_string(timeout_s) + " " : "") + bin_ +
+                      " --log-level warn " + args + " >" + out + " 2>" + err + " </dev/null";
     int rc = std::system(cmd.c_str());
     Outcome o;
     o.crashed = rc == -1 || !WIFEXITED(rc);
@@ -61,10 +65,70 @@ class OtaCliTest : public ::testing::Test {
   ScratchDir dir_;
 };
 
+// Issue 17, defect 2: a registry that drips its headers kept `tend run` from stopping on SIGTERM
+// for over a minute (the updater's Stop() joined a fetch in flight). The real agent, polling a
+// registry that sends one header byte every 100 ms for a minute, must exit on SIGTERM while that
+// registry is still dripping.
+TEST_F(OtaCliTest, AgentStopsWithoutWaitingForARegistryThatDrips) {
+  RawServer registry([](int fd, const std::atomic<bool>& stop) {
+    RawServer::Send(fd, "HTTP/1.1 200 OK\r\nX-Slow: ");
+    for (int i = 0; i < 600 && RawServer::Nap(100, stop); ++i) {
+      if (!RawServer::Send(fd, "z")) return;
+    }
+  });
+  Outcome t = Tend("train --input sim:strokes=60,wear=0,seed=3 --out " + (dir_ / "m.onnx") +
+                   " --name press-ae --version 1");
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  KeyPair k = NewKey();
+  ASSERT_TRUE(WriteRoot(dir_ / "reg", MakeRoot({k}, 1, 1, std::time(nullptr) + 365 * kDay), {k}));
+  const std::string log = dir_ / "agent.log";
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    std::vector<std::string> argv = {bin_, "run", "--model", dir_ / "m.onnx", "--source",
+                                     "sim:strokes=100000,wear=0,seed=3", "--speed", "1",
+                                     "--metrics-port", "0", "--state-dir", dir_ / "state",
+                                     "--ota-registry", registry.url(), "--ota-model-dir",
+                                     dir_ / "models", "--ota-root", dir_ / "reg/root.json",
+                                     "--ota-name", "press-ae", "--ota-interval", "3600",
+                                     "--ota-reference-normal", "sim:strokes=30,wear=0,seed=84",
+                                     "--ota-reference-anomalous",
+                                     "sim:strokes=20,wear=0.5,wear_end=1,seed=85"};
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    FILE* f = std::freopen(log.c_str(), "w", stderr);
+    (void)f;
+    ::dup2(2, 1);
+    ::execv(args[0], args.data());
+    std::_Exit(127);
+  }
+  ASSERT_GT(pid, 0);
+  int status = 0;
+  for (int i = 0; i < 6000 && !registry.in_script(); ++i) {
+    if (::waitpid(pid, &status, WNOHANG) == pid) break;  // it gave up (see the log)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (!registry.in_script()) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    FAIL() << "the agent never asked the registry\n" << ReadText(log);
+  }
+  ::kill(pid, SIGTERM);
+  ::waitpid(pid, &status, 0);
+  EXPECT_TRUE(registry.in_script()) << "the agent waited until the registry gave up";
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadText(log);
+  registry.Stop();
+}
+
 TEST_F(OtaCliTest, PublishServeCheckRollback) {
   const std::string reg = dir_ / "registry", dev = dir_ / "device", key = dir_ / "pub";
   ASSERT_EQ(Tend("keygen --out " + key).exit_code, 0);
   ExpectError("keygen --out " + key, "pub.key");  // never overwrites a secret key
+  // `--out NAME.key` names the secret key file (the README's spelling), not NAME.key.key.
+  ASSERT_EQ(Tend("keygen --out " + (dir_ / "second.key")).exit_code, 0);
+  EXPECT_TRUE(fs::Exists(dir_ / "second.key"));
+  EXPECT_TRUE(fs::Exists(dir_ / "second.pub"));
+  EXPECT_FALSE(fs::Exists(dir_ / "second.key.key"));
   Outcome t = Tend("train --input sim:strokes=200,wear=0,seed=3 --out " + (dir_ / "m1.onnx") +
                    " --name press-ae --version 1");
   ASSERT_EQ(t.exit_code, 0) << t.err;
@@ -73,7 +137,7 @@ TEST_F(OtaCliTest, PublishServeCheckRollback) {
   ASSERT_EQ(t.exit_code, 0) << t.err;
 
   Outcome p = Tend("publish " + (dir_ / "m1.onnx") + " --name press-ae --version 1 --profile " +
-                   kProfile + " --key " + key + ".key --registry " + reg);
+                   kProfile + " --min-quality 0.8 --key " + key + ".key --registry " + reg);
   ASSERT_EQ(p.exit_code, 0) << p.err;
   EXPECT_EQ(nlohmann::json::parse(p.out)["version"], 1);
   ExpectError("publish " + (dir_ / "m1.onnx") + " --name press-ae --version 1 --profile " +
@@ -101,6 +165,15 @@ TEST_F(OtaCliTest, PublishServeCheckRollback) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   ASSERT_FALSE(url.empty()) << "registry serve did not start";
+  // A release that asks for a measured quality: this command has none, and says which flag
+  // installs it anyway (exit 3), before fetching anything.
+  Outcome unmeasured =
+      Tend("ota check --registry " + url + " --model-dir " + dev + " --name press-ae --profile " +
+           kProfile + " --root " + reg + "/root.json");
+  EXPECT_EQ(unmeasured.exit_code, 3) << unmeasured.err;
+  EXPECT_NE(unmeasured.err.find("quality >= 0.8 but no quality gate"), std::string::npos)
+      << unmeasured.err;
+  EXPECT_NE(unmeasured.err.find("pass --allow-unmeasured"), std::string::npos) << unmeasured.err;
   const std::string check = "ota check --registry " + url + " --model-dir " + dev +
                             " --name press-ae --profile " + kProfile + " --root " + reg +
                             "/root.json --allow-unmeasured";
@@ -108,10 +181,11 @@ TEST_F(OtaCliTest, PublishServeCheckRollback) {
   EXPECT_EQ(c.exit_code, 0) << c.err;
   EXPECT_EQ(nlohmann::json::parse(c.out)["current_version"], 1) << c.out;
 
-  ASSERT_EQ(Tend("publish " + (dir_ / "m2.onnx") + " --name press-ae --version 2 --profile " +
-                 kProfile + " --key " + key + ".key --registry " + reg)
-                .exit_code,
-            0);
+  // Without --name the release takes the model card's name (press-ae, from `train --name`).
+  p = Tend("publish " + (dir_ / "m2.onnx") + " --version 2 --profile " + kProfile + " --key " +
+           key + ".key --registry " + reg);
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  EXPECT_EQ(nlohmann::json::parse(p.out)["name"], "press-ae");
   c = Tend(check);
   EXPECT_EQ(c.exit_code, 0) << c.err;
   Outcome st = Tend("ota status --model-dir " + dev);
@@ -128,10 +202,26 @@ TEST_F(OtaCliTest, PublishServeCheckRollback) {
   EXPECT_GT(sj["probation_remaining_s"].get<int64_t>(), 0);
   EXPECT_EQ(sj["stale"], false);
   EXPECT_EQ(sj["max_model_age_s"], 8 * 7 * 86400);
+  // A second server on the same port fails (it used to share the port: cpp-httplib sets
+  // SO_REUSEPORT) and the error names the OS's reason.
+  const std::string port = url.substr(url.rfind(':') + 1);
+  Outcome second = Tend("registry serve " + reg + " --host 127.0.0.1 --port " + port, 20);
+  EXPECT_EQ(second.exit_code, 1) << "124: still serving after 20 s\n" << second.err;
+  EXPECT_NE(second.err.find("tend: error: registry server: cannot bind 127.0.0.1:" + port +
+                            ": Address already in use"),
+            std::string::npos)
+      << second.err;
   ::kill(pid, SIGTERM);
   int status = 0;
   ::waitpid(pid, &status, 0);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  // And with nothing listening there any more, a check says why it cannot connect.
+  Outcome down = Tend(check);
+  EXPECT_EQ(down.exit_code, 3) << down.err;
+  EXPECT_NE(
+      down.err.find("tend: error: " + url + "/2.root.json: cannot connect: Connection refused"),
+      std::string::npos)
+      << down.err;
 
   ASSERT_EQ(Tend("ota rollback --model-dir " + dev).exit_code, 0);
   st = Tend("ota status --model-dir " + dev);

@@ -210,8 +210,16 @@ TEST(OtaTrust, ProfileSelectionAndBytes) {
   auto x86 = SelectTarget(tm, "m", "x86-cpu-fp32");
   ASSERT_TRUE(x86);
   EXPECT_EQ(x86->version, 1);  // v7 exists, but not for this profile
-  EXPECT_EQ(SelectTarget(tm, "m", "intel-nuc-openvino").error().code, ErrorCode::kNotFound);
-  EXPECT_EQ(SelectTarget(tm, "other", "x86-cpu-fp32").error().code, ErrorCode::kNotFound);
+  auto nuc = SelectTarget(tm, "m", "intel-nuc-openvino");
+  EXPECT_EQ(nuc.error().code, ErrorCode::kNotFound);
+  // The refusal says what is published, so a misconfigured device is one log line away.
+  EXPECT_EQ(nuc.error().message,
+            "targets.json: no release of model \"m\" for profile \"intel-nuc-openvino\" (its "
+            "profiles: \"jetson-agx-orin-int8\", \"x86-cpu-fp32\")");
+  auto other = SelectTarget(tm, "other", "x86-cpu-fp32");
+  EXPECT_EQ(other.error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(other.error().message,
+            "targets.json: no release of model \"other\" (models published: \"m\")");
 
   std::string body = testing::FakeModel(1, 100);
   TargetInfo t = tm.targets[0];

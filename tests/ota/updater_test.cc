@@ -283,6 +283,36 @@ TEST_F(OtaUpdaterTest, AttackUnsignedMetadata) {
   ExpectRefusedUnchanged("unsigned");
 }
 
+// Issue 17, defect 1: 80,000 nested arrays in unsigned metadata overflowed the stack (the copy of
+// the signed part) before any signature was checked; `tend ota check` and the agent died.
+TEST_F(OtaUpdaterTest, AttackDeeplyNestedMetadataIsRefusedNotACrash) {
+  Install(1);
+  std::string nested(80000, '[');
+  nested += std::string(80000, ']');
+  const std::string doc =
+      R"({"signed": {"_type": "timestamp", "x": )" + nested + R"(}, "signatures": []})";
+  for (const char* file : {"timestamp.json", "2.root.json"}) {
+    const std::string path = reg_ + "/" + file;
+    const std::string saved = fs::Exists(path) ? ReadText(path) : "";
+    WriteText(path, doc);
+    auto before = Snapshot(dev_);
+    auto r = Check();
+    ASSERT_FALSE(r) << file;
+    EXPECT_EQ(r.error().code, ErrorCode::kCorrupt) << r.error().message;
+    EXPECT_NE(r.error().message.find("JSON nested deeper than"), std::string::npos)
+        << r.error().message;
+    EXPECT_EQ(Snapshot(dev_), before) << file;
+    if (saved.empty()) {
+      std::filesystem::remove(path);
+    } else {
+      WriteText(path, saved);
+    }
+  }
+  // The registry repaired, the device updates as usual: nothing was poisoned.
+  PublishFake(reg_, dir_, 2, 2, {kProfile}, keys_);
+  Install(2);
+}
+
 TEST_F(OtaUpdaterTest, AttackWrongKey) {
   Install(1);
   PublishFake(reg_, dir_, 2, 2, {kProfile}, keys_);
@@ -465,6 +495,8 @@ TEST_F(OtaUpdaterTest, NoGateMeansNoInstallUnlessTheOperatorAllowsIt) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
   EXPECT_NE(r.error().message.find("no quality gate is configured"), std::string::npos);
+  EXPECT_NE(r.error().message.find("set allow_unmeasured_quality"), std::string::npos)
+      << "the refusal names the way out: " << r.error().message;
   // A configuration problem, not the release's: nothing fetched, the version not blacklisted.
   EXPECT_FALSE(fs::Exists(dev_ + "/press-ae-v1.onnx"));
   EXPECT_TRUE(LoadState(dev_)->rejected_versions.empty());
@@ -551,7 +583,7 @@ TEST_F(OtaUpdaterTest, StartupModelIsAdoptedAsTheFirstBackup) {
   EXPECT_EQ(ReadText(v0), FakeModel(100));
   EXPECT_EQ(CurrentVersion(), 0);
   EXPECT_EQ(LoadState(dev_)->highest_version, 0);  // v0 raises no anti-rollback floor
-  EXPECT_TRUE(commits_.empty());                     // the agent is not running yet
+  EXPECT_TRUE(commits_.empty());                   // the agent is not running yet
   auto before = Snapshot(dev_);
   ASSERT_EQ(*u->AdoptStartupModel(local), v0);
   EXPECT_EQ(Snapshot(dev_), before);
@@ -589,7 +621,8 @@ TEST_F(OtaUpdaterTest, StartupModelIsAdoptedAsTheFirstBackup) {
   before = Snapshot(dev_);
   auto missing = u->AdoptStartupModel(dir_ / "nope.onnx");
   ASSERT_FALSE(missing);
-  EXPECT_NE(missing.error().message.find("nope.onnx"), std::string::npos) << missing.error().message;
+  EXPECT_NE(missing.error().message.find("nope.onnx"), std::string::npos)
+      << missing.error().message;
   EXPECT_EQ(Snapshot(dev_), before);
 }
 
@@ -660,6 +693,29 @@ TEST_F(OtaUpdaterTest, RootRotationIsFollowedAndTheOldKeyRetired) {
   ExpectRefusedUnchanged("3.root.json");
 }
 
+// `tend registry rotate-root` then `tend registry refresh` (#16 item 8): refresh used to re-sign
+// only timestamp.json, so targets.json kept the retired key's signature and every device that
+// followed the new root refused the registry. Refresh now re-signs targets.json too.
+TEST_F(OtaUpdaterTest, RefreshAfterRootRotationLeavesARegistryDevicesAccept) {
+  Install(1);
+  KeyPair old_key = keys_[0], new_key = NewKey();
+  ASSERT_TRUE(WriteRoot(reg_, MakeRoot({new_key}, 1, 2, kT0 + 365 * kDay), {old_key, new_key}));
+  auto refreshed = RefreshTimestamp(reg_, {new_key}, now_, 30 * kDay);
+  ASSERT_TRUE(refreshed) << refreshed.error().message;
+  EXPECT_TRUE(*refreshed) << "targets.json re-signed with the new root's key";
+  auto r = Check();
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(LoadState(dev_)->root_version, 2);
+  EXPECT_EQ(CurrentVersion(), 1);
+  refreshed = RefreshTimestamp(reg_, {new_key}, now_, 30 * kDay);
+  ASSERT_TRUE(refreshed);
+  EXPECT_FALSE(*refreshed) << "nothing left to re-sign";
+  EXPECT_FALSE(RefreshTimestamp(reg_, {old_key}, now_, 30 * kDay)) << "a retired key";
+  keys_ = {new_key};
+  PublishFake(reg_, dir_, 2, 2, {kProfile}, keys_);
+  Install(2);
+}
+
 TEST_F(OtaUpdaterTest, ExpiredRootIsRefused) {
   Install(1);
   now_ = kT0 + 366 * kDay;
@@ -687,6 +743,18 @@ TEST_F(OtaUpdaterTest, BadConfigurationAndTamperedState) {
   auto u = Updater::Create(Options(), std::move(*DirFetcher::Create(reg_)));
   ASSERT_FALSE(u);
   EXPECT_EQ(u.error().code, ErrorCode::kSecurity);
+  // Found by fuzz_ota_metadata: a state file without "backup" (or "current") threw out of
+  // OtaState::FromJson and ended the process; it is a corrupt state file.
+  for (const char* slot : {"backup", "current"}) {
+    json partial = s->ToJson();
+    partial.erase(slot);
+    WriteText(dev_ + "/" + kStateFile, partial.dump());
+    auto r = LoadState(dev_);
+    ASSERT_FALSE(r) << slot;
+    EXPECT_EQ(r.error().code, ErrorCode::kCorrupt);
+    EXPECT_NE(r.error().message.find(std::string("missing \"") + slot), std::string::npos)
+        << r.error().message;
+  }
 }
 
 TEST_F(OtaUpdaterTest, StartupRecoveryFallsBackAndCleansLeftovers) {

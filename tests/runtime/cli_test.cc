@@ -48,8 +48,8 @@ TEST_F(RuntimeCli, DoctorListsTheComponentsOfTheBinary) {
   auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(Names(j["sources"]), (std::set<std::string>{"wav", "csv", "raw", "sim"}));
   EXPECT_EQ(Names(j["model_kinds"]), (std::set<std::string>{"features", "raw"}));
-  EXPECT_EQ(Names(j["sinks"]),
-            (std::set<std::string>{"stdout", "decision_log", "prometheus", "mqtt", "sim_truth"}));
+  EXPECT_EQ(Names(j["sinks"]), (std::set<std::string>{"stdout", "decision_log", "prometheus",
+                                                      "mqtt", "sim_truth", "plc", "sparkplug"}));
   for (const char* k : {"sources", "model_kinds", "sinks"}) {
     for (const auto& c : j[k]) EXPECT_FALSE(c["description"].get<std::string>().empty());
   }

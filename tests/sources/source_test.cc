@@ -125,5 +125,23 @@ TEST(SimulatorOptionsTest, ParseAndSpecRoundTrip) {
   EXPECT_EQ(y->noise_g, x.noise_g);
 }
 
+// #16 item 8: `simulate --sim sim:...` worked but `bench --sim sim:...` did not. The spec as
+// users write it (and as ToSpec prints it) parses everywhere.
+TEST(SimulatorOptionsTest, ParseTakesTheSimPrefixUsersWrite) {
+  auto a = SimulatorOptions::Parse("sim:wear=0.5,strokes=7");
+  ASSERT_TRUE(a.has_value()) << a.error().message;
+  EXPECT_EQ(a->wear_start, 0.5);
+  EXPECT_EQ(a->strokes, 7);
+  auto b = SimulatorOptions::Parse("sim");
+  ASSERT_TRUE(b.has_value()) << b.error().message;
+  EXPECT_EQ(b->strokes, 100);
+  SimulatorOptions x;
+  x.seed = 42;
+  auto c = SimulatorOptions::Parse(x.ToSpec());
+  ASSERT_TRUE(c.has_value()) << c.error().message;
+  EXPECT_EQ(c->ToSpec(), x.ToSpec());
+  EXPECT_FALSE(SimulatorOptions::Parse("simulator:wear=0.5").has_value());
+}
+
 }  // namespace
 }  // namespace tend::sources

@@ -2,6 +2,12 @@
 #include "telemetry/payload.h"
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
 
 #include "telemetry/identity.h"
 #include "telemetry/mqtt_url.h"
@@ -54,6 +60,99 @@ TEST(Identity, ParseTopicRoundTrips) {
   EXPECT_EQ(ParseTopic("factory/f/line/l/asset/a/other").kind, TopicKind::kUnknown);
   EXPECT_EQ(ParseTopic("factory//line/l/asset/a/alerts").kind, TopicKind::kUnknown);
   EXPECT_EQ(ParseTopic("x/f/edge/d/status").kind, TopicKind::kUnknown);
+}
+
+// The one list the publisher and the ACL generator share: SPEC's four topics plus the OTA state,
+// each parsing back to its kind (the fleet side reads what the devices write).
+TEST(Identity, PublishedTopicsListEveryTopicWithSpecQosAndRetain) {
+  auto t = PublishedTopics(Id());
+  ASSERT_EQ(t.size(), 5u);
+  EXPECT_EQ(t[0].topic, "factory/f1/line/l2/asset/press-7/scores");
+  EXPECT_EQ(t[1].topic, "factory/f1/line/l2/asset/press-7/alerts");
+  EXPECT_EQ(t[2].topic, "factory/f1/line/l2/asset/press-7/health");
+  EXPECT_EQ(t[3].topic, "factory/f1/edge/edge-42/status");
+  EXPECT_EQ(t[4].topic, "factory/f1/edge/edge-42/ota");
+  const int qos[] = {0, 1, 0, 1, 1};
+  const bool retained[] = {false, false, false, true, true};
+  for (size_t i = 0; i < t.size(); ++i) {
+    EXPECT_EQ(t[i].qos, qos[i]) << t[i].topic;
+    EXPECT_EQ(t[i].retained, retained[i]) << t[i].topic;
+    EXPECT_EQ(ParseTopic(t[i].topic).kind, t[i].kind) << t[i].topic;
+    EXPECT_NE(t[i].kind, TopicKind::kUnknown) << t[i].topic;
+  }
+}
+
+// docs/spec.md's topic table is exactly PublishedTopics with SPEC's placeholders, QoS and retain
+// flags (#16 item 8: the page is the contract as the code implements it).
+TEST(Identity, SpecPageListsExactlyThePublishedTopics) {
+  std::ifstream f(std::string(TEND_SOURCE_DIR) + "/docs/spec.md");
+  ASSERT_TRUE(f) << "docs/spec.md";
+  std::vector<TopicSpec> documented;
+  for (std::string line; std::getline(f, line);) {
+    if (line.rfind("| `factory/", 0) != 0) continue;
+    std::vector<std::string> cells;
+    std::istringstream row(line.substr(1));
+    for (std::string c; std::getline(row, c, '|');) {
+      c.erase(0, c.find_first_not_of(" `"));
+      c.erase(c.find_last_not_of(" `") + 1);
+      cells.push_back(c);
+    }
+    ASSERT_GE(cells.size(), 3u) << line;
+    documented.push_back({TopicKind::kUnknown, cells[0], std::stoi(cells[1]), cells[2] == "yes"});
+  }
+  const auto published =
+      PublishedTopics({"{factory_id}", "{line_id}", "{asset_id}", "{device_id}"});
+  ASSERT_EQ(documented.size(), published.size());
+  for (size_t i = 0; i < published.size(); ++i) {
+    EXPECT_EQ(documented[i].topic, published[i].topic);
+    EXPECT_EQ(documented[i].qos, published[i].qos) << published[i].topic;
+    EXPECT_EQ(documented[i].retained, published[i].retained) << published[i].topic;
+  }
+}
+
+// A listening loopback socket on a free port; closed by the destructor.
+struct Listener {
+  int fd = -1, port = 0;
+  Listener() {
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::listen(fd, 4);
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+  }
+  ~Listener() { ::close(fd); }
+};
+
+// #16 item 10: "cannot connect (rc -1)" said nothing; the reason comes from the broker's refusal
+// or, for Paho's catch-all rc -1, from a TCP probe of the address.
+TEST(BrokerUrl, ConnectFailuresSayWhy) {
+  auto addr = ParseBrokerUrl("mqtt://127.0.0.1:1883");
+  ASSERT_TRUE(addr);
+  using std::chrono::milliseconds;
+  EXPECT_EQ(DescribeConnectFailure(*addr, -1, 0x87, milliseconds(500)),
+            "the broker refused the connection: Not authorized (MQTT 5 reason code 135)");
+  EXPECT_EQ(DescribeConnectFailure(*addr, 4, 0, milliseconds(500)),
+            "the broker refused the connection: bad user name or password");
+  int closed_port = 0;
+  {
+    Listener l;
+    closed_port = l.port;
+    addr->port = l.port;
+    // Something listens but is no MQTT broker (or the CONNECT failed for another reason).
+    EXPECT_EQ(DescribeConnectFailure(*addr, -1, 0, milliseconds(500)),
+              "TCP to 127.0.0.1:" + std::to_string(l.port) +
+                  " works, but the MQTT CONNECT failed (Paho rc -1)");
+    addr->tls = true;
+    EXPECT_NE(DescribeConnectFailure(*addr, -1, 0, milliseconds(500)).find("TLS handshake"),
+              std::string::npos);
+    addr->tls = false;
+  }
+  addr->port = closed_port;  // nothing listens there now
+  EXPECT_EQ(DescribeConnectFailure(*addr, -1, 0, milliseconds(500)), "Connection refused");
 }
 
 TEST(BrokerUrl, ParsesSchemesAndPorts) {
@@ -172,6 +271,35 @@ TEST(Payload, StatusOnlineOffline) {
                                 {"status", "online"},
                                 {"timestamp", "2024-05-01T12:00:00.000Z"}}));
   EXPECT_EQ(nlohmann::json::parse(StatusPayload(t, Id(), false))["status"], "offline");
+  // Issue 17, defect 4: the connection's session stamp (and the process) travel with every
+  // status, and the Last Will says it is one.
+  auto will = nlohmann::json::parse(
+      StatusPayload(t, Id(), false, {1714564800123, "0a1b2c3d4e5f6789", true}));
+  EXPECT_EQ(will["session"], 1714564800123);
+  EXPECT_EQ(will["instance"], "0a1b2c3d4e5f6789");
+  EXPECT_EQ(will["will"], true);
+  auto online = nlohmann::json::parse(
+      StatusPayload(t, Id(), true, {1714564800123, "0a1b2c3d4e5f6789", false}));
+  EXPECT_FALSE(online.contains("will"));
+  EXPECT_EQ(online["session"], 1714564800123);
+  EXPECT_EQ(NewInstanceId().size(), 16u);
+  EXPECT_NE(NewInstanceId(), NewInstanceId());
+}
+
+// Issue 17, defect 9: the device refuses ids the fleet would refuse, at start, with the id shown.
+TEST(Identity, IdsUseTheStrictAlphabet) {
+  for (const char* bad : {"edge\n1", "edge\xe2\x80\xae", "edge:1", "\x7f", "caf\xc3\xa9"}) {
+    auto id = Id();
+    id.asset_id = bad;
+    auto st = id.Validate();
+    ASSERT_FALSE(st) << bad;
+    EXPECT_NE(st.error().message.find("outside [A-Za-z0-9._-]"), std::string::npos)
+        << st.error().message;
+    EXPECT_EQ(st.error().message.find('\n'), std::string::npos);
+  }
+  auto id = Id();
+  id.device_id = "Edge_Press-07.plant";
+  EXPECT_TRUE(id.Validate());
 }
 
 }  // namespace

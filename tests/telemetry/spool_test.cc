@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "telemetry/test_support.h"
 
@@ -44,10 +45,12 @@ class SpoolTest : public ::testing::Test {
 };
 
 TEST_F(SpoolTest, AppendsInOrderAndSurvivesReopen) {
+  int64_t boot = 0;
   {
     auto s = OpenOrDie();
     EXPECT_EQ(s->open_report().state, SpoolOpenReport::State::kCreated);
-    EXPECT_EQ(s->boot_epoch(), 1);
+    boot = s->boot_epoch();
+    EXPECT_GE(boot, int64_t{1} << 32);  // a new spool starts at a random boot number
     std::vector<OutgoingMessage> batch;
     for (int i = 0; i < 100; ++i) batch.push_back(Msg(MessageKind::kScore, i));
     auto r = s->Commit(batch);
@@ -58,7 +61,8 @@ TEST_F(SpoolTest, AppendsInOrderAndSurvivesReopen) {
   auto s = OpenOrDie();
   EXPECT_EQ(s->open_report().state, SpoolOpenReport::State::kOpened);
   EXPECT_EQ(s->open_report().pending, 100);
-  EXPECT_EQ(s->boot_epoch(), 2);
+  EXPECT_EQ(s->boot_epoch(), boot + 1);
+  EXPECT_TRUE(s->open_report().damage.empty()) << s->open_report().damage;
   auto next = s->Next(1000);
   ASSERT_TRUE(next);
   ASSERT_EQ(next->size(), 100u);
@@ -200,13 +204,83 @@ TEST_F(SpoolTest, NoteDroppedIsReportedAndPersisted) {
   EXPECT_EQ(s->unreported_drops().at(kScores), 5);
 }
 
-TEST_F(SpoolTest, ZeroByteFileStartsFresh) {
+// Issue 17, defect 11: a 0-byte spool (emptied, truncated) discarded its alerts with an info
+// line. It is an error now, and counted in the next drop report.
+TEST_F(SpoolTest, ZeroByteFileStartsFreshAndIsReportedAsALoss) {
   { std::ofstream f(Path()); }
   auto s = OpenOrDie();
   EXPECT_EQ(s->open_report().state, SpoolOpenReport::State::kCreated);
   EXPECT_NE(s->open_report().detail.find("empty"), std::string::npos);
+  EXPECT_NE(s->open_report().damage.find("empty (0 bytes)"), std::string::npos);
+  EXPECT_EQ(s->unreported_drops().at(std::string(Spool::kDamagePrefix) + "empty_file"), 1);
   std::vector<OutgoingMessage> b = {Msg(MessageKind::kAlert, 1)};
   EXPECT_TRUE(s->Commit(b));
+  s.reset();
+  s = OpenOrDie();  // persisted until reported
+  EXPECT_EQ(s->unreported_drops().at(std::string(Spool::kDamagePrefix) + "empty_file"), 1);
+  ASSERT_TRUE(s->EnqueueDropReport(kHealth, 1, "{}"));
+  EXPECT_TRUE(s->unreported_drops().empty());
+}
+
+// Issue 17, defect 11: a truncated write-ahead log lost spooled rows without a word (SQLite keeps
+// the valid prefix silently). Now the loss is logged at error level and counted.
+TEST_F(SpoolTest, TruncatedWriteAheadLogIsReportedAsALoss) {
+  SpoolOptions o;
+  o.max_bytes = 1 << 20;
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    auto s = Spool::Open(Path(), o);
+    if (!s) std::_Exit(1);
+    for (int c = 0; c < 10; ++c) {  // ten commits of five alerts
+      std::vector<OutgoingMessage> b;
+      for (int i = 0; i < 5; ++i) b.push_back(Msg(MessageKind::kAlert, c * 5 + i, 300));
+      if (!(*s)->Commit(b)) std::_Exit(1);
+    }
+    std::_Exit(0);
+  }
+  ASSERT_EQ(tend::testing::WaitExit(pid), 0);
+  const std::string wal = Path() + "-wal";
+  const auto size = std::filesystem::file_size(wal);
+  ASSERT_GT(size, 20000u);
+  std::filesystem::resize_file(wal, size - 3000);  // cut in the middle of the last commits
+  auto s = OpenOrDie();
+  EXPECT_LT(s->depth(), 50);  // what SQLite could replay
+  EXPECT_NE(s->open_report().damage.find("write-ahead log"), std::string::npos)
+      << s->open_report().damage;
+  EXPECT_EQ(s->unreported_drops().at(std::string(Spool::kDamagePrefix) + "wal_cut_short"), 1);
+}
+
+// Issue 17, defect 3: after a spool reset the boot number restarted at 1, so message ids
+// {device}-{boot}-{seq} came again and the fleet dropped new alerts as duplicates. Whatever
+// resets the spool (deleted, emptied, garbage), the next boot number is a new one.
+TEST_F(SpoolTest, BootNumbersNeverRepeatAcrossSpoolResets) {
+  std::set<int64_t> boots;
+  auto open_and_note = [&] {
+    auto s = OpenOrDie();
+    ASSERT_TRUE(s);
+    EXPECT_TRUE(boots.insert(s->boot_epoch()).second) << "boot " << s->boot_epoch() << " again";
+    std::vector<OutgoingMessage> b = {Msg(MessageKind::kAlert, 1)};
+    ASSERT_TRUE(s->Commit(b));
+  };
+  for (int round = 0; round < 3; ++round) {
+    open_and_note();
+    open_and_note();                  // a restart: the persisted number + 1
+    std::filesystem::remove(Path());  // a wiped state directory
+    open_and_note();
+    std::filesystem::resize_file(Path(), 0);  // an emptied file
+    std::filesystem::remove(Path() + "-wal");
+    open_and_note();
+    {
+      std::ofstream f(Path(), std::ios::binary | std::ios::trunc);
+      f << std::string(5000, '\x5a');  // garbage: quarantined
+    }
+    std::filesystem::remove(Path() + "-wal");
+    open_and_note();
+    std::filesystem::remove(Path());
+  }
+  auto mem = Spool::OpenMemory(Path(), SpoolOptions{});
+  ASSERT_TRUE(mem);
+  EXPECT_TRUE(boots.insert((*mem)->boot_epoch()).second);
 }
 
 TEST_F(SpoolTest, GarbageFileIsQuarantined) {

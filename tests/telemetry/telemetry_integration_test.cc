@@ -361,44 +361,33 @@ TEST_P(TelemetryIntegration, AlertOvertakesScoreBacklogOnReconnect) {
 // counted as refused per topic, and the next drop report names it with the reason. MQTT 3.1.1:
 // the broker acknowledges and silently discards it; the device cannot know (the documented
 // protocol limitation), which this test pins down.
-TEST_P(TelemetryIntegration, AclRefusedAlertsAreCountedNotDelivered) {
-  std::string acl = dir_ + "/acl";
-  {
-    std::ofstream f(acl);
-    f << "topic deny " << kId.AlertsTopic() << "\ntopic readwrite factory/#\n";
-  }
-  Broker broker("acl_file " + acl + "\nlog_type debug");  // debug: "Denied PUBLISH" lines
-  ASSERT_TRUE(broker.Start());
+// Runs 20 decisions (4 alerts) against a broker whose ACL denies the alerts topic; returns the
+// telemetry stats after a flush and how often the broker logged "Denied PUBLISH".
+struct AclRun {
+  Telemetry::Stats stats;
+  size_t denied = 0;
+  std::vector<SubMessage> received;
+};
+AclRun RunWithAlertsDenied(const std::string& dir, TelemetryOptions o, Broker& broker,
+                           bool wait_all_scores) {
+  AclRun out;
   Subscriber sub(broker.port(), {"factory/#"}, "indep-acl");
   sub.Start();
-  ASSERT_TRUE(tend::testing::WaitSubscribed(broker.port(), sub, "factory/p/line/p/asset/p/scores"));
-  auto o = Options(broker);
+  EXPECT_TRUE(tend::testing::WaitSubscribed(broker.port(), sub, "factory/p/line/p/asset/p/scores"));
   o.health_interval_s = 0;
   o.drop_report_interval_s = 0.2;
+  o.spool_path = dir + "/spool.db";
   auto t = Telemetry::Create(kId, o);
-  ASSERT_TRUE(t) << t.error().message;
-  ASSERT_TRUE(WaitFor([&] { return (*t)->stats().connected; }, 10s));
+  EXPECT_TRUE(t) << t.error().message;
+  if (!t) return out;
+  EXPECT_TRUE(WaitFor([&] { return (*t)->stats().connected; }, 10s));
   for (int i = 0; i < 20; ++i) (*t)->OnDecision(MakeDecision(i, i % 5 == 0));
-  // Refused alerts leave the spool too. Mosquitto 2.0.11 closes the connection after each
-  // denied QoS 1 publish (after its PUBACK), so this also proves there is no resend loop; QoS 0
-  // scores written behind a denied alert on that connection may be lost (SPEC QoS 0).
-  ASSERT_TRUE((*t)->Flush(30s));
-  auto s = (*t)->stats();
-  EXPECT_TRUE(WindowsOn(sub.Messages(), kId.AlertsTopic()).empty());
+  EXPECT_TRUE((*t)->Flush(30s));
+  out.stats = (*t)->stats();
   std::string log = broker.log();
-  size_t denied = 0;
-  for (size_t p = 0; (p = log.find("Denied PUBLISH", p)) != std::string::npos; ++p) ++denied;
-  // Each alert is refused at least once and not resent in a loop (a refusal racing the broker's
-  // disconnect can be resent once).
-  EXPECT_GE(denied, 4u);
-  EXPECT_LE(denied, 8u);
-  EXPECT_GE(s.reconnects, 1);  // the broker disconnected us at least once
-  if (GetParam() == 5) {
-    EXPECT_EQ(s.refused, 4);  // each alert counted once, however often it was refused
-    EXPECT_EQ(s.refused_by_topic[kId.AlertsTopic()], s.refused);
-    EXPECT_LE(s.delivered, 20 + 1 + s.reconnects * 2);  // scores, online statuses, reports
-    EXPECT_EQ(s.dropped_alerts, 0);
-    ASSERT_TRUE(WaitFor(
+  for (size_t p = 0; (p = log.find("Denied PUBLISH", p)) != std::string::npos; ++p) ++out.denied;
+  if (o.mqtt_version == 5) {  // the refusals reach the fleet in a drop report
+    EXPECT_TRUE(WaitFor(
         [&] {
           int64_t reported = 0;
           for (const auto& m : sub.Messages()) {
@@ -411,14 +400,71 @@ TEST_P(TelemetryIntegration, AclRefusedAlertsAreCountedNotDelivered) {
                 reported += r["count"].get<int64_t>();
             }
           }
-          return reported == s.refused;
+          return reported == out.stats.refused;
         },
         10s))
         << "no drop report naming the refused alerts";
+  }
+  if (wait_all_scores) {
+    EXPECT_TRUE(WaitFor(
+        [&] { return Dedup(WindowsOn(sub.Messages(), kId.ScoresTopic())).size() >= 20; }, 10s));
+  }
+  out.received = sub.Messages();
+  return out;
+}
+
+std::string DenyAlertsAcl(const std::string& dir) {
+  std::string acl = dir + "/acl";
+  std::ofstream f(acl);
+  f << "topic deny " << kId.AlertsTopic() << "\ntopic readwrite factory/#\n";
+  return acl;
+}
+
+// A broker that refuses and keeps the connection (Mosquitto as deploy/mosquitto configures it):
+// each refused alert is sent exactly once, counted (MQTT 5) and never resent.
+TEST_P(TelemetryIntegration, AclRefusedAlertsAreCountedNotDelivered) {
+  // debug: "Denied PUBLISH" lines. A bounded queue: Mosquitto 2.0.11 with max_queued_messages 0
+  // closes the connection after a denied publish (the next test covers that behaviour).
+  Broker broker("acl_file " + DenyAlertsAcl(dir_) + "\nlog_type debug\nmax_queued_messages 1000");
+  ASSERT_TRUE(broker.Start());
+  auto r = RunWithAlertsDenied(dir_, Options(broker), broker, /*wait_all_scores=*/true);
+  EXPECT_TRUE(WindowsOn(r.received, kId.AlertsTopic()).empty());
+  EXPECT_EQ(Dedup(WindowsOn(r.received, kId.ScoresTopic())).size(), 20u);
+  EXPECT_EQ(r.denied, 4u) << "a refused alert was sent again";
+  EXPECT_EQ(r.stats.reconnects, 0);
+  if (GetParam() == 5) {
+    EXPECT_EQ(r.stats.refused, 4);
+    EXPECT_EQ(r.stats.refused_by_topic[kId.AlertsTopic()], 4);
+    EXPECT_EQ(r.stats.dropped_alerts, 0);
   } else {
     // 3.1.1: PUBACK carries no reason; the denied alerts look delivered.
-    EXPECT_EQ(s.refused, 0);
-    EXPECT_GE(s.delivered, 4);  // the denied alerts count as delivered: the protocol says so
+    EXPECT_EQ(r.stats.refused, 0);
+    EXPECT_GE(r.stats.delivered, 24);  // 20 scores + 4 alerts the protocol calls delivered
+  }
+}
+
+// A broker that closes the connection right after each refusal (MQTT 3.1.1 allows it; Mosquitto
+// 2.0.11 does it with max_queued_messages 0, the helper's default). A close with more publishes
+// in its receive buffer resets the TCP stream and can destroy the refusal's PUBACK, so a refused
+// alert may be sent a second time, alone at the head of a new connection, where its refusal
+// always arrives: never more. Before the fix it was resent in a reconnect loop (denied 9-11).
+TEST_P(TelemetryIntegration, AclRefusalThatClosesTheConnectionIsNotResentInALoop) {
+  Broker broker("acl_file " + DenyAlertsAcl(dir_) + "\nlog_type debug");
+  ASSERT_TRUE(broker.Start());
+  // QoS 0 scores behind a denied alert on a closing connection may be lost (SPEC: QoS 0).
+  auto r = RunWithAlertsDenied(dir_, Options(broker), broker, /*wait_all_scores=*/false);
+  EXPECT_TRUE(WindowsOn(r.received, kId.AlertsTopic()).empty());
+  EXPECT_GE(r.denied, 4u);
+  EXPECT_LE(r.denied, 8u) << "a refused alert was sent more than twice";
+  EXPECT_GE(r.stats.reconnects, 1);  // the broker did close the connection
+  if (GetParam() == 5) {
+    EXPECT_EQ(r.stats.refused, 4);  // each alert counted once, however often it was refused
+    EXPECT_EQ(r.stats.refused_by_topic[kId.AlertsTopic()], 4);
+    EXPECT_LE(r.stats.delivered, 20 + 1 + r.stats.reconnects * 2);  // scores, statuses, reports
+    EXPECT_EQ(r.stats.dropped_alerts, 0);
+  } else {
+    EXPECT_EQ(r.stats.refused, 0);
+    EXPECT_GE(r.stats.delivered, 4);
   }
 }
 
@@ -440,6 +486,7 @@ TEST_P(TelemetryIntegration, DeviceStateIsRetainedNewestWinsAndSurvivesOutage) {
   (*t)->PublishDeviceState("ota", {{"state", "installed"}, {"version", "7"}});
   (*t)->PublishDeviceState("bad/name", {{"state", "x"}});  // ignored: not one topic level
   (*t)->PublishDeviceState("status", {{"state", "x"}});    // ignored: reserved
+  (*t)->PublishDeviceState("config", {{"state", "x"}});    // ignored: not in kDeviceStateNames
   ASSERT_TRUE((*t)->Commit(10s));
   EXPECT_EQ((*t)->stats().spool_depth, 1) << "the newer state replaces the undelivered one";
   ASSERT_TRUE(broker.Start());
@@ -457,6 +504,27 @@ TEST_P(TelemetryIntegration, DeviceStateIsRetainedNewestWinsAndSurvivesOutage) {
   EXPECT_EQ(j["device_id"], "edge-1");
   EXPECT_TRUE(ParseIso8601Ms(j["timestamp"].get<std::string>()));
   EXPECT_EQ(j["msg_id"].get<std::string>().rfind("edge-1-", 0), 0u);
+}
+
+// #16 item 10: a broker address where nothing listens is named as such in the stats (and the
+// log line), not as "rc -1"; the agent keeps spooling meanwhile.
+TEST(TelemetryConnect, RefusedConnectionSaysConnectionRefused) {
+  const std::string dir = tend::testing::MakeTempDir("telemetry-refused");
+  TelemetryOptions o;
+  o.broker_url = "mqtt://127.0.0.1:" + std::to_string(tend::testing::FreePort());
+  o.spool_path = dir + "/spool.db";
+  o.health_interval_s = 0;
+  o.reconnect_min_s = 0.05;
+  {
+    auto t = Telemetry::Create(kId, o);
+    ASSERT_TRUE(t) << t.error().message;
+    EXPECT_TRUE(WaitFor([&] { return !(*t)->stats().connect_error.empty(); }, 10s));
+    EXPECT_EQ((*t)->stats().connect_error, "Connection refused");
+    (*t)->OnDecision(MakeDecision(1, true));
+    ASSERT_TRUE((*t)->Commit(10s));
+    EXPECT_EQ((*t)->stats().spool_depth, 2);  // the alert and its score wait in the spool
+  }
+  std::filesystem::remove_all(dir);
 }
 
 INSTANTIATE_TEST_SUITE_P(Mqtt, TelemetryIntegration, ::testing::Values(4, 5),
@@ -650,7 +718,8 @@ TEST(TelemetryDiskFull, RestartOnFullDiskComesUpAndDeliversEveryCommittedAlert) 
   // Space and the broker come back. The filler may hold nothing (the first run can leave the
   // disk at 0 bytes free), so the volume also grows, as when an operator makes room.
   std::filesystem::remove(dir + "/filler");
-  ASSERT_EQ(::mount("tmpfs", dir.c_str(), "tmpfs", MS_REMOUNT, "size=4m"), 0) << std::strerror(errno);
+  ASSERT_EQ(::mount("tmpfs", dir.c_str(), "tmpfs", MS_REMOUNT, "size=4m"), 0)
+      << std::strerror(errno);
   ASSERT_TRUE(broker.Start());
   std::set<int64_t> want = committed;
   want.insert(second_alerts.begin(), second_alerts.end());
@@ -664,6 +733,32 @@ TEST(TelemetryDiskFull, RestartOnFullDiskComesUpAndDeliversEveryCommittedAlert) 
   EXPECT_TRUE((*t)->Flush(30s));
   EXPECT_EQ((*t)->stats().held_alerts, 0);
   EXPECT_EQ((*t)->stats().dropped_alerts, 0);
+}
+
+// Issue 17, defect 11: in degraded mode (no usable spool file) the shutdown said the undelivered
+// messages were "kept in the spool for the next run"; they are in memory and lost at exit.
+TEST(TelemetryDegraded, FlushTellsTheTruthAboutMessagesHeldInMemory) {
+  std::string dir = tend::testing::MakeTempDir("degraded-flush");
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() { std::filesystem::remove_all(dir); }
+  } cleanup{dir};
+  { std::ofstream(dir + "/state") << "not a directory"; }
+  TelemetryOptions o;
+  o.broker_url = "mqtt://127.0.0.1:" + std::to_string(tend::testing::FreePort());  // nobody
+  o.spool_path = dir + "/state/spool.db";
+  o.health_interval_s = 0;
+  o.connect_timeout_s = 1;
+  auto t = Telemetry::Create(kId, o);
+  ASSERT_TRUE(t) << t.error().message;
+  ASSERT_TRUE((*t)->stats().spool_in_memory);
+  for (int64_t i = 0; i < 10; ++i) (*t)->OnDecision(MakeDecision(i, true));
+  auto st = (*t)->Flush(300ms);
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.error().message.find("held in memory only"), std::string::npos)
+      << st.error().message;
+  EXPECT_NE(st.error().message.find("lost"), std::string::npos) << st.error().message;
+  EXPECT_EQ(st.error().message.find("kept in the spool"), std::string::npos) << st.error().message;
 }
 
 // The spool cannot be created at all (a file where its directory should be): telemetry comes up

@@ -21,9 +21,13 @@ class MqttSink final : public Sink {
   void Stop() override {
     if (!telemetry_ || stopped_) return;
     stopped_ = true;
-    TEND_LOG_INFO(
-        "stopping: committing telemetry to the spool and delivering what is queued "
-        "(up to 5 s; stop again to quit at once)");
+    // In degraded mode (spool file unusable) nothing is committed to disk: do not say it is.
+    TEND_LOG_INFO("{}",
+                  telemetry_->stats().spool_in_memory
+                      ? "stopping: delivering the telemetry held in memory (the spool file is "
+                        "unusable; up to 5 s; stop again to quit at once)"
+                      : "stopping: committing telemetry to the spool and delivering what is "
+                        "queued (up to 5 s; stop again to quit at once)");
     auto fl = telemetry_->Flush(std::chrono::seconds(5));
     if (!fl) TEND_LOG_WARN("{}", fl.error().message);
     stats_ = telemetry_->stats();

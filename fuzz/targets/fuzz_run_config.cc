@@ -1,7 +1,6 @@
 // Fuzz target: the run configuration, as `tend run --config` reads it (TOML, [[asset]] tables,
 // typed and range-checked settings, path resolution) into a RunSpec. Any input must give a
-// RunSpec or a one-line error, never a crash, a hang or an abort (fuzz/CMakeLists.txt: libFuzzer
-// with clang and -DTEND_FUZZ=ON, otherwise a seed-and-mutation replay in the test suite).
+// RunSpec or a one-line error, never a crash, a hang or an abort (see fuzz/README.md).
 #include <cstddef>
 #include <cstdint>
 #include <string>

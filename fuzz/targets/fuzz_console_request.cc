@@ -3,27 +3,18 @@
 // action body parsers. Properties: a page never holds more than its limit nor more than the total,
 // and the total never exceeds the fleet.
 #include <cctype>
-#include <cstdio>
-#include <cstdlib>
+#include <cstdint>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "fleet/console_api.h"
+#include "fuzz_util.h"
 
 namespace {
 
-using nlohmann::json;
+using Json = nlohmann::json;
 using namespace tend;
-
-// A property that must hold for every input; aborting makes both engines keep the input.
-#define TEND_FUZZ_CHECK(cond)                                      \
-  do {                                                             \
-    if (!(cond)) {                                                 \
-      std::fprintf(stderr, "fuzz property violated: %s\n", #cond); \
-      std::abort();                                                \
-    }                                                              \
-  } while (0)
 
 std::string Decode(const std::string& s) {  // %XX and '+' as a web server would
   std::string out;
@@ -84,7 +75,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     pos = amp + 1;
   }
   if (auto q = fleet::ParseDeviceQuery(params)) {
-    json page = fleet::ListDevices(*g_snap, *q);
+    Json page = fleet::ListDevices(*g_snap, *q);
     TEND_FUZZ_CHECK(page["total"].get<int64_t>() <= static_cast<int64_t>(g_snap->devices.size()));
     TEND_FUZZ_CHECK(static_cast<int64_t>(page["devices"].size()) <= q->limit);
     TEND_FUZZ_CHECK(static_cast<int64_t>(page["devices"].size()) <= page["total"].get<int64_t>());
