@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 CTEST_ARGS ?=
 
-.PHONY: all bootstrap configure build test test-unit test-asan fuzz demo demo-vision bench measure-alarms format clean
+.PHONY: all bootstrap configure build test test-unit test-asan fuzz demo demo-vision bench bench-fleet measure-alarms format clean
 
 all: build
 
@@ -65,6 +65,11 @@ bench: build
 measure-alarms: configure
 	cmake --build $(BUILD) -j $(JOBS) --target tend
 	/usr/bin/python3 scripts/measure_alarms.py --tend $(BUILD)/tend --out $(BUILD)/alarms
+
+# The fleet's scale figures: 1,000 simulated devices at 10x into PostgreSQL through two ingest
+# instances, and the console's device-list latency (docs/fleet.md, "Scale"). A few minutes.
+bench-fleet: build
+	scripts/bench_fleet.sh $(BUILD)
 
 format:
 	find src tests bench fuzz -name '*.cc' -o -name '*.h' | xargs clang-format -i

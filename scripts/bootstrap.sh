@@ -23,6 +23,7 @@ PKGS=(
   prometheus-cpp-dev prometheus
   postgresql libpqxx-dev
   libmodbus-dev python3-pymodbus python3-serial python3-serial-asyncio
+  chromium
   python3-numpy python3-scipy python3-onnx python3-torch python3-torchvision
   libturbojpeg0-dev libpng-dev libv4l-dev libaravis-dev libusb-1.0-0-dev aravis-tools python3-pil
   clang libclang-rt-14-dev

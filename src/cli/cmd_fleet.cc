@@ -63,6 +63,9 @@ void RegisterFleetIngest(CLI::App* fleet) {
   ingest->add_option("--key", io->key_file, "Client private key (mqtts)");
   ingest->add_option("--max-payload", io->max_payload_bytes, "Largest accepted payload in bytes");
   ingest->add_option("--stats-every", *stats_every, "Log counters every N seconds (0 = at exit)");
+  ingest->add_option("--batch-ms", io->batch_ms,
+                     "Store messages in one transaction per this many ms (0: one per message)");
+  ingest->add_option("--batch-max", io->batch_max, "... or per this many messages");
   ingest->add_option("--max-clock-skew", io->max_clock_skew_ms,
                      "Refuse device timestamps more than this many ms ahead (default 600000)");
   ingest->callback([io, db, stats_every] {
@@ -76,9 +79,10 @@ void RegisterFleetIngest(CLI::App* fleet) {
       TEND_LOG_INFO(
           "fleet: received {} stored {} duplicates {} malformed: too_large {} bad_json {} "
           "wrong_type {} unknown_topic {} bad_id {} bad_timestamp {}; store errors {}; "
-          "duplicate device ids {}",
+          "duplicate device ids {}; batches {} queued {} dropped (writer behind) {}",
           s.received, s.stored, s.duplicates, s.too_large, s.bad_json, s.wrong_type,
-          s.unknown_topic, s.bad_id, s.bad_timestamp, s.store_errors, s.duplicate_device_ids);
+          s.unknown_topic, s.bad_id, s.bad_timestamp, s.store_errors, s.duplicate_device_ids,
+          s.batches, s.queued, s.batch_dropped);
     };
     while (!g_fleet_stop) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -246,6 +250,7 @@ void RegisterFleetOta(CLI::App* fleet) {
 void RegisterFleet(CLI::App& app) {
   auto* fleet = app.add_subcommand("fleet", "Cloud side: ingest device telemetry, query the fleet");
   fleet->require_subcommand(1);
+  RegisterFleetConsole(*fleet);
   RegisterFleetIngest(fleet);
   RegisterFleetStatus(fleet);
   RegisterFleetAlerts(fleet);

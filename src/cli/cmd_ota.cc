@@ -1,5 +1,6 @@
-// Signed OTA model updates from the command line. Publisher side: `tend keygen`, `tend publish`,
-// `tend registry init|rotate-root|refresh|serve`. Device side: `tend ota check|status|rollback`.
+// Signed OTA model updates from the command line. Publisher side: `tend keygen`, `tend publish`
+// (with an optional staged-rollout plan), `tend registry init|rotate-root|refresh|serve|control`.
+// Device side: `tend ota check|status|rollback`.
 #include <pthread.h>
 #include <signal.h>
 
@@ -11,6 +12,9 @@
 #include "agent/served_model.h"
 #include "cli/commands.h"
 #include "core/fs.h"
+#include "core/log.h"
+#include "fleet/console_db.h"
+#include "fleet/rollout_control.h"
 #include "optimize/onnx_util.h"
 #include "ota/crypto.h"
 #include "ota/fetch.h"
@@ -88,6 +92,9 @@ struct PublishArgs {
   std::vector<std::string> profiles, keys;
   double min_quality = 0;
   double expires_days = 365, timestamp_expires_days = 30;
+  // Staged rollout: cumulative percents, soak per wave, abort rule.
+  std::string waves, soak = "1h", wave_salt;
+  int64_t abort_failed_percent = 20, abort_min_failed = 1;
 };
 
 void RegisterPublishCmd(CLI::App& app) {
@@ -109,6 +116,21 @@ void RegisterPublishCmd(CLI::App& app) {
   cmd->add_option("--expires-days", a->expires_days, "Targets metadata lifetime");
   cmd->add_option("--timestamp-expires-days", a->timestamp_expires_days,
                   "Timestamp lifetime: re-sign with `tend registry refresh` before it runs out");
+  cmd->add_option("--waves", a->waves,
+                  "Staged rollout: cumulative percent of the fleet per wave, e.g. 5,25,100 "
+                  "(devices install only when `tend registry control` opens their wave)");
+  cmd->add_option("--soak", a->soak,
+                  "Minimum time a wave runs before the next opens: one value or one per wave "
+                  "(90, 30m, 2h, 1d)");
+  cmd->add_option("--abort-failed-percent", a->abort_failed_percent,
+                  "Abort the rollout when more than this % of an open wave refused or rolled back")
+      ->check(CLI::Range(0, 100));
+  cmd->add_option("--abort-min-failed", a->abort_min_failed,
+                  "... and at least this many of its devices did")
+      ->check(CLI::Range(1, 1000000));
+  cmd->add_option("--wave-salt", a->wave_salt,
+                  "Hash salt that picks the waves (default: the model name, so the same devices "
+                  "are the canaries of every release)");
   cmd->callback([a] {
     const std::string card_name = CardName(a->model);
     if (a->name.empty()) {
@@ -140,6 +162,11 @@ void RegisterPublishCmd(CLI::App& app) {
     o.targets_expires_s = static_cast<int64_t>(a->expires_days * ota::kDay);
     o.timestamp_expires_s = static_cast<int64_t>(a->timestamp_expires_days * ota::kDay);
     if (o.targets_expires_s <= 0 || o.timestamp_expires_s <= 0) Die("expiry must be > 0 days");
+    if (!a->waves.empty()) {
+      o.rollout = OrDie(ota::MakeRolloutPlan(a->waves, a->soak, a->abort_failed_percent,
+                                             a->abort_min_failed,
+                                             a->wave_salt.empty() ? a->name : a->wave_salt));
+    }
     auto t = OrDie(ota::Publish(a->registry, o, keys));
     Print({{"name", t.name},
            {"version", t.version},
@@ -147,11 +174,60 @@ void RegisterPublishCmd(CLI::App& app) {
            {"length", t.length},
            {"sha256", t.sha256},
            {"profiles", t.profiles},
-           {"min_quality", t.min_quality}});
+           {"min_quality", t.min_quality},
+           {"rollout", t.rollout}});
   });
 }
 
 // --- tend registry -----------------------------------------------------------------------------
+
+// `tend registry control`: the rollout controller (src/fleet/rollout_control.h).
+void RegisterRegistryControl(CLI::App& reg) {
+  struct ControlArgs {
+    std::string dir, db, expires = "10m", every = "30s";
+    std::vector<std::string> keys;
+    bool once = false;
+  };
+  auto ca = std::make_shared<ControlArgs>();
+  auto* control = reg.add_subcommand(
+      "control",
+      "Rollout controller (publisher side): open waves of staged rollouts, relay operators' "
+      "pins and rollbacks, and sign a short-lived control.json with the timestamp key");
+  control->add_option("dir", ca->dir, "Registry directory")->required();
+  control->add_option("--key", ca->keys, "Secret key file(s) of the timestamp role")->required();
+  control->add_option("--db", ca->db, "Fleet database the console writes intents to")->required();
+  control->add_option("--expires", ca->expires,
+                      "Lifetime of each control.json: when the controller stops, waves stop "
+                      "opening and pins hold once it runs out");
+  control->add_option("--every", ca->every, "Re-sign this often (well inside --expires)");
+  control->add_flag("--once", ca->once, "One tick, then exit (cron)");
+  control->callback([ca] {
+    fleet::ControllerOptions o;
+    o.registry_dir = ca->dir;
+    o.keys = ReadKeys(ca->keys);
+    o.expires_s = OrDie(ota::ParseDuration(ca->expires, "--expires"));
+    const int64_t every = OrDie(ota::ParseDuration(ca->every, "--every"));
+    if (o.expires_s <= every) Die("--expires must be longer than --every");
+    auto db = OrDie(fleet::ConsoleDb::Open(ca->db), "registry control");
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    for (;;) {
+      auto r = fleet::RunControlOnce(o, *db);
+      if (!r) {
+        if (ca->once) Die(r.error(), 3);
+        TEND_LOG_ERROR("control: {}", r.error().message);
+      } else if (ca->once) {
+        Print(ota::ToJson(r->control));
+        return;
+      }
+      timespec wait{static_cast<time_t>(std::max<int64_t>(every, 1)), 0};
+      if (sigtimedwait(&set, nullptr, &wait) > 0) return;
+    }
+  });
+}
 
 void RegisterRegistryCmd(CLI::App& app) {
   auto* reg = app.add_subcommand("registry", "Model registry: create, rotate keys, serve");
@@ -231,6 +307,8 @@ void RegisterRegistryCmd(CLI::App& app) {
                 fa->dir.c_str());
   });
 
+  RegisterRegistryControl(*reg);
+
   struct ServeArgs {
     std::string dir, host = "0.0.0.0";
     int port = 8080;
@@ -260,7 +338,7 @@ void RegisterRegistryCmd(CLI::App& app) {
 // --- tend ota ----------------------------------------------------------------------------------
 
 struct CheckArgs {
-  std::string registry, model_dir, name, profile, root;
+  std::string registry, model_dir, name, profile, root, device_id;
   double min_quality = 0;
   bool allow_unmeasured = false;
 };
@@ -280,6 +358,8 @@ void RegisterOtaCmd(CLI::App& app) {
   check->add_option("--name", ca->name, "Model name")->required();
   check->add_option("--profile", ca->profile, "This device's profile")->required();
   check->add_option("--root", ca->root, "Pinned root.json (first run only)");
+  check->add_option("--device-id", ca->device_id,
+                    "This device's id (staged-rollout wave, pins, rollbacks; default: host name)");
   check->add_option("--min-quality", ca->min_quality, "Deployment threshold");
   check->add_flag("--allow-unmeasured", ca->allow_unmeasured,
                   "Install without a reference-set score (this command has no reference set; "
@@ -296,6 +376,7 @@ void RegisterOtaCmd(CLI::App& app) {
     o.model_name = ca->name;
     o.profile = ca->profile;
     o.pinned_root_path = ca->root;
+    o.device_id = ca->device_id;
     o.min_quality = ca->min_quality;
     o.allow_unmeasured_quality = ca->allow_unmeasured;
     o.allow_unmeasured_hint =
@@ -350,9 +431,11 @@ void RegisterOtaCmd(CLI::App& app) {
   rollback->add_option("--reason", *rb_reason, "Recorded in the state");
   rollback->callback([rb_dir, rb_reason] {
     auto s = OrDie(ota::RollbackState(*rb_dir, *rb_reason, UnixNow()));
-    std::printf("rolled back to %s v%lld (%s); send SIGHUP to a running agent to reload\n",
-                s.model_name.c_str(), static_cast<long long>(s.current->version),
-                (std::filesystem::path(*rb_dir) / s.current->file).c_str());
+    std::printf(
+        "rolled back to %s v%lld (%s); a running agent's updater picks it up within a "
+        "second and swaps it in between two windows\n",
+        s.model_name.c_str(), static_cast<long long>(s.current->version),
+        (std::filesystem::path(*rb_dir) / s.current->file).c_str());
   });
 }
 

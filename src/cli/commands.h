@@ -44,6 +44,8 @@ void RegisterPublish(CLI::App& app);
 void RegisterRegistry(CLI::App& app);
 void RegisterOta(CLI::App& app);
 void RegisterFleet(CLI::App& app);
+// `tend fleet serve|token|simulate` (cmd_fleet_console.cc), added to the fleet subcommand.
+void RegisterFleetConsole(CLI::App& fleet);
 void RegisterPki(CLI::App& app);
 
 }  // namespace tend::cli

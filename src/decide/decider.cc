@@ -41,6 +41,9 @@ void Decider::Push(bool raw) {
 }
 
 void Decider::Decide(Decision& d) {
+  d.threshold_low = thresholds_.low;
+  d.threshold_medium = thresholds_.medium;
+  d.threshold_high = thresholds_.high;
   float s = d.anomaly_score;
   d.severity = Tier(s);
   d.raw_alert = !std::isfinite(s) || s >= thresholds_.low;
@@ -50,6 +53,9 @@ void Decider::Decide(Decision& d) {
 
 void Decider::DecideFailSafe(Decision& d, bool as_alert, Severity severity) {
   d.fail_safe = true;
+  d.threshold_low = thresholds_.low;
+  d.threshold_medium = thresholds_.medium;
+  d.threshold_high = thresholds_.high;
   d.severity = as_alert ? severity : Severity::kNone;  // a "pass" is no alert tier
   d.raw_alert = as_alert;
   Push(as_alert);

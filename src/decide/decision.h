@@ -45,6 +45,9 @@ struct Decision {
   int64_t backlog_windows = 0;   // windows waiting behind this one when it was decided
   std::string model_name;
   std::string model_version;
+  // The thresholds the severity was judged against (the fleet console draws them under the
+  // scores); all 0 when no decider set them.
+  float threshold_low = 0, threshold_medium = 0, threshold_high = 0;
   // Where evidence for this decision is kept on the device (e.g. the image of a rejected part);
   // empty when none.
   std::string evidence_ref;

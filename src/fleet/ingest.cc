@@ -4,8 +4,10 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <mutex>
 #include <random>
+#include <thread>
 
 #include "core/log.h"
 #include "telemetry/mqtt_url.h"
@@ -66,6 +68,12 @@ class Ingest::Impl {
     s.bad_id = bad_id_;
     s.bad_timestamp = bad_timestamp_;
     s.store_errors = store_errors_;
+    s.batch_dropped = batch_dropped_;
+    s.batches = batches_;
+    {
+      std::lock_guard lk(batch_mu_);
+      s.queued = static_cast<int64_t>(pending_.size());
+    }
     s.duplicate_device_ids = duplicate_device_ids_;
     s.connected = connected_;
     return s;
@@ -74,6 +82,12 @@ class Ingest::Impl {
  private:
   void OnMessage(const mqtt::const_message_ptr& msg);
   Status Subscribe();
+  void StoreNow(const FleetMessage& m, int64_t now_ms);
+  // Batching: OnMessage queues, the writer thread commits.
+  bool Batched() const { return opt_.batch_ms > 0; }
+  void Enqueue(FleetMessage&& m);
+  void WriterLoop();
+  void FlushBatch(std::vector<FleetMessage>& batch);
 
   IngestOptions opt_;
   std::unique_ptr<FleetStore> store_;
@@ -87,12 +101,20 @@ class Ingest::Impl {
       duplicate_device_ids_{0};
   std::atomic<bool> connected_{false};
   int64_t last_warn_ms_ = 0;
-  DuplicateDeviceDetector duplicates_detector_{opt_.duplicate_window_ms};  // under store_mu_
-  std::map<std::string, int64_t> duplicate_logged_ms_;                     // under store_mu_
+  std::atomic<int64_t> batch_dropped_{0}, batches_{0};
+  mutable std::mutex batch_mu_;
+  std::condition_variable batch_cv_;
+  std::vector<FleetMessage> pending_;
+  bool writer_stop_ = false;
+  std::thread writer_;
+  std::mutex duplicates_mu_;  // the detector runs for every message, batched or not
+  DuplicateDeviceDetector duplicates_detector_{opt_.duplicate_window_ms};  // under duplicates_mu_
+  std::map<std::string, int64_t> duplicate_logged_ms_;                     // under duplicates_mu_
 };
 
 void Ingest::Impl::CheckDuplicateDevice(const FleetMessage& m, int64_t now_ms) {
   if (m.kind != telemetry::TopicKind::kStatus || m.status != "online" || m.instance.empty()) return;
+  std::lock_guard lk(duplicates_mu_);
   const std::string other =
       duplicates_detector_.OnOnline(m.device_id, m.instance, m.session_ms, now_ms);
   if (other.empty()) return;
@@ -147,10 +169,17 @@ void Ingest::Impl::OnMessage(const mqtt::const_message_ptr& msg) {
     }
     return;
   }
-  // Stored before the callback returns, i.e. before Paho sends the PUBACK.
-  std::lock_guard lk(store_mu_);
   CheckDuplicateDevice(parsed.message, now_ms);
-  auto r = store_->Store(parsed.message, now_ms);
+  if (Batched()) {
+    Enqueue(std::move(parsed.message));
+    return;
+  }
+  StoreNow(parsed.message, now_ms);
+}
+
+void Ingest::Impl::StoreNow(const FleetMessage& m, int64_t now_ms) {
+  std::lock_guard lk(store_mu_);
+  auto r = store_->Store(m, now_ms);
   if (!r) {
     ++store_errors_;
     TEND_LOG_ERROR("fleet: {}", r.error().message);
@@ -158,6 +187,60 @@ void Ingest::Impl::OnMessage(const mqtt::const_message_ptr& msg) {
     ++stored_;
   } else {
     ++duplicates_;
+  }
+}
+
+void Ingest::Impl::Enqueue(FleetMessage&& m) {
+  std::lock_guard lk(batch_mu_);
+  const bool qos0 =
+      m.kind == telemetry::TopicKind::kScores || m.kind == telemetry::TopicKind::kHealth;
+  if (qos0 && pending_.size() >= opt_.batch_queue_max) {
+    ++batch_dropped_;  // a stalled database: QoS 0 goes, alerts/status/OTA states wait
+    return;
+  }
+  pending_.push_back(std::move(m));
+  if (pending_.size() >= opt_.batch_max) batch_cv_.notify_one();
+}
+
+void Ingest::Impl::FlushBatch(std::vector<FleetMessage>& batch) {
+  if (batch.empty()) return;
+  auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+  std::lock_guard lk(store_mu_);
+  auto r = store_->StoreBatch(batch, now_ms);
+  ++batches_;
+  const auto n = static_cast<int64_t>(batch.size());
+  if (!r) {
+    store_errors_ += n;
+    TEND_LOG_ERROR("fleet: batch of {} messages: {}", n, r.error().message);
+  } else {
+    stored_ += *r;
+    duplicates_ += n - *r;
+  }
+  batch.clear();
+}
+
+void Ingest::Impl::WriterLoop() {
+  std::vector<FleetMessage> batch;
+  const auto period = std::chrono::duration<double, std::milli>(opt_.batch_ms);
+  for (;;) {
+    bool stop;
+    {
+      std::unique_lock lk(batch_mu_);
+      batch_cv_.wait_for(lk, period,
+                         [&] { return writer_stop_ || pending_.size() >= opt_.batch_max; });
+      stop = writer_stop_;
+      const size_t n = std::min(pending_.size(), opt_.batch_max);
+      batch.assign(std::make_move_iterator(pending_.begin()),
+                   std::make_move_iterator(pending_.begin() + static_cast<std::ptrdiff_t>(n)));
+      pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(n));
+    }
+    FlushBatch(batch);
+    if (stop) {
+      std::unique_lock lk(batch_mu_);
+      if (pending_.empty()) return;
+    }
   }
 }
 
@@ -174,6 +257,10 @@ Status Ingest::Impl::Subscribe() {
 
 Status Ingest::Impl::Start() {
   TEND_ASSIGN_OR_RETURN(auto addr, telemetry::ParseBrokerUrl(opt_.broker_url));
+  if (opt_.batch_ms > 0) {
+    if (opt_.batch_max == 0) return Fail(Error::Invalid("fleet: batch_max must be > 0"));
+    writer_ = std::thread([this] { WriterLoop(); });
+  }
   if (opt_.client_id.empty()) {
     // Unique per instance: two ingest processes (or two in one process) must not share an id,
     // or the broker disconnects one whenever the other connects.
@@ -242,14 +329,23 @@ Status Ingest::Impl::Start() {
 }
 
 void Ingest::Impl::Stop() {
-  if (!cli_) return;
-  try {
-    if (cli_->is_connected())
-      cli_->disconnect(std::chrono::seconds(1))->wait_for(std::chrono::seconds(2));
-  } catch (const mqtt::exception& e) {
-    TEND_LOG_DEBUG("fleet: disconnect: {}", e.what());
+  if (cli_) {
+    try {
+      if (cli_->is_connected())
+        cli_->disconnect(std::chrono::seconds(1))->wait_for(std::chrono::seconds(2));
+    } catch (const mqtt::exception& e) {
+      TEND_LOG_DEBUG("fleet: disconnect: {}", e.what());
+    }
+    cli_.reset();  // no callbacks after this point
   }
-  cli_.reset();
+  if (writer_.joinable()) {
+    {
+      std::lock_guard lk(batch_mu_);
+      writer_stop_ = true;
+    }
+    batch_cv_.notify_all();
+    writer_.join();  // flushes what was queued
+  }
 }
 
 Ingest::Ingest(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

@@ -24,6 +24,16 @@ struct IngestOptions {
   std::string ca_file, cert_file, key_file, username, password;
   size_t max_payload_bytes = 64 * 1024;
   double connect_timeout_s = 10;
+  // Messages are written in batches by a writer thread: one transaction per batch_ms or
+  // batch_max messages, whichever comes first (0: each message in its own transaction, on the
+  // MQTT callback thread). Paho C acknowledges a QoS 1 PUBLISH when it arrives, before the
+  // callback runs, so storing in the callback never held the PUBACK back; batches only add up to
+  // batch_ms to what a crashed instance loses (see docs/telemetry.md).
+  double batch_ms = 50;
+  size_t batch_max = 1000;
+  // Beyond this many queued messages (database stalled) QoS 0 messages are dropped, counted;
+  // alerts, status and OTA states are always queued.
+  size_t batch_queue_max = 200000;
   // Device timestamps further ahead of this machine's clock are refused (bad_timestamp).
   int64_t max_clock_skew_ms = kDefaultMaxClockSkewMs;
   // Two live connections claiming one device id take turns on the broker (same client id): an
@@ -36,6 +46,9 @@ struct IngestStats {
   int64_t too_large = 0, bad_json = 0, wrong_type = 0, unknown_topic = 0;
   int64_t bad_id = 0, bad_timestamp = 0;  // refused: see Malformed
   int64_t store_errors = 0;
+  int64_t batch_dropped = 0;  // QoS 0 messages dropped because the writer fell far behind
+  int64_t queued = 0;         // QoS 0 messages waiting for the writer now
+  int64_t batches = 0;
   // Times an `online` showed two live processes claiming one device id (logged at error level).
   int64_t duplicate_device_ids = 0;
   bool connected = false;
@@ -72,6 +85,7 @@ class Ingest {
   // Connects and subscribes (waiting up to connect_timeout_s); afterwards reconnects on its own.
   static Result<std::unique_ptr<Ingest>> Start(const IngestOptions& options,
                                                std::unique_ptr<FleetStore> store);
+
   ~Ingest();
   IngestStats stats() const;
   void Stop();

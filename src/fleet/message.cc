@@ -319,6 +319,15 @@ Problem ParseScore(const nlohmann::json& j, FleetMessage& m) {
     }
   }
   m.top_sensors = j["top_sensors"].dump();
+  if (!OptString(j, "image_ref", m.image_ref, err)) return Wrong(err);
+  if (j.contains("event_id") && j["event_id"].is_number_integer()) {
+    m.event_id = std::to_string(j["event_id"].get<int64_t>());
+  } else if (!OptString(j, "event_id", m.event_id, err)) {
+    return Wrong("field 'event_id' must be a string or an integer");
+  }
+  if (!TextOk(m.image_ref, 512) || !TextOk(m.event_id, 128)) {
+    return BadId("image_ref or event_id has control or direction characters, or is too long");
+  }
   if (m.kind == TopicKind::kAlerts && !m.is_alert) {
     return Wrong("message on an alerts topic has is_alert=false");
   }

@@ -37,6 +37,7 @@ struct FleetMessage {
   bool is_alert = false;
   std::string severity;
   std::string top_sensors;  // JSON array text
+  std::string event_id, image_ref;  // inspected parts: part number, evidence image on the device
   std::string model_version;
   int64_t seq = -1;
   std::string status;        // status messages: online | offline

@@ -70,6 +70,12 @@ class FleetStore {
   // Stores the message and updates its device; returns false for a duplicate (device, asset,
   // msg_id) (nothing stored). Malformed messages never get here.
   virtual Result<bool> Store(const FleetMessage& m, int64_t received_ms) = 0;
+  // Stores messages in one transaction and returns how many were new. A batch of QoS 0 messages
+  // only (scores, health) is committed on PostgreSQL without waiting for the WAL flush: a database
+  // crash can lose the last fraction of a second of them, which the broker was free to drop too;
+  // a batch with any alert, status or OTA state is committed durably. The default stores them
+  // one by one.
+  virtual Result<int64_t> StoreBatch(const std::vector<FleetMessage>& batch, int64_t received_ms);
   virtual Result<std::vector<DeviceRow>> Devices() = 0;
   // Alerts with a device timestamp >= since_ms, oldest first.
   virtual Result<std::vector<AlertRow>> Alerts(int64_t since_ms, int64_t limit) = 0;

@@ -1,8 +1,13 @@
 // PostgreSQL flavour of the fleet store (libpqxx): the same tables and dedup rules as SQLite,
 // so several ingest instances can share one database.
+#include <algorithm>
+#include <map>
+#include <optional>
 #include <pqxx/pqxx>
 #include <stdexcept>
+#include <tuple>
 
+#include "fleet/console_schema.h"
 #include "fleet/store.h"
 
 namespace tend::fleet {
@@ -49,7 +54,7 @@ CREATE INDEX IF NOT EXISTS ota_events_by_ts ON ota_events(ts_ms);
 )sql";
 
 // The current schema, for a new database, and run after the migrations on an existing one.
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS devices(
   device_id TEXT PRIMARY KEY, factory_id TEXT NOT NULL DEFAULT '',
@@ -65,6 +70,7 @@ CREATE TABLE IF NOT EXISTS alerts(
   asset_id TEXT NOT NULL, ts_ms BIGINT NOT NULL, timestamp TEXT NOT NULL,
   anomaly_score DOUBLE PRECISION, severity TEXT NOT NULL, top_sensors TEXT NOT NULL,
   model_version TEXT NOT NULL, seq BIGINT NOT NULL, received_ms BIGINT NOT NULL,
+  event_id TEXT NOT NULL DEFAULT '', image_ref TEXT NOT NULL DEFAULT '',
   CONSTRAINT alerts_dedup UNIQUE(device_id, asset_id, msg_id));
 CREATE INDEX IF NOT EXISTS alerts_by_ts ON alerts(ts_ms);
 CREATE TABLE IF NOT EXISTS scores(
@@ -90,14 +96,15 @@ CREATE TABLE IF NOT EXISTS ota_events(
   received_ms BIGINT NOT NULL, CONSTRAINT ota_events_dedup UNIQUE(device_id, msg_id),
   UNIQUE(device_id, event, ts_ms));
 CREATE INDEX IF NOT EXISTS ota_events_by_ts ON ota_events(ts_ms);
-)sql";
+)sql";  // and ConsoleSchema(), see Migrate()
 
 struct Migration {
   int to;
   const char* sql;
+  bool console_tables = false;  // then creates the console's tables (console_schema.h) too
 };
 // Issue 17: dedup per (device, asset, msg_id) instead of a global UNIQUE(msg_id); device status
-// ordered by (session, rank). A new schema change is one more entry.
+// ordered by (session, rank). Issue 15: the console. A new schema change is one more entry.
 constexpr Migration kMigrations[] = {
     {2, R"sql(
 ALTER TABLE alerts DROP CONSTRAINT IF EXISTS alerts_msg_id_key;
@@ -113,6 +120,12 @@ ALTER TABLE devices ADD COLUMN IF NOT EXISTS status_rank INTEGER NOT NULL DEFAUL
 UPDATE devices SET status_order_ms = status_ms,
   status_rank = CASE WHEN status = 'offline' THEN 1 ELSE 0 END;
 )sql"},
+    // Issue 15: the fleet console's and the rollout controller's tables, and an alert's evidence.
+    {3, R"sql(
+ALTER TABLE alerts ADD COLUMN IF NOT EXISTS event_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE alerts ADD COLUMN IF NOT EXISTS image_ref TEXT NOT NULL DEFAULT '';
+)sql",
+     true},
 };
 
 // Brings any earlier schema to kSchemaVersion inside `w` (which holds the advisory lock).
@@ -131,10 +144,13 @@ void Migrate(pqxx::work& w) {
   }
   if (version > 0) {
     for (const auto& m : kMigrations) {
-      if (m.to > version) w.exec(m.sql);
+      if (m.to <= version) continue;
+      w.exec(m.sql);
+      if (m.console_tables) w.exec(ConsoleSchema(kPostgresIdColumn));
     }
   }
   w.exec(kSchema);
+  w.exec(ConsoleSchema(kPostgresIdColumn));
   w.exec("DELETE FROM tend_schema");
   w.exec("INSERT INTO tend_schema(version) VALUES(" + std::to_string(kSchemaVersion) + ")");
 }
@@ -194,6 +210,8 @@ class PostgresStore : public FleetStore {
                      "INSERT INTO ota_events(msg_id, device_id, factory_id, ts_ms, timestamp,"
                      " event, model, current_version, backup_version, reason, received_ms)"
                      " VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT DO NOTHING");
+      conn_->prepare("asset", kDeviceAssetUpsert);
+      conn_->prepare("evidence", kAlertEvidenceUpdate);
       conn_->prepare(
           "otastate",
           "INSERT INTO ota_state(device_id, factory_id, msg_id, ts_ms, timestamp, event, model,"
@@ -217,6 +235,247 @@ class PostgresStore : public FleetStore {
     bool inserted = false;
     auto st = Guard("store", [&]() -> Status {
       pqxx::work w(*conn_);
+      TEND_ASSIGN_OR_RETURN(inserted, StoreIn(w, m, received_ms));
+      w.commit();
+      return Ok();
+    });
+    if (!st) return Fail(st.error());
+    return inserted;
+  }
+
+  // A batch in one transaction, in four phases: new rows (scores and health as multi-row
+  // INSERTs, a round trip per 200 rows), then OTA states, device assets and devices, each table
+  // with one upsert per key in key order. Every writer takes row locks in that order (Store()
+  // too), so two ingest instances never deadlock; a deadlock with some other writer is retried.
+  Result<int64_t> StoreBatch(const std::vector<FleetMessage>& batch, int64_t received_ms) override {
+    const bool qos0_only = std::all_of(batch.begin(), batch.end(), [](const FleetMessage& m) {
+      return m.kind == TopicKind::kScores || m.kind == TopicKind::kHealth;
+    });
+    Status st;
+    int64_t inserted = 0;
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      st = Guard("store batch", [&]() -> Status {
+        pqxx::work w(*conn_);
+        if (qos0_only) w.exec("SET LOCAL synchronous_commit TO OFF");  // see store.h
+        TEND_ASSIGN_OR_RETURN(inserted, StoreBatchIn(w, batch, received_ms));
+        w.commit();
+        return Ok();
+      });
+      if (st || st.error().message.find("deadlock detected") == std::string::npos) break;
+    }
+    if (!st) return Fail(st.error());
+    return inserted;
+  }
+
+  Result<int64_t> StoreBatchIn(pqxx::work& w, const std::vector<FleetMessage>& batch,
+                               int64_t received_ms) {
+    std::vector<const FleetMessage*> scores, health, others, new_ota;
+    for (const auto& m : batch) {
+      (m.kind == TopicKind::kScores   ? scores
+       : m.kind == TopicKind::kHealth ? health
+                                      : others)
+          .push_back(&m);
+    }
+    auto by_id = [](const FleetMessage* a, const FleetMessage* b) {  // the dedup key's order
+      return std::tie(a->device_id, a->asset_id, a->msg_id) <
+             std::tie(b->device_id, b->asset_id, b->msg_id);
+    };
+    std::stable_sort(scores.begin(), scores.end(), by_id);
+    std::stable_sort(health.begin(), health.end(), by_id);
+    std::stable_sort(
+        others.begin(), others.end(),
+        [](const FleetMessage* a, const FleetMessage* b) { return a->device_id < b->device_id; });
+    const std::string rcv = std::to_string(received_ms);
+    int64_t inserted = InsertScores(w, scores, rcv) + InsertHealth(w, health, rcv);
+    for (const FleetMessage* m : others) {  // alerts, status, OTA events: rare, one by one
+      TEND_ASSIGN_OR_RETURN(bool fresh, StoreRowOnly(w, *m, received_ms));
+      inserted += fresh ? 1 : 0;
+      if (fresh && m->kind == TopicKind::kOta) new_ota.push_back(m);
+    }
+    for (const FleetMessage* m : new_ota) OtaStateUpsert(w, *m, received_ms);
+    UpsertAssets(w, batch, rcv);
+    UpsertDevices(w, batch, received_ms);
+    return inserted;
+  }
+
+  // `head` + VALUES (...),(...) + `tail` for rows of `cols` text cells (nullopt: NULL), 200 rows
+  // a statement; returns the rows affected.
+  static int64_t MultiRow(pqxx::work& w, const std::string& head, const std::string& tail,
+                          size_t cols, const std::vector<std::optional<std::string>>& cells) {
+    int64_t n = 0;
+    const size_t rows = cells.size() / cols;
+    for (size_t r0 = 0; r0 < rows; r0 += 200) {
+      const size_t r1 = std::min(rows, r0 + 200);
+      std::string sql = head;
+      std::vector<const char*> ptrs;
+      for (size_t r = r0; r < r1; ++r) {
+        sql += r == r0 ? "(" : ",(";
+        for (size_t c = 0; c < cols; ++c) {
+          sql += (c ? ",$" : "$") + std::to_string((r - r0) * cols + c + 1);
+          const auto& cell = cells[r * cols + c];
+          ptrs.push_back(cell ? cell->c_str() : nullptr);
+        }
+        sql += ")";
+      }
+      sql += tail;
+      n += static_cast<int64_t>(
+          w.exec_params(sql, pqxx::prepare::make_dynamic_params(ptrs)).affected_rows());
+    }
+    return n;
+  }
+
+  static std::optional<std::string> OrNull(const std::string& s) {
+    return s.empty() ? std::nullopt : std::optional<std::string>(s);
+  }
+
+  static int64_t InsertScores(pqxx::work& w, const std::vector<const FleetMessage*>& rows,
+                              const std::string& rcv) {
+    std::vector<std::optional<std::string>> cells;
+    for (const FleetMessage* m : rows) {
+      cells.insert(cells.end(),
+                   {OrNull(m->msg_id), m->device_id, m->asset_id, std::to_string(m->ts_ms),
+                    m->has_score ? std::optional<std::string>(std::to_string(m->anomaly_score))
+                                 : std::nullopt,
+                    m->is_alert ? "true" : "false", m->severity, m->model_version,
+                    std::to_string(m->seq), rcv});
+    }
+    return MultiRow(
+        w,
+        "INSERT INTO scores(msg_id, device_id, asset_id, ts_ms, anomaly_score, is_alert,"
+        " severity, model_version, seq, received_ms) VALUES ",
+        " ON CONFLICT DO NOTHING", 10, cells);
+  }
+
+  static int64_t InsertHealth(pqxx::work& w, const std::vector<const FleetMessage*>& rows,
+                              const std::string& rcv) {
+    std::vector<std::optional<std::string>> cells;
+    for (const FleetMessage* m : rows) {
+      cells.insert(cells.end(), {OrNull(m->msg_id), m->device_id, m->asset_id,
+                                 std::to_string(m->ts_ms), m->payload, rcv});
+    }
+    return MultiRow(w,
+                    "INSERT INTO health(msg_id, device_id, asset_id, ts_ms, payload, received_ms)"
+                    " VALUES ",
+                    " ON CONFLICT DO NOTHING", 6, cells);
+  }
+
+  // Alerts (with their evidence), status history and OTA events: the new row only.
+  Result<bool> StoreRowOnly(pqxx::work& w, const FleetMessage& m, int64_t received_ms) {
+    switch (m.kind) {
+      case TopicKind::kAlerts: {
+        std::string score = m.has_score ? std::to_string(m.anomaly_score) : std::string();
+        bool fresh =
+            w.exec_prepared("alert", NullIfEmpty(m.msg_id), m.device_id, m.factory_id, m.line_id,
+                            m.asset_id, m.ts_ms, m.timestamp, m.has_score ? score.c_str() : nullptr,
+                            m.severity, m.top_sensors, m.model_version, m.seq, received_ms)
+                .affected_rows() > 0;
+        if (fresh && !m.image_ref.empty() && !m.msg_id.empty()) {
+          w.exec_prepared("evidence", m.event_id, m.image_ref, m.device_id, m.asset_id, m.msg_id);
+        }
+        return fresh;
+      }
+      case TopicKind::kStatus:
+        return w.exec_prepared("status", m.device_id, m.factory_id, m.status, m.ts_ms, m.timestamp,
+                               received_ms)
+                   .affected_rows() > 0;
+      case TopicKind::kOta: {
+        const OtaFields& o = m.ota;
+        return w.exec_prepared("otaevent", NullIfEmpty(m.msg_id), m.device_id, m.factory_id,
+                               m.ts_ms, m.timestamp, o.event, o.model, o.current_version,
+                               o.backup_version, o.reason, received_ms)
+                   .affected_rows() > 0;
+      }
+      default:
+        return Fail(Error::Internal("store: unexpected message kind in a batch"));
+    }
+  }
+
+  static void OtaStateUpsert(pqxx::work& w, const FleetMessage& m, int64_t received_ms) {
+    const OtaFields& o = m.ota;
+    w.exec_prepared("otastate", m.device_id, m.factory_id, NullIfEmpty(m.msg_id), m.ts_ms,
+                    m.timestamp, o.event, o.model, o.state, o.current_version, o.backup_version,
+                    o.highest_version, o.in_probation, o.stale, o.model_age_s, o.rollbacks,
+                    o.last_rollback_reason, m.payload, received_ms);
+  }
+
+  // One upsert per (device, line, asset) the batch's alerts and health name, in key order.
+  static void UpsertAssets(pqxx::work& w, const std::vector<FleetMessage>& batch,
+                           const std::string& rcv) {
+    std::map<std::tuple<std::string, std::string, std::string>, std::string> keys;  // -> factory
+    for (const auto& m : batch) {
+      if ((m.kind == TopicKind::kAlerts || m.kind == TopicKind::kHealth) && !m.device_id.empty()) {
+        keys[{m.device_id, m.line_id, m.asset_id}] = m.factory_id;
+      }
+    }
+    std::vector<std::optional<std::string>> cells;
+    for (const auto& [k, factory] : keys) {
+      cells.insert(cells.end(), {std::get<0>(k), factory, std::get<1>(k), std::get<2>(k), rcv});
+    }
+    MultiRow(w,
+             "INSERT INTO device_assets(device_id, factory_id, line_id, asset_id, last_seen_ms)"
+             " VALUES ",
+             " ON CONFLICT(device_id, line_id, asset_id) DO UPDATE SET"
+             " factory_id=excluded.factory_id, last_seen_ms=excluded.last_seen_ms"
+             " WHERE excluded.last_seen_ms > device_assets.last_seen_ms",
+             5, cells);
+  }
+
+  // One upsert per device, in device order: last seen, the newest model version and the latest
+  // status the batch carries (the same rules as "seen" and "devstatus": the later (session,
+  // rank) wins, see StatusOrder in store.h).
+  static void UpsertDevices(pqxx::work& w, const std::vector<FleetMessage>& batch,
+                            int64_t received_ms) {
+    struct Dev {
+      std::string factory, version, status;
+      int64_t status_ms = 0;
+      StatusOrder order;
+    };
+    std::map<std::string, Dev> devs;
+    for (const auto& m : batch) {
+      if (m.device_id.empty()) continue;
+      Dev& d = devs[m.device_id];
+      d.factory = m.factory_id;
+      if (m.kind == TopicKind::kStatus) {
+        const StatusOrder o = StatusOrderOf(m);
+        if (d.status.empty() ||
+            std::tie(o.order_ms, o.rank) >= std::tie(d.order.order_ms, d.order.rank)) {
+          d.status = m.status;
+          d.status_ms = m.ts_ms;
+          d.order = o;
+        }
+      } else if (!m.model_version.empty()) {
+        d.version = m.model_version;
+      }
+    }
+    std::vector<std::optional<std::string>> cells;
+    const std::string rcv = std::to_string(received_ms);
+    for (const auto& [id, d] : devs) {
+      cells.insert(cells.end(), {id, d.factory, d.status, std::to_string(d.status_ms),
+                                 std::to_string(d.order.order_ms), std::to_string(d.order.rank),
+                                 rcv, d.version});
+    }
+    std::string tail = " ON CONFLICT(device_id) DO UPDATE SET factory_id=excluded.factory_id,";
+    for (const char* col : {"status", "status_ms", "status_order_ms", "status_rank"}) {
+      tail += std::string(" ") + col +
+              "=CASE WHEN excluded.status <> '' AND (excluded.status_order_ms,"
+              " excluded.status_rank) >= (devices.status_order_ms, devices.status_rank)"
+              " THEN excluded." +
+              col + " ELSE devices." + col + " END,";
+    }
+    tail +=
+        " last_seen_ms=GREATEST(devices.last_seen_ms, excluded.last_seen_ms),"
+        " model_version=CASE WHEN excluded.model_version='' THEN devices.model_version"
+        " ELSE excluded.model_version END";
+    MultiRow(w,
+             "INSERT INTO devices(device_id, factory_id, status, status_ms, status_order_ms,"
+             " status_rank, last_seen_ms, model_version) VALUES ",
+             tail, 8, cells);
+  }
+
+  // One message inside `w`; libpqxx errors are thrown (callers run it inside Guard).
+  Result<bool> StoreIn(pqxx::work& w, const FleetMessage& m, int64_t received_ms) {
+    bool inserted = false;
+    {
       std::string score = m.has_score ? std::to_string(m.anomaly_score) : std::string();
       const char* score_p = m.has_score ? score.c_str() : nullptr;
       switch (m.kind) {
@@ -225,6 +484,9 @@ class PostgresStore : public FleetStore {
                                      m.line_id, m.asset_id, m.ts_ms, m.timestamp, score_p,
                                      m.severity, m.top_sensors, m.model_version, m.seq, received_ms)
                          .affected_rows() > 0;
+          if (inserted && !m.image_ref.empty() && !m.msg_id.empty()) {
+            w.exec_prepared("evidence", m.event_id, m.image_ref, m.device_id, m.asset_id, m.msg_id);
+          }
           break;
         case TopicKind::kScores:
           inserted =
@@ -263,13 +525,13 @@ class PostgresStore : public FleetStore {
         case TopicKind::kUnknown:
           return Fail(Error::Internal("store: unknown topic kind"));
       }
+      if ((m.kind == TopicKind::kAlerts || m.kind == TopicKind::kHealth) && !m.device_id.empty()) {
+        w.exec_prepared("asset", m.device_id, m.factory_id, m.line_id, m.asset_id, received_ms);
+      }
       if (m.kind != TopicKind::kStatus && !m.device_id.empty()) {
         w.exec_prepared("seen", m.device_id, m.factory_id, received_ms, m.model_version);
       }
-      w.commit();
-      return Ok();
-    });
-    if (!st) return Fail(st.error());
+    }
     return inserted;
   }
 

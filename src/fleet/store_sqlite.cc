@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "core/fs.h"
+#include "fleet/console_schema.h"
 #include "fleet/store.h"
 
 namespace tend::fleet {
@@ -51,7 +52,7 @@ CREATE INDEX IF NOT EXISTS ota_events_by_ts ON ota_events(ts_ms);
 
 // The current schema (version kSchemaVersion), for a new database; on an existing one, after the
 // migrations, it recreates whatever is missing in its current shape.
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS devices(
   device_id TEXT PRIMARY KEY, factory_id TEXT NOT NULL DEFAULT '',
@@ -66,7 +67,8 @@ CREATE TABLE IF NOT EXISTS alerts(
   msg_id TEXT, device_id TEXT NOT NULL, factory_id TEXT NOT NULL, line_id TEXT NOT NULL,
   asset_id TEXT NOT NULL, ts_ms INTEGER NOT NULL, timestamp TEXT NOT NULL, anomaly_score REAL,
   severity TEXT NOT NULL, top_sensors TEXT NOT NULL, model_version TEXT NOT NULL,
-  seq INTEGER NOT NULL, received_ms INTEGER NOT NULL, UNIQUE(device_id, asset_id, msg_id));
+  seq INTEGER NOT NULL, received_ms INTEGER NOT NULL, event_id TEXT NOT NULL DEFAULT '',
+  image_ref TEXT NOT NULL DEFAULT '', UNIQUE(device_id, asset_id, msg_id));
 CREATE INDEX IF NOT EXISTS alerts_by_ts ON alerts(ts_ms);
 CREATE TABLE IF NOT EXISTS scores(
   msg_id TEXT, device_id TEXT NOT NULL, asset_id TEXT NOT NULL, ts_ms INTEGER NOT NULL,
@@ -89,13 +91,14 @@ CREATE TABLE IF NOT EXISTS ota_events(
   current_version INTEGER NOT NULL, backup_version INTEGER NOT NULL, reason TEXT NOT NULL,
   received_ms INTEGER NOT NULL, UNIQUE(device_id, msg_id), UNIQUE(device_id, event, ts_ms));
 CREATE INDEX IF NOT EXISTS ota_events_by_ts ON ota_events(ts_ms);
-)sql";
+)sql";  // and ConsoleSchema(), see Migrate()
 
 // Migrations, in order: `to` is the version a step leaves the database at. Each runs in the
 // open's transaction. A new schema change is one more entry here (and in kSchema).
 struct Migration {
   int to;
   const char* sql;
+  bool console_tables = false;  // then creates the console's tables (console_schema.h) too
 };
 constexpr Migration kMigrations[] = {
     // Issue 17: dedup by msg_id alone dropped the alerts of two devices (or two spool lives) whose
@@ -142,6 +145,13 @@ ALTER TABLE devices ADD COLUMN status_order_ms INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE devices ADD COLUMN status_rank INTEGER NOT NULL DEFAULT 0;
 UPDATE devices SET status_order_ms = status_ms, status_rank = (status = 'offline');
 )sql"},
+    // Issue 15: the fleet console's and the rollout controller's tables, and an alert's evidence
+    // (vision: event_id, image_ref).
+    {3, R"sql(
+ALTER TABLE alerts ADD COLUMN event_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE alerts ADD COLUMN image_ref TEXT NOT NULL DEFAULT '';
+)sql",
+     true},
 };
 
 class SqliteStore : public FleetStore {
@@ -217,6 +227,10 @@ class SqliteStore : public FleetStore {
         " model_age_s=excluded.model_age_s, rollbacks=excluded.rollbacks,"
         " last_rollback_reason=excluded.last_rollback_reason, payload=excluded.payload,"
         " received_ms=excluded.received_ms WHERE excluded.ts_ms >= ota_state.ts_ms",
+        // 8 the lines and assets a device serves (console filters)
+        kDeviceAssetUpsert,
+        // 9 an alert's evidence (vision)
+        kAlertEvidenceUpdate,
     };
     for (const char* s : sql) {
       sqlite3_stmt* st = nullptr;
@@ -235,6 +249,21 @@ class SqliteStore : public FleetStore {
     }
     TEND_RETURN_NOT_OK(Exec("COMMIT"));
     return r;
+  }
+
+  Result<int64_t> StoreBatch(const std::vector<FleetMessage>& batch, int64_t received_ms) override {
+    TEND_RETURN_NOT_OK(Exec("BEGIN IMMEDIATE"));
+    int64_t inserted = 0;
+    for (const auto& m : batch) {
+      auto r = StoreInTxn(m, received_ms);
+      if (!r) {
+        sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+        return Fail(r.error());
+      }
+      inserted += *r ? 1 : 0;
+    }
+    TEND_RETURN_NOT_OK(Exec("COMMIT"));
+    return inserted;
   }
 
   Result<std::vector<DeviceRow>> Devices() override {
@@ -411,10 +440,13 @@ class SqliteStore : public FleetStore {
     }
     if (version > 0) {
       for (const auto& m : kMigrations) {
-        if (m.to > version) TEND_RETURN_NOT_OK(Exec(m.sql));
+        if (m.to <= version) continue;
+        TEND_RETURN_NOT_OK(Exec(m.sql));
+        if (m.console_tables) TEND_RETURN_NOT_OK(Exec(ConsoleSchema(kSqliteIdColumn).c_str()));
       }
     }
     TEND_RETURN_NOT_OK(Exec(kSchema));
+    TEND_RETURN_NOT_OK(Exec(ConsoleSchema(kSqliteIdColumn).c_str()));
     const std::string set = "PRAGMA user_version=" + std::to_string(kSchemaVersion);
     return Exec(set.c_str());
   }
@@ -467,6 +499,15 @@ class SqliteStore : public FleetStore {
         sqlite3_bind_int64(st, 12, m.seq);
         sqlite3_bind_int64(st, 13, received_ms);
         TEND_ASSIGN_OR_RETURN(inserted, Step(st, "insert alert"));
+        if (inserted && !m.image_ref.empty() && !m.msg_id.empty()) {
+          sqlite3_stmt* ev = stmts_[9];
+          BindText(ev, 1, m.event_id);
+          BindText(ev, 2, m.image_ref);
+          BindText(ev, 3, m.device_id);
+          BindText(ev, 4, m.asset_id);
+          BindText(ev, 5, m.msg_id);
+          TEND_RETURN_NOT_OK(Step(ev, "alert evidence"));
+        }
         break;
       }
       case TopicKind::kScores: {
@@ -560,6 +601,15 @@ class SqliteStore : public FleetStore {
       case TopicKind::kUnknown:
         return Fail(Error::Internal("store: unknown topic kind"));
     }
+    if ((m.kind == TopicKind::kAlerts || m.kind == TopicKind::kHealth) && !m.device_id.empty()) {
+      sqlite3_stmt* as = stmts_[8];
+      BindText(as, 1, m.device_id);
+      BindText(as, 2, m.factory_id);
+      BindText(as, 3, m.line_id);
+      BindText(as, 4, m.asset_id);
+      sqlite3_bind_int64(as, 5, received_ms);
+      TEND_RETURN_NOT_OK(Step(as, "update device assets"));
+    }
     if (!m.device_id.empty()) {
       sqlite3_stmt* dv = stmts_[4];
       BindText(dv, 1, m.device_id);
@@ -577,6 +627,16 @@ class SqliteStore : public FleetStore {
 };
 
 }  // namespace
+
+Result<int64_t> FleetStore::StoreBatch(const std::vector<FleetMessage>& batch,
+                                       int64_t received_ms) {
+  int64_t inserted = 0;
+  for (const auto& m : batch) {
+    TEND_ASSIGN_OR_RETURN(bool fresh, Store(m, received_ms));
+    inserted += fresh ? 1 : 0;
+  }
+  return inserted;
+}
 
 Result<std::unique_ptr<FleetStore>> OpenSqliteStore(const std::string& path) {
   auto s = std::make_unique<SqliteStore>(path);

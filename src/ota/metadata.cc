@@ -120,6 +120,11 @@ Result<std::string> SignEnvelope(const json& signed_part, const std::vector<KeyP
 Status VerifyRole(const Envelope& env, const RootMeta& root, const std::string& role,
                   const std::string& what) {
   TEND_RETURN_NOT_OK(CheckType(env.signed_part, role.c_str(), what));
+  return VerifySignatures(env, root, role, what);
+}
+
+Status VerifySignatures(const Envelope& env, const RootMeta& root, const std::string& role,
+                        const std::string& what) {
   auto rit = root.roles.find(role);
   if (rit == root.roles.end()) {
     return Fail(Error::Security(what + ": root defines no role \"" + role + "\""));
@@ -229,6 +234,7 @@ Result<TargetsMeta> ParseTargets(const json& s, const std::string& what) {
     TEND_ASSIGN_OR_RETURN(const json* q, Field(*custom, "min_quality", twhat));
     if (!q->is_number()) return Fail(Error::Corrupt(twhat + ": min_quality must be a number"));
     t.min_quality = q->get<double>();
+    if (auto r = custom->find("rollout"); r != custom->end() && !r->is_null()) t.rollout = *r;
     m.targets.push_back(std::move(t));
   }
   return m;
@@ -276,6 +282,7 @@ json ToJson(const TargetsMeta& m) {
                          {"version", t.version},
                          {"profiles", t.profiles},
                          {"min_quality", t.min_quality}}}};
+    if (!t.rollout.is_null()) targets[t.path]["custom"]["rollout"] = t.rollout;
   }
   return {{"_type", kRoleTargets},
           {"spec_version", "1"},

@@ -41,6 +41,9 @@ struct TargetInfo {
   int64_t version = 0;
   std::vector<std::string> profiles;
   double min_quality = 0;  // the device's reference-set score must reach this before commit
+  // The release's staged rollout plan (custom.rollout), signed with it; null when the release goes
+  // to every device at once. Parsed and checked by ota::ParseRolloutPlan (ota/rollout.h).
+  nlohmann::json rollout;
 };
 
 struct TargetsMeta {
@@ -89,6 +92,10 @@ Result<std::string> SignEnvelope(const nlohmann::json& signed_part,
 // verifies; fails unless the count reaches the role's threshold. Also checks "_type".
 Status VerifyRole(const Envelope& env, const RootMeta& root, const std::string& role,
                   const std::string& what);
+// The signature count of VerifyRole without the "_type" check, for documents of another type
+// signed by a role's keys (control.json: _type "control", signed by the timestamp role).
+Status VerifySignatures(const Envelope& env, const RootMeta& root, const std::string& role,
+                        const std::string& what);
 
 Result<RootMeta> ParseRoot(const nlohmann::json& signed_part, const std::string& what);
 Result<TargetsMeta> ParseTargets(const nlohmann::json& signed_part, const std::string& what);

@@ -136,6 +136,7 @@ Result<TargetInfo> Publish(const std::string& dir, const PublishOptions& opts,
   t.version = opts.version;
   t.profiles = opts.profiles;
   t.min_quality = opts.min_quality;
+  if (opts.rollout) t.rollout = ToJson(*opts.rollout);
   TEND_RETURN_NOT_OK(fs::MakeDirs(Join(dir, "files")));
   TEND_RETURN_NOT_OK(fs::WriteFileAtomic(Join(dir, t.path), bytes));
   // Content-addressed: the same bytes published twice share a path; keep one entry per path.
@@ -187,10 +188,10 @@ Result<json> LatestRelease(const std::string& dir, const std::string& name,
   TEND_ASSIGN_OR_RETURN(Envelope tenv, ParseEnvelope(ttext, "targets.json"));
   TEND_ASSIGN_OR_RETURN(TargetsMeta tm, ParseTargets(tenv.signed_part, "targets.json"));
   TEND_ASSIGN_OR_RETURN(TargetInfo t, SelectTarget(tm, name, profile));
-  json meta = {{"name", t.name},      {"profiles", t.profiles},
-               {"length", t.length},  {"min_quality", t.min_quality},
-               {"path", t.path},      {"targets", nullptr},
-               {"timestamp", nullptr}};
+  json meta = {{"name", t.name},     {"profiles", t.profiles},
+               {"length", t.length}, {"min_quality", t.min_quality},
+               {"path", t.path},     {"rollout", t.rollout},
+               {"targets", nullptr}, {"timestamp", nullptr}};
   TEND_ASSIGN_OR_RETURN(meta["targets"],
                         tend::json::ParseJson(ttext, "targets.json", kMetadataJsonLimits));
   // The timestamp is informational here; a damaged one is shown as null, not an error.

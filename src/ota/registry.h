@@ -12,6 +12,7 @@
 #include "core/status.h"
 #include "ota/crypto.h"
 #include "ota/metadata.h"
+#include "ota/rollout.h"
 
 namespace tend::ota {
 
@@ -34,6 +35,8 @@ struct PublishOptions {
   int64_t now = 0;                         // unix seconds
   int64_t targets_expires_s = 365 * kDay;  // from now
   int64_t timestamp_expires_s = 30 * kDay;
+  // A staged rollout, signed into the release (custom.rollout); none: every device at once.
+  std::optional<RolloutPlan> rollout;
 };
 
 // Adds a release: refuses a version not above the newest published one of the same name, a

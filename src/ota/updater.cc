@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -100,6 +101,69 @@ void RemoveQuietly(const std::string& path) {
   std::filesystem::remove(path, ec);
 }
 
+std::string StateText(const OtaState& s) { return s.ToJson().dump(2) + "\n"; }
+
+// Serialises the writers of ota_state.json across processes (the agent's updater and `tend ota
+// rollback`): an exclusive flock on .ota_state.lock in the model directory, released on close.
+class StateLock {
+ public:
+  static Result<StateLock> Acquire(const std::string& dir) {
+    const std::string path = Join(dir, ".ota_state.lock");
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return Fail(fs::ErrnoError("open " + path, errno));
+    while (::flock(fd, LOCK_EX) != 0) {
+      if (errno == EINTR) continue;
+      int e = errno;
+      ::close(fd);
+      return Fail(fs::ErrnoError("lock " + path, e));
+    }
+    return StateLock(fd);
+  }
+  StateLock(StateLock&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  StateLock(const StateLock&) = delete;
+  StateLock& operator=(const StateLock&) = delete;
+  StateLock& operator=(StateLock&&) = delete;
+  ~StateLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+ private:
+  explicit StateLock(int fd) : fd_(fd) {}
+  int fd_ = -1;
+};
+
+// The rollback on a state in memory: the backup (checked on disk) becomes current, the model
+// rolled back from is rejected for good and leaves the backup slot empty, so it can never be
+// rolled back to (a manual rollback after an automatic one must not reinstall the bad model).
+// Returns the slot rolled back from; its file is the caller's to delete once the state is saved.
+Result<std::optional<ModelSlot>> RollBackInState(const std::string& dir, OtaState& s,
+                                                 const std::string& reason) {
+  if (!s.backup) return Fail(Error::NotFound(dir + ": no backup model to roll back to"));
+  TEND_RETURN_NOT_OK(VerifySlot(dir, *s.backup));
+  std::optional<ModelSlot> bad = s.current;
+  s.current = s.backup;
+  s.backup.reset();
+  if (bad && std::find(s.rejected_versions.begin(), s.rejected_versions.end(), bad->version) ==
+                 s.rejected_versions.end()) {
+    s.rejected_versions.push_back(bad->version);
+  }
+  s.rollbacks += 1;
+  s.last_rollback_reason = reason;
+  s.probation_until = 0;
+  return bad;
+}
+
+// Deletes the file of a slot the state no longer references.
+Status RemoveSlotFile(const std::string& dir, const OtaState& s,
+                      const std::optional<ModelSlot>& gone) {
+  if (!gone) return Ok();
+  for (const auto* slot : {&s.current, &s.backup}) {
+    if (*slot && (*slot)->file == gone->file) return Ok();
+  }
+  RemoveQuietly(Join(dir, gone->file));
+  return fs::FsyncDir(dir);
+}
+
 }  // namespace
 
 json OtaState::ToJson() const {
@@ -117,7 +181,9 @@ json OtaState::ToJson() const {
           {"probation_until", probation_until},
           {"rollbacks", rollbacks},
           {"last_rollback_reason", last_rollback_reason},
-          {"adopted_sha256", adopted_sha256}};
+          {"adopted_sha256", adopted_sha256},
+          {"control_version", control_version},
+          {"pin_max_version", pin_max_version}};
 }
 
 Result<OtaState> OtaState::FromJson(const json& j, const std::string& what) {
@@ -138,6 +204,8 @@ Result<OtaState> OtaState::FromJson(const json& j, const std::string& what) {
     s.rollbacks = j.at("rollbacks").get<int64_t>();
     s.last_rollback_reason = j.at("last_rollback_reason").get<std::string>();
     s.adopted_sha256 = j.value("adopted_sha256", std::string());  // absent in older state files
+    s.control_version = j.value("control_version", int64_t{0});
+    s.pin_max_version = j.value("pin_max_version", int64_t{-1});
   } catch (const json::exception& e) {
     return Fail(Error::Corrupt(what + ": " + e.what()));
   }
@@ -160,28 +228,20 @@ Result<OtaState> LoadState(const std::string& model_dir) {
 }
 
 Status SaveState(const std::string& model_dir, const OtaState& state) {
-  return fs::WriteFileAtomic(Join(model_dir, kStateFile), state.ToJson().dump(2) + "\n");
+  return fs::WriteFileAtomic(Join(model_dir, kStateFile), StateText(state));
 }
 
 Result<OtaState> RollbackState(const std::string& model_dir, const std::string& reason,
                                int64_t now) {
-  TEND_ASSIGN_OR_RETURN(OtaState s, LoadState(model_dir));
-  if (!s.backup) return Fail(Error::NotFound(model_dir + ": no backup model to roll back to"));
-  TEND_RETURN_NOT_OK(VerifySlot(model_dir, *s.backup));
-  std::optional<ModelSlot> bad = s.current;
-  s.current = s.backup;
-  // The rolled-back model stays on disk as the backup (rolling forward is a rename away too),
-  // but the updater will not install that version again.
-  s.backup = bad;
-  if (bad && std::find(s.rejected_versions.begin(), s.rejected_versions.end(), bad->version) ==
-                 s.rejected_versions.end()) {
-    s.rejected_versions.push_back(bad->version);
-  }
-  s.rollbacks += 1;
-  s.last_rollback_reason = reason;
-  s.probation_until = 0;
   (void)now;
+  // No state, no lock file: a wrong --model-dir is told it has no ota_state.json and is left as
+  // it was. The state is read again under the lock, where it counts.
+  if (auto probe = LoadState(model_dir); !probe) return Fail(probe.error());
+  TEND_ASSIGN_OR_RETURN(StateLock lock, StateLock::Acquire(model_dir));
+  TEND_ASSIGN_OR_RETURN(OtaState s, LoadState(model_dir));
+  TEND_ASSIGN_OR_RETURN(std::optional<ModelSlot> bad, RollBackInState(model_dir, s, reason));
   TEND_RETURN_NOT_OK(SaveState(model_dir, s));
+  TEND_RETURN_NOT_OK(RemoveSlotFile(model_dir, s, bad));
   TEND_LOG_WARN("ota: rolled back {} from v{} to v{}: {}", s.model_name, bad ? bad->version : 0,
                 s.current->version, reason);
   return s;
@@ -253,7 +313,8 @@ json StateStatusJson(const OtaState& s, int64_t now, int64_t max_model_age_s) {
           {"max_model_age_s", max_model_age_s},
           {"stale", s.current.has_value() && age > max_model_age_s},
           {"rollbacks", s.rollbacks},
-          {"last_rollback_reason", s.last_rollback_reason}};
+          {"last_rollback_reason", s.last_rollback_reason},
+          {"pin_max_version", s.pin_max_version}};
 }
 
 Result<std::unique_ptr<Updater>> Updater::Create(UpdaterOptions opts,
@@ -264,6 +325,20 @@ Result<std::unique_ptr<Updater>> Updater::Create(UpdaterOptions opts,
   if (opts.model_dir.empty()) return Fail(Error::Invalid("ota: model directory not set"));
   if (opts.interval_s <= 0 || opts.jitter < 0 || opts.jitter >= 1) {
     return Fail(Error::Invalid("ota: interval must be > 0 and jitter in [0, 1)"));
+  }
+  if (opts.control_interval_s < 0 || opts.state_watch_s < 0) {
+    return Fail(Error::Invalid("ota: control and state-watch intervals must be >= 0"));
+  }
+  if (opts.device_id.empty()) {
+    // The same default as `tend run`'s device id: the host name, MQTT level characters replaced.
+    char host[256] = {0};
+    if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') {
+      std::snprintf(host, sizeof host, "edge-device");
+    }
+    opts.device_id = host;
+    for (char& c : opts.device_id) {
+      if (c == '/' || c == '+' || c == '#' || c == ' ') c = '_';
+    }
   }
   TEND_RETURN_NOT_OK(fs::MakeDirs(opts.model_dir));
   std::unique_ptr<Updater> u(new Updater());
@@ -296,6 +371,8 @@ Result<std::unique_ptr<Updater>> Updater::Create(UpdaterOptions opts,
   }
   {
     std::lock_guard<std::mutex> lock(u->mu_);
+    auto text = fs::ReadFile(Join(o.model_dir, kStateFile));
+    u->known_text_ = text ? *text : std::string();
     u->PublishLocked();
   }
   return u;
@@ -330,78 +407,32 @@ void Updater::Sync(const char* step) const {
 
 Result<UpdateReport> Updater::CheckOnce() {
   std::lock_guard<std::mutex> lock(mu_);
+  AdoptDiskStateLocked();  // a check never starts from a state another process replaced
   counters_.checks += 1;
   last_check_unix_ = Now();
   auto r = CheckLocked();
   if (r) {
+    // Waiting for a wave, pinned, refused before...: said once, when it changes.
+    if (r->outcome == UpdateOutcome::kUpToDate && r->message != last_result_) {
+      TEND_LOG_INFO("ota: {}", r->message);
+    }
     last_result_ = r->message;
     last_error_.clear();
   } else {
     counters_.failed += 1;
     last_error_ = r.error().message;
     TEND_LOG_WARN("ota: update refused: {}", r.error().message);
+    AdoptDiskStateLocked();  // the refusal may be a write that lost to another process
   }
   PublishLocked();
   return r;
 }
 
-// Fetches the release, verifies it, and puts it in place as `final_path` (via a staging file,
-// verified again as written).
-Status Updater::StageTargetLocked(const TargetInfo& target, const std::string& final_name,
-                                  const std::string& final_path) {
+// Steps 1-3: walks the root chain from the trusted root, then the timestamp and the targets it
+// pins; `next` gets the new floors and roots, `root` the newest verified root.
+Result<TargetsMeta> Updater::RefreshTrustLocked(OtaState& next, RootMeta& root, int64_t now) {
   const UpdaterOptions& o = opts_;
-  TEND_ASSIGN_OR_RETURN(auto model_bytes, fetcher_->Fetch(target.path, target.length));
-  TEND_RETURN_NOT_OK(VerifyTargetBytes(target, model_bytes));
-
-  // Stage next to the running model (same filesystem, so the rename is atomic).
-  const std::string staging = Join(o.model_dir, "." + final_name + ".staging");
-  TEND_RETURN_NOT_OK(WriteAndSync(staging, model_bytes));
-  Sync("staged-temp");
-  {
-    // Verify what is on disk, the bytes that will actually be loaded.
-    auto on_disk = fs::ReadBinaryFile(staging);
-    Status ok = on_disk ? VerifyTargetBytes(target, *on_disk) : Status(Fail(on_disk.error()));
-    if (!ok) {
-      RemoveQuietly(staging);
-      return Fail(ok.error().Wrap("staged copy"));
-    }
-  }
-  if (::rename(staging.c_str(), final_path.c_str()) != 0) {
-    int e = errno;
-    RemoveQuietly(staging);
-    return Fail(fs::ErrnoError("rename " + staging + " -> " + final_path, e));
-  }
-  TEND_RETURN_NOT_OK(fs::FsyncDir(o.model_dir));
-  Sync("staged");
-  return Ok();
-}
-
-// Why the staged candidate is refused ("" when it is not): it does not load, or its quality on
-// the reference set is below `threshold` (measured quality in *quality, -1 when not measured).
-std::string Updater::GateCandidate(const std::string& final_path, double threshold,
-                                  double* quality) const {
-  const UpdaterOptions& o = opts_;
-  if (o.load_check) {
-    Status loaded = o.load_check(final_path);
-    // Refused already: no point scoring a model that does not load.
-    if (!loaded) return "candidate does not load: " + loaded.error().message;
-  }
-  if (!o.quality_gate) return "";
-  auto q = o.quality_gate(final_path);
-  if (!q) return "quality gate failed: " + q.error().message;
-  *quality = *q;
-  if (!(*quality >= threshold)) {
-    return "quality " + std::to_string(*quality) + " below the threshold " +
-           std::to_string(threshold);
-  }
-  return "";
-}
-
-// The trust chain up to date in `next`: root rotations, then timestamp and targets, each
-// verified against the root and the version floors.
-Result<TargetsMeta> Updater::RefreshMetadataLocked(OtaState& next, int64_t now) {
-  const UpdaterOptions& o = opts_;
-  TEND_ASSIGN_OR_RETURN(RootMeta root, VerifyPinnedRoot(next.trusted_root));
+  TEND_ASSIGN_OR_RETURN(root, VerifyPinnedRoot(next.trusted_root));
 
   for (int i = 0; i < o.max_root_rotations; ++i) {
     std::string name = std::to_string(root.version + 1) + ".root.json";
@@ -438,18 +469,98 @@ Result<TargetsMeta> Updater::RefreshMetadataLocked(OtaState& next, int64_t now) 
   return tm;
 }
 
+// Why the device must not install `target` now ("" when it may): its pin, or the release's
+// staged rollout as the newest valid control.json states it. Updates next's control floor and pin.
+Result<std::string> Updater::WaitReasonLocked(const TargetInfo& target, const RootMeta& root,
+                                              OtaState& next, int64_t now) {
+  const std::optional<ControlMeta> control = FetchControlLocked(root, next, now);
+  if (next.pin_max_version >= 0 && target.version > next.pin_max_version) {
+    return "v" + std::to_string(target.version) + " not installed: this device is pinned to v" +
+           std::to_string(next.pin_max_version) + " or older";
+  }
+  TEND_ASSIGN_OR_RETURN(RolloutGate gate,
+                        GateRollout(target, control ? &*control : nullptr, opts_.device_id));
+  return gate.allowed ? std::string() : gate.why;
+}
+
+// Steps 5-6: downloads the release (capped at its signed length), checks length and SHA-256,
+// and stages it next to the running model: temp file, fsync, re-read and re-check, rename, fsync
+// the directory. Returns the model's path.
+Result<std::string> Updater::StageLocked(const TargetInfo& target) {
+  const UpdaterOptions& o = opts_;
+  TEND_ASSIGN_OR_RETURN(auto model_bytes, fetcher_->Fetch(target.path, target.length));
+  TEND_RETURN_NOT_OK(VerifyTargetBytes(target, model_bytes));
+
+  // Stage next to the running model (same filesystem, so the rename is atomic).
+  const std::string final_name = ModelFileName(o.model_name, target.version);
+  const std::string final_path = Join(o.model_dir, final_name);
+  const std::string staging = Join(o.model_dir, "." + final_name + ".staging");
+  TEND_RETURN_NOT_OK(WriteAndSync(staging, model_bytes));
+  Sync("staged-temp");
+  {
+    // Verify what is on disk, the bytes that will actually be loaded.
+    auto on_disk = fs::ReadBinaryFile(staging);
+    Status ok = on_disk ? VerifyTargetBytes(target, *on_disk) : Status(Fail(on_disk.error()));
+    if (!ok) {
+      RemoveQuietly(staging);
+      return Fail(ok.error().Wrap("staged copy"));
+    }
+  }
+  if (::rename(staging.c_str(), final_path.c_str()) != 0) {
+    int e = errno;
+    RemoveQuietly(staging);
+    return Fail(fs::ErrnoError("rename " + staging + " -> " + final_path, e));
+  }
+  TEND_RETURN_NOT_OK(fs::FsyncDir(o.model_dir));
+  Sync("staged");
+  return final_path;
+}
+
+// Step 7: the candidate's load check, then the quality gate on the device's reference set.
+// Returns why it is refused ("" when it passes); `quality` gets the gate's score.
+std::string Updater::JudgeLocked(const std::string& path, double threshold, double* quality) {
+  const UpdaterOptions& o = opts_;
+  std::string refusal;
+  if (o.load_check) {
+    Status loaded = o.load_check(path);
+    if (!loaded) return "candidate does not load: " + loaded.error().message;
+  }
+  if (!o.quality_gate) return refusal;
+  auto q = o.quality_gate(path);
+  if (!q) return "quality gate failed: " + q.error().message;
+  *quality = *q;
+  if (!(*q >= threshold)) {
+    refusal = "quality " + std::to_string(*q) + " below the threshold " + std::to_string(threshold);
+  }
+  return refusal;
+}
+
+// A committed model the pipeline could not take: back to the backup, and the model goes.
+Status Updater::UndoHandOverLocked(int64_t version, const std::string& why) {
+  OtaState back = state_;
+  TEND_ASSIGN_OR_RETURN(std::optional<ModelSlot> bad, RollBackInState(opts_.model_dir, back, why));
+  TEND_RETURN_NOT_OK(PersistLocked(back));
+  state_ = back;
+  TEND_LOG_WARN("ota: rolled back {} from v{} to v{}: {}", opts_.model_name, version,
+                state_.current->version, why);
+  TEND_RETURN_NOT_OK(RemoveSlotFile(opts_.model_dir, state_, bad));
+  counters_.rolled_back += 1;
+  return Ok();
+}
+
 Result<UpdateReport> Updater::CheckLocked() {
   const UpdaterOptions& o = opts_;
   // A clock set back (freeze attack) cannot go below the latest time already seen.
   const int64_t now = Now();
   OtaState next = state_;
-  TEND_ASSIGN_OR_RETURN(TargetsMeta tm, RefreshMetadataLocked(next, now));
+  RootMeta root;
+  TEND_ASSIGN_OR_RETURN(TargetsMeta tm, RefreshTrustLocked(next, root, now));
 
   UpdateReport report;
   auto target = SelectTarget(tm, o.model_name, o.profile);
   if (!target) {
     if (target.error().code != ErrorCode::kNotFound) return Fail(target.error());
-    TEND_RETURN_NOT_OK(SaveState(o.model_dir, next));
+    TEND_RETURN_NOT_OK(PersistLocked(next));
     state_ = next;
     report.message = target.error().message;
     return report;
@@ -458,24 +569,33 @@ Result<UpdateReport> Updater::CheckLocked() {
   const bool rejected = std::find(next.rejected_versions.begin(), next.rejected_versions.end(),
                                   target->version) != next.rejected_versions.end();
   if ((next.current && next.current->version == target->version) || rejected) {
-    TEND_RETURN_NOT_OK(SaveState(o.model_dir, next));
+    TEND_RETURN_NOT_OK(PersistLocked(next));
     state_ = next;
     report.message = "v" + std::to_string(target->version) +
                      (rejected ? " was refused before; keeping the current model" : " is current");
     return report;
   }
   if (target->version < next.highest_version) {
-    TEND_RETURN_NOT_OK(SaveState(o.model_dir, next));
+    TEND_RETURN_NOT_OK(PersistLocked(next));
     state_ = next;
     return Fail(Error::Security(target->path + ": release v" + std::to_string(target->version) +
                                 " is older than v" + std::to_string(next.highest_version) +
                                 " already installed (rollback)"));
   }
 
+  // Operator control (control.json): this device's pin, and the staged rollout of the release.
+  TEND_ASSIGN_OR_RETURN(std::string wait, WaitReasonLocked(*target, root, next, now));
+  if (!wait.empty()) {
+    TEND_RETURN_NOT_OK(PersistLocked(next));
+    state_ = next;
+    report.message = wait;
+    return report;
+  }
+
   const double threshold = std::max(o.min_quality, target->min_quality);
   if (!o.quality_gate && threshold > 0 && !o.allow_unmeasured_quality) {
     // The device's configuration, not the release, is at fault: nothing is fetched or recorded.
-    TEND_RETURN_NOT_OK(SaveState(o.model_dir, next));
+    TEND_RETURN_NOT_OK(PersistLocked(next));
     state_ = next;
     return Fail(Error::Invalid(fmt::format(
         "v{} requires a reference-set quality >= {:g} but no quality gate is configured to "
@@ -483,12 +603,11 @@ Result<UpdateReport> Updater::CheckLocked() {
         target->version, threshold, o.allow_unmeasured_hint)));
   }
 
+  TEND_ASSIGN_OR_RETURN(const std::string final_path, StageLocked(*target));
   const std::string final_name = ModelFileName(o.model_name, target->version);
-  const std::string final_path = Join(o.model_dir, final_name);
-  TEND_RETURN_NOT_OK(StageTargetLocked(*target, final_name, final_path));
 
   double quality = -1;
-  const std::string refusal = GateCandidate(final_path, threshold, &quality);
+  const std::string refusal = JudgeLocked(final_path, threshold, &quality);
   report.quality = quality;
   if (!refusal.empty()) {
     RemoveQuietly(final_path);
@@ -497,7 +616,7 @@ Result<UpdateReport> Updater::CheckLocked() {
     next.highest_version = std::max(next.highest_version, target->version);
     next.rollbacks += 1;
     next.last_rollback_reason = "v" + std::to_string(target->version) + ": " + refusal;
-    TEND_RETURN_NOT_OK(SaveState(o.model_dir, next));
+    TEND_RETURN_NOT_OK(PersistLocked(next));
     state_ = next;
     counters_.refused += 1;
     Sync("gated");
@@ -527,7 +646,10 @@ Result<UpdateReport> Updater::CheckLocked() {
   next.current = slot;
   next.highest_version = target->version;
   next.probation_until = now + o.probation_s;
-  TEND_RETURN_NOT_OK(SaveState(o.model_dir, next));
+  if (Status saved = PersistLocked(next); !saved) {
+    RemoveQuietly(final_path);  // nothing refers to it: the state on disk is not ours to change
+    return Fail(saved.error());
+  }
   state_ = next;
   Sync("committed");
   TEND_LOG_INFO("ota: installed {} v{} (quality {:.4f}, threshold {:.4f}); backup {}{}",
@@ -555,8 +677,7 @@ Result<UpdateReport> Updater::CheckLocked() {
         return Fail(handed.error().Wrap("ota: installed v" + std::to_string(target->version) +
                                         " but could not hand it over and there is no backup"));
       }
-      TEND_ASSIGN_OR_RETURN(state_, RollbackState(o.model_dir, why, now));
-      counters_.rolled_back += 1;
+      TEND_RETURN_NOT_OK(UndoHandOverLocked(target->version, why));
       TEND_RETURN_NOT_OK(remove_superseded());
       report.outcome = UpdateOutcome::kRejectedByGate;
       report.message = why;
@@ -581,7 +702,7 @@ Result<std::string> Updater::AdoptStartupModel(const std::string& path, int64_t 
   if (state_.current && (sha == state_.adopted_sha256 || sha == state_.current->sha256)) {
     if (state_.adopted_sha256 != sha) {
       state_.adopted_sha256 = sha;
-      TEND_RETURN_NOT_OK(SaveState(o.model_dir, state_));
+      TEND_RETURN_NOT_OK(PersistLocked(state_));
       PublishLocked();
     }
     const std::string current = Join(o.model_dir, state_.current->file);
@@ -614,7 +735,7 @@ Result<std::string> Updater::AdoptStartupModel(const std::string& path, int64_t 
   next.current = slot;
   next.probation_until = 0;  // the operator's own model: nothing to roll back to automatically
   next.adopted_sha256 = sha;
-  TEND_RETURN_NOT_OK(SaveState(o.model_dir, next));
+  TEND_RETURN_NOT_OK(PersistLocked(next));
   state_ = next;
   PublishLocked();
   if (old_backup && old_backup->file != slot.file &&
@@ -634,17 +755,140 @@ Status Updater::Rollback(const std::string& reason) {
 }
 
 Status Updater::RollbackLocked(const std::string& reason) {
-  auto s = RollbackState(opts_.model_dir, reason, Now());
-  if (!s) {
+  OtaState next = state_;
+  auto bad = RollBackInState(opts_.model_dir, next, reason);
+  Status saved = bad ? PersistLocked(next) : Status(Fail(bad.error()));
+  if (!saved) {
     PublishLocked();
-    return Fail(s.error());
+    return saved;
   }
-  state_ = std::move(*s);
+  state_ = std::move(next);
+  TEND_LOG_WARN("ota: rolled back {} from v{} to v{}: {}", state_.model_name,
+                *bad ? (*bad)->version : 0, state_.current->version, reason);
+  Status removed = RemoveSlotFile(opts_.model_dir, state_, *bad);
+  if (!removed) TEND_LOG_WARN("ota: {}", removed.error().message);
   counters_.rolled_back += 1;
   last_result_ = "rolled back: " + reason;
   PublishLocked();
   if (opts_.on_commit) return opts_.on_commit(Join(opts_.model_dir, state_.current->file));
   return Ok();
+}
+
+Status Updater::PersistLocked(const OtaState& next) {
+  const std::string path = Join(opts_.model_dir, kStateFile);
+  TEND_ASSIGN_OR_RETURN(StateLock lock, StateLock::Acquire(opts_.model_dir));
+  auto disk = fs::ReadFile(path);
+  if ((disk ? *disk : std::string()) != known_text_) {
+    return Fail(Error::Io(path + " changed on disk since the updater read it (`tend ota " +
+                          "rollback`?): not overwritten"));
+  }
+  std::string text = StateText(next);
+  TEND_RETURN_NOT_OK(fs::WriteFileAtomic(path, text));
+  known_text_ = std::move(text);
+  return Ok();
+}
+
+bool Updater::PollStateFile() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return AdoptDiskStateLocked();
+}
+
+bool Updater::AdoptDiskStateLocked() {
+  const std::string path = Join(opts_.model_dir, kStateFile);
+  auto text = fs::ReadFile(path);
+  if (!text || *text == known_text_) return false;
+  known_text_ = *text;  // adopted or, when invalid, overwritten by the next write
+  auto j = tend::json::ParseJson(*text, path, kMetadataJsonLimits);  // bounded, as LoadState
+  auto disk = !j ? Result<OtaState>(Fail(j.error()))
+              : j->is_object()
+                  ? OtaState::FromJson(*j, path)
+                  : Result<OtaState>(Fail(Error::Corrupt(path + ": not a JSON object")));
+  Status valid = disk ? Ok() : Status(Fail(disk.error()));
+  if (valid && disk->model_name != opts_.model_name) {
+    valid = Fail(Error::Invalid(path + ": holds another model"));
+  }
+  if (valid) valid = VerifyPinnedRoot(disk->trusted_root).map([](RootMeta) {});
+  if (valid && disk->current) valid = VerifySlot(opts_.model_dir, *disk->current);
+  if (!valid) {
+    TEND_LOG_ERROR("ota: ignoring a change of {} made outside the updater: {}", path,
+                   valid.error().message);
+    return true;
+  }
+  const OtaState prev = std::move(state_);
+  state_ = std::move(*disk);
+  const std::string before = prev.current ? prev.current->file : "";
+  const bool model_changed = state_.current && state_.current->file != before;
+  if (state_.rollbacks > prev.rollbacks) {
+    counters_.rolled_back += 1;
+    last_result_ = "rolled back outside the agent: " + state_.last_rollback_reason;
+  } else {
+    last_result_ = "state changed on disk";
+  }
+  TEND_LOG_WARN("ota: {} changed outside the updater ({}); now serving {} v{}", path, last_result_,
+                state_.model_name, state_.current ? state_.current->version : 0);
+  if (model_changed && opts_.on_commit) {
+    Status handed = opts_.on_commit(Join(opts_.model_dir, state_.current->file));
+    if (!handed) {
+      last_error_ = "hand-over after an outside change failed: " + handed.error().message;
+      TEND_LOG_ERROR("ota: {}", last_error_);
+    }
+  }
+  PublishLocked();
+  return true;
+}
+
+std::optional<ControlMeta> Updater::FetchControlLocked(const RootMeta& root, OtaState& next,
+                                                       int64_t now) {
+  auto bytes = fetcher_->Fetch(kControlFile, opts_.max_metadata_bytes);
+  Result<ControlMeta> control = bytes
+                                    ? VerifyControl(root, std::string(bytes->begin(), bytes->end()),
+                                                    next.control_version, now)
+                                    : Result<ControlMeta>(Fail(bytes.error()));
+  if (!control) {
+    // None published is normal (no staged rollout ever); anything else is said once per change.
+    if (control.error().code != ErrorCode::kNotFound &&
+        control.error().message != last_control_error_) {
+      TEND_LOG_WARN("ota: control statement not used: {}", control.error().message);
+    }
+    last_control_error_ = control.error().message;
+    return std::nullopt;
+  }
+  last_control_error_.clear();
+  next.control_version = control->version;
+  auto pin = control->PinFor(opts_.device_id, opts_.model_name);
+  next.pin_max_version = pin ? *pin : -1;
+  return std::move(*control);
+}
+
+Result<bool> Updater::CheckControl() {
+  std::lock_guard<std::mutex> lock(mu_);
+  AdoptDiskStateLocked();
+  TEND_ASSIGN_OR_RETURN(RootMeta root, VerifyPinnedRoot(state_.trusted_root));
+  OtaState next = state_;
+  const std::optional<ControlMeta> control = FetchControlLocked(root, next, Now());
+  const bool changed = next.control_version != state_.control_version;
+  if (changed || next.pin_max_version != state_.pin_max_version) {
+    TEND_RETURN_NOT_OK(PersistLocked(next));
+    state_ = next;
+  }
+  if (control) {
+    const DeviceRollback* rb = control->RollbackFor(opts_.device_id, opts_.model_name);
+    if (rb && state_.current && state_.current->version == rb->from_version &&
+        std::find(handled_requests_.begin(), handled_requests_.end(), rb->request) ==
+            handled_requests_.end()) {
+      handled_requests_.push_back(rb->request);
+      std::string why = "operator rollback from v" + std::to_string(rb->from_version) +
+                        " (request " + rb->request + ")" +
+                        (rb->reason.empty() ? std::string() : ": " + rb->reason);
+      Status st = RollbackLocked(why);
+      if (!st) {
+        last_error_ = "operator rollback failed: " + st.error().message;
+        TEND_LOG_ERROR("ota: {}", last_error_);
+      }
+    }
+  }
+  PublishLocked();
+  return changed;
 }
 
 Status Updater::ReportMisbehaviour(const std::string& reason) {
@@ -689,19 +933,40 @@ void Updater::Start() {
     stop_ = false;
   }
   fetcher_->Resume();
-  thread_ = std::thread([this] {
-    std::mt19937_64 rng(std::random_device{}());
-    std::uniform_real_distribution<double> u(-opts_.jitter, opts_.jitter);
-    for (;;) {
+  thread_ = std::thread([this] { RunLoop(); });
+}
+
+// Three clocks on one thread: the full check every interval_s (with jitter), control.json every
+// control_interval_s (a changed statement brings the full check forward), and the state file
+// every state_watch_s.
+void Updater::RunLoop() {
+  using Clock = std::chrono::steady_clock;
+  auto after = [](double s) {
+    return Clock::now() +
+           std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+  };
+  std::mt19937_64 rng(std::random_device{}());
+  std::uniform_real_distribution<double> u(-opts_.jitter, opts_.jitter);
+  const double control_s =
+      opts_.control_interval_s > 0 ? opts_.control_interval_s : std::min(opts_.interval_s, 60.0);
+  auto next_check = Clock::now(), next_control = after(control_s);
+  for (;;) {
+    if (Clock::now() >= next_check) {
       (void)CheckOnce();
-      double wait_s = opts_.interval_s * (1 + u(rng));
-      std::unique_lock<std::mutex> lock(wait_mu_);
-      if (wait_cv_.wait_for(lock, std::chrono::duration<double>(wait_s),
-                            [this] { return stop_; })) {
-        return;
-      }
+      next_check = after(opts_.interval_s * (1 + u(rng)));
+      next_control = after(control_s);
+    } else if (Clock::now() >= next_control) {
+      auto changed = CheckControl();
+      if (!changed) TEND_LOG_WARN("ota: control check: {}", changed.error().message);
+      if (changed && *changed) next_check = Clock::now();
+      next_control = after(control_s);
     }
-  });
+    if (opts_.state_watch_s > 0) PollStateFile();
+    auto wake = std::min(next_check, next_control);
+    if (opts_.state_watch_s > 0) wake = std::min(wake, after(opts_.state_watch_s));
+    std::unique_lock<std::mutex> lock(wait_mu_);
+    if (wait_cv_.wait_until(lock, wake, [this] { return stop_; })) return;
+  }
 }
 
 void Updater::Stop() {
@@ -734,6 +999,7 @@ json Updater::StatusJson() const {
   Snapshot s = Snap();
   json j = StateStatusJson(s.state, NowAtLeast(s.state.latest_time_seen), opts_.max_model_age_s);
   j["profile"] = opts_.profile;
+  j["device_id"] = opts_.device_id;
   j["checks"] = s.counters.checks;
   j["updates"] = {{"installed", s.counters.installed},
                   {"refused", s.counters.refused},

@@ -20,6 +20,7 @@
 #include "core/status.h"
 #include "ota/fetch.h"
 #include "ota/metadata.h"
+#include "ota/rollout.h"
 
 namespace tend::ota {
 
@@ -46,8 +47,13 @@ struct OtaState {
   int64_t probation_until = 0;
   int64_t rollbacks = 0;
   std::string last_rollback_reason;
-  // SHA-256 of the last local start-up model (--model) adopted as version 0; "" when none.
+  // SHA-256 of the last local start-up model (--model) adopted (as its card's version, 0 when
+  // it has none; see AdoptStartupModel); "" when none.
   std::string adopted_sha256;
+  // From the newest valid control.json (rollout.h): its version (a floor against replays) and
+  // this device's pin (-1: none), kept when a later statement cannot be had.
+  int64_t control_version = 0;
+  int64_t pin_max_version = -1;
 
   nlohmann::json ToJson() const;
   static Result<OtaState> FromJson(const nlohmann::json& j, const std::string& what);
@@ -56,8 +62,11 @@ struct OtaState {
 Result<OtaState> LoadState(const std::string& model_dir);  // kNotFound when there is none
 Status SaveState(const std::string& model_dir, const OtaState& state);
 
-// Swaps current and backup in the state file (the model files are already there). Fails when
-// there is no backup, or the backup file is missing or does not match its hash.
+// Makes the backup current again in the state file and deletes the model rolled back from: its
+// version is rejected for good and it never becomes a rollback target (after a rollback the backup
+// slot is empty until the next update). Fails when there is no backup, or the backup file is
+// missing or does not match its hash. Holds the state lock, so a running agent's updater never
+// overwrites it; the updater notices the change within `state_watch_s` and hands the model over.
 Result<OtaState> RollbackState(const std::string& model_dir, const std::string& reason,
                                int64_t now);
 
@@ -75,9 +84,18 @@ struct UpdaterOptions {
   std::string model_name;
   std::string profile;
   std::string pinned_root_path;  // trust anchor used when the state holds no root yet
+  // This device's id: picks its wave in staged rollouts and its entries in control.json.
+  // Default: the host name (what `tend run` uses when no --device-id is given).
+  std::string device_id;
   double min_quality = 0;        // deployment threshold; the gate uses max(this, signed value)
   double interval_s = 3600;
   double jitter = 0.1;          // each wait is interval * (1 +- jitter), so fleets spread out
+  // control.json (staged rollouts, operator rollbacks and pins) is polled this often between
+  // full checks; 0: min(interval_s, 60).
+  double control_interval_s = 0;
+  // The state file is re-read this often, so a rollback made by another process (`tend ota
+  // rollback`) reaches the pipeline through on_commit; 0: never.
+  double state_watch_s = 1;
   int64_t probation_s = 86400;  // misbehaviour reported within this window rolls back
   int64_t max_model_age_s = 8 * 7 * 86400;  // staleness alert after this
   int64_t max_metadata_bytes = 1 << 20;
@@ -119,15 +137,23 @@ class Updater {
   Result<UpdateReport> CheckOnce();
   // The model the device is started with (--model): when OTA has no model yet, or the file now
   // holds other bytes than the one adopted last time (the operator deployed a new one), a copy
-  // becomes the current model as version 0 (the previous current, if any, is its backup), so the
-  // first OTA update has a proven model to roll back to and staleness counts from it. Otherwise
-  // the model OTA installed since wins. Returns the path the agent must serve. Does not call
-  // on_commit (the agent is not running yet). The adopted model never raises the anti-rollback
-  // floor. `version` is the version the model carries itself (its card's), so that the log, the
-  // metrics and OTA show one version for it; 0 when it has no numeric version.
+  // becomes the current model (the previous current, if any, is its backup), so the first OTA
+  // update has a proven model to roll back to and staleness counts from it. Otherwise the model
+  // OTA installed since wins. Returns the path the agent must serve. Does not call on_commit
+  // (the agent is not running yet). The adopted model never raises the anti-rollback floor.
+  // `version` is the version the model carries itself (its card's), so that the log, the metrics
+  // and OTA show one version for it; 0 only when it has no numeric version.
   Result<std::string> AdoptStartupModel(const std::string& path, int64_t version = 0);
   // Back to the backup, e.g. when the lead sees the new model misbehave; calls on_commit.
   Status Rollback(const std::string& reason);
+  // Adopts a change another process made to the state file (`tend ota rollback`): the new current
+  // model goes to on_commit. Returns whether the file had changed. Start() calls it every
+  // state_watch_s.
+  bool PollStateFile();
+  // Fetches and verifies control.json: updates this device's pin and the replay floor, and runs
+  // an operator rollback addressed to this device. Returns true when the statement changed (a
+  // full check may now install). Start() calls it every control_interval_s.
+  Result<bool> CheckControl();
   // Rolls back when called within the probation period of the current model; else only logs.
   Status ReportMisbehaviour(const std::string& reason);
   // True while the current model is in probation (installed by OTA, with a backup to go back to).
@@ -170,12 +196,21 @@ class Updater {
   int64_t Now() const;
   int64_t NowAtLeast(int64_t latest_time_seen) const;
   Result<UpdateReport> CheckLocked();
-  Result<TargetsMeta> RefreshMetadataLocked(OtaState& next, int64_t now);
-  Status StageTargetLocked(const TargetInfo& target, const std::string& final_name,
-                           const std::string& final_path);
-  std::string GateCandidate(const std::string& final_path, double threshold,
-                            double* quality) const;
+  Result<TargetsMeta> RefreshTrustLocked(OtaState& next, RootMeta& root, int64_t now);
+  Result<std::string> WaitReasonLocked(const TargetInfo& target, const RootMeta& root,
+                                       OtaState& next, int64_t now);
+  Result<std::string> StageLocked(const TargetInfo& target);
+  std::string JudgeLocked(const std::string& path, double threshold, double* quality);
+  Status UndoHandOverLocked(int64_t version, const std::string& why);
   Status RollbackLocked(const std::string& reason);
+  // Writes `next` unless another process changed the file since this updater last read or wrote
+  // it (then nothing is written and the change is adopted by the next PollStateFile).
+  Status PersistLocked(const OtaState& next);
+  bool AdoptDiskStateLocked();
+  // control.json, verified; nullopt when the registry has none or it is not valid now. Updates
+  // next's control floor and pin.
+  std::optional<ControlMeta> FetchControlLocked(const RootMeta& root, OtaState& next, int64_t now);
+  void RunLoop();
   void Sync(const char* step) const;
   void PublishLocked();  // mu_ held: copies what the readers see
   Snapshot Snap() const;
@@ -187,6 +222,9 @@ class Updater {
   Counters counters_;
   int64_t last_check_unix_ = 0;
   std::string last_result_, last_error_;
+  std::string known_text_;  // the state file's bytes as this updater last read or wrote them
+  std::string last_control_error_;
+  std::vector<std::string> handled_requests_;  // operator rollbacks already acted on
   mutable std::mutex snap_mu_;
   Snapshot snap_;
   int64_t last_stale_warning_ = 0;  // guarded by snap_mu_

@@ -123,6 +123,9 @@ Result<std::unique_ptr<OtaService>> OtaService::Create(const Settings& s, LoadMo
   uo.interval_s = s.GetFloat("ota.interval_s");
   uo.probation_s = s.GetInt("ota.probation_s");
   uo.max_model_age_s = s.GetInt("ota.max_model_age_s");
+  // Staged rollouts and operator pins/rollbacks in control.json address the device by this id
+  // (its MQTT identity); empty: the updater uses the host name, as the identity does.
+  uo.device_id = s.GetString("identity.device_id");
   OtaService* self = o.get();
   uo.load_check = [self](const std::string& path) -> Status {
     TEND_ASSIGN_OR_RETURN(auto m, self->load_(path, 1));

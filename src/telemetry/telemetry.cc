@@ -3,6 +3,7 @@
 #include <mqtt/async_client.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -153,6 +154,7 @@ class Telemetry::Impl {
   std::vector<OutgoingMessage> batch_, direct_;
   Clock::time_point next_health_;
   bool health_due_ = false;
+  std::array<float, 3> thresholds_{};  // LOW, MEDIUM, HIGH of the latest decision
 
   // Network.
   std::string paho_uri_;  // empty: spool only
@@ -490,6 +492,9 @@ void Telemetry::Impl::BuildMessages(size_t n, const std::string& model_version) 
   for (size_t i = 0; i < n; ++i) {
     Decision& d = back_[i];
     if (d.model_version.empty()) d.model_version = model_version;
+    if (d.threshold_high > 0) {
+      thresholds_ = {d.threshold_low, d.threshold_medium, d.threshold_high};
+    }
     MessageId mid{boot_, ++seq_};
     // Each decision on its own asset's topics (an agent may run several assets).
     const Identity id = d.asset_id.empty() ? id_ : id_.ForAsset(d.asset_id);
@@ -524,6 +529,12 @@ void Telemetry::Impl::MaybeBuildHealth(Clock::time_point now, bool force) {
     }
   }
   extra["model_version"] = model_version;
+  if (thresholds_[2] > 0) {
+    // What the scores since the last health message were judged against, for the fleet's plots.
+    auto r = [](float v) { return RoundTo(v, 4); };
+    extra["thresholds"] = {
+        {"LOW", r(thresholds_[0])}, {"MEDIUM", r(thresholds_[1])}, {"HIGH", r(thresholds_[2])}};
+  }
   extra["spool_depth"] = spool_->depth();
   extra["spool_bytes"] = spool_->bytes();
   extra["spool_disk_full"] = st_disk_full_.load();

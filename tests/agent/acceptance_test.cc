@@ -355,7 +355,7 @@ TEST_F(Acceptance, OtaProbationRollsBackAnAlertStorm) {
   ASSERT_NE(pos, std::string::npos) << r.err;
   auto status = nlohmann::json::parse(r.err.substr(pos + 5, r.err.find('\n', pos) - pos - 5));
   EXPECT_EQ(status["current_version"], 2);
-  EXPECT_EQ(status["backup_version"], 3);
+  EXPECT_EQ(status["backup_version"], 0);  // v3 is rejected: never a rollback target (#16)
   EXPECT_EQ(status["in_probation"], false);
   EXPECT_EQ(status["updates"]["installed"], 1);
   EXPECT_EQ(status["updates"]["rolled_back"], 1);

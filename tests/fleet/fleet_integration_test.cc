@@ -11,10 +11,15 @@
 #include <sstream>
 #include <thread>
 
+#include "core/fs.h"
+#include "fleet/console_auth.h"
+#include "fleet/console_db.h"
 #include "fleet/ingest.h"
 #include "fleet/ota_support.h"
 #include "fleet/pki.h"
+#include "fleet/rollout_control.h"
 #include "fleet/store.h"
+#include "ota/registry.h"
 #include "telemetry/payload.h"
 #include "telemetry/telemetry.h"
 #include "telemetry/test_support.h"
@@ -550,7 +555,7 @@ INSERT INTO alerts VALUES('dev-1-1', 'dev', 'f1', 'l1', 'a1', 1, '1970', 0.5, 'H
   1, 2);
 INSERT INTO devices(device_id, status, status_ms) VALUES('dev', 'online', 1800000000000);
 )sql")) << pg.log();
-  for (int open = 0; open < 2; ++open) {  // the second open finds version 2 and changes nothing
+  for (int open = 0; open < 2; ++open) {  // the second open finds version 3 and changes nothing
     auto store = OpenFleetStore(pg.url());
     ASSERT_TRUE(store) << store.error().message;
     EXPECT_EQ((*store)->Alerts(0, 100)->size(), 1u + open);  // both rows say "dev-1-1"
@@ -565,6 +570,10 @@ INSERT INTO devices(device_id, status, status_ms) VALUES('dev', 'online', 180000
     EXPECT_TRUE(*r) << "dropped as a duplicate of another device's message";
     EXPECT_EQ(StatusOf(**store, "dev"), "online");
   }
+  // Version 3: the console's tables and an alert's evidence columns.
+  EXPECT_TRUE(pg.Exec("SELECT event_id, image_ref FROM alerts; SELECT hash FROM console_tokens;"
+                      " SELECT id FROM audit_log; SELECT name FROM rollout_status"))
+      << pg.log();
 }
 
 TEST_F(FleetIntegration, PostgresKeepsOtaStateAndHistory) {
@@ -754,6 +763,182 @@ TEST_F(FleetIntegration, OtaStateFromADeviceShowsInFleetStatusAndEvents) {
   auto log = tend::testing::ReadAll(dir_ + "/ingest.log");
   EXPECT_NE(log.find("wrong_type 1 "), std::string::npos) << log;
   EXPECT_NE(log.find("store errors 0"), std::string::npos) << log;
+}
+
+// The PostgreSQL batch path (multi-row inserts, upserts per table in key order) stores what one
+// message at a time stores: the same rows, devices, OTA state and dedup, checked against SQLite
+// fed message by message.
+TEST_F(FleetIntegration, PostgresBatchesStoreWhatSingleMessagesStore) {
+  Postgres pg;
+  std::string why;
+  if (!pg.Start(&why)) GTEST_SKIP() << "PostgreSQL test skipped: " << why;
+  const int64_t t0 = 1714564800000;
+  std::vector<FleetMessage> msgs;
+  auto add = [&](const std::string& topic, const std::string& payload) {
+    auto o = ParseFleetMessage(topic, payload);
+    ASSERT_EQ(o.reason, Malformed::kNone) << o.detail;
+    msgs.push_back(o.message);
+  };
+  for (int d = 0; d < 6; ++d) {
+    const telemetry::Identity id{"f1", "l" + std::to_string(d % 2), "a" + std::to_string(d),
+                                 "edge-b" + std::to_string(5 - d)};
+    auto at = [&](int64_t ms) {
+      return std::chrono::system_clock::time_point{std::chrono::milliseconds(ms)};
+    };
+    add(id.StatusTopic(), telemetry::StatusPayload(at(t0 + 5000), id, d % 3 != 0));
+    add(id.StatusTopic(),
+        telemetry::StatusPayload(at(t0 + 1000), id, true));  // older, arrives late
+    for (int k = 0; k < 20; ++k) {
+      Decision dec;
+      dec.timestamp = at(t0 + k * 100);
+      dec.anomaly_score = k % 7 == 0 ? 2.5f : 0.3f;
+      dec.is_alert = k % 7 == 0;
+      dec.severity = dec.is_alert ? Severity::kHigh : Severity::kLow;
+      dec.top_sensors = {"rms"};
+      dec.model_version = std::to_string(1 + k / 10);
+      auto p = telemetry::ScoreJson(dec, id, telemetry::MessageId{1, k + 1});
+      if (dec.is_alert) {
+        auto a = p;
+        a["image_ref"] = "/ev/" + std::to_string(k) + ".png";
+        a["event_id"] = k;
+        add(id.AlertsTopic(), a.dump());
+      }
+      add(id.ScoresTopic(), p.dump());
+    }
+    add(id.HealthTopic(), telemetry::HealthPayload(at(t0 + 3000), id, telemetry::MessageId{1, 50},
+                                                   {{"cpu_pct", 3.0}, {"spool_depth", d}}));
+    testing::OtaShape s;
+    s.current = 2;
+    s.backup = 1;
+    add(id.EdgeTopic("ota"),
+        testing::WirePayload(testing::AgentOtaState(s, t0 / 1000), id, t0 + 4000, 60));
+  }
+  // Redeliveries inside and across batches.
+  std::vector<FleetMessage> first(msgs.begin(), msgs.begin() + 70),
+      second(msgs.begin() + 50, msgs.end());
+  second.insert(second.end(), msgs.begin(), msgs.begin() + 10);
+
+  auto pgs = OpenFleetStore(pg.url());
+  ASSERT_TRUE(pgs) << pgs.error().message;
+  auto n1 = (*pgs)->StoreBatch(first, t0 + 9000);
+  ASSERT_TRUE(n1) << n1.error().message;
+  auto n2 = (*pgs)->StoreBatch(second, t0 + 9500);
+  ASSERT_TRUE(n2) << n2.error().message;
+  auto ref = OpenFleetStore("sqlite:" + dir_ + "/ref.db");
+  ASSERT_TRUE(ref);
+  int64_t fresh = 0;  // the same deliveries, one message at a time
+  for (const auto* part : {&first, &second}) {
+    for (const auto& m : *part) {
+      auto r = (*ref)->Store(m, t0 + 9000);
+      ASSERT_TRUE(r) << r.error().message;
+      fresh += *r ? 1 : 0;
+    }
+  }
+  EXPECT_EQ(*n1 + *n2, fresh);
+  for (const char* table : {"alerts", "scores", "health", "ota_events"}) {
+    EXPECT_EQ(Ids(**pgs, table), Ids(**ref, table)) << table;
+  }
+  auto a = (*pgs)->Devices(), b = (*ref)->Devices();
+  ASSERT_TRUE(a && b);
+  ASSERT_EQ(a->size(), b->size());
+  for (size_t i = 0; i < a->size(); ++i) {
+    const DeviceRow &x = (*a)[i], &y = (*b)[i];
+    EXPECT_EQ(x.device_id, y.device_id);
+    EXPECT_EQ(x.status, y.status) << x.device_id;  // the newest status wins
+    EXPECT_EQ(x.status_ms, y.status_ms) << x.device_id;
+    EXPECT_EQ(x.model_version, y.model_version) << x.device_id;
+    EXPECT_EQ(x.factory_id, y.factory_id);
+    EXPECT_GT(x.last_seen_ms, 0);
+    EXPECT_EQ(x.has_ota, y.has_ota);
+    EXPECT_EQ(x.ota.ota.current_version, y.ota.ota.current_version);
+    EXPECT_EQ(x.ota.msg_id, y.ota.msg_id);
+  }
+  auto ax = (*pgs)->Alerts(0, 1000), ay = (*ref)->Alerts(0, 1000);
+  ASSERT_TRUE(ax && ay);
+  EXPECT_EQ(ax->size(), ay->size());
+  EXPECT_EQ((*pgs)->StatusHistoryCount().value_or(-1), (*ref)->StatusHistoryCount().value_or(-2));
+}
+
+// The console's and the controller's statements, written once for both dialects, on PostgreSQL:
+// tokens, sessions, the audit log, intents, pins, rollback requests (INSERT ... RETURNING), the
+// device summaries and one controller tick that signs a control statement.
+TEST_F(FleetIntegration, PostgresServesTheConsoleAndTheController) {
+  Postgres pg;
+  std::string why;
+  if (!pg.Start(&why)) GTEST_SKIP() << "PostgreSQL test skipped: " << why;
+  {
+    auto store = OpenFleetStore(pg.url());
+    ASSERT_TRUE(store) << store.error().message;
+    const telemetry::Identity id{"f1", "l1", "a1", "edge-pg-1"};
+    testing::OtaShape s;
+    s.current = 1;
+    s.backup = 0;
+    auto o = ParseFleetMessage(
+        id.EdgeTopic("ota"),
+        testing::WirePayload(testing::AgentOtaState(s, 1800000000), id, 1800000000000, 1));
+    ASSERT_EQ(o.reason, Malformed::kNone) << o.detail;
+    ASSERT_TRUE((*store)->Store(o.message, 1800000001000));
+  }
+  auto db = ConsoleDb::Open(pg.url());
+  ASSERT_TRUE(db) << db.error().message;
+  auto token = CreateToken(**db, "pg-operator", Role::kOperator, 0, 1800000000000);
+  ASSERT_TRUE(token) << token.error().message;
+  auto who = PrincipalFromToken(**db, token->token, 1800000000000);
+  ASSERT_TRUE(who && *who);
+  EXPECT_EQ((*who)->role, Role::kOperator);
+  auto session = OpenSession(**db, token->token, 60, 1800000000000);
+  ASSERT_TRUE(session && *session) << (session ? "" : session.error().message);
+  EXPECT_TRUE(*PrincipalFromSession(**db, (*session)->id, 1800000030000));
+  EXPECT_FALSE(*PrincipalFromSession(**db, (*session)->id, 1800000061000));
+  ASSERT_TRUE(
+      (*db)->Audit({0, 1800000000000, "pg-operator", "operator", "pin", "edge-pg-1", "{}", "ok"}));
+  int64_t total = 0;
+  auto audit = (*db)->AuditLog(0, 10, &total);
+  ASSERT_TRUE(audit) << audit.error().message;
+  EXPECT_EQ(total, 1);
+  auto id1 = (*db)->AddRollbackRequest(
+      {0, "edge-pg-1", "press-anomaly", 1, "why", "pg-operator", 1800000000000, "requested", 0});
+  auto id2 = (*db)->AddRollbackRequest(
+      {0, "edge-pg-1", "press-anomaly", 1, "again", "pg-operator", 1800000000000, "requested", 0});
+  ASSERT_TRUE(id1 && id2) << (id1 ? "" : id1.error().message);
+  EXPECT_GT(*id2, *id1);
+  ASSERT_TRUE((*db)->SetPin({"edge-pg-1", "press-anomaly", 1, "pg-operator", 1800000000000}));
+  ASSERT_TRUE((*db)->SetTags("edge-pg-1", {"canary", "hall-2"}, {}));
+  auto summaries = (*db)->DeviceSummaries(1800000000000);
+  ASSERT_TRUE(summaries) << summaries.error().message;
+  ASSERT_EQ(summaries->size(), 1u);
+  EXPECT_EQ((*summaries)[0].tags.size(), 2u);
+  EXPECT_EQ((*summaries)[0].pins.size(), 1u);
+  EXPECT_TRUE((*summaries)[0].device.has_ota);
+
+  // One controller tick against a registry with a staged release.
+  const std::string reg = dir_ + "/registry";
+  auto key = ota::GenerateKeyPair();
+  ASSERT_TRUE(ota::WriteRoot(reg, ota::MakeRoot({*key}, 1, 1, 1800000000 + 86400), {*key}));
+  ASSERT_TRUE(fs::WriteFileAtomic(dir_ + "/m.onnx", std::string(64, 'm')));
+  ota::PublishOptions po;
+  po.model_path = dir_ + "/m.onnx";
+  po.name = "press-anomaly";
+  po.version = 2;
+  po.profiles = {"x86-cpu-fp32"};
+  po.now = 1800000000;
+  po.rollout = *ota::MakeRolloutPlan("10,100", "1h", 20, 1, "press-anomaly");
+  ASSERT_TRUE(ota::Publish(reg, po, {*key}));
+  ASSERT_TRUE(
+      (*db)->SetRolloutIntent({"press-anomaly", 2, "running", "pg-operator", 1800000000000}));
+  ControllerOptions co;
+  co.registry_dir = reg;
+  co.keys = {*key};
+  co.clock = [] { return int64_t{1800000000}; };
+  auto tick = RunControlOnce(co, **db);
+  ASSERT_TRUE(tick) << tick.error().message;
+  EXPECT_EQ(tick->control.FindRollout("press-anomaly", 2)->open_waves, 1);
+  EXPECT_EQ(tick->control.rollbacks.size(), 2u);
+  EXPECT_EQ(*tick->control.PinFor("edge-pg-1", "press-anomaly"), 1);
+  auto statuses = (*db)->RolloutStatuses();
+  ASSERT_TRUE(statuses);
+  ASSERT_EQ(statuses->size(), 1u);
+  EXPECT_EQ((*statuses)[0].state, "running");
 }
 
 // ---- Issue 17: status order, spool resets, two devices sharing an id ---------------------------

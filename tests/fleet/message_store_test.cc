@@ -231,7 +231,7 @@ TEST_F(FleetStoreTest, DedupIsPerDeviceAndAsset) {
 }
 
 // A database from before schema versions (UNIQUE(msg_id), no status order) keeps its rows and
-// gets the new dedup key and status order on open.
+// gets the new dedup key and status order (version 2) and the console's tables (3) on open.
 TEST_F(FleetStoreTest, MigratesAnUnversionedDatabase) {
   const std::string path = dir_ + "/v1.db";
   sqlite3* db = nullptr;
@@ -273,8 +273,15 @@ INSERT INTO devices(device_id, status, status_ms) VALUES('dev', 'online', 180000
   sqlite3_stmt* st = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr), SQLITE_OK);
   ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(st, 0), 2);
+  EXPECT_EQ(sqlite3_column_int(st, 0), 3);
   sqlite3_finalize(st);
+  // Version 3: the console's tables and an alert's evidence columns came with the migration.
+  for (const char* q : {"SELECT event_id, image_ref FROM alerts", "SELECT hash FROM console_tokens",
+                        "SELECT id FROM audit_log", "SELECT device_id FROM device_assets",
+                        "SELECT name FROM rollout_status"}) {
+    EXPECT_EQ(sqlite3_exec(db, q, nullptr, nullptr, nullptr), SQLITE_OK)
+        << q << ": " << sqlite3_errmsg(db);
+  }
   sqlite3_close(db);
 }
 

@@ -660,14 +660,20 @@ TEST_F(OtaUpdaterTest, ManualRollback) {
   EXPECT_EQ(none.error().code, ErrorCode::kNotFound);
   PublishFake(reg_, dir_, 2, 2, {kProfile}, keys_);
   Install(2);
+  // A corrupt backup is never rolled back to.
+  const std::string good = ReadText(dev_ + "/press-ae-v1.onnx");
+  FlipByte(dev_ + "/press-ae-v1.onnx", 10);
+  EXPECT_EQ(RollbackState(dev_, "again", now_).error().code, ErrorCode::kCorrupt);
+  EXPECT_EQ(CurrentVersion(), 2);
+  WriteText(dev_ + "/press-ae-v1.onnx", good);
   auto s = RollbackState(dev_, "operator", now_);
   ASSERT_TRUE(s) << s.error().message;
   EXPECT_EQ(s->current->version, 1);
-  EXPECT_EQ(s->backup->version, 2);
   EXPECT_EQ(CurrentVersion(), 1);
-  // A corrupt backup is never rolled back to.
-  FlipByte(dev_ + "/press-ae-v2.onnx", 10);
-  EXPECT_EQ(RollbackState(dev_, "again", now_).error().code, ErrorCode::kCorrupt);
+  // The model rolled back from is no rollback target any more (issue #16 item 3).
+  EXPECT_FALSE(s->backup.has_value());
+  EXPECT_FALSE(fs::Exists(dev_ + "/press-ae-v2.onnx"));
+  EXPECT_EQ(RollbackState(dev_, "again", now_).error().code, ErrorCode::kNotFound);
 }
 
 TEST_F(OtaUpdaterTest, RootRotationIsFollowedAndTheOldKeyRetired) {

@@ -4,9 +4,13 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <filesystem>
 #include <thread>
 
+#include "ota/registry.h"
 #include "runtime/decision_queue.h"
+#include "runtime/registry.h"
 #include "runtime/ota_service.h"
 #include "runtime/systemd_watchdog.h"
 #include "runtime/telemetry_metrics.h"
@@ -49,6 +53,35 @@ TEST(OtaServiceTest, EventsNameTheMostImportantChange) {
   EXPECT_EQ(*f.model_installed_unix, 1700000000);
   EXPECT_TRUE(f.in_probation);
   EXPECT_TRUE(f.stale);
+}
+
+// Staged rollouts, pins and console rollbacks address a device by the id it publishes under: the
+// OTA service hands identity.device_id (--device-id) to the updater, not the host name.
+TEST(OtaServiceTest, UpdaterUsesTheAgentsDeviceId) {
+  char tmpl[] = "/tmp/tend-ota-service-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  auto key = ota::GenerateKeyPair();
+  ASSERT_TRUE(key);
+  ASSERT_TRUE(ota::WriteRoot(dir + "/reg", ota::MakeRoot({*key}, 1, 1, 4000000000), {*key}));
+  const std::vector<SettingDef> defs = CoreRunSettings();
+  Settings s(&defs);
+  s.Set("ota.registry", std::string(dir + "/reg"), "test");
+  s.Set("ota.model_dir", std::string(dir + "/models"), "test");
+  s.Set("ota.root", std::string(dir + "/reg/root.json"), "test");
+  s.Set("identity.device_id", std::string("press-7-edge"), "test");
+  ReferenceSet ref;
+  ref.normal = {"sim:strokes=2"};
+  ref.anomalous = {"sim:strokes=2,wear=1"};
+  auto svc = OtaService::Create(
+      s,
+      [](const std::string&, int) -> Result<std::unique_ptr<agent::Model>> {
+        return Fail(Error::Invalid("not loaded in this test"));
+      },
+      ref);
+  ASSERT_TRUE(svc) << svc.error().message;
+  EXPECT_EQ((*svc)->StatusJson()["device_id"], "press-7-edge");
+  std::filesystem::remove_all(dir);
 }
 
 // Pings only while every pipeline moves (or has finished); says once when one is stuck.
