@@ -26,6 +26,13 @@ TEST(SpoolCrash, SigkillDuringAppendsNeverLosesCommittedMessages) {
     std::filesystem::remove(out);
     pid_t pid = tend::testing::Spawn({TEND_TELEMETRY_HELPER, "spool-append", spool}, out, false);
     ASSERT_GT(pid, 0);
+    // The random delay counts from the child's first commit, not from the spawn: on a loaded
+    // machine (or under ASan) start-up alone can outlast the delay, and a kill that lands before
+    // any commit checks nothing.
+    for (int i = 0; i < 10000 && tend::testing::ReadAll(out).find("committed") == std::string::npos;
+         ++i) {
+      ::usleep(1000);
+    }
     ::usleep(static_cast<useconds_t>(delay_us(rng)));
     ::kill(pid, SIGKILL);
     int code = tend::testing::WaitExit(pid);
