@@ -344,7 +344,7 @@ Options ParseArgs(int argc, char** argv) {
 int64_t RunOne(const Bytes& input) {
   // A copy the size of the input exactly, so that a read past its end is a real overflow.
   std::unique_ptr<uint8_t[]> copy(new uint8_t[std::max<size_t>(input.size(), 1)]);
-  std::memcpy(copy.get(), input.data(), input.size());
+  if (!input.empty()) std::memcpy(copy.get(), input.data(), input.size());  // data() may be null
   g_data = copy.get();
   g_size = input.size();
   g_run_started_ns = Clock::now().time_since_epoch().count();
