@@ -72,8 +72,9 @@ open('tiny.csv', 'w').write('\n'.join(lines))"
 "$T" --log-level warn score --model m.onnx --input plain.csv >plain.out 2>e10p
 "$T" --log-level warn score --model m.onnx --input bom.csv >bom.out 2>e10
 rc=$?
-if [ $rc -eq 0 ] && cmp -s plain.out bom.out; then
-  say 10 0 "bom.csv scores exactly as plain.csv"
+nolat() { sed -E 's/"latency_ms":[^,]*,//' "$1"; }  # the one field that varies from run to run
+if [ $rc -eq 0 ] && [ -s bom.out ] && [ "$(nolat plain.out)" = "$(nolat bom.out)" ]; then
+  say 10 0 "bom.csv scores exactly as plain.csv ($(wc -l <bom.out) windows)"
 else
   say 10 1 "bom.csv exit $rc; $(first_error e10)"
 fi
