@@ -6,6 +6,9 @@
 # target crashed, hung or broke a property; the input is then in BUILD/fuzz/artifacts/<target>/.
 #
 #   scripts/fuzz.sh [BUILD] [TOTAL_SECONDS] [TARGET...]
+#
+# FUZZ_ENGINE=harness forces the mutation harness even where clang is installed (a machine too
+# busy for the sanitizer build; the harness build is the normal one, without sanitizers).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -29,13 +32,14 @@ have_libfuzzer() {
 launcher=()
 command -v ccache >/dev/null 2>&1 &&
   launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-if have_libfuzzer; then
+if [ "${FUZZ_ENGINE:-}" != harness ] && have_libfuzzer; then
   engine=libfuzzer
   cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
     -DCMAKE_CXX_COMPILER=clang++ -DTEND_FUZZ_ENGINE=libfuzzer -DTEND_SANITIZE=ON \
     -DTEND_WERROR=OFF -DTEND_BUILD_BENCH=OFF -DTEND_BUILD_TESTS=OFF "${launcher[@]}" >/dev/null
 else
-  echo "fuzz: clang with libFuzzer not found; using tend's mutation harness from build/"
+  [ "${FUZZ_ENGINE:-}" = harness ] && echo "fuzz: FUZZ_ENGINE=harness: tend's mutation harness from build/" \
+    || echo "fuzz: clang with libFuzzer not found; using tend's mutation harness from build/"
   engine=harness
   build=build
   cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

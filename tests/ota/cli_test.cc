@@ -9,10 +9,14 @@
 #include <ctime>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "ota_test_util.h"
 #include "raw_server.h"
+#include "../telemetry/test_support.h"
 
 namespace tend::ota {
 namespace {
@@ -118,6 +122,79 @@ TEST_F(OtaCliTest, AgentStopsWithoutWaitingForARegistryThatDrips) {
   EXPECT_TRUE(registry.in_script()) << "the agent waited until the registry gave up";
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadText(log);
   registry.Stop();
+}
+
+// Issue 16, item 9: a model showed two version numbers, v1 in the log and v0 in OTA (the updater
+// adopted the start-up model as version 0). A real `tend run` with OTA and telemetry on a model
+// whose card says version 3: the log, every decision, OTA's state file, the retained OTA state a
+// real Mosquitto holds (read by mosquitto_sub) and the exit JSON all name version 3.
+TEST_F(OtaCliTest, OneModelVersionInTheLogOtaStateMqttAndExitJson) {
+  if (!tend::testing::Broker::Available()) GTEST_SKIP() << "/usr/sbin/mosquitto not installed";
+  Outcome t = Tend("train --input sim:strokes=60,wear=0,seed=3 --out " + (dir_ / "m.onnx") +
+                   " --name press-ae --version 3");
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  KeyPair k = NewKey();
+  ASSERT_TRUE(WriteRoot(dir_ / "reg", MakeRoot({k}, 1, 1, std::time(nullptr) + 365 * kDay), {k}));
+  tend::testing::Broker broker;
+  ASSERT_TRUE(broker.Start());
+  const std::string log = dir_ / "agent.log", out = dir_ / "decisions.jsonl";
+  const std::string cmd =
+      bin_ + " --log-level info run --model " + (dir_ / "m.onnx") +
+      " --source sim:strokes=4,wear=0,seed=7 --speed 0 --json --metrics-port 0 --state-dir " +
+      (dir_ / "state") + " --mqtt " + broker.url() +
+      " --factory f1 --line l1 --asset press-v --device-id edge-v --ota-registry " +
+      (dir_ / "reg") + " --ota-model-dir " + (dir_ / "models") + " --ota-root " +
+      (dir_ / "reg/root.json") +
+      " --ota-name press-ae --ota-interval 3600 --ota-reference-normal "
+      "sim:strokes=30,wear=0,seed=84 --ota-reference-anomalous "
+      "sim:strokes=20,wear=0.5,wear_end=1,seed=85 --summary-json " +
+      (dir_ / "exit.json") + " >" + out + " 2>" + log + " </dev/null";
+  const int rc = std::system(cmd.c_str());
+  const std::string agent_log = ReadText(log);
+  ASSERT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 0) << rc << "\n" << agent_log;
+
+  // The log: every "press-ae vN" says 3 (the model load line and OTA's start-up state line).
+  std::set<std::string> logged;
+  const std::regex named("press-ae v([0-9]+)");
+  for (std::sregex_iterator i(agent_log.begin(), agent_log.end(), named), end; i != end; ++i) {
+    logged.insert((*i)[1]);
+  }
+  EXPECT_EQ(logged, std::set<std::string>{"3"}) << agent_log;
+  EXPECT_NE(agent_log.find("model press-ae v3 ("), std::string::npos) << agent_log;
+  EXPECT_NE(agent_log.find("ota: startup: press-ae v3"), std::string::npos) << agent_log;
+
+  // Every decision.
+  std::istringstream decisions(ReadText(out));
+  int n = 0;
+  for (std::string line; std::getline(decisions, line); ++n) {
+    EXPECT_EQ(nlohmann::json::parse(line)["model_version"], "3") << line;
+  }
+  EXPECT_EQ(n, 4);
+
+  // OTA's own state, as `tend ota status` reads it.
+  Outcome st = Tend("ota status --model-dir " + (dir_ / "models"));
+  ASSERT_EQ(st.exit_code, 0) << st.err;
+  auto sj = nlohmann::json::parse(st.out);
+  EXPECT_EQ(sj["current_version"], 3) << st.out;
+  EXPECT_EQ(sj["current"]["version"], 3) << st.out;
+
+  // The retained OTA state on the broker, read by an independent client.
+  // No -C 1: mosquitto_sub 2.0.11 can hang on its way out after the count, even on SIGTERM.
+  tend::testing::Subscriber sub(broker.port(), {"factory/f1/edge/edge-v/ota"}, "version-check");
+  sub.Start();
+  ASSERT_TRUE(
+      tend::testing::WaitFor([&] { return !sub.Messages().empty(); }, std::chrono::seconds(20)))
+      << broker.log();
+  const auto retained = sub.Messages().front();
+  EXPECT_EQ(retained.retained, 1);
+  auto mj = nlohmann::json::parse(retained.payload);
+  EXPECT_EQ(mj["model"], "press-ae") << retained.payload;
+  EXPECT_EQ(mj["current_version"], 3) << retained.payload;
+
+  // The exit JSON.
+  auto ej = nlohmann::json::parse(ReadText(dir_ / "exit.json"));
+  EXPECT_EQ(ej["model"], "press-ae v3") << ej.dump();
+  EXPECT_EQ(ej["assets"][0]["model"], "press-ae v3") << ej.dump();
 }
 
 TEST_F(OtaCliTest, PublishServeCheckRollback) {
