@@ -45,6 +45,9 @@ fuzz: bootstrap
 
 # The main job on an embedded default: train on a healthy simulated press, run it to die failure.
 # Builds only the `tend` binary: the tests and benchmarks (most of a fresh build) wait for `make test`.
+# The press demo needs no image backbone: a first `make demo` skips building it (bootstrap's
+# npm download and conversion); `make test` and `make demo-vision` build it when they need it.
+demo: export TEND_SKIP_BACKBONE := 1
 demo: configure
 	@echo "make demo: building $(BUILD)/tend only (tests and benchmarks are built by 'make test'); a first build takes a few minutes"
 	@start=$$(date +%s); cmake --build $(BUILD) -j $(JOBS) --target tend && \
