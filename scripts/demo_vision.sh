@@ -27,7 +27,7 @@ for f in $(ls "$DATA/MT_Free"/*.jpg | awk 'NR % 5 == 1' | head -10) \
   ln -s "$f" "$OUT/line/$(printf 'part%03d' $i)_$(basename "$(dirname "$f")").jpg"
   i=$((i + 1))
 done
-"$TEND" run --model "$OUT/tiles.onnx" --source "images:$OUT/line" --speed 0 --debounce-k 1 --debounce-n 1 \
+"$TEND" run --model "$OUT/tiles.onnx" --source "images:$OUT/line" --speed 0 \
   --metrics-port 0 --state-dir "$OUT/state" --decision-log "$OUT/decisions.jsonl" --summary-json "$OUT/summary.json"
 echo
 echo "decisions: $OUT/decisions.jsonl   summary: $OUT/summary.json   score plot: $OUT/scores.svg"

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -15,6 +16,29 @@ namespace tend::agent {
 
 using Clock = std::chrono::steady_clock;
 
+namespace {
+
+constexpr size_t kMaxErrorBytes = 512;  // EventView::error kept per slot (longer ones are cut)
+// A slot of a source whose events are due when the pipeline takes them: its clock is not started.
+constexpr Clock::time_point kNotDueYet = Clock::time_point::max();
+
+// The kind of a source's error, for counting and logging once: its innermost cause (errors are
+// wrapped "where: why", so the text after the last ": ") with every run of digits as '#', so
+// that "frame 17 incomplete" and "frame 18 incomplete" are one kind. Written into `buf`.
+std::string_view ErrorKind(std::string_view msg, std::array<char, 96>& buf) {
+  const size_t cut = msg.rfind(": ");
+  if (cut != std::string_view::npos && cut + 2 < msg.size()) msg.remove_prefix(cut + 2);
+  size_t n = 0;
+  for (size_t i = 0; i < msg.size() && n < buf.size(); ++i) {
+    const bool digit = msg[i] >= '0' && msg[i] <= '9';
+    if (digit && n > 0 && buf[n - 1] == '#') continue;
+    buf[n++] = digit ? '#' : msg[i];
+  }
+  return {buf.data(), n};
+}
+
+}  // namespace
+
 int64_t ResidentKb() {
   std::ifstream f("/proc/self/statm");
   int64_t size = 0, resident = 0;
@@ -26,10 +50,12 @@ nlohmann::json AgentSummary::ToJson() const {
   return nlohmann::json{
       {"windows", windows},
       {"scored", scored},
-      {"deadline_misses", fail_safe},
+      {"deadline_misses", fail_safe - invalid_events},
       {"late_results", late_results},
       {"overruns", overruns},
       {"errors", errors},
+      {"invalid_events", invalid_events},
+      {"invalid_event_kinds", invalid_kinds},
       {"raw_alerts", raw_alerts},
       {"alerts", {{"LOW", alerts[0]}, {"MEDIUM", alerts[1]}, {"HIGH", alerts[2]}}},
       {"max_backlog", max_backlog},
@@ -65,11 +91,13 @@ Result<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& opts, std::uniq
   a->opts_ = opts;
   a->decider_ = std::make_unique<Decider>(thresholds, opts.debounce);
   a->backpressure_ = !reader->live();
+  a->due_when_taken_ = reader->due_when_taken();
   const size_t words = (reader->spec().bytes() + sizeof(uint64_t) - 1) / sizeof(uint64_t);
   a->ring_.reserve(static_cast<size_t>(opts.queue_windows));
   for (int64_t i = 0; i < opts.queue_windows; ++i) {
     auto s = std::make_unique<Slot>();
     s->storage.assign(words, 0);
+    s->error.reserve(kMaxErrorBytes);
     a->ring_.push_back(std::move(s));
   }
   a->model_ = std::move(model);
@@ -103,6 +131,7 @@ EventView Agent::ViewOf(const Slot& s) const {
   v.start_frame = s.start_frame;
   v.t_start_s = s.t_start;
   v.arrival = s.arrival;
+  v.error = s.error;
   v.spec = reader_->spec();
   v.bytes = std::span<const std::byte>(reinterpret_cast<const std::byte*>(s.storage.data()),
                                        v.spec.bytes());
@@ -136,7 +165,12 @@ void Agent::Enqueue(const EventView& v) {
   s.event_id = v.event_id;
   s.start_frame = v.start_frame;
   s.t_start = v.t_start_s;
-  s.arrival = Clock::now();
+  // The deadline's clock: when the pipeline takes the event (a replay as fast as possible), when
+  // the source says the event arrived (a camera frame, a watched file), else now.
+  s.arrival = due_when_taken_                    ? kNotDueYet
+              : v.arrival != Clock::time_point{} ? std::min(v.arrival, Clock::now())
+                                                 : Clock::now();
+  s.error.assign(v.error.substr(0, std::min(v.error.size(), s.error.capacity())));
   s.decided.store(false);
   lk.lock();
   tail_++;
@@ -184,7 +218,7 @@ void Agent::Emit(Decision& d) {
   for (auto* s : sinks_) s->OnDecision(d);
 }
 
-void Agent::EmitFailSafe(Slot& s, const char* why) {
+void Agent::EmitFailSafe(Slot& s, const char* why, std::string_view reason) {
   std::lock_guard<std::mutex> lk(emit_mu_);
   Decision& d = decision_;
   d.window_index = s.index;
@@ -197,21 +231,53 @@ void Agent::EmitFailSafe(Slot& s, const char* why) {
   d.features_ms = d.inference_ms = 0;
   d.latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - s.arrival).count();
   d.fail_safe = true;
+  d.fail_safe_reason = reason;
   decider_->DecideFailSafe(d, opts_.fail_safe_alert, opts_.fail_safe_severity);
   {
     std::lock_guard<std::mutex> sl(sum_mu_);
     sum_.fail_safe++;
   }
-  TEND_LOG_WARN("{}: window {} at t={:.3f}s: {} after {:.1f} ms; fail-safe decision ({})",
-                opts_.asset_id, s.index, s.t_start, why, d.latency_ms,
-                opts_.fail_safe_alert ? "alert" : "pass");
+  if (why) {
+    TEND_LOG_WARN("{}: window {} at t={:.3f}s: {} after {:.1f} ms; fail-safe decision ({})",
+                  opts_.asset_id, s.index, s.t_start, why, d.latency_ms,
+                  opts_.fail_safe_alert ? "alert" : "pass");
+  }
   Emit(d);
   d.fail_safe = false;
+  d.fail_safe_reason = {};
+}
+
+// An event the source could not produce (EventView::error): never scored, decided fail-safe and
+// counted by kind; the first of each kind is logged with its message, the others only counted
+// (a camera with a bad cable must not flood the log).
+void Agent::DecideInvalid(Slot& s) {
+  if (!Claim(s)) return;  // the watchdog decided it already (its deadline passed in the queue)
+  std::array<char, 96> buf;
+  const std::string_view kind = ErrorKind(s.error, buf);
+  bool first = false;
+  {
+    std::lock_guard<std::mutex> sl(sum_mu_);
+    sum_.invalid_events++;
+    auto it = sum_.invalid_kinds.find(kind);
+    if (it == sum_.invalid_kinds.end()) {
+      first = sum_.invalid_kinds.size() < AgentSummary::kMaxInvalidKinds;
+      it = sum_.invalid_kinds.emplace(first ? std::string(kind) : std::string("other"), 0).first;
+    }
+    it->second++;
+  }
+  if (first) {
+    TEND_LOG_ERROR(
+        "{}: window {}: invalid event: {}; fail-safe decision ({}); further events with this "
+        "error are counted, not logged",
+        opts_.asset_id, s.index, s.error, opts_.fail_safe_alert ? "alert" : "pass");
+  }
+  EmitFailSafe(s, nullptr, kFailSafeInvalidEvent);
 }
 
 void Agent::Process(Slot& s) {
+  if (!s.error.empty()) return DecideInvalid(s);
   if (Clock::now() - s.arrival > std::chrono::duration<double>(opts_.deadline_s)) {
-    if (Claim(s)) EmitFailSafe(s, "deadline passed while queued");
+    if (Claim(s)) EmitFailSafe(s, "deadline passed while queued", kFailSafeDeadline);
     return;
   }
   auto st = model_->Score(ViewOf(s), score_);
@@ -222,7 +288,7 @@ void Agent::Process(Slot& s) {
       sum_.errors++;
     }
     TEND_LOG_ERROR("{}: window {}: {}", opts_.asset_id, s.index, st.error().message);
-    if (Claim(s)) EmitFailSafe(s, "scoring failed");
+    if (Claim(s)) EmitFailSafe(s, "scoring failed", kFailSafeError);
     return;
   }
   if (!Claim(s)) {
@@ -269,7 +335,7 @@ void Agent::Watchdog() {
       Slot& s = *ring_[static_cast<size_t>(head_ % static_cast<int64_t>(ring_.size()))];
       if (Clock::now() - s.arrival > deadline && !s.decided.load()) {
         lk.unlock();
-        if (Claim(s)) EmitFailSafe(s, "deadline passed while in the pipeline");
+        if (Claim(s)) EmitFailSafe(s, "deadline passed while in the pipeline", kFailSafeDeadline);
         lk.lock();
         continue;
       }
@@ -339,6 +405,7 @@ Status Agent::Run(const std::atomic<bool>* stop, std::atomic<bool>* reload) {
       cv_.wait_for(lk, std::chrono::milliseconds(20), [&] { return head_ < tail_ || eof_; });
       if (head_ < tail_) {
         s = ring_[static_cast<size_t>(head_ % static_cast<int64_t>(ring_.size()))].get();
+        if (s->arrival == kNotDueYet) s->arrival = Clock::now();  // due now (under mu_: watchdog)
       } else if (eof_) {
         break;
       }

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -47,6 +48,12 @@ struct AgentSummary {
   int64_t late_results = 0;  // results that came after their fail-safe decision
   int64_t overruns = 0;      // events lost because the backlog queue was full (live sources)
   int64_t errors = 0;        // events the model could not score (decided fail-safe)
+  // Events the source could not produce validly (EventView::error; decided fail-safe), and how
+  // many of each kind (the error's innermost cause, numbers masked; at most kMaxInvalidKinds
+  // kinds, the rest under "other").
+  int64_t invalid_events = 0;
+  static constexpr size_t kMaxInvalidKinds = 16;
+  std::map<std::string, int64_t, std::less<>> invalid_kinds;
   int64_t raw_alerts = 0;
   int64_t alerts[3] = {0, 0, 0};  // by severity, after debounce
   int64_t max_backlog = 0;
@@ -97,7 +104,8 @@ class Agent {
     std::vector<uint64_t> storage;  // the event's bytes (8-byte aligned for any element type)
     int64_t index = 0, event_id = -1, start_frame = 0;
     double t_start = 0;
-    std::chrono::steady_clock::time_point arrival;
+    std::chrono::steady_clock::time_point arrival;  // the deadline counts from here
+    std::string error;  // EventView::error (capacity reserved: copying it allocates nothing)
     std::atomic<bool> decided{false};
   };
   Agent() = default;
@@ -106,7 +114,8 @@ class Agent {
   void Watchdog();
   void Process(Slot& s);
   void SwapPendingModel();
-  void EmitFailSafe(Slot& s, const char* why);
+  void EmitFailSafe(Slot& s, const char* why, std::string_view reason);
+  void DecideInvalid(Slot& s);
   void Emit(Decision& d);
   EventView ViewOf(const Slot& s) const;
   bool Claim(Slot& s) {
@@ -121,7 +130,8 @@ class Agent {
   std::mutex pending_mu_;
   std::unique_ptr<Decider> decider_;
   std::vector<DecisionSink*> sinks_;
-  bool backpressure_ = false;  // the reader is a replay: wait for room instead of dropping
+  bool backpressure_ = false;    // the reader is a replay: wait for room instead of dropping
+  bool due_when_taken_ = false;  // EventReader::due_when_taken()
   std::function<void()> after_score_;
 
   // Backlog ring between acquisition and pipeline.

@@ -38,6 +38,7 @@ nlohmann::json DecisionJson(const Decision& d, const std::string& asset_id) {
   j["is_alert"] = d.is_alert;
   j["top_sensors"] = d.top_sensors;
   if (d.fail_safe) j["fail_safe"] = true;
+  if (d.fail_safe && !d.fail_safe_reason.empty()) j["fail_safe_reason"] = d.fail_safe_reason;
   j["latency_ms"] = std::round(d.latency_ms * 1e4) / 1e4;
   if (!d.model_version.empty()) j["model_version"] = d.model_version;
   return j;
@@ -68,7 +69,8 @@ Status DecisionLog::Rotate() {
   std::error_code ec;
   std::filesystem::remove(path_ + "." + std::to_string(keep_), ec);
   for (int i = keep_ - 1; i >= 1; --i) {
-    std::filesystem::rename(path_ + "." + std::to_string(i), path_ + "." + std::to_string(i + 1), ec);
+    std::filesystem::rename(path_ + "." + std::to_string(i), path_ + "." + std::to_string(i + 1),
+                            ec);
   }
   std::filesystem::rename(path_, path_ + ".1", ec);
   f_ = std::fopen(path_.c_str(), "ab");

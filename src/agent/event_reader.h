@@ -24,6 +24,10 @@ class EventReader {
   // full an event is dropped and counted (an overrun). A replay (a file or stdin read as fast as
   // possible) is waited for instead, so that every event is decided.
   virtual bool live() const = 0;
+  // A replay as fast as the pipeline takes it (`--speed 0`): its events are read ahead into the
+  // backlog, so each is due when the pipeline takes it and the deadline counts from then (not
+  // from EventView::arrival, nor from the read-ahead). Live sources and paced replays: false.
+  virtual bool due_when_taken() const { return false; }
   // e.g. "wav:a.wav (12000 Hz, 2 ch, float32)".
   virtual std::string Describe() const = 0;
 

@@ -5,11 +5,16 @@ namespace tend::agent {
 std::string ModelInput::Describe() const {
   std::string s = event.ToString();
   if (windowing) s += " windows " + windowing->ToJson().dump();
+  if (!roi.whole()) {
+    s += " of the frame region " + std::to_string(roi.x) + "," + std::to_string(roi.y) + " " +
+         std::to_string(roi.width) + "x" + std::to_string(roi.height);
+  }
   return s;
 }
 
 bool ModelInput::SameAs(const ModelInput& o) const {
-  if (!(event == o.event) || windowing.has_value() != o.windowing.has_value()) return false;
+  if (!(event == o.event) || !(roi == o.roi) || windowing.has_value() != o.windowing.has_value())
+    return false;
   return !windowing || windowing->ToJson() == o.windowing->ToJson();
 }
 

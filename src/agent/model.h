@@ -20,9 +20,20 @@ namespace tend::agent {
 // What a model wants from its source. A sample stream (vibration, sound) is cut into windows by
 // `windowing`, each window then being the f32 [channels, window] event; a frame source (a
 // camera) must deliver events of exactly `event`.
+// Camera frames: the rectangle of each frame (in the camera's pixels) that a model looks at;
+// width and height 0: the whole frame.
+struct FrameRoi {
+  int x = 0, y = 0, width = 0, height = 0;
+  bool whole() const { return width == 0 && height == 0; }
+  bool operator==(const FrameRoi&) const = default;
+};
+
 struct ModelInput {
   EventSpec event;
   std::optional<WindowingSpec> windowing;
+  // Camera frames: the frame source crops this from every frame and fits it to `event` (the
+  // network's size) exactly as the model's preprocessing did when it was fitted.
+  FrameRoi roi;
 
   std::string Describe() const;
   // Two models are interchangeable in an agent only when they take the same input.

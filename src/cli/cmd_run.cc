@@ -104,16 +104,17 @@ void PrintAssetSummary(const nlohmann::json& s, const std::string& prefix) {
   const auto& lat = s["latency"];
   std::fprintf(stderr,
                "\n%ssummary: %lld windows (%lld scored), alerts LOW %lld / MEDIUM %lld / HIGH "
-               "%lld, deadline misses %lld, overruns %lld, max backlog %lld\n"
-               "latency (window complete -> decision): p50 %.3f ms, p99 %.3f ms, max %.3f ms "
+               "%lld, deadline misses %lld, invalid events %lld, overruns %lld, max backlog %lld\n"
+               "latency (arrival -> decision): p50 %.3f ms, p99 %.3f ms, max %.3f ms "
                "[features p50 %.3f ms, inference p50 %.3f ms]; RSS %lld -> %lld kB\n",
                prefix.c_str(), s["windows"].get<long long>(), s["scored"].get<long long>(),
                a["LOW"].get<long long>(), a["MEDIUM"].get<long long>(), a["HIGH"].get<long long>(),
-               s["deadline_misses"].get<long long>(), s["overruns"].get<long long>(),
-               s["max_backlog"].get<long long>(), lat["p50_ms"].get<double>(),
-               lat["p99_ms"].get<double>(), lat["max_ms"].get<double>(),
-               s["features"]["p50_ms"].get<double>(), s["inference"]["p50_ms"].get<double>(),
-               s["rss_start_kb"].get<long long>(), s["rss_end_kb"].get<long long>());
+               s["deadline_misses"].get<long long>(), s["invalid_events"].get<long long>(),
+               s["overruns"].get<long long>(), s["max_backlog"].get<long long>(),
+               lat["p50_ms"].get<double>(), lat["p99_ms"].get<double>(),
+               lat["max_ms"].get<double>(), s["features"]["p50_ms"].get<double>(),
+               s["inference"]["p50_ms"].get<double>(), s["rss_start_kb"].get<long long>(),
+               s["rss_end_kb"].get<long long>());
 }
 
 void PrintSummary(const nlohmann::json& j) {

@@ -98,9 +98,18 @@ struct EventView {
   int64_t index = 0;         // 0-based per asset and run
   int64_t start_frame = -1;  // sample streams: first frame of the window; -1 for frame sources
   double t_start_s = 0;      // seconds since the start of the source
-  std::chrono::steady_clock::time_point arrival;  // when the event was complete
+  // When the event was complete (a frame: when it arrived from the camera's driver, when the
+  // watched file appeared, when a replayed file was due); the deadline counts from here. Left
+  // at its default (epoch) by sources that do not know: the agent then counts from enqueue.
+  std::chrono::steady_clock::time_point arrival;
   EventSpec spec;
   std::span<const std::byte> bytes;  // spec.bytes() bytes
+  // Not empty: the source could not produce a valid event (a frame that could not be decoded, a
+  // camera buffer that arrived incomplete) and this says why, in one line ("where: why"); `bytes`
+  // are then zeros and must not be scored. The agent decides such an event with its fail-safe
+  // decision whatever the model kind, and counts it (summary "invalid_events", metric
+  // edge_invalid_events_total).
+  std::string_view error;
 
   // The elements as T (float, uint8_t or uint16_t); empty when T is not the element type.
   template <typename T>

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace tend {
@@ -37,7 +38,7 @@ struct Decision {
   Severity severity = Severity::kNone;  // tier of the score against the model's thresholds
   bool is_alert = false;         // after debounce (k of n)
   bool raw_alert = false;        // this window alone crossed the alert threshold
-  bool fail_safe = false;        // the deadline passed: this is the configured fail-safe decision
+  bool fail_safe = false;        // the configured fail-safe decision (why: fail_safe_reason)
   std::vector<std::string> top_sensors;  // features/channels contributing most, best first
   double features_ms = 0;        // per-stage latency
   double inference_ms = 0;
@@ -55,7 +56,15 @@ struct Decision {
   // the model kind has none. Points into the model's buffers: valid only during OnDecision, and
   // a sink that copies the decision must not keep it.
   std::span<const float> features;
+  // Why this is a fail-safe decision (fail_safe true): kFailSafeDeadline, kFailSafeError (the
+  // model could not score the event) or kFailSafeInvalidEvent (the source could not produce a
+  // valid event, e.g. an undecodable image); empty otherwise. Points at those constants.
+  std::string_view fail_safe_reason;
 };
+
+inline constexpr std::string_view kFailSafeDeadline = "deadline";
+inline constexpr std::string_view kFailSafeError = "error";
+inline constexpr std::string_view kFailSafeInvalidEvent = "invalid_event";
 
 struct ModelInfo {
   std::string name;

@@ -93,7 +93,9 @@ Status ImageModel::Init(const std::string& bytes, const ImageServeOptions& opts)
   }
   if (auto st = card_.CheckAgainstGraph(Dims(g.input(0)), names, shapes); !st)
     return Fail(st.error().Wrap(path_));
-  preprocessor_ = std::make_unique<vision::Preprocessor>(pre_);
+  vision::PreprocessSpec run = pre_;
+  if (opts.frames_fitted) run.roi = {};  // the frame source cropped it already
+  preprocessor_ = std::make_unique<vision::Preprocessor>(run);
   auto split = detect::SplitAtEmbedding(proto);
   if (split) {
     TEND_ASSIGN_OR_RETURN(front_, SessionOf(split->front, path_ + " (backbone)", opts.session));

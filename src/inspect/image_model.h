@@ -27,6 +27,10 @@ namespace tend::inspect {
 struct ImageServeOptions {
   model::SessionOptions session;
   int warmup_runs = 3;
+  // Frames come already cropped to the card's ROI and fitted to the network's size (the runtime's
+  // "images" source does that, as fitting did): Score() skips the crop. Otherwise Score() takes
+  // whole camera frames and crops the ROI itself (tend score, tend eval).
+  bool frames_fitted = false;
 };
 
 struct ImageScore {

@@ -164,6 +164,7 @@ class Exporter::AssetState final : public DecisionSink {
   std::array<std::atomic<uint64_t>, kSeverityCount> alerts{};     // by Severity (never NONE)
   std::atomic<uint64_t> deadline_misses{0};
   std::atomic<uint64_t> fail_safe{0};
+  std::atomic<uint64_t> invalid_events{0};
   std::atomic<double> anomaly_score{0};
   std::atomic<int64_t> backlog{0};
   std::atomic<double> last_decision_unix{0};
@@ -188,8 +189,14 @@ void Exporter::AssetState::OnDecision(const Decision& d) {
     decisions[sev].fetch_add(1, kRelaxed);
     if (d.is_alert) alerts[sev].fetch_add(1, kRelaxed);
   }
-  if (d.fail_safe || d.latency_ms > latency_budget_ms) deadline_misses.fetch_add(1, kRelaxed);
+  // An event the source could not produce (an undecodable image) was not late: it is counted on
+  // its own.
+  const bool invalid = d.fail_safe && d.fail_safe_reason == kFailSafeInvalidEvent;
+  if ((d.fail_safe && !invalid) || d.latency_ms > latency_budget_ms) {
+    deadline_misses.fetch_add(1, kRelaxed);
+  }
   if (d.fail_safe) fail_safe.fetch_add(1, kRelaxed);
+  if (invalid) invalid_events.fetch_add(1, kRelaxed);
   // A fail-safe decision has no score (NaN): the gauge keeps the latest real one.
   if (!d.fail_safe && !std::isnan(d.anomaly_score)) {
     anomaly_score.store(d.anomaly_score, kRelaxed);
@@ -441,8 +448,7 @@ void Exporter::RemoveComponentProvider(int id) {
   c.erase(std::remove_if(c.begin(), c.end(), [id](const auto& e) { return e.id == id; }), c.end());
 }
 
-void Exporter::SetMonitorProvider(const std::string& asset_id,
-                                  std::function<MonitorFigures()> fn) {
+void Exporter::SetMonitorProvider(const std::string& asset_id, std::function<MonitorFigures()> fn) {
   std::lock_guard<std::mutex> lock(state_->provider_mu);
   auto& v = state_->monitor_providers;
   auto it = std::find_if(v.begin(), v.end(), [&](const auto& p) { return p.first == asset_id; });
@@ -546,10 +552,14 @@ void Exporter::AppendDecisionFamilies(Families& out) const {
       "edge_deadline_misses_total",
       "Windows whose decision came after the deadline (fail-safe or latency over budget).",
       [](const AssetState& a) { return double(a.deadline_misses.load(kRelaxed)); });
+  per_asset_counter("edge_fail_safe_decisions_total",
+                    "Windows answered with the configured fail-safe decision (deadline, scoring "
+                    "error, invalid event).",
+                    [](const AssetState& a) { return double(a.fail_safe.load(kRelaxed)); });
   per_asset_counter(
-      "edge_fail_safe_decisions_total",
-      "Windows answered with the configured fail-safe decision because the deadline passed.",
-      [](const AssetState& a) { return double(a.fail_safe.load(kRelaxed)); });
+      "edge_invalid_events_total",
+      "Events the source could not produce (e.g. an undecodable image), decided fail-safe.",
+      [](const AssetState& a) { return double(a.invalid_events.load(kRelaxed)); });
   auto per_asset_gauge = [&](const char* name, const char* help, auto has, auto value) {
     MetricFamily* f = nullptr;
     for (const auto* a : assets) {

@@ -12,13 +12,17 @@
 namespace tend::runtime {
 
 struct ReferenceSet {
-  std::vector<std::string> normal, anomalous;  // input specs ("a.wav", "b.wav@0:60", "sim:...")
-  sources::SourceOptions source;               // raw/CSV sample rate and channels, channel pick
+  // input specs ("a.wav", "b.wav@0:60", "sim:..."; image models: "good/", "defects/*.png")
+  std::vector<std::string> normal, anomalous;
+  sources::SourceOptions source;  // raw/CSV sample rate and channels, channel pick
 };
 
-// Scores every window of the reference inputs with `model` (which must take windowed sample
-// streams) and returns the ROC AUC of anomalous against normal. Errors: an empty set, a model
-// without windowing, a bad input.
+// Scores every event of the reference inputs with `model` and returns the ROC AUC of anomalous
+// against normal: every window of sample streams for a model that takes windows; every image of
+// folders/globs/files ("good/", "parts/*.png", "good@every=5") for an image model, each fitted
+// to the model's input (ROI, size, grey/RGB) exactly as the "images" source fits camera frames.
+// Errors: an empty set, a model that takes neither, a bad input (an undecodable reference image
+// too).
 Result<double> ReferenceAuc(agent::Model& model, const ReferenceSet& set);
 
 }  // namespace tend::runtime

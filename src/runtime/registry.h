@@ -12,6 +12,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "agent/event_reader.h"
@@ -66,6 +67,9 @@ struct ModelKindDescriptor {
   std::string name;  // the model file's tend.input_kind (or the asset's model_kind setting)
   std::string description;
   std::vector<SettingDef> keys;
+  // Run settings whose default this kind changes (an image model decides parts: debounce 1 of 1,
+  // a 200 ms deadline); a value the user set (flag, config, per-asset) wins.
+  std::vector<std::pair<std::string, SettingValue>> defaults;
   std::function<Result<std::unique_ptr<agent::Model>>(const ModelRequest&)> load;
 };
 

@@ -131,6 +131,21 @@ Result<std::unique_ptr<agent::Model>> Runtime::LoadModel(const AssetSpec& a,
   return desc->load(req);
 }
 
+// The defaults the asset's model kind gives run settings the user left alone (debounce and
+// deadline for parts), recorded with their origin.
+Status Runtime::ApplyKindDefaults(const std::string& kind, Settings& settings) const {
+  TEND_ASSIGN_OR_RETURN(const ModelKindDescriptor* desc, registry_->ModelKind(kind));
+  for (const auto& [key, value] : desc->defaults) {
+    const SettingDef* def = settings.Find(key);
+    if (!def) return Fail(Error::Internal("model kind " + kind + ": default for unknown " + key));
+    TEND_RETURN_NOT_OK(CheckSetting(*def, value).map_error([&](Error e) {
+      return e.Wrap("model kind " + kind + ": default " + key);
+    }));
+    if (!settings.IsSet(key)) settings.Set(key, value, "default for model kind " + kind);
+  }
+  return Ok();
+}
+
 Status Runtime::BuildAsset(AssetSpec& a) {
   std::string model_path = a.model;
   if (ota_) {
@@ -138,6 +153,7 @@ Status Runtime::BuildAsset(AssetSpec& a) {
   }
   if (model_path.empty()) return Fail(Error::Invalid("no model given (--model)"));
   TEND_ASSIGN_OR_RETURN(auto model, LoadModel(a, model_path, -1));
+  TEND_RETURN_NOT_OK(ApplyKindDefaults(model->kind(), a.settings));
   TEND_ASSIGN_OR_RETURN(const SourceDescriptor* source, registry_->SourceFor(a.source));
   SourceRequest req{a.source, &model->input(), &a.settings, a.id};
   TEND_ASSIGN_OR_RETURN(auto reader, source->open(req));

@@ -57,6 +57,7 @@ class Runtime {
   Status LockStateDir();
   Result<std::unique_ptr<agent::Model>> LoadModel(const AssetSpec& a, const std::string& path,
                                                   int warmup_runs) const;
+  Status ApplyKindDefaults(const std::string& kind, Settings& settings) const;
   Status BuildAsset(AssetSpec& a);
   Status CreateSinks();
   void StartServices();

@@ -1,6 +1,7 @@
-// GigE Vision and USB3 Vision cameras through Aravis (LGPL-2.1+, linked dynamically, built only
-// with -DTEND_WITH_ARAVIS=ON). Aravis receives frames on its own stream thread into a ring of
-// buffers; Next() pops one, copies it into the frame and gives the buffer back.
+// GigE Vision and USB3 Vision cameras through Aravis (LGPL-2.1+, linked dynamically; built where
+// libaravis-dev is found, -DTEND_WITH_ARAVIS=OFF leaves it out). Aravis receives frames on its own
+// stream thread into a ring of buffers; Next() pops one, copies it into the frame and gives the
+// buffer back.
 #include <fmt/format.h>
 
 #include "sources/frame_source.h"
@@ -164,8 +165,8 @@ Result<std::unique_ptr<FrameSource>> OpenAravis(const std::string& device_id,
                                                 const FrameSourceOptions&) {
   return Fail(
       Error::Unsupported("aravis:" + device_id +
-                         ": this tend was built without Aravis (cmake -DTEND_WITH_ARAVIS=ON, "
-                         "Debian libaravis-dev)"));
+                         ": this tend was built without Aravis (install Debian libaravis-dev "
+                         "and configure with -DTEND_WITH_ARAVIS=ON)"));
 }
 
 #endif

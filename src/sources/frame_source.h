@@ -19,14 +19,16 @@
 namespace tend::sources {
 
 struct Frame {
-  vision::Image image;                                 // valid when status is OK
-  int64_t index = -1;                                  // 0-based per source
-  std::chrono::system_clock::time_point arrival;       // wall clock (records, logs)
-  std::chrono::steady_clock::time_point arrival_mono;  // deadlines count from here
-  std::string source;                                  // the source's spec, e.g. "images:parts/"
-  std::string name;                                    // file name, or the camera's frame id
-  std::string path;                                    // files: the full path; cameras: empty
-  double decode_ms = 0;                                // time spent turning the bytes into pixels
+  vision::Image image;                            // valid when status is OK
+  int64_t index = -1;                             // 0-based per source
+  std::chrono::system_clock::time_point arrival;  // wall clock (records, logs)
+  // Deadlines count from here: a camera's driver timestamp, the moment a watched file was
+  // closed or moved into the folder, the moment a replayed file was due (at a rate).
+  std::chrono::steady_clock::time_point arrival_mono;
+  std::string source;    // the source's spec, e.g. "images:parts/"
+  std::string name;      // file name, or the camera's frame id
+  std::string path;      // files: the full path; cameras: empty
+  double decode_ms = 0;  // time spent turning the bytes into pixels
   // Not OK: the frame arrived but could not be decoded (truncated, not an image, 16-bit...).
   // The stream goes on; the pipeline owes this frame a (fail-safe) decision.
   Status status;
@@ -41,11 +43,6 @@ struct FrameSourceOptions {
   int width = 0, height = 0;    // cameras: requested size (0 = the device's current)
   double timeout_s = 5;         // cameras: no frame for this long ends the stream with an error
 };
-
-// A frame that arrived but could not be decoded, handed on as an event (a runtime event has no
-// status of its own): its event_id is this, its pixels are zero, and the image model kind scores
-// it as an error, so the agent makes that part's fail-safe decision and counts it.
-inline constexpr int64_t kUndecodableFrameId = -2;
 
 class FrameSource {
  public:

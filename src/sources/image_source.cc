@@ -64,6 +64,15 @@ void LoadFrame(const std::string& path, const FrameSourceOptions& o, vision::Dec
   f.status = st ? Ok() : Fail(st.error().Wrap(f.name));
 }
 
+// Dates a frame's arrival at `when` (steady clock), the wall clock moved back by as much.
+void SetArrival(Frame& f, Clock::time_point when) {
+  const auto now = Clock::now();
+  if (when > now) when = now;
+  f.arrival_mono = when;
+  f.arrival = std::chrono::system_clock::now() -
+              std::chrono::duration_cast<std::chrono::system_clock::duration>(now - when);
+}
+
 class ImageFileSource : public FrameSource {
  public:
   ImageFileSource(std::string spec, std::vector<ImageEntry> files, const FrameSourceOptions& o)
@@ -74,10 +83,11 @@ class ImageFileSource : public FrameSource {
       if (!opts_.loop) return false;
       next_ = 0;
     }
+    Clock::time_point due{};
     if (opts_.fps > 0) {
       if (index_ == 0) start_ = Clock::now();
-      auto due = start_ + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
-                              static_cast<double>(index_) / opts_.fps));
+      due = start_ + std::chrono::duration_cast<Clock::duration>(
+                         std::chrono::duration<double>(static_cast<double>(index_) / opts_.fps));
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait_until(lock, due, [&] { return stop_; });
     }
@@ -86,6 +96,9 @@ class ImageFileSource : public FrameSource {
       if (stop_) return false;
     }
     LoadFrame(files_[next_++].path, opts_, decoder_, buf_, f);
+    // At a rate, the frame arrived when it was due, even if the reader got to it late (the
+    // pipeline held it back): that wait is the part's, and counts against its deadline.
+    if (opts_.fps > 0) SetArrival(f, due);
     f.index = index_++;
     f.source = spec_;
     return true;
@@ -142,21 +155,23 @@ class WatchedFolderSource : public FrameSource {
     if (o.watch_existing) {
       auto files = ListImages(ImageSetSpec{dir});
       if (files) {
-        for (auto& e : *files) s->pending_.push_back(e.path);
+        for (auto& e : *files) s->pending_.emplace_back(e.path, Clock::now());
       }
     }
     return std::unique_ptr<FrameSource>(std::move(s));
   }
 
   Result<bool> Next(Frame& f) override {
+    if (!stopped_.load()) TEND_RETURN_NOT_OK(WaitForEvents(false));  // date what came meanwhile
     while (pending_.empty()) {
       if (stopped_.load()) return false;
       TEND_RETURN_NOT_OK(WaitForEvents());
     }
     if (stopped_.load()) return false;
-    std::string path = std::move(pending_.front());
+    auto [path, appeared] = std::move(pending_.front());
     pending_.pop_front();
     LoadFrame(path, opts_, decoder_, buf_, f);
+    SetArrival(f, appeared);  // the part arrived when its file did, not when we got to it
     f.index = index_++;
     f.source = "watch:" + dir_;
     return true;
@@ -173,12 +188,15 @@ class WatchedFolderSource : public FrameSource {
   WatchedFolderSource(std::string dir, const FrameSourceOptions& o)
       : dir_(std::move(dir)), opts_(o) {}
 
-  Status WaitForEvents() {
+  // Reads what inotify has; each image file closed or moved in becomes pending, dated now (when
+  // it appeared: the reader is never held back by the pipeline, a live source drops instead).
+  Status WaitForEvents(bool block = true) {
     pollfd p[2] = {{ino_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
-    int rc = ::poll(p, 2, -1);
+    int rc = ::poll(p, 2, block ? -1 : 0);
     if (rc < 0 && errno == EINTR) return Ok();
     if (rc < 0) return Fail(fs::ErrnoError("poll watch:" + dir_, errno));
     if (!(p[0].revents & POLLIN)) return Ok();
+    const auto now = Clock::now();
     alignas(inotify_event) char buf[16384];
     for (;;) {
       ssize_t n = ::read(ino_, buf, sizeof buf);
@@ -195,7 +213,7 @@ class WatchedFolderSource : public FrameSource {
                                 ": inotify queue overflow (files arrive faster than read)"));
         }
         if (ev->len > 0 && HasImageExtension(ev->name)) {
-          pending_.push_back((std::filesystem::path(dir_) / ev->name).string());
+          pending_.emplace_back((std::filesystem::path(dir_) / ev->name).string(), now);
         }
       }
     }
@@ -206,7 +224,7 @@ class WatchedFolderSource : public FrameSource {
   FrameSourceOptions opts_;
   int ino_ = -1, stop_fd_ = -1;
   std::atomic<bool> stopped_{false};
-  std::deque<std::string> pending_;
+  std::deque<std::pair<std::string, Clock::time_point>> pending_;  // path, when it appeared
   int64_t index_ = 0;
   vision::Decoder decoder_;
   std::vector<uint8_t> buf_;

@@ -4,8 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <functional>
 #include <limits>
+#include <memory>
 #include <thread>
 
 #include "agent/latency_histogram.h"
@@ -50,6 +53,9 @@ class AgentTest : public ::testing::Test {
     AgentOptions opts;
     double speed = 0;
     double delay_ms = 0;  // extra time spent in the pipeline per window (SetAfterScoreHookForTest)
+    int64_t delay_only = -1;  // >= 0: only that window takes delay_ms
+    // Wraps the stream reader (e.g. to say when each event arrived).
+    std::function<std::unique_ptr<EventReader>(std::unique_ptr<EventReader>)> wrap;
   };
   Setup Opts(const std::string& model, const std::string& source) {
     Setup s;
@@ -72,16 +78,22 @@ class AgentTest : public ::testing::Test {
     ro.speed = s.speed;
     TEND_ASSIGN_OR_RETURN(auto reader,
                           StreamEventReader::Create(std::move(src), m->windowing(), ro));
+    std::unique_ptr<EventReader> r = std::move(reader);
+    if (s.wrap) r = s.wrap(std::move(r));
     AgentOptions o = s.opts;
     o.loader = [](const std::string& path) -> Result<std::unique_ptr<Model>> {
       TEND_ASSIGN_OR_RETURN(auto m, LoadModel(path));
       return std::unique_ptr<Model>(std::move(m));
     };
-    TEND_ASSIGN_OR_RETURN(auto a, Agent::Create(o, std::move(m), std::move(reader)));
+    TEND_ASSIGN_OR_RETURN(auto a, Agent::Create(o, std::move(m), std::move(r)));
     if (s.delay_ms > 0) {
       const double ms = s.delay_ms;
-      a->SetAfterScoreHookForTest(
-          [ms] { std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(ms)); });
+      const int64_t only = s.delay_only;
+      auto n = std::make_shared<int64_t>(0);
+      a->SetAfterScoreHookForTest([ms, only, n] {
+        if (only < 0 || (*n)++ == only)
+          std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(ms));
+      });
     }
     return a;
   }
@@ -126,6 +138,145 @@ TEST_F(AgentTest, MissedDeadlinesGetTheFailSafeDecisionOnce) {
     EXPECT_TRUE(d.is_alert);
     EXPECT_EQ(d.severity, Severity::kHigh);
   }
+}
+
+// A reader that says when each event arrived (as a camera's driver or a watched folder does):
+// event `stale` arrived `age` before it was read, the others as they were read.
+class ArrivedAt final : public EventReader {
+ public:
+  ArrivedAt(std::unique_ptr<EventReader> in, int64_t stale, std::chrono::seconds age)
+      : in_(std::move(in)), stale_(stale), age_(age) {}
+  const EventSpec& spec() const override { return in_->spec(); }
+  bool live() const override { return in_->live(); }
+  std::string Describe() const override { return in_->Describe(); }
+  Status Run(const std::atomic<bool>& stop, const EmitEvent& emit) override {
+    return in_->Run(stop, [&](const EventView& v) {
+      EventView w = v;
+      w.arrival = std::chrono::steady_clock::now() - (v.index == stale_ ? age_ : age_ * 0);
+      emit(w);
+    });
+  }
+
+ private:
+  std::unique_ptr<EventReader> in_;
+  int64_t stale_;
+  std::chrono::seconds age_;
+};
+
+TEST_F(AgentTest, TheDeadlineCountsFromArrivalAndAMissGetsExactlyOneFailSafe) {
+  // Window 3 arrived 30 s before the source handed it over (a frame held in a driver): its
+  // deadline (10 s) passed before it was even queued. Exactly that window, and only once, gets
+  // the fail-safe decision, and its latency counts from its arrival; the others are scored.
+  auto o = Opts("a.onnx", "sim:strokes=8,wear=0,seed=4");
+  o.opts.deadline_s = 10;  // generous for the others on a loaded machine
+  o.wrap = [](std::unique_ptr<EventReader> in) -> std::unique_ptr<EventReader> {
+    return std::make_unique<ArrivedAt>(std::move(in), 3, std::chrono::seconds(30));
+  };
+  auto a = Make(o);
+  ASSERT_TRUE(a) << a.error().message;
+  Collect c;
+  (*a)->AddSink(&c);
+  ASSERT_TRUE((*a)->Run());
+  ASSERT_EQ(c.decisions.size(), 8u);
+  int fail_safe = 0;
+  for (const auto& d : c.decisions) {
+    if (!d.fail_safe) continue;
+    ++fail_safe;
+    EXPECT_EQ(d.window_index, 3);
+    EXPECT_EQ(d.fail_safe_reason, kFailSafeDeadline);
+    EXPECT_GE(d.latency_ms, 30000) << "counted from arrival, not from enqueue";
+    EXPECT_TRUE(d.is_alert);
+  }
+  EXPECT_EQ(fail_safe, 1);
+  const auto s = (*a)->summary();
+  EXPECT_EQ(s.fail_safe, 1);
+  EXPECT_EQ(s.scored, 7);
+  EXPECT_EQ(s.ToJson()["deadline_misses"], 1);
+}
+
+// A reader whose events `bad` the source could not produce (EventView::error set), as an image
+// source marks an undecodable frame; the others pass through.
+class InvalidAt final : public EventReader {
+ public:
+  InvalidAt(std::unique_ptr<EventReader> in, std::vector<int64_t> bad)
+      : in_(std::move(in)), bad_(std::move(bad)) {}
+  const EventSpec& spec() const override { return in_->spec(); }
+  bool live() const override { return in_->live(); }
+  std::string Describe() const override { return in_->Describe(); }
+  Status Run(const std::atomic<bool>& stop, const EmitEvent& emit) override {
+    return in_->Run(stop, [&](const EventView& v) {
+      EventView w = v;
+      if (std::find(bad_.begin(), bad_.end(), v.index) != bad_.end()) {
+        error_ = "sensor frame " + std::to_string(v.index) + ": checksum mismatch";
+        w.error = error_;
+      }
+      emit(w);
+    });
+  }
+
+ private:
+  std::unique_ptr<EventReader> in_;
+  std::vector<int64_t> bad_;
+  std::string error_;
+};
+
+TEST_F(AgentTest, AnInvalidEventIsDecidedFailSafeForAnyModelKindNeverScored) {
+  // A vibration (features) model: windows 1 and 4 could not be produced by the source. Each gets
+  // exactly one fail-safe decision with reason invalid_event; the model never sees them; the two
+  // are one kind of error (numbers masked); they are not deadline misses.
+  auto o = Opts("a.onnx", "sim:strokes=6,wear=0,seed=4");
+  o.opts.deadline_s = 30;
+  o.wrap = [](std::unique_ptr<EventReader> in) -> std::unique_ptr<EventReader> {
+    return std::make_unique<InvalidAt>(std::move(in), std::vector<int64_t>{1, 4});
+  };
+  auto a = Make(o);
+  ASSERT_TRUE(a) << a.error().message;
+  Collect c;
+  (*a)->AddSink(&c);
+  ASSERT_TRUE((*a)->Run());
+  ASSERT_EQ(c.decisions.size(), 6u);
+  for (const auto& d : c.decisions) {
+    const bool bad = d.window_index == 1 || d.window_index == 4;
+    EXPECT_EQ(d.fail_safe, bad) << d.window_index;
+    EXPECT_EQ(d.fail_safe_reason, bad ? kFailSafeInvalidEvent : std::string_view{});
+    if (bad) {
+      EXPECT_TRUE(d.is_alert);
+    }
+  }
+  const auto s = (*a)->summary();
+  EXPECT_EQ(s.scored, 4);
+  EXPECT_EQ(s.errors, 0);
+  EXPECT_EQ(s.invalid_events, 2);
+  ASSERT_EQ(s.invalid_kinds.size(), 1u);
+  EXPECT_EQ(s.invalid_kinds.begin()->first, "checksum mismatch");
+  EXPECT_EQ(s.ToJson()["deadline_misses"], 0);
+}
+
+TEST_F(AgentTest, AResultAfterItsFailSafeIsCountedLateNotDecidedTwice) {
+  // Window 2 takes 3 s in the pipeline against a 1 s deadline: the watchdog decides it fail-safe
+  // while it is scored; the result that comes after is counted late and never emitted.
+  auto o = Opts("a.onnx", "sim:strokes=5,wear=0,seed=4");
+  o.opts.deadline_s = 1;
+  o.delay_ms = 3000;
+  o.delay_only = 2;
+  auto a = Make(o);
+  ASSERT_TRUE(a) << a.error().message;
+  Collect c;
+  (*a)->AddSink(&c);
+  ASSERT_TRUE((*a)->Run());
+  ASSERT_EQ(c.decisions.size(), 5u);
+  for (size_t i = 0; i < c.decisions.size(); ++i) {
+    EXPECT_EQ(c.decisions[i].window_index, static_cast<int64_t>(i));
+  }
+  const auto s = (*a)->summary();
+  EXPECT_EQ(c.decisions[2].fail_safe, true);
+  EXPECT_EQ(c.decisions[2].fail_safe_reason, kFailSafeDeadline);
+  // Windows 3 and 4 (a replay: all read at once) waited 3 s behind window 2: fail-safe from the
+  // queue, never scored; each window still has exactly one decision.
+  EXPECT_EQ(s.fail_safe, 3);
+  EXPECT_EQ(s.scored, 2);
+  EXPECT_EQ(s.late_results, 1);
+  EXPECT_EQ(s.windows, 5);
 }
 
 TEST_F(AgentTest, PassFailSafeAndNoMissesWithAGenerousDeadline) {

@@ -1,12 +1,17 @@
-// The evidence store: never more records on disk than its bound, and a disk that stops taking
-// writes (a worker stalled in its write) never blocks the decision path: rejects that find the
-// queue full are dropped and counted, and everything queued is written once the disk is back.
+// The evidence store: never more records, bytes or age on disk than its bounds; a disk that stops
+// taking writes (a worker stalled in its write) never blocks the decision path: rejects that find
+// the queue full are dropped and counted, and everything queued is written once the disk is back;
+// a full disk (every write refused) is counted, leaves no partial record, and the store writes
+// again once there is room.
 #include "inspect/evidence_store.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
+#include <csignal>
 #include <filesystem>
 #include <future>
+#include <thread>
 
 #include "../agent/cli_util.h"
 #include "../vision/test_images.h"
@@ -15,6 +20,14 @@ namespace tend::inspect {
 namespace {
 
 namespace stdfs = std::filesystem;
+
+int64_t BytesOnDisk(const std::string& dir) {
+  int64_t n = 0;
+  for (const auto& e : stdfs::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file()) n += static_cast<int64_t>(e.file_size());
+  }
+  return n;
+}
 
 size_t RecordsOnDisk(const std::string& dir) {
   size_t n = 0;
@@ -116,6 +129,105 @@ TEST(EvidenceStore, AStalledDiskNeverBlocksTheCaller) {
   st = (*s)->stats();
   EXPECT_EQ(st.written, accepted);
   EXPECT_EQ(RecordsOnDisk(o.dir), static_cast<size_t>(accepted));
+  stdfs::remove_all(dir);
+}
+
+TEST(EvidenceStore, NeverHoldsMoreBytesThanItsBound) {
+  const std::string dir = testing::TempDir("evidence_bytes");
+  EvidenceOptions o;
+  o.dir = dir + "/one";
+  auto one = EvidenceStore::Open(o);
+  ASSERT_TRUE(one) << one.error().message;
+  StageFrame(**one, 0);
+  ASSERT_FALSE((*one)->Submit(Reject(0)).empty());
+  (*one)->Flush();
+  const int64_t record = BytesOnDisk(o.dir);  // every record here is the same frame and map
+  ASSERT_GT(record, 0);
+  one->reset();
+
+  o.dir = dir + "/ev";
+  o.max_bytes = record * 5 / 2;  // room for two records, not three
+  auto s = EvidenceStore::Open(o);
+  ASSERT_TRUE(s) << s.error().message;
+  for (int64_t i = 0; i < 6; ++i) {
+    StageFrame(**s, i);
+    ASSERT_FALSE((*s)->Submit(Reject(i)).empty());
+    (*s)->Flush();
+    EXPECT_LE(BytesOnDisk(o.dir), o.max_bytes) << "after reject " << i;
+  }
+  EXPECT_EQ(RecordsOnDisk(o.dir), 2u);
+  EXPECT_EQ((*s)->stats().written, 6);
+  EXPECT_EQ((*s)->stats().deleted, 4);
+  EXPECT_EQ((*s)->stats().bytes, BytesOnDisk(o.dir));
+  stdfs::remove_all(dir);
+}
+
+TEST(EvidenceStore, RecordsOlderThanTheAgeBoundAreDeleted) {
+  const std::string dir = testing::TempDir("evidence_age");
+  EvidenceOptions o;
+  o.dir = dir + "/ev";
+  o.max_age_s = 3600;
+  auto s = EvidenceStore::Open(o);
+  ASSERT_TRUE(s) << s.error().message;
+  Decision old = Reject(0);
+  old.timestamp -= std::chrono::hours(2);  // decided two hours ago (the record carries its time)
+  StageFrame(**s, 0);
+  const std::string old_ref = (*s)->Submit(old);
+  ASSERT_FALSE(old_ref.empty());
+  (*s)->Flush();
+  EXPECT_TRUE(stdfs::exists(o.dir + "/" + old_ref));
+  StageFrame(**s, 1);
+  const std::string new_ref = (*s)->Submit(Reject(1));
+  (*s)->Flush();
+  EXPECT_FALSE(stdfs::exists(o.dir + "/" + old_ref)) << "older than max_age_s";
+  EXPECT_TRUE(stdfs::exists(o.dir + "/" + new_ref));
+  EXPECT_EQ(RecordsOnDisk(o.dir), 1u);
+  s->reset();
+  // Reopened later with a shorter bound, the store deletes what has grown too old on its own.
+  o.max_age_s = 1;
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  auto again = EvidenceStore::Open(o);
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(RecordsOnDisk(o.dir), 0u);
+  stdfs::remove_all(dir);
+}
+
+TEST(EvidenceStore, AFullDiskIsCountedLeavesNoPartialRecordAndRecovers) {
+  // Every write refused, as on a full disk: the process's file-size limit is set to a few bytes
+  // (writes past it fail with EFBIG instead of ENOSPC; the store's failure path is the same).
+  const std::string dir = testing::TempDir("evidence_full");
+  EvidenceOptions o;
+  o.dir = dir + "/ev";
+  auto s = EvidenceStore::Open(o);
+  ASSERT_TRUE(s) << s.error().message;
+  rlimit before{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &before), 0);
+  auto* old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  rlimit full = before;
+  full.rlim_cur = 16;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &full), 0);
+  int accepted = 0;
+  for (int64_t i = 0; i < 5; ++i) {
+    StageFrame(**s, i);
+    accepted += (*s)->Submit(Reject(i)).empty() ? 0 : 1;
+    (*s)->Flush();
+  }
+  auto st = (*s)->stats();
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &before), 0);
+  std::signal(SIGXFSZ, old_handler);
+  EXPECT_EQ(accepted, 5);
+  EXPECT_EQ(st.failed, 5);
+  EXPECT_EQ(st.written, 0);
+  EXPECT_EQ(st.records, 0);
+  size_t entries = 0;
+  for ([[maybe_unused]] const auto& e : stdfs::directory_iterator(o.dir)) ++entries;
+  EXPECT_EQ(entries, 0u) << "no partial record or temporary folder left behind";
+  // Room again: the next reject's evidence is written.
+  StageFrame(**s, 9);
+  const std::string ref = (*s)->Submit(Reject(9));
+  (*s)->Flush();
+  EXPECT_EQ((*s)->stats().written, 1);
+  EXPECT_TRUE(stdfs::exists(o.dir + "/" + ref + "/frame.png"));
   stdfs::remove_all(dir);
 }
 

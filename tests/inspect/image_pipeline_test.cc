@@ -2,8 +2,11 @@
 // parts (a tiny random CNN as backbone, made by make_tiny_backbone.py), then `tend run`'s runtime
 // with the registered "images" source and "image" model kind over a mixed folder: one decision
 // per file in name order, defects above every good part, and each undecodable file (truncated
-// JPEG, text named .png) a counted fail-safe reject rather than a crash or a lost part; every
-// scored reject's frame and anomaly-map overlay kept in the evidence store, named by its image_ref.
+// JPEG, text named .png) a counted fail-safe reject (an invalid event) rather than a crash or a
+// lost part; every scored reject's frame and anomaly-map overlay kept in the evidence store, named
+// by its image_ref; the image kind's defaults for parts (debounce 1 of 1, 200 ms deadline) unless
+// the user sets them; and a model fitted with an ROI served by `tend run` exactly as `tend score`
+// scores it.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -11,12 +14,15 @@
 #include <fstream>
 #include <mutex>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "../agent/cli_util.h"
 #include "../vision/test_images.h"
+#include "inspect/image_eval.h"
 #include "inspect/image_model.h"
 #include "inspect/image_train.h"
+#include "runtime/reference_gate.h"
 #include "runtime/runtime.h"
 #include "sources/frame_source.h"
 
@@ -134,8 +140,7 @@ TEST_F(ImagePipeline, RunDecidesEveryImageAndBadFilesFailSafe) {
   runtime::FlagValues flags{{"agent.model", {*dir_ + "/part.onnx"}},
                             {"agent.source", {"images:" + *dir_ + "/mixed"}},
                             {"agent.speed", {"0"}},
-                            {"decide.debounce_k", {"1"}},
-                            {"decide.debounce_n", {"1"}},
+                            {"agent.deadline_s", {"60"}},  // no fail-safe from a loaded machine
                             {"output.quiet", {}},
                             {"metrics.port", {"0"}},
                             {"model.warmup_runs", {"1"}},
@@ -164,12 +169,21 @@ TEST_F(ImagePipeline, RunDecidesEveryImageAndBadFilesFailSafe) {
   for (int i = 7; i < 9; ++i) {
     EXPECT_TRUE(d[i].fail_safe) << i;
     EXPECT_TRUE(d[i].is_alert) << i;  // fail-safe default: reject
-    EXPECT_EQ(d[i].event_id, sources::kUndecodableFrameId);
+    EXPECT_EQ(d[i].fail_safe_reason, kFailSafeInvalidEvent) << i;
+    EXPECT_EQ(d[i].event_id, i) << "a bad part keeps its number";
   }
   const auto s = (*rt)->agent(0).summary();
   EXPECT_EQ(s.windows, 9);
   EXPECT_EQ(s.fail_safe, 2);
-  EXPECT_EQ(s.errors, 2);
+  EXPECT_EQ(s.errors, 0);  // the model never saw them
+  EXPECT_EQ(s.invalid_events, 2);
+  int64_t by_kind = 0;
+  for (const auto& [kind, n] : s.invalid_kinds) by_kind += n;
+  EXPECT_EQ(by_kind, 2);
+  EXPECT_EQ(s.invalid_kinds.size(), 2u) << "a truncated JPEG and a text file fail differently";
+  const auto j = s.ToJson();
+  EXPECT_EQ(j["deadline_misses"], 0) << "an undecodable part was not late";
+  EXPECT_EQ(j["invalid_events"], 2);
   rt->reset();  // the evidence store finishes its queued writes
   for (int i = 4; i < 7; ++i) {
     EXPECT_TRUE(fs::exists(*dir_ + "/evidence/" + d[i].evidence_ref + "/overlay.png"))
@@ -189,8 +203,7 @@ TEST_F(ImagePipeline, WatchedFolderDecidesEachFileASmartCameraDrops) {
   runtime::FlagValues flags{{"agent.model", {*dir_ + "/part.onnx"}},
                             {"agent.source", {"watch:" + drop}},
                             {"agent.max_windows", {"3"}},
-                            {"decide.debounce_k", {"1"}},
-                            {"decide.debounce_n", {"1"}},
+                            {"agent.deadline_s", {"60"}},  // no fail-safe from a loaded machine
                             {"output.quiet", {}},
                             {"metrics.port", {"0"}},
                             {"model.warmup_runs", {"1"}},
@@ -222,9 +235,194 @@ TEST_F(ImagePipeline, WatchedFolderDecidesEachFileASmartCameraDrops) {
   ASSERT_EQ(d.size(), 3u);
   EXPECT_FALSE(d[0].fail_safe);
   EXPECT_TRUE(d[1].fail_safe);
+  EXPECT_EQ(d[1].fail_safe_reason, kFailSafeInvalidEvent);
   EXPECT_TRUE(d[1].is_alert);
   EXPECT_FALSE(d[2].fail_safe);
   EXPECT_TRUE(d[2].is_alert) << d[2].anomaly_score;
+}
+
+// The runtime over `flags` with a sink that keeps every decision, run to the end of its source.
+struct Ran {
+  std::unique_ptr<runtime::Registry> registry;  // outlives the runtime
+  std::unique_ptr<runtime::Runtime> rt;
+  explicit operator bool() const { return rt != nullptr; }
+  runtime::Runtime* operator->() const { return rt.get(); }
+};
+Ran RunToEnd(runtime::FlagValues flags, Collect& collect, bool run = true) {
+  Ran ran;
+  auto registry = runtime::MakeRegistry(&runtime::RegisterComponents_builtin);
+  EXPECT_TRUE(registry) << registry.error().message;
+  if (!registry) return ran;
+  ran.registry = std::move(*registry);
+  EXPECT_TRUE(ran.registry->AddSink(CollectSink(&collect)));
+  flags["output.quiet"] = {};
+  flags["metrics.port"] = {"0"};
+  flags["model.warmup_runs"] = {"1"};
+  auto spec = runtime::LoadRunSpec(*ran.registry, "", flags);
+  EXPECT_TRUE(spec) << spec.error().message;
+  if (!spec) return ran;
+  auto rt = runtime::Runtime::Create(std::move(*spec), *ran.registry);
+  EXPECT_TRUE(rt) << rt.error().message;
+  if (!rt) return ran;
+  if (run) {
+    auto st = (*rt)->Run(nullptr, nullptr);
+    EXPECT_TRUE(st) << st.error().message;
+  }
+  ran.rt = std::move(*rt);
+  return ran;
+}
+
+TEST_F(ImagePipeline, PartsAreDebouncedOneOfOneWithA200msDeadlineUnlessTheUserSaysOtherwise) {
+  // mixed/: four good parts, then three defects b0..b2 in a row. Each part is its own event: the
+  // first defect is a reject at once (1 of 1), not only once two of three windows crossed.
+  Collect none;
+  const auto defaults = RunToEnd({{"agent.model", {*dir_ + "/part.onnx"}},
+                                  {"agent.source", {"images:" + *dir_ + "/mixed"}},
+                                  {"agent.state_dir", {*dir_ + "/state-defaults"}}},
+                                 none, /*run=*/false);
+  ASSERT_TRUE(defaults);
+  const auto& o = defaults->agent(0).options();
+  EXPECT_EQ(o.debounce.k, 1);
+  EXPECT_EQ(o.debounce.n, 1);
+  EXPECT_DOUBLE_EQ(o.deadline_s, 0.2);
+
+  Collect by_default;  // the kind's debounce; a generous deadline (a loaded machine)
+  auto rt = RunToEnd({{"agent.model", {*dir_ + "/part.onnx"}},
+                      {"agent.source", {"images:" + *dir_ + "/mixed"}},
+                      {"agent.speed", {"0"}},
+                      {"agent.deadline_s", {"60"}},
+                      {"agent.state_dir", {*dir_ + "/state-default-debounce"}}},
+                     by_default);
+  ASSERT_TRUE(rt);
+  EXPECT_EQ(rt->agent(0).options().debounce.k, 1);
+  auto d = by_default.all();
+  ASSERT_EQ(d.size(), 9u);
+  EXPECT_TRUE(d[4].raw_alert);
+  EXPECT_TRUE(d[4].is_alert) << "the first defect is a reject";
+
+  Collect explicit_k;
+  auto rt2 = RunToEnd({{"agent.model", {*dir_ + "/part.onnx"}},
+                       {"agent.source", {"images:" + *dir_ + "/mixed"}},
+                       {"agent.speed", {"0"}},
+                       {"agent.deadline_s", {"60"}},
+                       {"decide.debounce_k", {"2"}},
+                       {"decide.debounce_n", {"3"}},
+                       {"agent.state_dir", {*dir_ + "/state-explicit"}}},
+                      explicit_k);
+  ASSERT_TRUE(rt2);
+  EXPECT_EQ(rt2->agent(0).options().debounce.k, 2);
+  EXPECT_EQ(rt2->agent(0).options().debounce.n, 3);
+  EXPECT_DOUBLE_EQ(rt2->agent(0).options().deadline_s, 60);
+  d = explicit_k.all();
+  ASSERT_EQ(d.size(), 9u);
+  EXPECT_TRUE(d[4].raw_alert);
+  EXPECT_FALSE(d[4].is_alert) << "2 of 3, as the user asked: one defect is not enough";
+  EXPECT_TRUE(d[5].is_alert);
+}
+
+TEST_F(ImagePipeline, AModelFittedWithAnRoiRunsAndScoresLikeTendScore) {
+  // Frames of 96x80 from a fixed camera; the part sits in the ROI x 12..84, y 8..72 (72x64), which
+  // the network sees at 48x48 (a crop and a resize). `tend run` must give every frame the score
+  // `tend score` gives it, bad files aside.
+  const std::string d = *dir_ + "/roi";
+  fs::create_directories(d + "/good");
+  fs::create_directories(d + "/mixed");
+  auto frame = [](const std::string& path, int seed, bool defect) {
+    auto img = testing::Gradient(96, 80, 3, defect ? 30 + seed % 20 : -1, defect ? 35 : -1);
+    std::mt19937 rng(static_cast<unsigned>(seed));
+    std::uniform_int_distribution<int> noise(-12, 12);
+    for (auto& v : img.pixels()) v = static_cast<uint8_t>(std::clamp(v + noise(rng), 0, 255));
+    auto png = vision::EncodePng(img.view());
+    ASSERT_TRUE(png);
+    std::ofstream(path, std::ios::binary) << *png;
+  };
+  for (int i = 0; i < 40; ++i) frame(d + "/good/g" + std::to_string(100 + i) + ".png", i, false);
+  for (int i = 0; i < 3; ++i) frame(d + "/mixed/a" + std::to_string(i) + ".png", 800 + i, false);
+  for (int i = 0; i < 3; ++i) frame(d + "/mixed/b" + std::to_string(i) + ".png", 900 + i, true);
+  ImageTrainOptions o;
+  o.inputs = {d + "/good"};
+  o.backbone = *dir_ + "/tiny.onnx";
+  o.preprocess.roi = {12, 8, 72, 64};
+  o.preprocess.width = o.preprocess.height = 48;
+  o.preprocess.color = "rgb";
+  o.embedding.layers = {"l1", "l2"};
+  o.embedding.dims = 16;
+  auto m = TrainImageModel(o);
+  ASSERT_TRUE(m) << m.error().message;
+  std::ofstream(d + "/roi.onnx", std::ios::binary) << m->bytes;
+
+  auto r = testing::Tend("score --model roi.onnx --input mixed", d);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  std::vector<double> want;
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);) {
+    want.push_back(nlohmann::json::parse(line)["anomaly_score"].get<double>());
+  }
+  ASSERT_EQ(want.size(), 6u) << r.out;
+
+  Collect run;
+  auto rt = RunToEnd({{"agent.model", {d + "/roi.onnx"}},
+                      {"agent.source", {"images:" + d + "/mixed"}},
+                      {"agent.speed", {"0"}},
+                      {"agent.deadline_s", {"60"}},
+                      {"agent.state_dir", {d + "/state"}}},
+                     run);
+  ASSERT_TRUE(rt);
+  const auto got = run.all();
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_FALSE(got[i].fail_safe) << i;
+    EXPECT_NEAR(got[i].anomaly_score, want[i], 1e-4 * std::max(1.0, std::abs(want[i]))) << i;
+  }
+  for (size_t i = 3; i < 6; ++i) {
+    EXPECT_GT(want[i], std::max({want[0], want[1], want[2]})) << "the ROI sees defect " << i;
+  }
+}
+
+TEST_F(ImagePipeline, TheOtaGateJudgesAnImageModelOnLabelledReferenceImages) {
+  // The device's reference set: good parts and defective parts with known labels, stored
+  // locally. The gate loads the candidate as the agent does (model kind "image"), fits each image
+  // as the "images" source fits frames, and must agree with `tend eval`'s path (whole frames
+  // through ImageModel::Score, inspect::ImageReferenceAuc).
+  const std::string ref = *dir_ + "/reference";
+  fs::create_directories(ref + "/good");
+  fs::create_directories(ref + "/defect");
+  for (int i = 0; i < 4; ++i) {
+    fs::copy_file(*dir_ + "/mixed/a" + std::to_string(i) + ".png",
+                  ref + "/good/a" + std::to_string(i) + ".png",
+                  fs::copy_options::overwrite_existing);
+  }
+  for (int i = 0; i < 3; ++i) {
+    fs::copy_file(*dir_ + "/mixed/b" + std::to_string(i) + ".png",
+                  ref + "/defect/b" + std::to_string(i) + ".png",
+                  fs::copy_options::overwrite_existing);
+  }
+  auto registry = runtime::MakeRegistry(&runtime::RegisterComponents_builtin);
+  ASSERT_TRUE(registry) << registry.error().message;
+  auto kind = (*registry)->ModelKind("image");
+  ASSERT_TRUE(kind) << kind.error().message;
+  Settings settings(&(*registry)->RunSettings());
+  const std::map<std::string, std::string> meta;
+  agent::ServeOptions serve;
+  serve.warmup_runs = 1;
+  auto model = (*kind)->load({*dir_ + "/part.onnx", &settings, &meta, serve});
+  ASSERT_TRUE(model) << model.error().message;
+
+  runtime::ReferenceSet set;
+  set.normal = {ref + "/good"};
+  set.anomalous = {ref + "/defect"};
+  auto auc = runtime::ReferenceAuc(**model, set);
+  ASSERT_TRUE(auc) << auc.error().message;
+  EXPECT_DOUBLE_EQ(*auc, 1.0) << "every defect scores above every good part (first test)";
+  auto independent = ImageReferenceAuc(*dir_ + "/part.onnx", set.normal, set.anomalous, {});
+  ASSERT_TRUE(independent) << independent.error().message;
+  EXPECT_DOUBLE_EQ(*auc, *independent);
+
+  // A damaged reference image breaks the set: an error naming it, not a silently smaller set.
+  std::ofstream(ref + "/defect/zz.png") << "not an image\n";
+  auto broken = runtime::ReferenceAuc(**model, set);
+  ASSERT_FALSE(broken);
+  EXPECT_NE(broken.error().message.find("zz.png"), std::string::npos) << broken.error().message;
 }
 
 TEST_F(ImagePipeline, ImageSourceRefusesASampleModel) {

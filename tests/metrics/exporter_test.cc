@@ -379,6 +379,30 @@ TEST(ExporterTest, MonitorFiguresOverHttpAndInTheHealthMessage) {
   EXPECT_FALSE(ex.HealthFigures().contains("monitors"));
 }
 
+// A part whose image could not be decoded gets the fail-safe decision: counted as an invalid
+// event and a fail-safe decision, not as a deadline miss (it was not late).
+TEST(ExporterTest, InvalidEventsAreCountedApartFromDeadlineMisses) {
+  FakeSys sys;
+  auto e = Exporter::Create(TestLabels(), TestOptions(sys));
+  ASSERT_TRUE(e) << e.error().message;
+  auto& ex = **e;
+  ex.OnDecision(MakeDecision(2));
+  Decision invalid = MakeDecision(1, Severity::kHigh, true);
+  invalid.fail_safe = true;
+  invalid.fail_safe_reason = kFailSafeInvalidEvent;
+  invalid.anomaly_score = std::numeric_limits<float>::quiet_NaN();
+  ex.OnDecision(invalid);
+  Decision late = MakeDecision(5000, Severity::kHigh, true);
+  late.fail_safe = true;
+  late.fail_safe_reason = kFailSafeDeadline;
+  ex.OnDecision(late);
+  const auto samples = testing::ParseExposition(ex.ScrapeText());
+  EXPECT_EQ(Value(samples, "edge_invalid_events_total"), 1);
+  EXPECT_EQ(Value(samples, "edge_fail_safe_decisions_total"), 2);
+  EXPECT_EQ(Value(samples, "edge_deadline_misses_total"), 1);
+  EXPECT_EQ(Value(samples, "edge_inference_total"), 3);
+}
+
 TEST(ExporterTest, NoDecisionYetMeansNoScoreGauge) {
   FakeSys sys;
   auto e = Exporter::Create(TestLabels(), TestOptions(sys));

@@ -1,8 +1,12 @@
 // Model kind "image": a tend image model (tend.input_kind "image", see `tend train --input DIR`):
 // an ONNX backbone plus a patch detector in one graph, with the preprocessing (ROI, resize,
-// grey/RGB, normalisation) in its card. The event is the frame u8 [height, width, channels] at
-// the network's input size (the "images" source fits frames to it with the same resampler); the
-// score is the image's anomaly score, the thresholds those calibrated on held-out good images.
+// grey/RGB, normalisation) in its card. The event is the frame's ROI u8 [height, width, channels]
+// at the network's input size (the "images" source crops the ROI, ModelInput::roi, and fits it
+// with the same resampler, as fitting did); the score is the image's anomaly score, the
+// thresholds those calibrated on held-out good images.
+//
+// Defaults for parts (ModelKindDescriptor::defaults; the user's explicit setting wins): every
+// part is its own event, so debounce 1 of 1; the deadline is 200 ms from frame arrival.
 //
 // Evidence (images.evidence_dir set): every frame scoring at or above LOW is staged with its
 // anomaly map into an inspect::EvidenceStore (bounded by count, bytes and age; PNG encoding and
@@ -14,7 +18,6 @@
 #include "inspect/evidence_store.h"
 #include "inspect/image_model.h"
 #include "runtime/component_util.h"
-#include "sources/frame_source.h"
 
 namespace tend::runtime {
 namespace {
@@ -27,6 +30,7 @@ class ImageAgentModel final : public agent::Model {
     const auto& p = m_->preprocess();
     input_.event =
         EventSpec::Make(ElementType::kU8, {p.height, p.width, p.color == "grey" ? 1 : 3});
+    input_.roi = {p.roi.x, p.roi.y, p.roi.width, p.roi.height};
     m_->PrepareOut(sc_);
   }
   const std::string& kind() const override { return kind_; }
@@ -43,10 +47,6 @@ class ImageAgentModel final : public agent::Model {
   }
 
   Status Score(const EventView& ev, agent::ScoreOut& out) override {
-    if (ev.event_id == sources::kUndecodableFrameId) {
-      return Fail(
-          Error::Corrupt(fmt::format("frame {}: the image could not be decoded", ev.index)));
-    }
     auto px = ev.as<uint8_t>();
     if (!(ev.spec == input_.event) || px.size() != input_.event.bytes()) {
       return Fail(Error::Invalid(fmt::format("frame {}: {} given, the model takes {}", ev.index,
@@ -102,16 +102,11 @@ Result<std::unique_ptr<agent::Model>> Load(const ModelRequest& req) {
   inspect::ImageServeOptions o;
   o.session = req.serve.session;
   o.warmup_runs = req.serve.warmup_runs;
+  o.frames_fitted = true;
   TEND_ASSIGN_OR_RETURN(auto m, inspect::ImageModel::Load(req.path, o));
   if (m->card().input_kind != "image") {
     return Fail(Error::Model(req.path + ": tend.input_kind is '" + m->card().input_kind +
                              "', not 'image'"));
-  }
-  if (!m->preprocess().roi.whole()) {
-    return Fail(Error::Unsupported(
-        req.path +
-        ": a model with an ROI needs frames of one fixed size; `tend run` fits frames to "
-        "the network input, so train without --roi (crop in the camera) for now"));
   }
   std::unique_ptr<inspect::EvidenceStore> evidence;
   const Settings& s = *req.settings;
@@ -148,6 +143,9 @@ TEND_COMPONENT(model_image) {
       D::Int("images.evidence_max_mb", 512, 1, 1e7, "Evidence store size bound in MiB")
           .PerAsset("evidence_max_mb"),
   };
+  d.defaults = {{"decide.debounce_k", int64_t{1}},
+                {"decide.debounce_n", int64_t{1}},
+                {"agent.deadline_s", 0.2}};
   d.load = runtime::Load;
   return registry.AddModelKind(std::move(d));
 }

@@ -5,34 +5,37 @@
 // built with TEND_WITH_ARAVIS, a GigE/USB3 Vision camera ("aravis:" or "aravis:DEVICE_ID").
 //
 // Every event is u8 [height, width, channels] exactly as the model takes it: a frame of another
-// size or colour is fitted with the same antialiased resampler as the model's preprocessing. A
-// file that cannot be decoded is logged with its reason and still becomes an event (zero pixels,
-// event_id sources::kUndecodableFrameId), so the agent decides that part fail-safe and counts it.
+// size or colour is fitted with the same antialiased resampler as the model's preprocessing,
+// after cropping the model's ROI (ModelInput::roi), exactly as the model was fitted. A frame
+// that cannot be decoded still becomes an event, with EventView::error saying why (and zero
+// pixels), so the agent decides that part fail-safe and counts it.
+//
+// The deadline counts from each frame's arrival (Frame::arrival_mono: the camera driver's
+// timestamp, the moment a watched file appeared, the moment a replayed file was due); a replay
+// at agent.speed 0 is due whenever the pipeline takes the next frame.
 #include <algorithm>
 #include <thread>
 
 #include "core/log.h"
 #include "runtime/component_util.h"
+#include "runtime/frame_fit.h"
 #include "sources/frame_source.h"
-#include "vision/preprocess.h"
 
 namespace tend::runtime {
 namespace {
 
 class FrameEventReader final : public agent::EventReader {
  public:
-  FrameEventReader(std::unique_ptr<sources::FrameSource> src, EventSpec spec)
-      : src_(std::move(src)), spec_(spec), zeros_(spec.bytes(), std::byte{0}) {
-    vision::PreprocessSpec p;
-    p.width = static_cast<int>(spec.dims[1]);
-    p.height = static_cast<int>(spec.dims[0]);
-    p.channels = static_cast<int>(spec.dims[2]);
-    p.color = p.channels == 1 ? "grey" : "rgb";
-    p.intensity = "raw";
-    fit_ = std::make_unique<vision::Preprocessor>(p);
-  }
+  FrameEventReader(std::unique_ptr<sources::FrameSource> src, const agent::ModelInput& in,
+                   bool paced)
+      : src_(std::move(src)),
+        spec_(in.event),
+        zeros_(in.event.bytes(), std::byte{0}),
+        paced_(paced),
+        fit_(in) {}
   const EventSpec& spec() const override { return spec_; }
   bool live() const override { return src_->live(); }
+  bool due_when_taken() const override { return !src_->live() && !paced_; }
   std::string Describe() const override { return src_->Describe(); }
 
   Status Run(const std::atomic<bool>& stop, const agent::EmitEvent& emit) override {
@@ -62,13 +65,13 @@ class FrameEventReader final : public agent::EventReader {
       v.t_start_s = std::chrono::duration<double>(f.arrival_mono - first_).count();
       v.arrival = f.arrival_mono;
       v.spec = spec_;
-      Status st = f.status;
-      if (st) st = Fit(f.image.view());
-      if (st) {
-        v.bytes = std::as_bytes(std::span<const uint8_t>(fitted_.pixels()));
+      auto fitted = f.status ? fit_.Fit(f.image.view())
+                             : Result<std::span<const std::byte>>(Fail(f.status.error()));
+      if (fitted) {
+        v.bytes = *fitted;
       } else {
-        TEND_LOG_ERROR("{}: frame {}: {}", src_->Describe(), f.index, st.error().message);
-        v.event_id = sources::kUndecodableFrameId;
+        error_.assign(f.status ? f.name + ": " + fitted.error().message : fitted.error().message);
+        v.error = error_;
         v.bytes = zeros_;
       }
       emit(v);
@@ -76,28 +79,18 @@ class FrameEventReader final : public agent::EventReader {
     return Ok();
   }
 
-  Status Fit(const vision::ImageView& img) {
-    const auto& p = fit_->spec();
-    if (img.width == p.width && img.height == p.height && img.channels == p.channels) {
-      fitted_.Reset(img.width, img.height, img.channels);
-      std::copy(img.data, img.data + img.size(), fitted_.data());
-      return Ok();
-    }
-    return fit_->RunU8(img, fitted_);
-  }
-
   std::unique_ptr<sources::FrameSource> src_;
   EventSpec spec_;
   std::vector<std::byte> zeros_;
-  std::unique_ptr<vision::Preprocessor> fit_;
-  vision::Image fitted_;
+  bool paced_;         // a replay at a rate, a watch or a camera: frames carry their arrival
+  std::string error_;  // the current frame's error (EventView::error points here)
+  FrameFitter fit_;
   std::chrono::steady_clock::time_point first_;
 };
 
 Result<std::unique_ptr<agent::EventReader>> Open(const SourceRequest& req) {
   const EventSpec& e = req.input->event;
-  if (req.input->windowing || e.type != ElementType::kU8 || e.rank != 3 ||
-      (e.dims[2] != 1 && e.dims[2] != 3)) {
+  if (!TakesFrames(*req.input)) {
     return Fail(Error::Invalid("source '" + req.spec +
                                "' delivers camera frames u8[h,w,c], but the model takes " +
                                req.input->Describe()));
@@ -111,7 +104,8 @@ Result<std::unique_ptr<agent::EventReader>> Open(const SourceRequest& req) {
   std::string spec = req.spec;
   if (spec.rfind("images:", 0) != 0 && spec.find(':') == std::string::npos) spec = "images:" + spec;
   TEND_ASSIGN_OR_RETURN(auto src, sources::OpenFrameSource(spec, o));
-  return std::unique_ptr<agent::EventReader>(new FrameEventReader(std::move(src), e));
+  return std::unique_ptr<agent::EventReader>(
+      new FrameEventReader(std::move(src), *req.input, o.fps > 0));
 }
 
 }  // namespace
