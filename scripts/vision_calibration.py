@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Calibration input for `tend quantize` of an image model: the fitting images (tend train's
 split: every image but each K-th, K = round(1/--holdout)), preprocessed as tend's default image
 preprocessing does (grey, antialiased bilinear resize, rounding to u8 levels, per-frame

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Synthetic anomalies for choosing an image detector without looking at real defects.
 
 From the good images tend train holds out for thresholds (never fitted: image i of the fitting set
