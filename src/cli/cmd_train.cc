@@ -222,6 +222,7 @@ void DoTrain(TrainArgs& a, CLI::App& cmd) {
   OrDie(LoadTrainConfig(a, cmd));
   if (a.inputs.empty()) Die("no training input given (--input FILE... or sim:...)");
   if (IsImageInputs(a.inputs)) {
+    a.image.detector = a.detector;  // auto, padim or patchcore
     return RunImageTrain(cmd, a.image, a.inputs, a.out, a.name, a.version, a.holdout, a.seed);
   }
   if (a.out.empty()) Die("no output model path given (--out MODEL.onnx)");

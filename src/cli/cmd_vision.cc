@@ -80,6 +80,11 @@ void AddImageTrainFlags(CLI::App& cmd, ImageTrainFlags& f) {
   cmd.add_option("--dims", f.dims, "Images: embedding channels kept (random subset)")
       ->capture_default_str();
   cmd.add_option("--eps", f.eps, "Images: covariance ridge")->capture_default_str();
+  cmd.add_option("--coreset", f.coreset,
+                 "Images, --detector patchcore: fraction of the good patches kept in the bank")
+      ->capture_default_str();
+  cmd.add_option("--coreset-max", f.coreset_max,
+                 "Images, --detector patchcore: at most this many bank patches (0 = no cap)");
   cmd.add_option("--threads", f.threads,
                  "Images: ONNX Runtime threads while fitting (0 = all cores)");
 }
@@ -125,6 +130,12 @@ void RunImageTrain(const CLI::App& cmd, const ImageTrainFlags& f,
   o.embedding.dims = f.dims;
   o.embedding.seed = seed;
   o.eps = f.eps;
+  o.detector = f.detector == "auto" ? "padim" : f.detector;
+  if (o.detector != "padim" && o.detector != "patchcore")
+    Die("--detector '" + f.detector + "': image models take padim or patchcore");
+  o.coreset.fraction = f.coreset;
+  o.coreset.max_size = f.coreset_max;
+  o.coreset.seed = seed;
   o.holdout = holdout;
   o.name = cmd.count("--name") ? name : "part-inspection";
   o.version = version;
@@ -136,9 +147,10 @@ void RunImageTrain(const CLI::App& cmd, const ImageTrainFlags& f,
   OrDie(fs::WriteFileAtomic(out, r.bytes), "writing model");
   const auto& t = r.card.thresholds;
   std::printf(
-      "trained padim on %lld good images (%lld held out for thresholds), %s: thresholds LOW %.4g, "
+      "trained %s on %lld good images (%lld held out for thresholds), %s: thresholds LOW %.4g, "
       "MEDIUM %.4g, HIGH %.4g -> %s\n",
-      static_cast<long long>(r.fit_images), static_cast<long long>(r.holdout_images),
+      o.detector.c_str(), static_cast<long long>(r.fit_images),
+      static_cast<long long>(r.holdout_images),
       fmt::format("grid {}x{}, {} dims", r.card.feature_spec["detector"]["grid"][0].get<int>(),
                   r.card.feature_spec["detector"]["grid"][1].get<int>(),
                   r.card.feature_spec["detector"]["dims"].get<int>())

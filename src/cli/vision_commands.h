@@ -17,10 +17,13 @@ struct ImageTrainFlags {
   int64_t dims = 100;
   double eps = 0.01;
   int threads = 1;
+  std::string detector = "auto";  // from `tend train --detector`: auto, padim, patchcore
+  double coreset = 0.01;          // patchcore: fraction of the fitted patches kept
+  int64_t coreset_max = 0;        // patchcore: at most this many (0 = no cap)
 };
 
 // Adds --backbone, --layers, --size, --color, --roi, --intensity, --mean, --std, --dims, --eps,
-// --threads to `tend train`.
+// --coreset, --coreset-max, --threads to `tend train`.
 void AddImageTrainFlags(CLI::App& cmd, ImageTrainFlags& flags);
 // True when the inputs are image sets; dies when images and signals are mixed.
 bool IsImageInputs(const std::vector<std::string>& inputs);

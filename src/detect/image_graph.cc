@@ -393,6 +393,67 @@ Status AppendPatchGaussianHead(EmbeddingGraph& eg, const PatchGaussian& pg) {
   return Ok();
 }
 
+Status AppendPatchMemoryHead(EmbeddingGraph& eg, const PatchMemory& pm) {
+  if (pm.dims != eg.dims || pm.height != eg.height || pm.width != eg.width || pm.size() < 1) {
+    return Fail(Error::Internal(
+        fmt::format("memory head: the bank is {} x {} over {}x{}, the embedding is {}x{}x{}",
+                    pm.size(), pm.dims, pm.height, pm.width, eg.dims, eg.height, eg.width)));
+  }
+  onnx::GraphProto* g = eg.model.mutable_graph();
+  g->clear_output();
+  const int64_t d = pm.dims, L = pm.height * pm.width, n = pm.size();
+  // |x - m|^2 = |x|^2 + (|m|^2 - 2 x.m): the bank is stored transposed and scaled by -2.
+  std::vector<float> scaled(static_cast<size_t>(d * n)), norms(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; ++j) {
+    double sq = 0;
+    for (int64_t k = 0; k < d; ++k) {
+      const float v = pm.bank[static_cast<size_t>(j * d + k)];
+      scaled[static_cast<size_t>(k * n + j)] = -2.0f * v;
+      sq += static_cast<double>(v) * v;
+    }
+    norms[static_cast<size_t>(j)] = static_cast<float>(sq);
+  }
+  auto& inits = *g->mutable_initializer();
+  *inits.Add() = Int64Tensor("tend_mem_shape_dl", {d, L});
+  *inits.Add() = Int64Tensor("tend_mem_shape_map", {1, pm.height, pm.width});
+  *inits.Add() = Int64Tensor("tend_mem_shape_map4", {1, 1, pm.height, pm.width});
+  *inits.Add() = Int64Tensor("tend_mem_shape_score", {1});
+  *inits.Add() = FloatTensor("tend_mem_bank_t", scaled, {d, n});
+  *inits.Add() = FloatTensor("tend_mem_bank_norms", norms, {1, n});
+  *inits.Add() =
+      FloatTensor("tend_mem_ones", std::vector<float>(static_cast<size_t>(d), 1.0f), {d, 1});
+  Add(g, "Reshape", {kEmbeddingOutput, "tend_mem_shape_dl"}, {"tend_mem_dl"});
+  IntsAttr(Add(g, "Transpose", {"tend_mem_dl"}, {"tend_mem_x"}), "perm", {1, 0});
+  Add(g, "MatMul", {"tend_mem_x", "tend_mem_bank_t"}, {"tend_mem_dot"});
+  Add(g, "Add", {"tend_mem_dot", "tend_mem_bank_norms"}, {"tend_mem_partial"});
+  auto* rmin = Add(g, "ReduceMin", {"tend_mem_partial"}, {"tend_mem_min"});
+  if (DefaultOpset(eg.model) >= 18) {
+    *inits.Add() = Int64Tensor("tend_mem_axes", {1});
+    rmin->add_input("tend_mem_axes");
+  } else {
+    IntsAttr(rmin, "axes", {1});
+  }
+  IntAttr(rmin, "keepdims", 1);
+  Add(g, "Mul", {"tend_mem_x", "tend_mem_x"}, {"tend_mem_xsq"});
+  Add(g, "MatMul", {"tend_mem_xsq", "tend_mem_ones"}, {"tend_mem_xnorm"});
+  Add(g, "Add", {"tend_mem_min", "tend_mem_xnorm"}, {"tend_mem_sq"});
+  Add(g, "Relu", {"tend_mem_sq"}, {"tend_mem_sq_pos"});  // rounding can dip below 0
+  Add(g, "Sqrt", {"tend_mem_sq_pos"}, {"tend_mem_dist"});
+  Add(g, "Reshape", {"tend_mem_dist", "tend_mem_shape_map"}, {"anomaly_map"});
+  Add(g, "Reshape", {"anomaly_map", "tend_mem_shape_map4"}, {"tend_mem_map4"});
+  Add(g, "GlobalMaxPool", {"tend_mem_map4"}, {"tend_mem_max"});
+  Add(g, "Reshape", {"tend_mem_max", "tend_mem_shape_score"}, {"anomaly_score"});
+  SetOutput(g->add_output(), "anomaly_score", {1});
+  SetOutput(g->add_output(), "anomaly_map", {1, pm.height, pm.width});
+  g->set_name("tend_patchcore");
+  g->set_doc_string(fmt::format(
+      "tend image anomaly model: backbone embedding [1,{},{},{}], a memory bank of {} good "
+      "patches (PatchCore, greedy coreset of {}); anomaly_map = distance to the nearest bank "
+      "patch, anomaly_score = its maximum",
+      d, pm.height, pm.width, n, pm.patches));
+  return Ok();
+}
+
 Result<SplitModel> SplitAtEmbedding(const onnx::ModelProto& model) {
   const auto& g = model.graph();
   std::set<std::string> produced_front;

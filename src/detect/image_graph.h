@@ -20,6 +20,7 @@
 
 #include "core/status.h"
 #include "detect/patch_gaussian.h"
+#include "detect/patch_memory.h"
 
 namespace tend::detect {
 
@@ -55,6 +56,10 @@ Result<EmbeddingGraph> BuildEmbeddingGraph(const onnx::ModelProto& backbone, Emb
 // Appends the PaDiM head to an embedding graph: outputs "anomaly_score" [1] and "anomaly_map"
 // [1,h,w]; "embedding" stops being an output. `g` must match the graph's grid and dims.
 Status AppendPatchGaussianHead(EmbeddingGraph& graph, const PatchGaussian& g);
+
+// Appends the PatchCore head instead: anomaly_map [1,h,w] = per patch the Euclidean distance to
+// the nearest bank entry (one MatMul against the bank, ReduceMin), anomaly_score [1] = its max.
+Status AppendPatchMemoryHead(EmbeddingGraph& graph, const PatchMemory& m);
 
 // Splits a finished image model at its "embedding" tensor: `front` (image -> embedding: the
 // backbone, what INT8 quantisation speeds up) and `back` (embedding -> anomaly_score,

@@ -6,10 +6,12 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <span>
 
 #include "core/fs.h"
 #include "detect/calibrate.h"
 #include "detect/patch_gaussian.h"
+#include "detect/patch_memory.h"
 #include "inspect/image_model.h"
 #include "model/metadata.h"
 #include "model/session.h"
@@ -120,10 +122,10 @@ Result<Split> SplitImages(const ImageTrainOptions& o) {
   return s;
 }
 
-// Runs the embedding graph on every fitting image and fits the per-location Gaussians.
-Result<detect::PatchGaussian> FitGaussians(const detect::EmbeddingGraph& eg,
-                                           const ImageTrainOptions& o,
-                                           const std::vector<std::string>& files) {
+// Runs the embedding graph on every fitting image and hands each embedding to `add`.
+Status ForEachEmbedding(const detect::EmbeddingGraph& eg, const ImageTrainOptions& o,
+                        const std::vector<std::string>& files,
+                        const std::function<Status(std::span<const float>)>& add) {
   model::SessionOptions so;
   so.intra_op_threads = o.threads;
   TEND_ASSIGN_OR_RETURN(std::string bytes, Serialize(eg.model));
@@ -134,36 +136,68 @@ Result<detect::PatchGaussian> FitGaussians(const detect::EmbeddingGraph& eg,
   TEND_RETURN_NOT_OK(
       session->Prepare({{1, o.preprocess.channels, o.preprocess.height, o.preprocess.width}}));
   vision::Preprocessor pre(o.preprocess);
-  detect::PatchGaussianFitter fitter(eg.dims, eg.height, eg.width);
-  TEND_RETURN_NOT_OK(ForEachImage(files, [&](const sources::Frame& f, int64_t i) -> Status {
+  return ForEachImage(files, [&](const sources::Frame& f, int64_t i) -> Status {
     auto st = pre.Run(f.image.view(), session->input(0));
     if (st) st = session->Run();
-    if (st) st = fitter.Add(session->output(0));
+    if (st) st = add(session->output(0));
     if (!st) return Fail(st.error().Wrap(f.path));
     if (o.progress)
       o.progress("fitting", static_cast<double>(i + 1) / static_cast<double>(files.size()));
     return Ok();
-  }));
-  return fitter.Fit(o.eps);
+  });
+}
+
+// Fits the chosen detector on the fitting images and appends its head to the graph; returns the
+// card's "detector" section.
+Result<json> FitDetector(detect::EmbeddingGraph& eg, const ImageTrainOptions& o,
+                         const std::vector<std::string>& files) {
+  if (o.detector == "padim") {
+    detect::PatchGaussianFitter fitter(eg.dims, eg.height, eg.width);
+    TEND_RETURN_NOT_OK(ForEachEmbedding(
+        eg, o, files, [&](std::span<const float> e) { return fitter.Add(e); }));
+    TEND_ASSIGN_OR_RETURN(detect::PatchGaussian g, fitter.Fit(o.eps));
+    TEND_RETURN_NOT_OK(detect::AppendPatchGaussianHead(eg, g));
+    return json{{"kind", "padim"}, {"eps", g.eps}, {"grid", {g.height, g.width}},
+                {"dims", g.dims}, {"fit_images", g.samples}};
+  }
+  if (o.detector == "patchcore") {
+    detect::PatchMemoryCollector collector(eg.dims, eg.height, eg.width);
+    TEND_RETURN_NOT_OK(ForEachEmbedding(
+        eg, o, files, [&](std::span<const float> e) { return collector.Add(e); }));
+    if (o.progress) o.progress("coreset", 0.0);
+    TEND_ASSIGN_OR_RETURN(detect::PatchMemory m, collector.Fit(o.coreset));
+    TEND_RETURN_NOT_OK(detect::AppendPatchMemoryHead(eg, m));
+    return json{{"kind", "patchcore"},
+                {"grid", {m.height, m.width}},
+                {"dims", m.dims},
+                {"fit_images", m.samples},
+                {"patches", m.patches},
+                {"bank", m.size()},
+                {"coreset",
+                 {{"fraction", o.coreset.fraction},
+                  {"max_size", o.coreset.max_size},
+                  {"projection", o.coreset.projection},
+                  {"seed", o.coreset.seed}}}};
+  }
+  return Fail(Error::Invalid("image detector '" + o.detector + "': expected padim or patchcore"));
 }
 
 detect::ModelCard MakeCard(const ImageTrainOptions& o, const detect::EmbeddingGraph& eg,
-                           const json& info, const detect::PatchGaussian& g) {
+                           const json& info, const json& detector) {
   detect::ModelCard c;
   c.name = o.name;
   c.version = o.version;
-  c.detector = "padim";
+  c.detector = o.detector;
   c.input_kind = "image";
   c.created = detect::NowIso8601Utc();
   c.feature_spec = {
       {"preprocess", o.preprocess.ToJson()},
       {"embedding", o.embedding.ToJson()},
-      {"detector",
-       {{"kind", "padim"}, {"eps", g.eps}, {"grid", {g.height, g.width}}, {"dims", g.dims}}},
+      {"detector", detector},
       {"backbone", Provenance(o.backbone, info)}};
   c.thresholds = {1, 2, 3};  // replaced by the calibration
   c.training_summary = {{"inputs", o.inputs},
-                        {"fit_images", g.samples},
+                        {"fit_images", detector.value("fit_images", int64_t{0})},
                         {"embedding_grid", {eg.height, eg.width}},
                         {"embedding_channels_total", eg.total_channels}};
   return c;
@@ -193,9 +227,8 @@ Result<ImageTrainResult> TrainImageModel(ImageTrainOptions o) {
       detect::EmbeddingGraph eg,
       detect::BuildEmbeddingGraph(
           backbone, o.embedding, {o.preprocess.channels, o.preprocess.height, o.preprocess.width}));
-  TEND_ASSIGN_OR_RETURN(detect::PatchGaussian g, FitGaussians(eg, o, split.fit));
-  TEND_RETURN_NOT_OK(detect::AppendPatchGaussianHead(eg, g));
-  detect::ModelCard card = MakeCard(o, eg, info, g);
+  TEND_ASSIGN_OR_RETURN(json detector, FitDetector(eg, o, split.fit));
+  detect::ModelCard card = MakeCard(o, eg, info, detector);
   TEND_RETURN_NOT_OK(SetCard(eg.model, card));
   // Calibrate on held-out good images, scored by the finished model exactly as served.
   TEND_ASSIGN_OR_RETURN(std::string provisional, Serialize(eg.model));

@@ -13,6 +13,7 @@
 #include "core/status.h"
 #include "detect/image_graph.h"
 #include "detect/model_card.h"
+#include "detect/patch_memory.h"
 #include "vision/preprocess.h"
 
 namespace tend::inspect {
@@ -24,7 +25,11 @@ struct ImageTrainOptions {
   // Layers empty: the backbone's recommended layers (its "tend.backbone" metadata), else error.
   detect::EmbeddingSpec embedding;
   bool mean_std_given = false;  // preprocess.mean/std set by the user; else the backbone's
-  double eps = 0.01;            // covariance ridge
+  // "padim" (per-location Gaussians, detect/patch_gaussian.h) or "patchcore" (memory bank with a
+  // greedy coreset, detect/patch_memory.h).
+  std::string detector = "padim";
+  double eps = 0.01;  // padim: covariance ridge
+  detect::CoresetOptions coreset;  // patchcore
   // Every round(1/holdout)-th image (in input order) is held out for calibration; at least
   // detect::kMinHoldoutWindows images.
   double holdout = 0.2;

@@ -1,0 +1,158 @@
+// PatchCore memory bank (detect/patch_memory.h) and its ONNX head (detect/image_graph.h): the
+// greedy coreset covers every cluster, the head computes exactly the nearest-neighbour distance
+// the C++ reference does.
+#include "detect/patch_memory.h"
+
+#include <gtest/gtest.h>
+#include <onnx/onnx_pb.h>
+#include <onnxruntime_cxx_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <set>
+
+#include "detect/image_graph.h"
+
+namespace tend::detect {
+namespace {
+
+// n points around each of the given centres (d dims), shuffled.
+std::vector<float> Clusters(const std::vector<std::vector<float>>& centres, int n, float spread,
+                            uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> noise(0.0f, spread);
+  std::vector<std::vector<float>> pts;
+  for (const auto& c : centres) {
+    for (int i = 0; i < n; ++i) {
+      auto p = c;
+      for (auto& v : p) v += noise(rng);
+      pts.push_back(p);
+    }
+  }
+  std::shuffle(pts.begin(), pts.end(), rng);
+  std::vector<float> out;
+  for (const auto& p : pts) out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+
+TEST(GreedyCoreset, PicksOnePointOfEveryCluster) {
+  const std::vector<std::vector<float>> centres = {
+      {0, 0, 0, 0}, {10, 0, 0, 0}, {0, 10, 0, 0}, {0, 0, 10, 0}, {0, 0, 0, 10}};
+  const auto pts = Clusters(centres, 200, 0.3f, 7);
+  for (int64_t projection : {0, 3}) {
+    const auto idx = GreedyCoreset(pts, 4, 5, projection, 3);
+    ASSERT_EQ(idx.size(), 5u);
+    std::set<int> hit;
+    for (int64_t i : idx) {
+      const float* p = &pts[static_cast<size_t>(i * 4)];
+      int nearest = 0;
+      float best = 1e30f;
+      for (size_t c = 0; c < centres.size(); ++c) {
+        float sq = 0;
+        for (int k = 0; k < 4; ++k) sq += (p[k] - centres[c][k]) * (p[k] - centres[c][k]);
+        if (sq < best) best = sq, nearest = static_cast<int>(c);
+      }
+      hit.insert(nearest);
+    }
+    EXPECT_EQ(hit.size(), 5u) << "projection " << projection;
+  }
+}
+
+// Embeddings [d, h, w] of random images: one value per location and channel.
+std::vector<float> RandomEmbedding(int64_t d, int64_t L, std::mt19937_64& rng) {
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  std::vector<float> e(static_cast<size_t>(d * L));
+  for (auto& v : e) v = g(rng);
+  return e;
+}
+
+TEST(PatchMemory, FullBankScoresFittedPatchesZeroAndCoresetBoundsTheBank) {
+  const int64_t d = 6, h = 3, w = 4, L = h * w;
+  PatchMemoryCollector c(d, h, w);
+  std::mt19937_64 rng(1);
+  std::vector<std::vector<float>> seen;
+  for (int i = 0; i < 5; ++i) {
+    seen.push_back(RandomEmbedding(d, L, rng));
+    ASSERT_TRUE(c.Add(seen.back()));
+  }
+  auto full = c.Fit({.fraction = 1.0});
+  ASSERT_TRUE(full) << full.error().message;
+  EXPECT_EQ(full->size(), 5 * L);
+  std::vector<float> out(static_cast<size_t>(L));
+  ScoreNearest(*full, seen[2], out);
+  for (float v : out) EXPECT_FLOAT_EQ(v, 0.0f);
+  const auto fresh = RandomEmbedding(d, L, rng);
+  ScoreNearest(*full, fresh, out);
+  for (float v : out) EXPECT_GT(v, 0.1f);
+
+  auto small = c.Fit({.fraction = 0.1, .max_size = 4});
+  ASSERT_TRUE(small);
+  EXPECT_EQ(small->size(), 4);
+  EXPECT_EQ(small->patches, 5 * L);
+  EXPECT_FALSE(c.Fit({.fraction = 0.0}));
+  std::vector<float> bad(static_cast<size_t>(d * L), 0.0f);
+  bad[7] = std::nanf("");
+  auto st = c.Add(bad);
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.error().message.find("not finite"), std::string::npos);
+  EXPECT_FALSE(c.Add(std::vector<float>(3, 0.0f)));
+}
+
+// A graph whose "embedding" is its input, so the head alone can be run.
+EmbeddingGraph IdentityEmbedding(int64_t d, int64_t h, int64_t w) {
+  EmbeddingGraph eg;
+  eg.dims = d;
+  eg.height = h;
+  eg.width = w;
+  eg.model.set_ir_version(8);
+  auto* op = eg.model.add_opset_import();
+  op->set_domain("");
+  op->set_version(13);
+  auto* g = eg.model.mutable_graph();
+  g->set_name("t");
+  auto* in = g->add_input();
+  in->set_name("image");
+  auto* t = in->mutable_type()->mutable_tensor_type();
+  t->set_elem_type(onnx::TensorProto::FLOAT);
+  for (int64_t v : {int64_t{1}, d, h, w}) t->mutable_shape()->add_dim()->set_dim_value(v);
+  auto* n = g->add_node();
+  n->set_op_type("Identity");
+  n->add_input("image");
+  n->add_output(kEmbeddingOutput);
+  return eg;
+}
+
+TEST(PatchMemory, OnnxHeadMatchesTheReference) {
+  const int64_t d = 8, h = 5, w = 7, L = h * w;
+  PatchMemoryCollector c(d, h, w);
+  std::mt19937_64 rng(2);
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(c.Add(RandomEmbedding(d, L, rng)));
+  auto m = c.Fit({.fraction = 0.25, .projection = 4});
+  ASSERT_TRUE(m);
+  EmbeddingGraph eg = IdentityEmbedding(d, h, w);
+  ASSERT_TRUE(AppendPatchMemoryHead(eg, *m));
+  std::string bytes;
+  ASSERT_TRUE(eg.model.SerializeToString(&bytes));
+  static Ort::Env env(ORT_LOGGING_LEVEL_WARNING, "patch_memory_test");
+  Ort::SessionOptions so;
+  so.SetIntraOpNumThreads(1);
+  Ort::Session session(env, bytes.data(), bytes.size(), so);
+  auto x = RandomEmbedding(d, L, rng);
+  std::vector<float> ref(static_cast<size_t>(L));
+  ScoreNearest(*m, x, ref);
+  const std::array<int64_t, 4> shape = {1, d, h, w};
+  auto mem = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+  Ort::Value in = Ort::Value::CreateTensor<float>(mem, x.data(), x.size(), shape.data(), 4);
+  const char* in_names[] = {"image"};
+  const char* out_names[] = {"anomaly_score", "anomaly_map"};
+  auto res = session.Run(Ort::RunOptions{nullptr}, in_names, &in, 1, out_names, 2);
+  const float* score = res[0].GetTensorData<float>();
+  const float* map = res[1].GetTensorData<float>();
+  for (int64_t l = 0; l < L; ++l) EXPECT_NEAR(map[l], ref[static_cast<size_t>(l)], 1e-3) << l;
+  EXPECT_NEAR(score[0], *std::max_element(ref.begin(), ref.end()), 1e-3);
+  EXPECT_FALSE(AppendPatchMemoryHead(eg, PatchMemory{}));
+}
+
+}  // namespace
+}  // namespace tend::detect

@@ -1,0 +1,85 @@
+// `tend train --detector patchcore` for images: a memory-bank model fitted on generated good parts
+// (the tiny random CNN of make_tiny_backbone.py as backbone) describes itself, keeps the coreset
+// size it was asked for, and scores every defect above every unseen good part when served.
+#include "inspect/image_train.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "../agent/cli_util.h"
+#include "../vision/test_images.h"
+#include "inspect/image_eval.h"
+#include "inspect/image_model.h"
+
+namespace tend::inspect {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The gradient of test_images.h plus per-pixel noise; a defect adds a dark spot.
+void WriteTile(const std::string& path, int seed, bool defect) {
+  auto img = testing::Gradient(64, 64, 3, defect ? 20 + seed % 20 : -1, defect ? 30 : -1);
+  std::mt19937 rng(static_cast<unsigned>(seed));
+  std::uniform_int_distribution<int> noise(-12, 12);
+  for (auto& v : img.pixels()) v = static_cast<uint8_t>(std::clamp(v + noise(rng), 0, 255));
+  auto png = vision::EncodePng(img.view());
+  ASSERT_TRUE(png);
+  std::ofstream(path, std::ios::binary) << *png;
+}
+
+TEST(ImageTrain, PatchCoreModelKeepsItsCoresetAndSeparatesDefects) {
+  const std::string d = testing::TempDir("image_train");
+  for (const char* sub : {"/good", "/unseen", "/defects"}) fs::create_directories(d + sub);
+  auto r =
+      testing::RunCmd(std::string(TEND_PYTHON) + " '" TEND_SOURCE_DIR
+                                                 "/tests/inspect/make_tiny_backbone.py' tiny.onnx",
+                      d);
+  ASSERT_EQ(r.rc, 0) << r.out << r.err;
+  for (int i = 0; i < 40; ++i)
+    WriteTile(d + "/good/g" + std::to_string(100 + i) + ".png", i, false);
+  for (int i = 0; i < 6; ++i)
+    WriteTile(d + "/unseen/u" + std::to_string(i) + ".png", 500 + i, false);
+  for (int i = 0; i < 6; ++i)
+    WriteTile(d + "/defects/b" + std::to_string(i) + ".png", 600 + i, true);
+
+  ImageTrainOptions o;
+  o.inputs = {d + "/good"};
+  o.backbone = d + "/tiny.onnx";
+  o.preprocess.width = o.preprocess.height = 64;
+  o.preprocess.color = "rgb";
+  o.embedding.layers = {"l1", "l2"};
+  o.embedding.dims = 16;
+  o.detector = "patchcore";
+  o.coreset.fraction = 0.05;
+  auto m = TrainImageModel(o);
+  ASSERT_TRUE(m) << m.error().message;
+  EXPECT_EQ(m->card.detector, "patchcore");
+  const auto& det = m->card.feature_spec["detector"];
+  EXPECT_EQ(det["kind"], "patchcore");
+  const int64_t patches = det["patches"].get<int64_t>();
+  EXPECT_EQ(patches, 32 * det["grid"][0].get<int64_t>() * det["grid"][1].get<int64_t>());
+  EXPECT_EQ(det["bank"].get<int64_t>(), std::llround(0.05 * static_cast<double>(patches)));
+
+  auto served = ImageModel::LoadBytes(m->bytes, "patchcore", {});
+  ASSERT_TRUE(served) << served.error().message;
+  auto good = ScoreImageSet(**served, d + "/unseen");
+  auto bad = ScoreImageSet(**served, d + "/defects");
+  ASSERT_TRUE(good && bad);
+  ASSERT_EQ(good->scores.size(), 6u);
+  ASSERT_EQ(bad->scores.size(), 6u);
+  EXPECT_LT(*std::max_element(good->scores.begin(), good->scores.end()),
+            *std::min_element(bad->scores.begin(), bad->scores.end()));
+
+  o.detector = "knn";
+  auto wrong = TrainImageModel(o);
+  ASSERT_FALSE(wrong);
+  EXPECT_NE(wrong.error().message.find("padim or patchcore"), std::string::npos);
+  fs::remove_all(d);
+}
+
+}  // namespace
+}  // namespace tend::inspect
