@@ -25,6 +25,8 @@
 
 namespace tend::agent {
 
+class AssetMonitor;
+
 // Loads a model file the way the agent's model was loaded (SIGHUP reload).
 using ModelLoader = std::function<Result<std::unique_ptr<Model>>(const std::string& path)>;
 
@@ -68,6 +70,10 @@ class Agent {
   // Before Run(): sinks are called on the pipeline thread (or the watchdog's, for a fail-safe
   // decision), one decision at a time, in event order.
   void AddSink(DecisionSink* sink) { sinks_.push_back(sink); }
+  // Before Run(): the asset's monitors (health, drift, input health, adaptive baseline), run
+  // after the decider and before the sinks on every decision, and told of every model swap.
+  // Not owned; nullptr: none.
+  void SetMonitor(AssetMonitor* monitor) { monitor_ = monitor; }
 
   // Runs until the source ends, max_windows is reached, or *stop becomes true. When *reload
   // becomes true the model file is re-read in the background and swapped in between events (the
@@ -107,7 +113,7 @@ class Agent {
   void Process(Slot& s);
   void SwapPendingModel();
   void EmitFailSafe(Slot& s, const char* why);
-  void Emit(Decision& d);
+  void Emit(const EventView& event, Decision& d);
   EventView ViewOf(const Slot& s) const;
   bool Claim(Slot& s) {
     bool expected = false;
@@ -121,6 +127,7 @@ class Agent {
   std::mutex pending_mu_;
   std::unique_ptr<Decider> decider_;
   std::vector<DecisionSink*> sinks_;
+  AssetMonitor* monitor_ = nullptr;
   bool backpressure_ = false;  // the reader is a replay: wait for room instead of dropping
   std::function<void()> after_score_;
 

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "decide/health.h"
+
 namespace tend {
 
 // The tier of a score against the model's thresholds. kNone: below every threshold (no alert
@@ -55,6 +57,16 @@ struct Decision {
   // the model kind has none. Points into the model's buffers: valid only during OnDecision, and
   // a sink that copies the decision must not keep it.
   std::span<const float> features;
+  // Health over many events and the monitors' view of this event (docs/alarms.md), set by the
+  // agent's monitors (agent/asset_monitor.h) after the decider and before any sink sees the
+  // decision. has_health is false when the asset runs no health monitor.
+  bool has_health = false;
+  HealthState health = HealthState::kOk;
+  float health_cusum = 0;        // the warning CUSUM S_w
+  float health_alarm_cusum = 0;  // the alarm CUSUM S_a
+  uint32_t input_problems = 0;   // InputProblem bits of this event's raw window (decide/drift.h)
+  int64_t baseline_step = -1;    // adaptive baseline step the features were scored with; -1: off
+  bool baseline_adapted = false;  // this decision committed a new adaptive baseline step
 };
 
 struct ModelInfo {
