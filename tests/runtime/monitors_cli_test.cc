@@ -18,9 +18,10 @@ namespace {
 
 constexpr double kRate = 4000;
 constexpr int64_t kDriftWindows = 3000;
-constexpr double kDriftGain = 1.2;
-// A quick baseline for a test of thousands of windows (the defaults follow ~1/1000 per window).
-constexpr const char* kAdaptiveFlags = "--adaptive-baseline";
+constexpr double kDriftGain = 1.15;
+// A quick baseline for a test of thousands of windows (the defaults, a weight of 1/1000 per
+// accepted window and a step every 200, are for months of windows).
+constexpr const char* kAdaptiveFlags = "--config quick.toml --adaptive-baseline";
 
 class MonitorsCli : public ::testing::Test {
  protected:
@@ -215,7 +216,7 @@ TEST_F(MonitorsCli, InputHealthReportsAFlatLinedChannelAndNaNBursts) {
 }
 
 // Build item 2: the adaptive baseline (opt-in). A slow healthy drift (the machine's level rises
-// 20 % over 2,000 windows, then stays) is absorbed: fewer alerts than without adaptation, every
+// 15 % over 2,500 windows, then stays) is absorbed: fewer alerts than without adaptation, every
 // step recorded. A slowly rising fault (the level doubles over 3,000 windows) is not learned
 // away: the baseline stops at its cap, and the fault alarms with adaptation as without.
 TEST_F(MonitorsCli, AdaptiveBaselineAbsorbsASlowHealthyDriftButNotARisingFault) {
@@ -223,13 +224,15 @@ TEST_F(MonitorsCli, AdaptiveBaselineAbsorbsASlowHealthyDriftButNotARisingFault) 
   WriteWav(dir_ + "/healthy.wav", 1, Machine(1, 600 * window, 1, [](int64_t) { return 1.0; }));
   auto train = Tend("train --input healthy.wav --window 400 --out m.onnx", dir_);
   ASSERT_EQ(train.rc, 0) << train.err;
+  std::ofstream(dir_ + "/quick.toml") << "[monitors]\nadaptive_rate = 0.05\n"
+                                         "adaptive_commit_every = 10\n";
   auto ramp = [&](double to, int64_t over) {
     return [=](int64_t i) {
       return 1 +
              (to - 1) * std::min(1.0, static_cast<double>(i) / static_cast<double>(over * window));
     };
   };
-  WriteWav(dir_ + "/drift.wav", 1, Machine(1, kDriftWindows * window, 2, ramp(kDriftGain, 2000)));
+  WriteWav(dir_ + "/drift.wav", 1, Machine(1, kDriftWindows * window, 2, ramp(kDriftGain, 2500)));
   WriteWav(dir_ + "/fault.wav", 1, Machine(1, 3000 * window, 3, ramp(2.0, 3000)));
   struct Run {
     int alerts = 0;
