@@ -21,7 +21,8 @@
 //     the scale (std) stays at commissioning: windows selected for being near the baseline
 //     understate the spread, and a shrinking std would make the guard ever stricter.
 //     Selecting also makes the baseline lag the data (accepted windows sit nearer the baseline
-//     in use than the data's mean): it follows a drift, never leads it.
+//     in use than the data's mean): it follows a drift, ahead of it only by the noise of the
+//     average (about sqrt(rate / 2) feature sd).
 //   * Every `commit_every` accepted windows the pending estimate becomes the baseline in use,
 //     after clamping every feature to the cap: |mean - anchor mean| <= max_shift_sd x anchor
 //     std.
