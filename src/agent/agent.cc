@@ -10,6 +10,7 @@
 #include <future>
 #include <limits>
 
+#include "agent/asset_monitor.h"
 #include "core/log.h"
 
 namespace tend::agent {
@@ -196,12 +197,14 @@ void Agent::Acquire() {
   cv_.notify_all();
 }
 
-void Agent::Emit(Decision& d) {
+void Agent::Emit(const EventView& event, Decision& d) {
   // Called with emit_mu_ held, in event order.
   d.timestamp = std::chrono::system_clock::now();
   d.model_name.assign(model_->name());
   d.model_version.assign(model_->version());
   if (!d.fail_safe) decider_->Decide(d);
+  // Before any sink: every sink sees the same health fields.
+  if (monitor_) monitor_->OnDecision(event, d);
   {
     std::lock_guard<std::mutex> sl(sum_mu_);
     sum_.windows++;
@@ -242,7 +245,7 @@ void Agent::EmitFailSafe(Slot& s, const char* why, std::string_view reason) {
                   opts_.asset_id, s.index, s.t_start, why, d.latency_ms,
                   opts_.fail_safe_alert ? "alert" : "pass");
   }
-  Emit(d);
+  Emit(ViewOf(s), d);
   d.fail_safe = false;
   d.fail_safe_reason = {};
 }
@@ -280,7 +283,8 @@ void Agent::Process(Slot& s) {
     if (Claim(s)) EmitFailSafe(s, "deadline passed while queued", kFailSafeDeadline);
     return;
   }
-  auto st = model_->Score(ViewOf(s), score_);
+  const EventView view = ViewOf(s);
+  auto st = model_->Score(view, score_);
   if (after_score_) after_score_();
   if (!st) {
     {
@@ -322,7 +326,7 @@ void Agent::Process(Slot& s) {
     d.backlog_windows = tail_ - head_ - 1;
   }
   d.latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - s.arrival).count();
-  Emit(d);
+  Emit(view, d);
 }
 
 void Agent::Watchdog() {
@@ -353,6 +357,7 @@ void Agent::SwapPendingModel() {
   model_->PrepareOut(score_);
   decider_->SetThresholds(model_->thresholds());
   TEND_LOG_INFO("{}: now serving {} v{}", opts_.asset_id, model_->name(), model_->version());
+  if (monitor_) monitor_->OnModel(*model_);
   const ModelInfo info = model_->info();
   for (auto* s : sinks_) s->OnModelInfo(info);
 }

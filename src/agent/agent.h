@@ -26,6 +26,8 @@
 
 namespace tend::agent {
 
+class AssetMonitor;
+
 // Loads a model file the way the agent's model was loaded (SIGHUP reload).
 using ModelLoader = std::function<Result<std::unique_ptr<Model>>(const std::string& path)>;
 
@@ -75,6 +77,10 @@ class Agent {
   // Before Run(): sinks are called on the pipeline thread (or the watchdog's, for a fail-safe
   // decision), one decision at a time, in event order.
   void AddSink(DecisionSink* sink) { sinks_.push_back(sink); }
+  // Before Run(): the asset's monitors (health, drift, input health, adaptive baseline), run
+  // after the decider and before the sinks on every decision, and told of every model swap.
+  // Not owned; nullptr: none.
+  void SetMonitor(AssetMonitor* monitor) { monitor_ = monitor; }
 
   // Runs until the source ends, max_windows is reached, or *stop becomes true. When *reload
   // becomes true the model file is re-read in the background and swapped in between events (the
@@ -116,7 +122,7 @@ class Agent {
   void SwapPendingModel();
   void EmitFailSafe(Slot& s, const char* why, std::string_view reason);
   void DecideInvalid(Slot& s);
-  void Emit(Decision& d);
+  void Emit(const EventView& event, Decision& d);
   EventView ViewOf(const Slot& s) const;
   bool Claim(Slot& s) {
     bool expected = false;
@@ -130,6 +136,7 @@ class Agent {
   std::mutex pending_mu_;
   std::unique_ptr<Decider> decider_;
   std::vector<DecisionSink*> sinks_;
+  AssetMonitor* monitor_ = nullptr;
   bool backpressure_ = false;    // the reader is a replay: wait for room instead of dropping
   bool due_when_taken_ = false;  // EventReader::due_when_taken()
   std::function<void()> after_score_;

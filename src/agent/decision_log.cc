@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "core/fs.h"
+#include "decide/drift.h"
 
 namespace tend::agent {
 
@@ -41,7 +42,19 @@ nlohmann::json DecisionJson(const Decision& d, const std::string& asset_id) {
   if (d.fail_safe && !d.fail_safe_reason.empty()) j["fail_safe_reason"] = d.fail_safe_reason;
   j["latency_ms"] = std::round(d.latency_ms * 1e4) / 1e4;
   if (!d.model_version.empty()) j["model_version"] = d.model_version;
+  AddMonitorJson(d, j);
   return j;
+}
+
+void AddMonitorJson(const Decision& d, nlohmann::json& j) {
+  if (d.has_health) {
+    j["health"] = HealthStateName(d.health);
+    j["health_cusum"] = Round4(d.health_cusum);
+    j["health_alarm_cusum"] = Round4(d.health_alarm_cusum);
+  }
+  if (d.input_problems != 0) j["input_problems"] = InputProblemNames(d.input_problems);
+  if (d.baseline_step >= 0) j["baseline_step"] = d.baseline_step;
+  if (d.baseline_adapted) j["baseline_adapted"] = true;
 }
 
 Result<std::unique_ptr<DecisionLog>> DecisionLog::Open(const std::string& path, int64_t max_bytes,

@@ -16,6 +16,11 @@ namespace tend::agent {
 // SPEC's score payload fields (timestamp, anomaly_score rounded to 4 decimals, is_alert,
 // severity, top_sensors) plus window, t, latency and the model.
 nlohmann::json DecisionJson(const Decision& d, const std::string& asset_id = {});
+// The monitors' fields of a decision (docs/alarms.md), each only when set: health,
+// health_cusum, health_alarm_cusum (an asset with a health monitor), input_problems
+// ("flat_line,non_finite", when the raw window had one), baseline_step (adaptive baseline on)
+// and baseline_adapted (true on the decision that committed a step).
+void AddMonitorJson(const Decision& d, nlohmann::json& j);
 std::string IsoTimestamp(std::chrono::system_clock::time_point t);
 double Round4(double x);
 

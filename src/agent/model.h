@@ -12,6 +12,7 @@
 #include "agent/windowing.h"
 #include "core/event.h"
 #include "core/status.h"
+#include "decide/adaptive_baseline.h"
 #include "decide/decider.h"
 #include "decide/decision.h"
 
@@ -70,6 +71,11 @@ class Model {
   virtual Status Score(const EventView& event, ScoreOut& out) = 0;
   // The feature vector of the last scored event, for monitors; empty when the kind has none.
   virtual std::span<const float> last_features() const { return {}; }
+  // Standardise the features against an adaptive baseline (decide/adaptive_baseline.h) from the
+  // next event on; nullptr: the model's own (commissioning) standardisation again. The baseline
+  // must outlive its use. false when the kind has no features to adapt. last_features() stays
+  // the raw features (what drift monitoring and the baseline itself compare).
+  virtual bool SetAdaptiveBaseline(const AdaptiveBaseline* /*baseline*/) { return false; }
 };
 
 }  // namespace tend::agent

@@ -163,6 +163,10 @@ Status ServedModel::Score(std::span<const float> window, ScoreOut& out) {
     std::copy(window.begin(), window.end(), input.begin());
   } else {
     TEND_RETURN_NOT_OK(extractor_->Compute(window, input));
+    if (adaptive_) {
+      std::copy(input.begin(), input.end(), raw_features_.begin());
+      adaptive_->Apply(input);
+    }
   }
   auto t1 = std::chrono::steady_clock::now();
   out.features_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
@@ -192,7 +196,16 @@ Status ServedModel::Score(const EventView& event, ScoreOut& out) {
 
 std::span<const float> ServedModel::last_features() const {
   if (raw_) return {};
+  if (adaptive_) return raw_features_;
   return session_->input(0);
+}
+
+bool ServedModel::SetAdaptiveBaseline(const AdaptiveBaseline* baseline) {
+  if (raw_) return false;
+  if (baseline && baseline->mean().size() != session_->input(0).size()) return false;
+  raw_features_.resize(session_->input(0).size());
+  adaptive_ = baseline;
+  return true;
 }
 
 SeverityThresholds ServedModel::thresholds() const {

@@ -54,6 +54,7 @@ class ServedModel final : public Model {
   bool raw_input() const { return raw_; }
   // Features of the last scored window (feature models only): what training sees, too.
   std::span<const float> last_features() const override;
+  bool SetAdaptiveBaseline(const AdaptiveBaseline* baseline) override;
 
  private:
   ServedModel() = default;
@@ -69,6 +70,8 @@ class ServedModel final : public Model {
   int contrib_output_ = -1;
   int top_k_ = 3;
   std::vector<int> order_;  // scratch for top-k
+  const AdaptiveBaseline* adaptive_ = nullptr;
+  std::vector<float> raw_features_;  // the features before adaptation (sized when adapting)
   int64_t loaded_unix_ = 0;
 };
 

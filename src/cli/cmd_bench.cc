@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/asset_monitor.h"
 #include "agent/served_model.h"
 #include "agent/windowing.h"
 #include "cli/commands.h"
@@ -45,6 +46,7 @@ struct BenchArgs {
   bool trt_fp16 = false;
   bool trt_int8 = false;
   int strokes = 200;  // --pipeline: simulated strokes
+  bool no_monitors = false;  // --pipeline: time without the decision stage (decider + monitors)
   std::string sim;    // --pipeline: simulator options, "key=value,..."
   ImageBenchFlags image;  // --pipeline with an image model
 };
@@ -322,6 +324,16 @@ void RunPipelineBench(const BenchArgs& args) {
   agent::Model* model = served.get();
   EventView ev;
   if (model) ev.spec = model->input().event;
+  // The decision stage as `tend run` has it: the decider, then the asset's monitors (health,
+  // drift, input health; agent/asset_monitor.h) with their default settings.
+  std::unique_ptr<Decider> decider;
+  std::unique_ptr<agent::AssetMonitor> monitor;
+  Decision d;
+  if (model && !args.no_monitors) {
+    decider = std::make_unique<Decider>(model->thresholds(), DebounceOptions{});
+    monitor = OrDie(agent::AssetMonitor::Create("bench", agent::MonitorOptions{}, *model),
+                    "monitors");
+  }
   auto on_window = [&](const sources::WindowView& w) {
     if (!status) return;
     const auto t0 = Clock::now();
@@ -334,6 +346,13 @@ void RunPipelineBench(const BenchArgs& args) {
       status = model->Score(ev, out);
       f = out.features_ms;
       i = out.inference_ms;
+      if (status && monitor) {
+        d.window_index = w.index;
+        d.anomaly_score = out.score;
+        d.features = model->last_features();
+        decider->Decide(d);
+        monitor->OnDecision(ev, d);
+      }
     } else {
       if (raw) {
         std::copy(w.samples.begin(), w.samples.end(), session->input(0).begin());
@@ -378,7 +397,9 @@ void RunPipelineBench(const BenchArgs& args) {
     std::printf("pipeline    simulated press, %lld windows measured after %d warm-up (%s)\n",
                 static_cast<long long>(t.n), args.warmup, mode);
     std::printf("model       %s\n", args.model.empty() ? "(none)" : args.model.c_str());
-    std::printf("provider    %s\n\n", provider.c_str());
+    std::printf("provider    %s\n", provider.c_str());
+    std::printf("monitors    %s\n\n", monitor ? "decider + health, drift, input health (total)"
+                                             : "none");
     std::printf("%-14s %9s %9s %9s %9s %9s %9s\n", "stage ms", "mean", "p50", "p95", "p99", "p99.9",
                 "max");
     auto row = [](const char* name, const model::LatencyStats& st) {
@@ -397,6 +418,7 @@ void RunPipelineBench(const BenchArgs& args) {
   j["input"] = mode;
   j["model"] = args.model;
   j["provider"] = provider;
+  j["monitors"] = monitor != nullptr;
   j["throughput_fps"] = t.throughput_fps;
   j["windows"] = t.n;
   j["budget_ms"] = budget_ms;
@@ -441,6 +463,9 @@ void RegisterBench(CLI::App& app) {
   cmd->add_option("--strokes", args->strokes, "--pipeline: simulated strokes to measure")
       ->check(CLI::Range(1, 1000000))
       ->capture_default_str();
+  cmd->add_flag("--no-monitors", args->no_monitors,
+                "--pipeline: leave out the decision stage (decider and the asset's monitors), "
+                "which the total includes by default");
   cmd->add_option("--sim", args->sim,
                   "--pipeline: simulator options sim:key=value,... (e.g. sim:wear=0.5,noise=0.1)");
   cmd->add_option("--state-dir", args->state_dir, "State directory (TensorRT engine cache)");

@@ -9,7 +9,7 @@ namespace tend {
 
 Status AdaptiveOptions::Validate() const {
   auto bad = [](const std::string& m) { return Fail(Error::Invalid("adaptive baseline: " + m)); };
-  if (!std::isfinite(accept_z)) return bad("accept_z must be finite");
+  if (!(accept_z > 0) || !std::isfinite(accept_z)) return bad("accept_z must be finite and > 0");
   if (!(rate > 0 && rate <= 0.5)) return bad(fmt::format("rate {} must be in (0, 0.5]", rate));
   if (commit_every < 1) return bad(fmt::format("commit_every {} must be >= 1", commit_every));
   if (!(max_shift_sd >= 0) || !std::isfinite(max_shift_sd)) {
@@ -54,7 +54,7 @@ Result<AdaptiveBaseline> AdaptiveBaseline::Create(std::vector<float> anchor_mean
 bool AdaptiveBaseline::Offer(std::span<const float> x, float score, HealthState state) {
   ++offered_;
   if (x.size() != mean_.size() || state != HealthState::kOk || !std::isfinite(score) ||
-      score_.Z(score) > opt_.accept_z) {
+      std::fabs(score_.Z(score)) > opt_.accept_z) {
     return false;
   }
   for (float v : x) {

@@ -6,15 +6,23 @@
 //   * The commissioning standardisation (the model's mean/std per feature) is the ANCHOR and
 //     never changes. The baseline in use starts there.
 //   * A window may teach the baseline only when it is well inside normal: its score's evidence
-//     (ScoreBaseline::Z of the score computed against the baseline in use) is at most accept_z
-//     (default 0: the healthier half of commissioning), and the health monitor is ok (no
-//     warning, no alarm). Anything that looks like a change is never learned.
+//     (ScoreBaseline::Z of the score computed against the baseline in use) lies in
+//     [-accept_z, accept_z] (default 0.5: the evidence the warning CUSUM allows, k, so an
+//     accepted window never feeds the warning), and the health monitor is ok (no warning, no
+//     alarm). Anything that looks like a change is never learned. The band is two-sided on
+//     purpose: selecting only the lowest scores (Z <= 0, the first rule) biases the estimate
+//     when the score is signed (the broadband detector's median band z): the windows that score
+//     low are the ones whose bands sit low, the baseline then moved down without any drift and
+//     the scores of healthy windows rose (measured through `tend run`: more alerts with the
+//     adaptation than without). A band centred on the commissioning median selects windows
+//     whose features are centred too.
 //   * Accepted windows update a pending estimate of each feature's mean (exponential average
 //     with weight `rate`, i.e. a memory of ~1/rate accepted windows). Only the location moves;
 //     the scale (std) stays at commissioning: windows selected for being near the baseline
 //     understate the spread, and a shrinking std would make the guard ever stricter.
 //     Selecting also makes the baseline lag the data (accepted windows sit nearer the baseline
-//     in use than the data's mean): it follows a drift, never leads it.
+//     in use than the data's mean): it follows a drift, ahead of it only by the noise of the
+//     average (about sqrt(rate / 2) feature sd).
 //   * Every `commit_every` accepted windows the pending estimate becomes the baseline in use,
 //     after clamping every feature to the cap: |mean - anchor mean| <= max_shift_sd x anchor
 //     std.
@@ -43,7 +51,7 @@
 namespace tend {
 
 struct AdaptiveOptions {
-  double accept_z = 0.0;       // accept windows whose score evidence is at most this
+  double accept_z = 0.5;       // accept windows whose score evidence is within +-this
   double rate = 1.0 / 1000;    // weight of one accepted window in the pending estimate
   int64_t commit_every = 200;  // accepted windows between commits (rate limit)
   double max_shift_sd = 1.0;   // cap on the distance from the anchor, in anchor sd

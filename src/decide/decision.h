@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "decide/health.h"
+
 namespace tend {
 
 // The tier of a score against the model's thresholds. kNone: below every threshold (no alert
@@ -60,6 +62,16 @@ struct Decision {
   // model could not score the event) or kFailSafeInvalidEvent (the source could not produce a
   // valid event, e.g. an undecodable image); empty otherwise. Points at those constants.
   std::string_view fail_safe_reason;
+  // Health over many events and the monitors' view of this event (docs/alarms.md), set by the
+  // agent's monitors (agent/asset_monitor.h) after the decider and before any sink sees the
+  // decision. has_health is false when the asset runs no health monitor.
+  bool has_health = false;
+  HealthState health = HealthState::kOk;
+  float health_cusum = 0;        // the warning CUSUM S_w
+  float health_alarm_cusum = 0;  // the alarm CUSUM S_a
+  uint32_t input_problems = 0;   // InputProblem bits of this event's raw window (decide/drift.h)
+  int64_t baseline_step = -1;    // adaptive baseline step the features were scored with; -1: off
+  bool baseline_adapted = false;  // this decision committed a new adaptive baseline step
 };
 
 inline constexpr std::string_view kFailSafeDeadline = "deadline";

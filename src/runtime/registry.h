@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "agent/asset_monitor.h"
 #include "agent/event_reader.h"
 #include "agent/model.h"
 #include "agent/served_model.h"
@@ -99,6 +100,9 @@ struct AssetContext {
   const agent::Model* model;
   // A replay: a sink that queues decisions waits for room instead of dropping one.
   bool lossless = false;
+  // The asset's monitors (health, drift, input health, adaptive baseline; monitors.*), which
+  // the agent runs before the sinks; nullptr when they are off. Valid for the sink's life.
+  const agent::AssetMonitor* monitor = nullptr;
 };
 
 // One sink instance per run, shared by the assets it watches.

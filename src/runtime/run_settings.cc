@@ -71,6 +71,56 @@ std::vector<SettingDef> AssetSettings() {
   };
 }
 
+// The asset's monitors (agent/asset_monitor.h, docs/alarms.md), run by the agent before the
+// sinks; the `monitors` sink reports them.
+std::vector<SettingDef> MonitorSettings() {
+  using D = SettingDef;
+  const HealthOptions h;
+  const DriftOptions dr;
+  const AdaptiveOptions ad;
+  return {
+      D::Bool("monitors.health", true,
+              "Health over many events: CUSUM warning and alarm against the model's "
+              "commissioning score distribution (in every decision)")
+          .PerAsset("health_monitor"),
+      D::Bool("monitors.drift", true,
+              "Per-feature drift (PSI) against the model's commissioning deciles")
+          .PerAsset("drift_monitor"),
+      D::Bool("monitors.input_health", true,
+              "Input health of the raw window: flat-lined channel, clipping, NaN bursts, "
+              "sample-rate glitch (live sources)")
+          .PerAsset("input_health"),
+      D::Float("monitors.health_warning_h", h.h_warning, 1, 1000,
+               "Warning CUSUM level (commissioning sd): higher = fewer false warnings")
+          .PerAsset("health_warning_h"),
+      D::Float("monitors.health_alarm_h", h.h_alarm, 1, 1000,
+               "Alarm CUSUM level (evidence over the alert threshold)")
+          .PerAsset("health_alarm_h"),
+      D::Int("monitors.drift_window", dr.window, 10, 1000000,
+             "Events in the rolling drift window (no drift figure before it is full)")
+          .PerAsset("drift_window"),
+      D::Float("monitors.drift_warn", dr.warn, 0.001, 10, "PSI of a drift warning")
+          .PerAsset("drift_warn"),
+      D::Float("monitors.drift_alert", dr.alert, 0.001, 10, "PSI of a drift alert")
+          .PerAsset("drift_alert"),
+      D::Bool("monitors.adaptive_baseline", false,
+              "Adaptive baseline: windows judged healthy move the feature standardisation, "
+              "rate-limited and capped (docs/alarms.md); a reload (SIGHUP) resets it")
+          .Flag("--adaptive-baseline")
+          .PerAsset("adaptive_baseline"),
+      D::Float("monitors.adaptive_max_shift_sd", ad.max_shift_sd, 0.01, 10,
+               "Cap on the adaptive baseline's distance from commissioning, per feature, in "
+               "commissioning sd")
+          .PerAsset("adaptive_max_shift_sd"),
+      D::Float("monitors.adaptive_rate", ad.rate, 1e-6, 0.5,
+               "Weight of one accepted healthy window in the adaptive baseline's estimate")
+          .PerAsset("adaptive_rate"),
+      D::Int("monitors.adaptive_commit_every", ad.commit_every, 1, 1000000,
+             "Healthy windows accepted between two adaptive baseline steps (the rate limit)")
+          .PerAsset("adaptive_commit_every"),
+  };
+}
+
 std::vector<SettingDef> DeviceSettings() {
   using D = SettingDef;
   return {
@@ -138,7 +188,7 @@ std::vector<SettingDef> OtaSettings() {
 
 std::vector<SettingDef> CoreRunSettings() {
   std::vector<SettingDef> all = AssetSettings();
-  for (auto* part : {&DeviceSettings, &OtaSettings}) {
+  for (auto* part : {&MonitorSettings, &DeviceSettings, &OtaSettings}) {
     auto v = (*part)();
     all.insert(all.end(), v.begin(), v.end());
   }

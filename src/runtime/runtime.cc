@@ -41,6 +41,25 @@ agent::AgentOptions AgentOptionsFrom(const AssetSpec& a) {
   return o;
 }
 
+agent::MonitorOptions MonitorOptionsFrom(const Settings& s, bool live) {
+  agent::MonitorOptions m;
+  m.health = s.GetBool("monitors.health");
+  m.drift = s.GetBool("monitors.drift");
+  m.input = s.GetBool("monitors.input_health");
+  m.adaptive = s.GetBool("monitors.adaptive_baseline");
+  m.health_options.h_warning = s.GetFloat("monitors.health_warning_h");
+  m.health_options.h_alarm = s.GetFloat("monitors.health_alarm_h");
+  m.drift_options.window = static_cast<int>(s.GetInt("monitors.drift_window"));
+  m.drift_options.min_events = m.drift_options.window;
+  m.drift_options.warn = s.GetFloat("monitors.drift_warn");
+  m.drift_options.alert = s.GetFloat("monitors.drift_alert");
+  m.adaptive_options.max_shift_sd = s.GetFloat("monitors.adaptive_max_shift_sd");
+  m.adaptive_options.commit_every = s.GetInt("monitors.adaptive_commit_every");
+  m.adaptive_options.rate = s.GetFloat("monitors.adaptive_rate");
+  m.live = live;
+  return m;
+}
+
 // The model kind a file asks for: its tend.input_kind (a JSON string), "features" when absent
 // or unreadable (the kind's loader then says what is wrong with the file).
 std::string KindOf(const Result<std::map<std::string, std::string>>& meta) {
@@ -162,7 +181,12 @@ Status Runtime::BuildAsset(AssetSpec& a) {
   o.loader = [this, spec](const std::string& path) { return LoadModel(*spec, path, -1); };
   auto asset = std::make_unique<Asset>();
   asset->spec = &a;
+  const agent::MonitorOptions mo = MonitorOptionsFrom(a.settings, reader->live());
+  if (mo.any() || mo.adaptive) {
+    TEND_ASSIGN_OR_RETURN(asset->monitor, agent::AssetMonitor::Create(a.id, mo, *model));
+  }
   TEND_ASSIGN_OR_RETURN(asset->agent, agent::Agent::Create(o, std::move(model), std::move(reader)));
+  asset->agent->SetMonitor(asset->monitor.get());
   if (ota_) ota_->Attach(asset->agent.get());
   assets_.push_back(std::move(asset));
   return Ok();
@@ -178,7 +202,8 @@ Status Runtime::CreateSinks() {
     if (!sink) continue;
     for (auto& a : assets_) {
       const agent::EventReader& reader = a->agent->reader();
-      AssetContext ac{a->spec, &a->spec->settings, &reader, &a->agent->model(), !reader.live()};
+      AssetContext ac{a->spec,           &a->spec->settings, &reader,
+                      &a->agent->model(), !reader.live(),     a->monitor.get()};
       TEND_ASSIGN_OR_RETURN(DecisionSink * ds, sink->ForAsset(ac));
       if (ds) a->agent->AddSink(ds);
     }

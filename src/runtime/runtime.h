@@ -45,6 +45,9 @@ class Runtime {
  private:
   struct Asset {
     AssetSpec* spec = nullptr;
+    // Declared before the agent: the agent's model reads the monitor's adaptive baseline, so the
+    // agent goes first.
+    std::unique_ptr<agent::AssetMonitor> monitor;
     std::unique_ptr<agent::Agent> agent;
     std::atomic<bool> reload{false};
     Status status;

@@ -5,6 +5,8 @@
 #include <ctime>
 #include <random>
 
+#include "decide/drift.h"
+
 namespace tend::telemetry {
 
 std::string FormatMessageId(const std::string& device_id, const MessageId& id) {
@@ -117,6 +119,13 @@ nlohmann::json ScoreJson(const Decision& d, const Identity& id, const MessageId&
   if (d.event_id >= 0) j["event_id"] = d.event_id;               // stroke or part number
   if (!d.evidence_ref.empty()) j["image_ref"] = d.evidence_ref;  // evidence kept on the device
   if (d.fail_safe) j["fail_safe"] = true;                        // absent = a normal decision
+  // The asset's monitors (docs/spec.md): each field only when set.
+  if (d.has_health) {
+    j["health"] = HealthStateName(d.health);
+    j["health_cusum"] = RoundTo(d.health_cusum, 4);
+  }
+  if (d.input_problems != 0) j["input_problems"] = InputProblemNames(d.input_problems);
+  if (d.baseline_step >= 0) j["baseline_step"] = d.baseline_step;
   return j;
 }
 

@@ -177,6 +177,9 @@ TEST(AdaptiveBaseline, AbsorbsSlowHealthyDriftUpToTheCap) {
   o.rate = 0.01;
   o.commit_every = 50;
   o.max_shift_sd = 1.0;
+  // The toy's healthy evidence spreads over about +-1.5 (its median is -0.26): a band of +-1
+  // takes most healthy windows, which the estimate of a 0.6 sd move needs at this rate.
+  o.accept_z = 1.0;
   Toy t{MakeBaseline(o)};
   std::mt19937_64 rng(5);
   std::normal_distribution<float> n;
@@ -190,7 +193,8 @@ TEST(AdaptiveBaseline, AbsorbsSlowHealthyDriftUpToTheCap) {
     t.b.Offer(x, t.Score(x), HealthState::kOk);
     if (i == 5999) {
       EXPECT_GT(t.b.mean()[0], 0.15);  // moving
-      EXPECT_LT(t.b.mean()[0], 0.6);   // never ahead of the data
+      // Not ahead of the data by more than the average's noise (sqrt(0.01 / 2) = 0.07 sd).
+      EXPECT_LT(t.b.mean()[0], 0.6 + 0.1);
     }
   }
   EXPECT_NEAR(t.b.mean()[0], 0.6, 0.15);

@@ -181,6 +181,7 @@ source = "sim:strokes=20,wear=0.7,wear_end=1,seed=3"
 model = "m.onnx"
 health_monitor = false
 drift_monitor = false
+input_health = false
 )";
   auto r = Tend("run --config mon/run.toml --quiet --summary-json mon/s.json", dir());
   ASSERT_EQ(r.rc, 0) << r.err;

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "decide/drift.h"
 #include "telemetry/identity.h"
 #include "telemetry/mqtt_url.h"
 
@@ -219,6 +220,23 @@ TEST(Payload, ScoreHasSpecFieldsAndTypes) {
   EXPECT_FALSE(j.contains("factory_id"));
   EXPECT_FALSE(j.contains("line_id"));
   EXPECT_FALSE(j.contains("fail_safe"));
+  // The monitors' fields only when the asset has them (docs/spec.md).
+  for (const char* k : {"health", "health_cusum", "input_problems", "baseline_step"}) {
+    EXPECT_FALSE(j.contains(k)) << k;
+  }
+  {
+    Decision m = d;
+    m.has_health = true;
+    m.health = HealthState::kWarning;
+    m.health_cusum = 8.123456f;
+    m.input_problems = kFlatLine | kNonFinite;
+    m.baseline_step = 0;
+    auto mj = nlohmann::json::parse(ScorePayload(m, Id(), MessageId{5, 9}));
+    EXPECT_EQ(mj["health"], "warning");
+    EXPECT_DOUBLE_EQ(mj["health_cusum"].get<double>(), 8.1235);
+    EXPECT_EQ(mj["input_problems"], "flat_line,non_finite");
+    EXPECT_EQ(mj["baseline_step"], 0);
+  }
   d.fail_safe = true;
   EXPECT_EQ(nlohmann::json::parse(ScorePayload(d, Id(), MessageId{5, 9}))["fail_safe"], true);
   d.fail_safe = false;

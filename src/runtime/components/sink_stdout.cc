@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "agent/decision_log.h"
+#include "decide/drift.h"
 #include "runtime/decision_queue.h"
 #include "runtime/registry.h"
 #include "runtime/spec.h"
@@ -56,8 +57,16 @@ class StdoutSink final : public Sink, public DecisionSink {
       const size_t s0 = line_.size();
       fmt::format_to(out, "score={:.4f}", static_cast<double>(d.anomaly_score));
       Pad(s0 + 17);
-      fmt::format_to(out, "{:<6} {:<9} {:7.3f}ms  {}", SeverityName(d.severity),
-                     d.fail_safe ? "FAILSAFE" : (d.is_alert ? "ALERT" : "ok"), d.latency_ms, top_);
+      fmt::format_to(out, "{:<6} {:<9} {:7.3f}ms  ", SeverityName(d.severity),
+                     d.fail_safe ? "FAILSAFE" : (d.is_alert ? "ALERT" : "ok"), d.latency_ms);
+      // The asset's health over many events (monitors), one column when it has a monitor.
+      if (d.has_health) fmt::format_to(out, "health={:<8} ", HealthStateName(d.health));
+      line_ += top_;
+      // Markers only when there is something to say.
+      if (d.input_problems != 0) {
+        fmt::format_to(out, "  input={}", InputProblemNames(d.input_problems));
+      }
+      if (d.baseline_adapted) fmt::format_to(out, "  baseline_step={}", d.baseline_step);
     }
     line_ += '\n';
     std::fwrite(line_.data(), 1, line_.size(), stdout);
