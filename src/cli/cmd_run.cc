@@ -120,9 +120,15 @@ long long Num(const nlohmann::json& j, const char* key) {
   return j.contains(key) && j[key].is_number() ? j[key].get<long long>() : 0;
 }
 
+// j[key] when it is an object, else an empty object.
+const nlohmann::json& ObjectAt(const nlohmann::json& j, const char* key) {
+  static const nlohmann::json kEmpty = nlohmann::json::object();
+  return j.contains(key) && j[key].is_object() ? j[key] : kEmpty;
+}
+
 // The line's components: the PLC reject link, the part trigger and the Sparkplug node.
 void PrintLineSummary(const nlohmann::json& j) {
-  for (const auto& [asset, p] : j.value("plc", nlohmann::json::object()).items()) {
+  for (const auto& [asset, p] : ObjectAt(j, "plc").items()) {
     std::fprintf(stderr,
                  "plc %s: %lld rejects, %lld written, %lld missed; link %s (%lld connects, %lld "
                  "failed), %lld exception responses\n",
@@ -131,7 +137,7 @@ void PrintLineSummary(const nlohmann::json& j) {
                  p.value("connected", false) ? "up" : "down", Num(p, "connects"),
                  Num(p, "connect_failures"), Num(p, "exceptions"));
   }
-  for (const auto& [asset, t] : j.value("plc_trigger", nlohmann::json::object()).items()) {
+  for (const auto& [asset, t] : ObjectAt(j, "plc_trigger").items()) {
     std::fprintf(stderr,
                  "plc trigger %s: %lld parts, %lld events matched, %lld unmatched, %lld parts "
                  "missed; link %s (%lld connects, %lld failed)\n",

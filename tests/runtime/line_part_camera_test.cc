@@ -60,7 +60,7 @@ TEST(LinePartCamera, EveryFrameCarriesThePartNumberThePlcHadForIt) {
                   "tiny.onnx",
                   dir);
   if (r.rc != 0) GTEST_SKIP() << "no onnx/numpy for the test backbone: " << r.err;
-  for (int i = 0; i < 24; ++i) WritePart(dir + "/good/g" + std::to_string(100 + i) + ".png", i);
+  for (int i = 0; i < 40; ++i) WritePart(dir + "/good/g" + std::to_string(100 + i) + ".png", i);
   r = Tend(
       "train --input images:good --backbone tiny.onnx --layers l1,l2 --size 64x64 "
       "--dims 16 --out part.onnx",
