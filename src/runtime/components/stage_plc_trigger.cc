@@ -110,6 +110,7 @@ class AssetTrigger final : public EventStage {
   const std::string& asset_id() const { return asset_id_; }
 
  private:
+  // Acquisition thread; trigger_ is only reset by Stop(), after every source has ended.
   void TakeParts() {
     if (!trigger_) return;
     io::PartEvent p;
