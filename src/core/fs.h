@@ -59,6 +59,9 @@ class OutputFile {
 Status FsyncDir(const std::string& dir);
 Status MakeDirs(const std::string& dir);
 bool Exists(const std::string& path);
+// The file name's extension without the dot, in lower case ("WAV" -> "wav"); "" when the last
+// path component has none.
+std::string LowerExtension(const std::string& path);
 
 // "OS said no" message for errno: "open x: Permission denied".
 Error ErrnoError(const std::string& what, int err);

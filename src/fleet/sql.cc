@@ -174,16 +174,27 @@ Result<std::unique_ptr<SqlDb>> OpenSqliteDb(const std::string& path) {
   return std::unique_ptr<SqlDb>(std::move(db));
 }
 
-Result<std::unique_ptr<SqlDb>> SqlDb::Open(const std::string& url) {
+Result<DbUrl> ParseDbUrl(const std::string& url) {
+  if (url.empty()) return Fail(Error::Invalid("fleet: no database given (--db is empty)"));
   if (url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0) {
-    return OpenPostgresDb(url);
+    return DbUrl{true, url};
   }
-  if (url.rfind("sqlite:", 0) == 0) return OpenSqliteDb(url.substr(7));
-  if (url.empty() || url.find("://") != std::string::npos) {
+  if (url.rfind("sqlite:", 0) == 0) return DbUrl{false, url.substr(7)};
+  if (url.find("://") != std::string::npos) {
     return Fail(Error::Invalid("fleet: database '" + url +
                                "': expected sqlite:PATH, a path, or postgresql://..."));
   }
-  return OpenSqliteDb(url);
+  return DbUrl{false, url};
+}
+
+Error PostgresUnavailable(const std::string& url) {
+  return Error::Unsupported("fleet: " + url.substr(0, url.find("://") + 3) +
+                            "... needs libpqxx, which this build was configured without");
+}
+
+Result<std::unique_ptr<SqlDb>> SqlDb::Open(const std::string& url) {
+  TEND_ASSIGN_OR_RETURN(DbUrl u, ParseDbUrl(url));
+  return u.postgres ? OpenPostgresDb(u.target) : OpenSqliteDb(u.target);
 }
 
 }  // namespace tend::fleet
@@ -191,8 +202,7 @@ Result<std::unique_ptr<SqlDb>> SqlDb::Open(const std::string& url) {
 #ifndef TEND_WITH_PQXX
 namespace tend::fleet {
 Result<std::unique_ptr<SqlDb>> OpenPostgresDb(const std::string& url) {
-  return Fail(Error::Unsupported("fleet: " + url.substr(0, url.find("://") + 3) +
-                                 "... needs libpqxx, which this build was configured without"));
+  return Fail(PostgresUnavailable(url));
 }
 }  // namespace tend::fleet
 #endif

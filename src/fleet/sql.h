@@ -64,6 +64,17 @@ class SqlDb {
   virtual Status Transaction(const std::function<Status()>& body) = 0;
 };
 
+// A fleet database as the user names it (`--db`): "sqlite:PATH", a plain PATH, or
+// "postgresql://..." / "postgres://...". Both the ingest store (OpenFleetStore) and SqlDb::Open
+// read it here, so they accept and refuse exactly the same strings.
+struct DbUrl {
+  bool postgres = false;
+  std::string target;  // the SQLite path, or the whole PostgreSQL URL
+};
+Result<DbUrl> ParseDbUrl(const std::string& url);
+// The error for a PostgreSQL URL in a build configured without libpqxx.
+Error PostgresUnavailable(const std::string& url);
+
 Result<std::unique_ptr<SqlDb>> OpenSqliteDb(const std::string& path);
 Result<std::unique_ptr<SqlDb>> OpenPostgresDb(const std::string& url);
 

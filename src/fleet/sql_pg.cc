@@ -2,6 +2,7 @@
 // infers their types from the statement.
 #include <pqxx/pqxx>
 
+#include "fleet/pg_guard.h"
 #include "fleet/sql.h"
 
 namespace tend::fleet {
@@ -12,7 +13,7 @@ class PostgresDb : public SqlDb {
   explicit PostgresDb(std::string url) : url_(std::move(url)) {}
 
   Status Open() {
-    return Guard("connect", [&]() -> Status {
+    return PgGuard("connect", [&]() -> Status {
       conn_ = std::make_unique<pqxx::connection>(url_);
       return Ok();
     });
@@ -22,7 +23,7 @@ class PostgresDb : public SqlDb {
 
   Result<std::vector<SqlRow>> Query(const std::string& sql, const SqlParams& params) override {
     std::vector<SqlRow> rows;
-    auto st = Guard("query", [&]() -> Status {
+    auto st = PgGuard("query", [&]() -> Status {
       auto res = Run(sql, params);
       for (const auto& r : res) {
         std::vector<std::string> cells(r.size());
@@ -41,7 +42,7 @@ class PostgresDb : public SqlDb {
 
   Result<int64_t> Exec(const std::string& sql, const SqlParams& params) override {
     int64_t n = 0;
-    auto st = Guard("exec", [&]() -> Status {
+    auto st = PgGuard("exec", [&]() -> Status {
       n = static_cast<int64_t>(Run(sql, params).affected_rows());
       return Ok();
     });
@@ -50,7 +51,7 @@ class PostgresDb : public SqlDb {
   }
 
   Status Script(const std::string& sql) override {
-    return Guard("script", [&]() -> Status {
+    return PgGuard("script", [&]() -> Status {
       if (txn_) {
         txn_->exec(sql);
       } else {
@@ -64,13 +65,13 @@ class PostgresDb : public SqlDb {
 
   Status Transaction(const std::function<Status()>& body) override {
     if (txn_) return Fail(Error::Internal("postgresql: nested transaction"));
-    auto st = Guard("begin", [&]() -> Status {
+    auto st = PgGuard("begin", [&]() -> Status {
       txn_ = std::make_unique<pqxx::work>(*conn_);
       return Ok();
     });
     if (!st) return st;
     Status result = body();
-    auto done = Guard("commit", [&]() -> Status {
+    auto done = PgGuard("commit", [&]() -> Status {
       if (result) {
         txn_->commit();
       } else {
@@ -97,21 +98,6 @@ class PostgresDb : public SqlDb {
     pqxx::result r = w.exec_params(sql, pqxx::prepare::make_dynamic_params(ptrs));
     w.commit();
     return r;
-  }
-
-  // libpqxx throws; nothing leaves this module as an exception.
-  template <typename F>
-  Status Guard(const std::string& what, F&& f) {
-    try {
-      return f();
-    } catch (const std::exception& e) {
-      std::string msg = e.what();
-      while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-      for (auto& c : msg) {
-        if (c == '\n') c = ' ';
-      }
-      return Fail(Error::Io("postgresql " + what + ": " + msg));
-    }
   }
 
   std::string url_;

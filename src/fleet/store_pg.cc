@@ -8,6 +8,7 @@
 #include <tuple>
 
 #include "fleet/console_schema.h"
+#include "fleet/pg_guard.h"
 #include "fleet/store.h"
 
 namespace tend::fleet {
@@ -162,7 +163,7 @@ class PostgresStore : public FleetStore {
   explicit PostgresStore(std::string url) : url_(std::move(url)) {}
 
   Status Open() {
-    return Guard("connect", [&]() -> Status {
+    return PgGuard("connect", [&]() -> Status {
       conn_ = std::make_unique<pqxx::connection>(url_);
       {
         pqxx::work w(*conn_);
@@ -233,7 +234,7 @@ class PostgresStore : public FleetStore {
 
   Result<bool> Store(const FleetMessage& m, int64_t received_ms) override {
     bool inserted = false;
-    auto st = Guard("store", [&]() -> Status {
+    auto st = PgGuard("store", [&]() -> Status {
       pqxx::work w(*conn_);
       TEND_ASSIGN_OR_RETURN(inserted, StoreIn(w, m, received_ms));
       w.commit();
@@ -254,7 +255,7 @@ class PostgresStore : public FleetStore {
     Status st;
     int64_t inserted = 0;
     for (int attempt = 0; attempt < 3; ++attempt) {
-      st = Guard("store batch", [&]() -> Status {
+      st = PgGuard("store batch", [&]() -> Status {
         pqxx::work w(*conn_);
         if (qos0_only) w.exec("SET LOCAL synchronous_commit TO OFF");  // see store.h
         TEND_ASSIGN_OR_RETURN(inserted, StoreBatchIn(w, batch, received_ms));
@@ -537,7 +538,7 @@ class PostgresStore : public FleetStore {
 
   Result<std::vector<DeviceRow>> Devices() override {
     std::vector<DeviceRow> out;
-    auto st = Guard("query devices", [&]() -> Status {
+    auto st = PgGuard("query devices", [&]() -> Status {
       pqxx::read_transaction w(*conn_);
       for (const auto& r :
            w.exec("SELECT d.device_id, d.factory_id, d.status, d.status_ms, d.last_seen_ms,"
@@ -581,7 +582,7 @@ class PostgresStore : public FleetStore {
 
   Result<std::vector<AlertRow>> Alerts(int64_t since_ms, int64_t limit) override {
     std::vector<AlertRow> out;
-    auto st = Guard("query alerts", [&]() -> Status {
+    auto st = PgGuard("query alerts", [&]() -> Status {
       pqxx::read_transaction w(*conn_);
       auto res = w.exec_params(
           "SELECT COALESCE(msg_id,''), device_id, factory_id, line_id, asset_id, timestamp, ts_ms,"
@@ -614,7 +615,7 @@ class PostgresStore : public FleetStore {
   Result<std::vector<OtaEventRow>> OtaEvents(int64_t since_ms, const std::string& event,
                                              int64_t limit) override {
     std::vector<OtaEventRow> out;
-    auto st = Guard("query ota events", [&]() -> Status {
+    auto st = PgGuard("query ota events", [&]() -> Status {
       pqxx::read_transaction w(*conn_);
       auto res = w.exec_params(
           "SELECT COALESCE(msg_id,''), device_id, factory_id, timestamp, ts_ms, event, model,"
@@ -646,7 +647,7 @@ class PostgresStore : public FleetStore {
       return Fail(Error::Invalid("unknown table '" + table + "'"));
     }
     std::vector<std::string> out;
-    auto st = Guard("query " + table, [&]() -> Status {
+    auto st = PgGuard("query " + table, [&]() -> Status {
       pqxx::read_transaction w(*conn_);
       for (const auto& r : w.exec("SELECT msg_id FROM " + table + " WHERE msg_id IS NOT NULL")) {
         out.push_back(r[0].as<std::string>());
@@ -659,7 +660,7 @@ class PostgresStore : public FleetStore {
 
   Result<int64_t> StatusHistoryCount() override {
     int64_t n = 0;
-    auto st = Guard("count status", [&]() -> Status {
+    auto st = PgGuard("count status", [&]() -> Status {
       pqxx::read_transaction w(*conn_);
       n = w.exec("SELECT COUNT(*) FROM status_history")[0][0].as<int64_t>();
       return Ok();
@@ -669,21 +670,6 @@ class PostgresStore : public FleetStore {
   }
 
  private:
-  // libpqxx throws; nothing leaves this module as an exception.
-  template <typename F>
-  Status Guard(const std::string& what, F&& f) {
-    try {
-      return f();
-    } catch (const std::exception& e) {
-      std::string msg = e.what();
-      while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-      for (auto& c : msg) {
-        if (c == '\n') c = ' ';
-      }
-      return Fail(Error::Io("postgresql " + what + ": " + msg));
-    }
-  }
-
   std::string url_;
   std::unique_ptr<pqxx::connection> conn_;
 };

@@ -4,6 +4,7 @@
 
 #include "core/fs.h"
 #include "fleet/console_schema.h"
+#include "fleet/sql.h"
 #include "fleet/store.h"
 
 namespace tend::fleet {
@@ -645,16 +646,8 @@ Result<std::unique_ptr<FleetStore>> OpenSqliteStore(const std::string& path) {
 }
 
 Result<std::unique_ptr<FleetStore>> OpenFleetStore(const std::string& db) {
-  if (db.empty()) return Fail(Error::Invalid("fleet: --db is empty"));
-  if (db.rfind("postgresql://", 0) == 0 || db.rfind("postgres://", 0) == 0) {
-    return OpenPostgresStore(db);
-  }
-  if (db.rfind("sqlite:", 0) == 0) return OpenSqliteStore(db.substr(7));
-  if (db.find("://") != std::string::npos) {
-    return Fail(Error::Invalid("fleet: database '" + db +
-                               "': expected sqlite:PATH, a path, or postgresql://..."));
-  }
-  return OpenSqliteStore(db);
+  TEND_ASSIGN_OR_RETURN(DbUrl u, ParseDbUrl(db));
+  return u.postgres ? OpenPostgresStore(u.target) : OpenSqliteStore(u.target);
 }
 
 }  // namespace tend::fleet
@@ -662,8 +655,7 @@ Result<std::unique_ptr<FleetStore>> OpenFleetStore(const std::string& db) {
 #ifndef TEND_WITH_PQXX
 namespace tend::fleet {
 Result<std::unique_ptr<FleetStore>> OpenPostgresStore(const std::string& url) {
-  return Fail(Error::Unsupported("fleet: " + url.substr(0, url.find("://") + 3) +
-                                 "... needs libpqxx, which this build was configured without"));
+  return Fail(PostgresUnavailable(url));
 }
 }  // namespace tend::fleet
 #endif

@@ -5,18 +5,10 @@
 #include <cstring>
 #include <fstream>
 
+#include "core/fs.h"
+
 namespace tend::runtime {
 namespace {
-
-std::string LowerExtension(const std::string& path) {
-  const size_t slash = path.find_last_of('/');
-  const size_t dot = path.find_last_of('.');
-  if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return "";
-  std::string ext = path.substr(dot + 1);
-  std::transform(ext.begin(), ext.end(), ext.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return ext;
-}
 
 bool HasScheme(const std::string& spec, const std::string& scheme) {
   if (spec == scheme) return true;
@@ -100,7 +92,7 @@ Result<const SourceDescriptor*> Registry::SourceFor(const std::string& spec) con
       if (HasScheme(spec, s)) return &d;
     }
   }
-  const std::string ext = LowerExtension(spec);
+  const std::string ext = fs::LowerExtension(spec);
   for (const auto& d : sources_) {
     if (std::find(d.extensions.begin(), d.extensions.end(), ext) != d.extensions.end()) return &d;
   }

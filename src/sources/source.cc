@@ -29,16 +29,6 @@ Result<internal::UniqueFd> internal::OpenInputFile(const std::string& path, cons
 }
 namespace {
 
-std::string LowerExtension(const std::string& path) {
-  const size_t slash = path.find_last_of('/');
-  const size_t dot = path.find_last_of('.');
-  if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return "";
-  std::string ext = path.substr(dot + 1);
-  std::transform(ext.begin(), ext.end(), ext.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return ext;
-}
-
 constexpr const char* kSpecHelp =
     "expected a .wav or .csv path, '-' (raw float32 from stdin), 'fd:N' or 'sim[:key=value,...]'";
 
@@ -66,7 +56,7 @@ Result<std::unique_ptr<Source>> OpenSource(const std::string& spec, const Source
     }
     return OpenRawFd(fd, opts, spec);
   }
-  const std::string ext = LowerExtension(spec);
+  const std::string ext = fs::LowerExtension(spec);
   if (ext == "wav" || ext == "wave") return OpenWav(spec, opts);
   if (ext == "csv" || ext == "tsv") return OpenCsv(spec, opts);
   // Anything else: a WAV by content, or an error that says what is accepted.

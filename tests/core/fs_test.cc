@@ -66,6 +66,15 @@ TEST(Fs, OutputsWriteThroughFifosAndSymlinks) {
   std::filesystem::remove_all(dir);
 }
 
+// One extension rule for every dispatcher (the runtime's registry and the library's OpenSource).
+TEST(Fs, LowerExtensionIsTheLastComponentsOnly) {
+  EXPECT_EQ(fs::LowerExtension("run/Stroke.WAV"), "wav");
+  EXPECT_EQ(fs::LowerExtension("a.b/c"), "");
+  EXPECT_EQ(fs::LowerExtension("data.tar.CSV"), "csv");
+  EXPECT_EQ(fs::LowerExtension("noext"), "");
+  EXPECT_EQ(fs::LowerExtension("trailing."), "");
+}
+
 TEST(Fs, ReadErrorsNameThePath) {
   auto r = fs::ReadFile("/nonexistent/x.bin");
   ASSERT_FALSE(r);

@@ -7,6 +7,7 @@
 
 #include "fleet/ingest.h"
 #include "fleet/message.h"
+#include "fleet/sql.h"
 #include "fleet/ota_support.h"
 #include "fleet/store.h"
 #include "telemetry/payload.h"
@@ -544,6 +545,22 @@ TEST(FleetStore, BadUrlsAreClearErrors) {
   EXPECT_FALSE(OpenFleetStore(""));
   auto pg = OpenFleetStore("postgresql://nobody@127.0.0.1:1/none");
   ASSERT_FALSE(pg);
+}
+
+// The ingest store and the console's SQL layer read `--db` through one parser: the same strings
+// are accepted and refused, with the same message.
+TEST(FleetStore, StoreAndSqlLayerReadTheSameDatabaseUrls) {
+  EXPECT_EQ(ParseDbUrl("sqlite:/tmp/a.db")->target, "/tmp/a.db");
+  EXPECT_FALSE(ParseDbUrl("fleet.db")->postgres);
+  EXPECT_TRUE(ParseDbUrl("postgres://u@127.0.0.1/db")->postgres);
+  EXPECT_EQ(ParseDbUrl("postgresql://u@127.0.0.1/db")->target, "postgresql://u@127.0.0.1/db");
+  for (const std::string bad : {"", "mysql://x"}) {
+    auto store = OpenFleetStore(bad);
+    auto sql = SqlDb::Open(bad);
+    ASSERT_FALSE(store);
+    ASSERT_FALSE(sql);
+    EXPECT_EQ(store.error().message, sql.error().message) << bad;
+  }
 }
 
 }  // namespace

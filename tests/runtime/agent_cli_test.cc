@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "../agent/cli_util.h"
+#include "sim_models_suite.h"
 #include "sources/source.h"
 
 namespace tend::testing {
@@ -139,20 +140,11 @@ class SilentServer {
   int fd_ = -1, port_ = 0;
 };
 
-class AgentCli : public ::testing::Test {
+class AgentCli : public SimModelsSuite<AgentCli> {
+ public:
+  static constexpr const char* kDirName = "agent_cli";
+
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new std::string(TempDir("agent_cli"));
-    auto r = Tend("train --input 'sim:strokes=40,wear=0,seed=5' --out m.onnx", *dir_);
-    ASSERT_EQ(r.rc, 0) << r.err;
-    r = Tend("train --input 'sim:strokes=40,wear=0,seed=6' --hop 200 --out fixed.onnx", *dir_);
-    ASSERT_EQ(r.rc, 0) << r.err;
-  }
-  static void TearDownTestSuite() {
-    std::filesystem::remove_all(*dir_);
-    delete dir_;
-  }
-  static const std::string& dir() { return *dir_; }
   static void ExpectError(const CmdResult& r, const std::string& needle) {
     EXPECT_NE(r.rc, 0) << r.err;
     const std::string last = LastLine(r.err);
@@ -160,9 +152,7 @@ class AgentCli : public ::testing::Test {
     EXPECT_NE(last.find(needle), std::string::npos) << "error line: " << last;
     EXPECT_EQ(r.err.find("terminate called"), std::string::npos);
   }
-  static std::string* dir_;
 };
-std::string* AgentCli::dir_ = nullptr;
 
 // #16.5: a consumer on a pipe gets each decision when it is made (before: stdout was block
 // buffered and the first line came after 4 KB).

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "../agent/cli_util.h"
+#include "sim_models_suite.h"
 
 namespace tend::testing {
 namespace {
@@ -24,23 +25,12 @@ std::set<std::string> Names(const nlohmann::json& list) {
   return s;
 }
 
-class RuntimeCli : public ::testing::Test {
+class RuntimeCli : public SimModelsSuite<RuntimeCli> {
+ public:
+  static constexpr const char* kDirName = "runtime_cli";
+
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new std::string(TempDir("runtime_cli"));
-    auto r = Tend("train --input 'sim:strokes=40,wear=0,seed=5' --out m.onnx", *dir_);
-    ASSERT_EQ(r.rc, 0) << r.err;
-    r = Tend("train --input 'sim:strokes=40,wear=0,seed=6' --hop 200 --out fixed.onnx", *dir_);
-    ASSERT_EQ(r.rc, 0) << r.err;
-  }
-  static void TearDownTestSuite() {
-    std::filesystem::remove_all(*dir_);
-    delete dir_;
-  }
-  static const std::string& dir() { return *dir_; }
-  static std::string* dir_;
 };
-std::string* RuntimeCli::dir_ = nullptr;
 
 TEST_F(RuntimeCli, DoctorListsTheComponentsOfTheBinary) {
   auto r = Tend("doctor --json", dir());
