@@ -128,6 +128,7 @@ EventView Agent::ViewOf(const Slot& s) const {
   EventView v;
   v.asset_id = opts_.asset_id;
   v.event_id = s.event_id;
+  v.part_id = s.part_id;
   v.index = s.index;
   v.start_frame = s.start_frame;
   v.t_start_s = s.t_start;
@@ -164,6 +165,7 @@ void Agent::Enqueue(const EventView& v) {
   std::memcpy(s.storage.data(), v.bytes.data(), n);
   s.index = v.index;
   s.event_id = v.event_id;
+  s.part_id = v.part_id;
   s.start_frame = v.start_frame;
   s.t_start = v.t_start_s;
   // The deadline's clock: when the pipeline takes the event (a replay as fast as possible), when
@@ -226,6 +228,7 @@ void Agent::EmitFailSafe(Slot& s, const char* why, std::string_view reason) {
   Decision& d = decision_;
   d.window_index = s.index;
   d.event_id = s.event_id;
+  d.part_id = s.part_id;
   d.t_start_s = s.t_start;
   d.anomaly_score = std::numeric_limits<float>::quiet_NaN();
   d.top_sensors.clear();
@@ -308,6 +311,7 @@ void Agent::Process(Slot& s) {
   Decision& d = decision_;
   d.window_index = s.index;
   d.event_id = s.event_id;
+  d.part_id = s.part_id;
   d.t_start_s = s.t_start;
   d.anomaly_score = score_.score;
   d.fail_safe = false;

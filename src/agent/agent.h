@@ -108,7 +108,7 @@ class Agent {
  private:
   struct Slot {
     std::vector<uint64_t> storage;  // the event's bytes (8-byte aligned for any element type)
-    int64_t index = 0, event_id = -1, start_frame = 0;
+    int64_t index = 0, event_id = -1, part_id = -1, start_frame = 0;
     double t_start = 0;
     std::chrono::steady_clock::time_point arrival;  // the deadline counts from here
     std::string error;  // EventView::error (capacity reserved: copying it allocates nothing)

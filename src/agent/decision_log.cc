@@ -29,6 +29,7 @@ nlohmann::json DecisionJson(const Decision& d, const std::string& asset_id) {
   j["timestamp"] = IsoTimestamp(d.timestamp);
   if (!asset_id.empty()) j["asset_id"] = asset_id;
   j["window"] = d.window_index;
+  if (d.part_id >= 0) j["part_id"] = d.part_id;  // the PLC's part number (plc_trigger)
   j["t"] = std::round(d.t_start_s * 1e4) / 1e4;
   if (std::isfinite(d.anomaly_score)) {
     j["anomaly_score"] = Round4(d.anomaly_score);

@@ -36,6 +36,11 @@ class EventReader {
   // input is idle.
   virtual Status Run(const std::atomic<bool>& stop, const EmitEvent& emit) = 0;
 
+  // Wall-clock seconds one event covers as it is produced: a window of samples at the replay
+  // speed; 0 for an instant (a camera frame) or an unpaced replay. Event stages match outside
+  // events (a PLC's part) by time against [arrival - span, arrival].
+  virtual double event_span_s() const { return 0; }
+
   // Seconds of signal read so far (sample streams), for the run summary; 0 when not known.
   virtual double signal_s() const { return 0; }
 };

@@ -23,6 +23,12 @@ Result<std::unique_ptr<StreamEventReader>> StreamEventReader::Create(
   return r;
 }
 
+double StreamEventReader::event_span_s() const {
+  const double sr = source_->info().sample_rate;
+  if (opts_.speed <= 0 || sr <= 0) return 0;
+  return static_cast<double>(windowing_.window) / sr / opts_.speed;
+}
+
 Status StreamEventReader::Run(const std::atomic<bool>& stop, const EmitEvent& emit) {
   source_->SetInterrupt(&stop);
   const auto& info = source_->info();

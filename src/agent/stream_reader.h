@@ -29,6 +29,7 @@ class StreamEventReader final : public EventReader {
   std::string Describe() const override { return source_->Describe(); }
   Status Run(const std::atomic<bool>& stop, const EmitEvent& emit) override;
   double signal_s() const override { return signal_s_.load(); }
+  double event_span_s() const override;
 
   const sources::Source& source() const { return *source_; }
 

@@ -68,6 +68,7 @@ void PrintComponents(const nlohmann::json& j) {
     return;
   }
   for (const auto& [key, title] : {std::pair{"sources", "sources"},
+                                   {"stages", "event stages"},
                                    {"model_kinds", "model kinds"},
                                    {"sinks", "sinks"}}) {
     std::printf("\n%s:\n", title);

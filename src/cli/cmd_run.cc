@@ -117,6 +117,46 @@ void PrintAssetSummary(const nlohmann::json& s, const std::string& prefix) {
                s["rss_end_kb"].get<long long>());
 }
 
+long long Num(const nlohmann::json& j, const char* key) {
+  return j.contains(key) && j[key].is_number() ? j[key].get<long long>() : 0;
+}
+
+// j[key] when it is an object, else an empty object.
+const nlohmann::json& ObjectAt(const nlohmann::json& j, const char* key) {
+  static const nlohmann::json kEmpty = nlohmann::json::object();
+  return j.contains(key) && j[key].is_object() ? j[key] : kEmpty;
+}
+
+// The line's components: the PLC reject link, the part trigger and the Sparkplug node.
+void PrintLineSummary(const nlohmann::json& j) {
+  for (const auto& [asset, p] : ObjectAt(j, "plc").items()) {
+    std::fprintf(stderr,
+                 "plc %s: %lld rejects, %lld written, %lld missed; link %s (%lld connects, %lld "
+                 "failed), %lld exception responses\n",
+                 asset.c_str(), Num(p, "rejects"), Num(p, "rejects_written"),
+                 Num(p, "rejects_missed") + Num(p, "queue_dropped"),
+                 p.value("connected", false) ? "up" : "down", Num(p, "connects"),
+                 Num(p, "connect_failures"), Num(p, "exceptions"));
+  }
+  for (const auto& [asset, t] : ObjectAt(j, "plc_trigger").items()) {
+    std::fprintf(stderr,
+                 "plc trigger %s: %lld parts, %lld events matched, %lld unmatched, %lld parts "
+                 "missed; link %s (%lld connects, %lld failed)\n",
+                 asset.c_str(), Num(t, "parts"), Num(t, "matched"), Num(t, "unmatched"),
+                 Num(t, "parts_missed"), t.value("connected", false) ? "up" : "down",
+                 Num(t, "connects"), Num(t, "connect_failures"));
+  }
+  if (j.contains("sparkplug") && j["sparkplug"].is_object()) {
+    const auto& s = j["sparkplug"];
+    std::fprintf(stderr,
+                 "sparkplug: link %s, %lld births (%lld rebirths), %lld data messages, %lld "
+                 "historical sent, %lld in spool, %lld dropped\n",
+                 s.value("connected", false) ? "up" : "down", Num(s, "births"), Num(s, "rebirths"),
+                 Num(s, "data_sent"), Num(s, "historical_sent"), Num(s, "spool_depth"),
+                 Num(s, "historical_dropped") + Num(s, "queue_dropped"));
+  }
+}
+
 void PrintSummary(const nlohmann::json& j) {
   if (j.contains("ota")) std::fprintf(stderr, "ota: %s\n", j["ota"].dump().c_str());
   if (j.contains("telemetry")) {
@@ -132,6 +172,7 @@ void PrintSummary(const nlohmann::json& j) {
   for (const auto& s : j["assets"]) {
     PrintAssetSummary(s, several ? s["asset_id"].get<std::string>() + " " : "");
   }
+  PrintLineSummary(j);
   for (const auto& t : j.value("truth", nlohmann::json::array())) {
     std::fprintf(stderr,
                  "%ssimulator truth: first degraded stroke (wear >= %.2f) at window %lld "

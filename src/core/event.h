@@ -95,6 +95,7 @@ struct EventSpec {
 struct EventView {
   std::string_view asset_id;
   int64_t event_id = -1;     // stroke or part number as the source counts it; -1: none
+  int64_t part_id = -1;      // the PLC's part number (tagged by an event stage); -1: none
   int64_t index = 0;         // 0-based per asset and run
   int64_t start_frame = -1;  // sample streams: first frame of the window; -1 for frame sources
   double t_start_s = 0;      // seconds since the start of the source

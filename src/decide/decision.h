@@ -33,6 +33,7 @@ inline const char* SeverityName(Severity s) {
 struct Decision {
   std::string asset_id;          // which asset (machine, station) the event came from
   int64_t event_id = -1;         // stroke or part number (the source's count); -1: none
+  int64_t part_id = -1;          // the PLC's part number matched to the event; -1: none
   int64_t window_index = 0;      // 0-based, per asset and run
   double t_start_s = 0;          // window start, seconds since the start of the source
   std::chrono::system_clock::time_point timestamp;  // when the decision was made (UTC)

@@ -30,6 +30,7 @@ struct Item {
   bool alert = false;
   uint16_t severity = 0;
   float score = 0;
+  int64_t part_id = -1;
   Clock::time_point at;
 };
 
@@ -49,8 +50,13 @@ Status PlcSinkOptions::Validate() const {
   TEND_RETURN_NOT_OK(CheckAddress("score register", score_register));
   TEND_RETURN_NOT_OK(CheckAddress("severity register", severity_register));
   TEND_RETURN_NOT_OK(CheckAddress("line-unsafe coil", line_unsafe_coil));
+  TEND_RETURN_NOT_OK(CheckAddress("reject part register", reject_part_register));
   if (score_register == 65535) {
     return Fail(Error::Invalid("PLC: the score needs two registers; 65535 is the last address"));
+  }
+  if (reject_part_register == 65535) {
+    return Fail(
+        Error::Invalid("PLC: the part number needs two registers; 65535 is the last address"));
   }
   if (reject_coil < 0 && reject_counter < 0 && score_register < 0 && severity_register < 0) {
     return Fail(
@@ -107,7 +113,7 @@ class PlcRejectSink::Impl {
   }
 
   void OnDecision(const Decision& d) {
-    Item it{d.is_alert, SeverityRegisterValue(d), d.anomaly_score, Clock::now()};
+    Item it{d.is_alert, SeverityRegisterValue(d), d.anomaly_score, d.part_id, Clock::now()};
     {
       std::lock_guard lk(mu_);
       ++st_.decisions;
@@ -154,7 +160,7 @@ class PlcRejectSink::Impl {
   void TakeBatch(std::unique_lock<std::mutex>& lk);
   void TryConnect(Clock::time_point now);
   void Process();
-  void WriteRejects(int alerts);
+  void WriteRejects(int alerts, const Item* one);
   void WriteLast(const Item& it);
   bool Done(const Status& st);
   void EndPulse();
@@ -275,15 +281,26 @@ void PlcRejectSink::Impl::Process() {
   if (batch_.empty()) return;
   int alerts = 0;
   for (const auto& it : batch_) alerts += it.alert ? 1 : 0;
-  if (alerts > 0) WriteRejects(alerts);
+  if (alerts > 0 && o_.reject_part_register < 0) WriteRejects(alerts, nullptr);
+  if (alerts > 0 && o_.reject_part_register >= 0) {
+    // Each reject with its own part number: part register, then coil and counter.
+    for (const auto& it : batch_) {
+      if (it.alert) WriteRejects(1, &it);
+    }
+  }
   if (o_.score_register >= 0 || o_.severity_register >= 0) WriteLast(batch_.back());
 }
 
-// All alerts of a batch: one coil pulse (pulses that close together merge anyway) and one
-// read-modify-write of the counter, so the PLC may reset the counter and tend never overwrites
-// increments it did not make.
-void PlcRejectSink::Impl::WriteRejects(int alerts) {
+// All alerts of a batch (or `one` alert, with its part number written first): one coil pulse
+// (pulses that close together merge anyway) and one read-modify-write of the counter, so the PLC
+// may reset the counter and tend never overwrites increments it did not make.
+void PlcRejectSink::Impl::WriteRejects(int alerts, const Item* one) {
   bool ok = link_->connected();
+  if (ok && one) {  // int32, high word first; -1: the event had no part number
+    const auto bits = static_cast<uint32_t>(static_cast<int32_t>(one->part_id));
+    uint16_t regs[2] = {static_cast<uint16_t>(bits >> 16), static_cast<uint16_t>(bits & 0xffff)};
+    ok = Done(link_->WriteRegisters(o_.reject_part_register, 2, regs));
+  }
   if (ok && o_.reject_coil >= 0) {
     ok = Done(link_->WriteCoil(o_.reject_coil, true));
     if (ok) {
@@ -292,7 +309,7 @@ void PlcRejectSink::Impl::WriteRejects(int alerts) {
       pulse_off_at_ = now + Seconds(o_.pulse_s);
       std::lock_guard lk(mu_);
       for (const auto& it : batch_) {
-        if (!it.alert) continue;
+        if (!it.alert || (one && &it != one)) continue;
         latencies_[latency_n_++ % kLatencySamples] =
             std::chrono::duration<double, std::milli>(now - it.at).count();
       }

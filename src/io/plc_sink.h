@@ -29,6 +29,10 @@ struct PlcSinkOptions {
   int score_register = -1;     // --plc-score-register ADDR: float32, 2 regs  plc_score_register
   int severity_register = -1;  // --plc-severity-register ADDR                plc_severity_register
   int line_unsafe_coil = -1;   // --plc-line-unsafe-coil ADDR                 plc_line_unsafe_coil
+  // --plc-reject-part-register ADDR (plc_reject_part_register): each reject's part number
+  // (Decision::part_id, -1 = none) as int32 in 2 registers, high word first, written before its
+  // coil and counter; rejects are then written one by one.
+  int reject_part_register = -1;
   int queue_capacity = 1024;   // --plc-queue N                               plc_queue
   double log_interval_s = 10;  // missed writes and link errors: one line at most this often
   Status Validate() const;

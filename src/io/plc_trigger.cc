@@ -25,15 +25,16 @@ Result<TriggerSpec> ParseTriggerSpec(const std::string& spec) {
   TriggerSpec t;
   if (table == "coil") {
     t.table = TriggerSpec::Table::kCoil;
-  } else if (table == "di") {
+  } else if (table == "di" || table == "discrete") {
     t.table = TriggerSpec::Table::kDiscreteInput;
-  } else if (table == "hr") {
+  } else if (table == "hr" || table == "counter") {
     t.table = TriggerSpec::Table::kHoldingRegister;
   } else if (table == "ir") {
     t.table = TriggerSpec::Table::kInputRegister;
   } else {
     return Fail(Error::Invalid("PLC trigger '" + spec +
-                               "': expected coil:ADDR, di:ADDR, hr:ADDR or ir:ADDR"));
+                               "': expected coil:ADDR, discrete:ADDR (di:), "
+                               "counter:ADDR (hr:) or ir:ADDR"));
   }
   std::string addr = colon == std::string::npos ? "" : spec.substr(colon + 1);
   auto [p, ec] = std::from_chars(addr.data(), addr.data() + addr.size(), t.address);

@@ -16,7 +16,9 @@
 
 namespace tend::io {
 
-// "coil:ADDR", "di:ADDR" (edge), "hr:ADDR", "ir:ADDR" (counter): the --plc-trigger value.
+// The --plc-trigger value: "coil:ADDR", "discrete:ADDR" or "di:ADDR" (a rising edge is a part),
+// "counter:ADDR" or "hr:ADDR" (a holding register), "ir:ADDR" (an input register): each
+// increment is a part.
 struct TriggerSpec {
   enum class Table { kCoil, kDiscreteInput, kHoldingRegister, kInputRegister };
   Table table = Table::kDiscreteInput;

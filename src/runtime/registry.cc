@@ -76,6 +76,14 @@ Status Registry::AddSink(SinkDescriptor d) {
   return Ok();
 }
 
+Status Registry::AddStage(StageDescriptor d) {
+  TEND_RETURN_NOT_OK(CheckName(stages_, "stage", d.name));
+  if (!d.create) return Fail(Error::Internal("stage '" + d.name + "' has no factory"));
+  TEND_RETURN_NOT_OK(AddKeys("stage " + d.name, d.keys));
+  stages_.push_back(std::move(d));
+  return Ok();
+}
+
 Result<const SourceDescriptor*> Registry::SourceFor(const std::string& spec) const {
   if (spec.empty()) return Fail(Error::Invalid("empty source"));
   for (const auto& d : sources_) {
@@ -121,6 +129,7 @@ Result<std::unique_ptr<Registry>> MakeRegistry(RegisterFn register_components) {
 
 nlohmann::json Registry::Describe() const {
   return {{"sources", DescribeList(sources_)},
+          {"stages", DescribeList(stages_)},
           {"model_kinds", DescribeList(kinds_)},
           {"sinks", DescribeList(sinks_)}};
 }

@@ -1,5 +1,6 @@
 // The registry of components the runtime assembles agents from: sources (where an asset's events
-// come from), model kinds (how a model file turns an event into a score) and sinks (where
+// come from), event stages (what tags an event between its source and the agent, e.g. the PLC's
+// part number), model kinds (how a model file turns an event into a score) and sinks (where
 // decisions go). Each is a descriptor: a name, a one-line description, the config keys it reads
 // (type, default, range, flag, help: validation and `tend doctor` come from them) and a factory.
 // Registration is explicit (no global constructors): each component file defines one
@@ -7,6 +8,7 @@
 // docs/architecture.md, "Adding a component").
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -127,6 +129,43 @@ struct SinkDescriptor {
   std::function<Result<std::unique_ptr<Sink>>(DeviceContext&)> create;
 };
 
+// --- event stages ------------------------------------------------------------------------------
+
+// One asset's stage: sees every event of the asset's source on the acquisition thread, before the
+// agent copies it, and may tag it (EventView::part_id). Never blocks (network I/O belongs on the
+// stage's own thread) and allocates nothing per event.
+class EventStage {
+ public:
+  virtual ~EventStage() = default;
+  // `ev.arrival`: when the event was complete (set by the runtime when the source did not);
+  // `span`: the wall-clock time the event covers before it (EventReader::event_span_s()).
+  virtual void OnEvent(EventView& ev, std::chrono::steady_clock::duration span) = 0;
+  // The source ended: no more events for this asset.
+  virtual void OnEnd() {}
+};
+
+// One stage instance per run, shared by the assets it works for (the counterpart of Sink).
+class Stage {
+ public:
+  virtual ~Stage() = default;
+  // The EventStage for one asset (owned by this Stage); nullptr when the asset does not use it.
+  // Called while the assets are built (asset.reader is the source's reader, before any stage).
+  virtual Result<EventStage*> ForAsset(const AssetContext& asset) = 0;
+  // Before the sources run (the device services, e.g. the Prometheus exporter, exist by now).
+  virtual Status Start() { return Ok(); }
+  // Every source has ended.
+  virtual void Stop() {}
+  virtual void Report(nlohmann::json& /*summary*/) const {}
+};
+
+struct StageDescriptor {
+  std::string name;
+  std::string description;
+  std::vector<SettingDef> keys;
+  // Called once per run; nullptr when no asset's settings ask for this stage.
+  std::function<Result<std::unique_ptr<Stage>>(DeviceContext&)> create;
+};
+
 // --- the registry ------------------------------------------------------------------------------
 
 class Registry {
@@ -135,6 +174,7 @@ class Registry {
   Status AddSource(SourceDescriptor d);
   Status AddModelKind(ModelKindDescriptor d);
   Status AddSink(SinkDescriptor d);
+  Status AddStage(StageDescriptor d);
   // Settings that belong to no component (the runtime's own: CoreRunSettings()).
   Status AddSettings(const std::string& owner, const std::vector<SettingDef>& keys) {
     return AddKeys(owner, keys);
@@ -143,6 +183,7 @@ class Registry {
   const std::vector<SourceDescriptor>& sources() const { return sources_; }
   const std::vector<ModelKindDescriptor>& model_kinds() const { return kinds_; }
   const std::vector<SinkDescriptor>& sinks() const { return sinks_; }
+  const std::vector<StageDescriptor>& stages() const { return stages_; }
 
   // The source that reads `spec`: by scheme ("sim:..."), by file extension, then by content.
   Result<const SourceDescriptor*> SourceFor(const std::string& spec) const;
@@ -152,7 +193,8 @@ class Registry {
   // component's keys, in that order, each key once.
   const std::vector<SettingDef>& RunSettings() const { return settings_; }
 
-  // {"sources": [...], "model_kinds": [...], "sinks": [...]}: name, description, keys.
+  // {"sources": [...], "stages": [...], "model_kinds": [...], "sinks": [...]}: name,
+  // description, keys.
   nlohmann::json Describe() const;
 
  private:
@@ -160,6 +202,7 @@ class Registry {
   std::vector<SourceDescriptor> sources_;
   std::vector<ModelKindDescriptor> kinds_;
   std::vector<SinkDescriptor> sinks_;
+  std::vector<StageDescriptor> stages_;
   std::vector<SettingDef> settings_;
 };
 

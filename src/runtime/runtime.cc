@@ -70,6 +70,39 @@ std::string KindOf(const Result<std::map<std::string, std::string>>& meta) {
   return j.is_string() ? j.get<std::string>() : "features";
 }
 
+// A source's reader with the asset's event stages in front of the agent: each event passes every
+// stage (in registration order) on the acquisition thread before the agent copies it.
+class StagedReader final : public agent::EventReader {
+ public:
+  StagedReader(std::unique_ptr<agent::EventReader> inner, std::vector<EventStage*> stages)
+      : inner_(std::move(inner)), stages_(std::move(stages)) {}
+  const EventSpec& spec() const override { return inner_->spec(); }
+  bool live() const override { return inner_->live(); }
+  std::string Describe() const override { return inner_->Describe(); }
+  double signal_s() const override { return inner_->signal_s(); }
+  double event_span_s() const override { return inner_->event_span_s(); }
+
+  Status Run(const std::atomic<bool>& stop, const agent::EmitEvent& emit) override {
+    const auto span = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(inner_->event_span_s()));
+    const agent::EmitEvent staged = [&](const EventView& v) {
+      EventView t = v;
+      if (t.arrival == std::chrono::steady_clock::time_point{}) {
+        t.arrival = std::chrono::steady_clock::now();  // a sample window is complete now
+      }
+      for (EventStage* s : stages_) s->OnEvent(t, span);
+      emit(t);
+    };
+    Status st = inner_->Run(stop, staged);
+    for (EventStage* s : stages_) s->OnEnd();
+    return st;
+  }
+
+ private:
+  std::unique_ptr<agent::EventReader> inner_;
+  std::vector<EventStage*> stages_;
+};
+
 }  // namespace
 
 Result<std::unique_ptr<Runtime>> Runtime::Create(RunSpec spec, const Registry& registry) {
@@ -86,6 +119,9 @@ Runtime::~Runtime() {
     if (a->thread.joinable()) a->thread.join();
   }
   if (services_started_) StopServices();
+  // Stages before sinks (they report to the Prometheus sink's exporter); the readers that call
+  // them have stopped.
+  stages_.clear();
   // Reverse creation order: the MQTT sink's worker reads the exporter's figures until it stops.
   while (!sinks_.empty()) sinks_.pop_back();
   ota_.reset();
@@ -102,6 +138,10 @@ Status Runtime::SetUp() {
   // default one is locked by the components that use it, e.g. the MQTT spool.)
   if (d.IsSet("agent.state_dir")) TEND_RETURN_NOT_OK(LockStateDir());
   TEND_RETURN_NOT_OK(SetUpOta());
+  device_ = std::make_unique<DeviceContext>(DeviceContext{&spec_.device, &spec_.assets, &identity_,
+                                                          state_dir_, &services_,
+                                                          [this] { return LockStateDir(); }});
+  TEND_RETURN_NOT_OK(CreateStages());
   for (auto& a : spec_.assets) {
     auto st = BuildAsset(a);
     if (!st) return Fail(spec_.assets.size() > 1 ? st.error().Wrap("asset " + a.id) : st.error());
@@ -176,6 +216,7 @@ Status Runtime::BuildAsset(AssetSpec& a) {
   TEND_ASSIGN_OR_RETURN(const SourceDescriptor* source, registry_->SourceFor(a.source));
   SourceRequest req{a.source, &model->input(), &a.settings, a.id};
   TEND_ASSIGN_OR_RETURN(auto reader, source->open(req));
+  TEND_ASSIGN_OR_RETURN(reader, AddStages(a, std::move(reader), *model));
   agent::AgentOptions o = AgentOptionsFrom(a);
   const AssetSpec* spec = &a;
   o.loader = [this, spec](const std::string& path) { return LoadModel(*spec, path, -1); };
@@ -192,11 +233,33 @@ Status Runtime::BuildAsset(AssetSpec& a) {
   return Ok();
 }
 
+// Every registered event stage some asset asks for, in registration order.
+Status Runtime::CreateStages() {
+  for (const auto& desc : registry_->stages()) {
+    TEND_ASSIGN_OR_RETURN(auto stage, desc.create(*device_));
+    if (stage) stages_.push_back(std::move(stage));
+  }
+  return Ok();
+}
+
+// The asset's reader behind the stages that work for it (the reader itself when none does).
+Result<std::unique_ptr<agent::EventReader>> Runtime::AddStages(
+    const AssetSpec& a, std::unique_ptr<agent::EventReader> reader, const agent::Model& model) {
+  std::vector<EventStage*> mine;
+  for (auto& stage : stages_) {
+    AssetContext ac{&a, &a.settings, reader.get(), &model, !reader->live()};
+    TEND_ASSIGN_OR_RETURN(EventStage * es, stage->ForAsset(ac));
+    if (es) mine.push_back(es);
+  }
+  if (mine.empty()) return reader;
+  return std::unique_ptr<agent::EventReader>(
+      std::make_unique<StagedReader>(std::move(reader), std::move(mine)));
+}
+
 // Every registered sink, in registration order, attached to each asset it watches; then what
 // the device-wide services read from each other.
 Status Runtime::CreateSinks() {
-  DeviceContext ctx{&spec_.device, &spec_.assets, &identity_,
-                    state_dir_,    &services_,    [this] { return LockStateDir(); }};
+  DeviceContext& ctx = *device_;
   for (const auto& desc : registry_->sinks()) {
     TEND_ASSIGN_OR_RETURN(auto sink, desc.create(ctx));
     if (!sink) continue;
@@ -241,6 +304,7 @@ void Runtime::StopServices() {
   services_stopped_ = true;
   (void)sd::Notify("STOPPING=1");
   if (sd_watchdog_) sd_watchdog_->Stop();
+  for (auto& s : stages_) s->Stop();
   if (ota_) {
     ota_->Stop();
     ota_status_ = ota_->StatusJson();
@@ -270,6 +334,7 @@ void Runtime::WaitForAssets(const std::atomic<bool>* stop, std::atomic<bool>* re
 
 Status Runtime::Run(const std::atomic<bool>* stop, std::atomic<bool>* reload) {
   for (auto& s : sinks_) TEND_RETURN_NOT_OK(s->Start());
+  for (auto& s : stages_) TEND_RETURN_NOT_OK(s->Start());
   StartServices();
   for (auto& a : assets_) {
     a->thread = std::thread([a = a.get(), stop] { a->status = a->agent->Run(stop, &a->reload); });
@@ -308,6 +373,7 @@ nlohmann::json Runtime::Summary() const {
       j[k] = total;
     }
   }
+  for (const auto& s : stages_) s->Report(j);
   for (const auto& s : sinks_) s->Report(j);
   if (!ota_status_.is_null()) j["ota"] = ota_status_;
   return j;

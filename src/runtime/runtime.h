@@ -62,6 +62,10 @@ class Runtime {
                                                   int warmup_runs) const;
   Status ApplyKindDefaults(const std::string& kind, Settings& settings) const;
   Status BuildAsset(AssetSpec& a);
+  Status CreateStages();
+  Result<std::unique_ptr<agent::EventReader>> AddStages(const AssetSpec& a,
+                                                        std::unique_ptr<agent::EventReader> reader,
+                                                        const agent::Model& model);
   Status CreateSinks();
   void StartServices();
   void StopServices();
@@ -73,9 +77,11 @@ class Runtime {
   std::string state_dir_;
   std::unique_ptr<StateDirLock> state_lock_;
   DeviceServices services_;
+  std::unique_ptr<DeviceContext> device_;  // what stages and sinks are created with
   std::unique_ptr<OtaService> ota_;
   std::vector<std::unique_ptr<Asset>> assets_;
-  std::vector<std::unique_ptr<Sink>> sinks_;  // creation order; destroyed in reverse
+  std::vector<std::unique_ptr<Stage>> stages_;  // event stages, registration order
+  std::vector<std::unique_ptr<Sink>> sinks_;    // creation order; destroyed in reverse
   std::unique_ptr<SystemdWatchdog> sd_watchdog_;
   bool services_started_ = false, services_stopped_ = false;
   nlohmann::json ota_status_;

@@ -117,6 +117,7 @@ nlohmann::json ScoreJson(const Decision& d, const Identity& id, const MessageId&
   j["latency_ms"] = RoundTo(d.latency_ms, 3);
   j["window_index"] = d.window_index;
   if (d.event_id >= 0) j["event_id"] = d.event_id;               // stroke or part number
+  if (d.part_id >= 0) j["part_id"] = d.part_id;                  // the PLC's part number
   if (!d.evidence_ref.empty()) j["image_ref"] = d.evidence_ref;  // evidence kept on the device
   if (d.fail_safe) j["fail_safe"] = true;                        // absent = a normal decision
   // The asset's monitors (docs/spec.md): each field only when set.

@@ -37,11 +37,12 @@ TEST_F(RuntimeCli, DoctorListsTheComponentsOfTheBinary) {
   ASSERT_EQ(r.rc, 0) << r.err;
   auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(Names(j["sources"]), (std::set<std::string>{"wav", "csv", "raw", "sim", "images"}));
+  EXPECT_EQ(Names(j["stages"]), (std::set<std::string>{"plc_trigger"}));
   EXPECT_EQ(Names(j["model_kinds"]), (std::set<std::string>{"features", "raw", "image"}));
   EXPECT_EQ(Names(j["sinks"]),
             (std::set<std::string>{"stdout", "decision_log", "prometheus", "monitors", "mqtt",
                                    "sim_truth", "plc", "sparkplug"}));
-  for (const char* k : {"sources", "model_kinds", "sinks"}) {
+  for (const char* k : {"sources", "stages", "model_kinds", "sinks"}) {
     for (const auto& c : j[k]) EXPECT_FALSE(c["description"].get<std::string>().empty());
   }
   // The keys of a component come with type, default and range.
@@ -62,7 +63,7 @@ TEST_F(RuntimeCli, DoctorListsTheComponentsOfTheBinary) {
   EXPECT_NE(human.out.find("decision_log"), std::string::npos) << human.out;
 }
 
-// A source and a sink added as one file and one tend_add_component() line each
+// A source, an event stage and a sink added as one file and one tend_add_component() line each
 // (tests/runtime/components), with no edit in src/cli or src/agent: listed and usable.
 TEST_F(RuntimeCli, ComponentsAddedAsOneFileAndOneLineAreListedAndRun) {
   auto doctor = RunCmd("'" + WithTestComponents() + "' doctor --json", dir());
@@ -70,9 +71,10 @@ TEST_F(RuntimeCli, ComponentsAddedAsOneFileAndOneLineAreListedAndRun) {
   auto j = nlohmann::json::parse(doctor.out);
   EXPECT_TRUE(Names(j["sources"]).count("noise")) << j["sources"].dump();
   EXPECT_TRUE(Names(j["sinks"]).count("tally")) << j["sinks"].dump();
+  EXPECT_TRUE(Names(j["stages"]).count("stamp")) << j["stages"].dump();
   auto r = RunCmd("'" + WithTestComponents() +
-                      "' run --model fixed.onnx --source noise:seconds=5,seed=3 --speed 0 --quiet "
-                      "--metrics-port 0 --tally tally.json --summary-json s.json",
+                      "' run --model fixed.onnx --source noise:seconds=5,seed=3 --speed 0 --json "
+                      "--metrics-port 0 --tally tally.json --summary-json s.json --stamp 500",
                   dir());
   ASSERT_EQ(r.rc, 0) << r.err;
   auto tally = nlohmann::json::parse(Slurp(dir() + "/tally.json"));
@@ -80,6 +82,14 @@ TEST_F(RuntimeCli, ComponentsAddedAsOneFileAndOneLineAreListedAndRun) {
   // 5 s at 10 kHz, 2,000-sample windows every 200 samples.
   EXPECT_EQ(s["windows"], (50000 - 2000) / 200 + 1);
   EXPECT_EQ(tally["asset-1"]["decisions"], s["windows"]);
+  // The stage's tag reaches every decision.
+  int64_t lines = 0;
+  std::istringstream out(r.out);
+  for (std::string line; std::getline(out, line); ++lines) {
+    auto d = nlohmann::json::parse(line);
+    EXPECT_EQ(d["part_id"], 500 + d["window"].get<int64_t>()) << line;
+  }
+  EXPECT_EQ(lines, s["windows"]);
 }
 
 // SPEC: one edge box, several assets, each with its own source, model, deadline and decisions.

@@ -56,6 +56,9 @@ class LinePlc : public ::testing::Test {
     ASSERT_EQ(r.rc, 0) << r.err;
     r = Tend("simulate --sim 'sim:strokes=60,wear=0,wear_end=1,seed=2' --out run.wav", *dir_);
     ASSERT_EQ(r.rc, 0) << r.err;
+    // 16 strokes, the later ones alerts (the part trigger's tests).
+    r = Tend("simulate --sim 'sim:strokes=16,wear=0,wear_end=1,seed=2' --out short.wav", *dir_);
+    ASSERT_EQ(r.rc, 0) << r.err;
   }
   static void TearDownTestSuite() {
     std::filesystem::remove_all(*dir_);
@@ -239,6 +242,133 @@ TEST_F(LinePlc, PlcThatDiesMidRunAndComesBackLosesNoIncrementAfterItCameBack) {
   EXPECT_LE(before + after, written + 1) << stats.dump();
   EXPECT_GT(after, 0);
   EXPECT_NE(ReadAll(out_path).find("were missed while the link was down"), std::string::npos);
+}
+
+// Decisions as JSON objects, from a --json output (lines that are not JSON are skipped).
+std::vector<nlohmann::json> DecisionLines(const std::string& out) {
+  std::vector<nlohmann::json> v;
+  std::istringstream in(out);
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j.contains("window")) v.push_back(std::move(j));
+  }
+  return v;
+}
+
+// The part trigger through `tend run`: a stroke counter in a holding register that the PLC
+// (here the test, through the pymodbus server) steps once per stroke, after tend decided the
+// previous stroke and before the next one. Every decision carries the part number the counter
+// reached before its stroke; once the PLC stops advancing the events are decided without one and
+// counted as unmatched; each reject is written to the PLC with its part number first.
+TEST_F(LinePlc, PartTriggerTagsEveryStrokeWithThePlcsPartNumber) {
+  ModbusServer plc;
+  ASSERT_TRUE(plc.Start()) << plc.Output();
+  const std::string out_path = dir() + "/trigger.out";
+  // 16 strokes 3.33 s apart, replayed 6x: one every 0.56 s. The tolerance (1.5 s) covers the
+  // time between the counter's step (right after the previous decision) and the next window.
+  pid_t pid = Spawn({TendBin(),
+                     "run",
+                     "--model",
+                     dir() + "/press.onnx",
+                     "--source",
+                     dir() + "/short.wav",
+                     "--speed",
+                     "6",
+                     "--json",
+                     "--metrics-port",
+                     "0",
+                     "--state-dir",
+                     dir() + "/st6",
+                     "--summary-json",
+                     dir() + "/s6.json",
+                     "--plc",
+                     plc.url(),
+                     "--plc-reject-coil",
+                     "5",
+                     "--plc-reject-counter",
+                     "10",
+                     "--plc-pulse-ms",
+                     "20",
+                     "--plc-reject-part-register",
+                     "30",
+                     "--plc-trigger",
+                     "counter:20",
+                     "--plc-trigger-tolerance-ms",
+                     "1500"},
+                    out_path);
+  ASSERT_GT(pid, 0);
+  constexpr int kAdvancing = 9;  // the PLC counts parts 1..9, then stops
+  for (int part = 1; part <= kAdvancing; ++part) {
+    ASSERT_TRUE(
+        WaitFor([&] { return DecisionLines(ReadAll(out_path)).size() >= size_t(part); }, 30s))
+        << ReadAll(out_path);
+    plc.Set("hr", 20, part);
+  }
+  ASSERT_EQ(WaitExit(pid), 0) << ReadAll(out_path);
+  const auto d = DecisionLines(ReadAll(out_path));
+  ASSERT_EQ(d.size(), 16u) << ReadAll(out_path);
+  std::vector<int64_t> alert_parts;
+  for (size_t i = 0; i < d.size(); ++i) {
+    const int64_t want = i >= 1 && i <= size_t(kAdvancing) ? int64_t(i) : -1;
+    EXPECT_EQ(d[i].value("part_id", int64_t{-1}), want) << d[i].dump();
+    if (d[i]["is_alert"].get<bool>()) alert_parts.push_back(d[i].value("part_id", int64_t{-1}));
+  }
+  auto summary = nlohmann::json::parse(Slurp(dir() + "/s6.json"));
+  const auto& t = summary["plc_trigger"]["asset-1"];
+  ASSERT_TRUE(t.is_object()) << summary.dump();
+  EXPECT_EQ(t["parts"], kAdvancing) << t.dump();
+  EXPECT_EQ(t["matched"], kAdvancing) << t.dump();
+  EXPECT_EQ(t["unmatched"], 16 - kAdvancing) << t.dump();
+  EXPECT_EQ(t["parts_missed"], 0) << t.dump();
+  // The reject's part number (int32, high word first) before its coil and counter, per reject.
+  ASSERT_FALSE(alert_parts.empty());
+  std::vector<int64_t> written;
+  for (const auto& w : plc.Writes()) {
+    if (w.table == "hr" && w.addr == 30 && w.values.size() == 2) {
+      written.push_back(static_cast<int32_t>(uint32_t(w.values[0]) << 16 | uint32_t(w.values[1])));
+    }
+  }
+  EXPECT_EQ(written, alert_parts);
+  EXPECT_EQ(ReadBack(plc.port(), "hr", 10), static_cast<int>(alert_parts.size()));
+  EXPECT_NE(ReadAll(out_path).find("without a part"), std::string::npos) << ReadAll(out_path);
+}
+
+// An unreachable trigger PLC: one clear log line, every event decided (without a part number)
+// and counted as unmatched; the run ends normally. A bad trigger spec or a trigger without a PLC
+// is refused at start with one line.
+TEST_F(LinePlc, UnreachableTriggerPlcLeavesDecisionsGoingAndCountsThem) {
+  const std::string dead = "modbus://127.0.0.1:" + std::to_string(FreePort());
+  auto r = Tend(
+      "run --model press.onnx --source short.wav --speed 0 --json --metrics-port 0 "
+      "--state-dir st7 --summary-json s7.json --plc-trigger counter:20 "
+      "--plc-trigger-url " +
+          dead + " --plc-timeout-ms 100",
+      dir());
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const auto d = DecisionLines(r.out);
+  ASSERT_EQ(d.size(), 16u) << r.out;
+  for (const auto& j : d) EXPECT_FALSE(j.contains("part_id")) << j.dump();
+  auto summary = nlohmann::json::parse(Slurp(dir() + "/s7.json"));
+  const auto& t = summary["plc_trigger"]["asset-1"];
+  EXPECT_EQ(t["unmatched"], 16) << t.dump();
+  EXPECT_EQ(t["connected"], false) << t.dump();
+  EXPECT_GT(t["connect_failures"].get<int64_t>(), 0) << t.dump();
+  EXPECT_NE(r.err.find("plc trigger: 1 failed request"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(dead), std::string::npos) << r.err;
+
+  auto bad = Tend(
+      "run --model press.onnx --source short.wav --speed 0 --metrics-port 0 "
+      "--state-dir st8 --plc-trigger-url " +
+          dead + " --plc-trigger counter",
+      dir());
+  EXPECT_NE(bad.rc, 0);
+  EXPECT_NE(LastLine(bad.err).find("PLC trigger 'counter'"), std::string::npos) << bad.err;
+  auto none = Tend(
+      "run --model press.onnx --source short.wav --speed 0 --metrics-port 0 "
+      "--state-dir st9 --plc-trigger di:3",
+      dir());
+  EXPECT_NE(none.rc, 0);
+  EXPECT_NE(LastLine(none.err).find("--plc-trigger-url"), std::string::npos) << none.err;
 }
 
 // The keys of the config file and the flags are one definition: a [[asset]] plc table works the

@@ -254,12 +254,16 @@ TEST(Payload, ScoreHasSpecFieldsAndTypes) {
   // The part/stroke number and the evidence reference only when the event has them.
   EXPECT_FALSE(j.contains("event_id"));
   EXPECT_FALSE(j.contains("image_ref"));
+  EXPECT_FALSE(j.contains("part_id"));
   d.event_id = 4711;
+  d.part_id = 90210;  // the PLC's part number (part trigger)
   d.evidence_ref = "evidence/press-7/4711.png";
   auto e = nlohmann::json::parse(ScorePayload(d, Id(), {}));
   EXPECT_EQ(e["event_id"], 4711);
+  EXPECT_EQ(e["part_id"], 90210);
   EXPECT_EQ(e["image_ref"], "evidence/press-7/4711.png");
   d.event_id = -1;
+  d.part_id = -1;
   d.evidence_ref.clear();
   d.anomaly_score = std::numeric_limits<float>::quiet_NaN();
   EXPECT_TRUE(nlohmann::json::parse(ScorePayload(d, Id(), {}))["anomaly_score"].is_null());

@@ -29,6 +29,7 @@ io::PlcSinkOptions PlcOptionsFrom(const Settings& s, const std::string& asset_id
   o.score_register = static_cast<int>(s.GetInt("plc.score_register"));
   o.severity_register = static_cast<int>(s.GetInt("plc.severity_register"));
   o.line_unsafe_coil = static_cast<int>(s.GetInt("plc.line_unsafe_coil"));
+  o.reject_part_register = static_cast<int>(s.GetInt("plc.reject_part_register"));
   o.queue_capacity = static_cast<int>(s.GetInt("plc.queue"));
   return o;
 }
@@ -203,6 +204,12 @@ TEND_COMPONENT(sink_plc) {
           .Special({-1})
           .Flag("--plc-line-unsafe-coil")
           .PerAsset("plc_line_unsafe_coil"),
+      D::Int("plc.reject_part_register", -1, 0, 65534,
+             "Holding registers (2, int32 big-endian) for each reject's part number from the "
+             "part trigger, written before its coil and counter (-1 = none)")
+          .Special({-1})
+          .Flag("--plc-reject-part-register")
+          .PerAsset("plc_reject_part_register"),
       D::Int("plc.timeout_ms", 500, 10, 60000, "Connect and response timeout of one request")
           .Flag("--plc-timeout-ms")
           .PerAsset("plc_timeout_ms"),
