@@ -123,6 +123,8 @@ Result<DriftMonitor> DriftMonitor::Create(DriftReference reference, const DriftO
   m.ring_.assign(static_cast<size_t>(o.window) * f, 0);
   m.counts_.assign(f * kDriftBins, 0);
   m.psi_.assign(f, 0);
+  m.terms_.assign(f * kDriftBins, 0);
+  m.raw_.assign(f, 0);
   m.order_.resize(f);
   m.top_.resize(static_cast<size_t>(o.top_k));
   return m;
@@ -132,6 +134,8 @@ void DriftMonitor::Observe(std::span<const float> x) {
   const size_t f = psi_.size();
   uint8_t* slot = ring_.data() + pos_ * f;
   const bool full = events_ >= options_.window;
+  // A full recompute once per window re-anchors the running sums against rounding.
+  const bool incremental = full && terms_full_ && events_ % options_.window != 0;
   for (size_t j = 0; j < f; ++j) {
     const float v = j < x.size() ? x[j] : 0.0f;
     const auto& q = ref_.deciles[j];
@@ -139,29 +143,62 @@ void DriftMonitor::Observe(std::span<const float> x) {
     const uint8_t bin =
         std::isnan(v) ? kDriftBins - 1
                       : static_cast<uint8_t>(std::upper_bound(q.begin(), q.end(), v) - q.begin());
-    if (full) --counts_[j * kDriftBins + slot[j]];
+    const uint8_t old = slot[j];
+    if (full) --counts_[j * kDriftBins + old];
     slot[j] = bin;
     ++counts_[j * kDriftBins + bin];
+    if (incremental && old != bin) {
+      UpdateTerm(j, old);
+      UpdateTerm(j, bin);
+    }
   }
   pos_ = (pos_ + 1) % static_cast<size_t>(options_.window);
   ++events_;
-  if (ready()) Recompute();
+  if (!ready()) return;
+  if (incremental) {
+    Summarise();
+  } else {
+    Recompute();
+  }
+}
+
+double DriftMonitor::Term(size_t j, int b, double n) const {
+  const double p = (counts_[j * kDriftBins + static_cast<size_t>(b)] + 0.5) / (n + 0.5 * kDriftBins);
+  const double q = (ref_.shares[j][static_cast<size_t>(b)] * n + 0.5) / (n + 0.5 * kDriftBins);
+  return (p - q) * std::log(p / q);
+}
+
+void DriftMonitor::UpdateTerm(size_t j, int b) {
+  double& t = terms_[j * kDriftBins + static_cast<size_t>(b)];
+  raw_[j] -= t;
+  t = Term(j, b, static_cast<double>(options_.window));
+  raw_[j] += t;
 }
 
 void DriftMonitor::Recompute() {
+  const size_t f = psi_.size();
+  const double n = static_cast<double>(std::min<int64_t>(events_, options_.window));
+  for (size_t j = 0; j < f; ++j) {
+    double psi = 0;
+    for (int b = 0; b < kDriftBins; ++b) {
+      terms_[j * kDriftBins + static_cast<size_t>(b)] = Term(j, b, n);
+      psi += terms_[j * kDriftBins + static_cast<size_t>(b)];
+    }
+    raw_[j] = psi;
+  }
+  terms_full_ = events_ >= options_.window;
+  Summarise();
+}
+
+// PSI per feature (less what chance alone gives), the level and the top k.
+void DriftMonitor::Summarise() {
   const size_t f = psi_.size();
   const double n = static_cast<double>(std::min<int64_t>(events_, options_.window));
   // The reference side is smoothed as if it had as many rows as the window.
   const double chance = (kDriftBins - 1) * (1.0 / n + 1.0 / static_cast<double>(ref_.rows));
   level_ = DriftLevel::kNone;
   for (size_t j = 0; j < f; ++j) {
-    double psi = 0;
-    for (int b = 0; b < kDriftBins; ++b) {
-      const double p = (counts_[j * kDriftBins + b] + 0.5) / (n + 0.5 * kDriftBins);
-      const double q = (ref_.shares[j][static_cast<size_t>(b)] * n + 0.5) / (n + 0.5 * kDriftBins);
-      psi += (p - q) * std::log(p / q);
-    }
-    psi = std::max(0.0, psi - chance);
+    const double psi = std::max(0.0, raw_[j] - chance);
     psi_[j] = static_cast<float>(psi);
     if (psi >= options_.alert) {
       level_ = DriftLevel::kAlert;

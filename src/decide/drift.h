@@ -87,12 +87,20 @@ class DriftMonitor {
  private:
   DriftMonitor() = default;
   void Recompute();
+  void Summarise();
+  double Term(size_t feature, int bin, double n) const;
+  void UpdateTerm(size_t feature, int bin);
 
   DriftOptions options_;
   DriftReference ref_;
   std::vector<uint8_t> ring_;    // window x features bin indices
   std::vector<int32_t> counts_;  // features x bins
   std::vector<float> psi_;
+  // Each bin's PSI term and each feature's sum of them, valid for a full window (n = window):
+  // an event then moves one count per feature, so two terms are updated instead of every bin.
+  std::vector<double> terms_;  // features x bins
+  std::vector<double> raw_;    // features
+  bool terms_full_ = false;
   std::vector<int> order_;  // scratch for the top k
   std::vector<FeatureDrift> top_;
   size_t top_count_ = 0;
