@@ -45,10 +45,10 @@ struct BenchArgs {
   std::string state_dir;
   bool trt_fp16 = false;
   bool trt_int8 = false;
-  int strokes = 200;  // --pipeline: simulated strokes
+  int strokes = 200;         // --pipeline: simulated strokes
   bool no_monitors = false;  // --pipeline: time without the decision stage (decider + monitors)
-  std::string sim;    // --pipeline: simulator options, "key=value,..."
-  ImageBenchFlags image;  // --pipeline with an image model
+  std::string sim;           // --pipeline: simulator options, "key=value,..."
+  ImageBenchFlags image;     // --pipeline with an image model
 };
 
 using Clock = std::chrono::steady_clock;
@@ -311,9 +311,10 @@ void RunPipelineBench(const BenchArgs& args) {
   auto windower = OrDie(windowing.MakeWindower(), "windowing");
 
   const size_t n = static_cast<size_t>(args.warmup + args.strokes);
-  std::vector<double> feat_ms, infer_ms, total_ms;
+  std::vector<double> feat_ms, infer_ms, decide_ms, total_ms;
   feat_ms.reserve(n);
   infer_ms.reserve(n);
+  decide_ms.reserve(n);
   total_ms.reserve(n);
   agent::ScoreOut out;
   if (served) served->PrepareOut(out);
@@ -331,13 +332,13 @@ void RunPipelineBench(const BenchArgs& args) {
   Decision d;
   if (model && !args.no_monitors) {
     decider = std::make_unique<Decider>(model->thresholds(), DebounceOptions{});
-    monitor = OrDie(agent::AssetMonitor::Create("bench", agent::MonitorOptions{}, *model),
-                    "monitors");
+    monitor =
+        OrDie(agent::AssetMonitor::Create("bench", agent::MonitorOptions{}, *model), "monitors");
   }
   auto on_window = [&](const sources::WindowView& w) {
     if (!status) return;
     const auto t0 = Clock::now();
-    double f = 0, i = 0;
+    double f = 0, i = 0, dm = 0;
     if (model) {
       ev.index = w.index;
       ev.start_frame = w.start_frame;
@@ -347,11 +348,13 @@ void RunPipelineBench(const BenchArgs& args) {
       f = out.features_ms;
       i = out.inference_ms;
       if (status && monitor) {
+        const auto t2 = Clock::now();
         d.window_index = w.index;
         d.anomaly_score = out.score;
         d.features = model->last_features();
         decider->Decide(d);
         monitor->OnDecision(ev, d);
+        dm = Ms(Clock::now() - t2);
       }
     } else {
       if (raw) {
@@ -371,6 +374,7 @@ void RunPipelineBench(const BenchArgs& args) {
     if (windows++ < args.warmup) return;  // first windows warm caches; not measured
     feat_ms.push_back(f);
     infer_ms.push_back(i);
+    decide_ms.push_back(dm);
     total_ms.push_back(total);
   };
 
@@ -388,6 +392,7 @@ void RunPipelineBench(const BenchArgs& args) {
   const double budget_ms = 60000.0 / sim_opts.strokes_per_min;
   auto f = model::ComputeLatencyStats(feat_ms, 0);
   auto i = model::ComputeLatencyStats(infer_ms, 0);
+  auto dec = model::ComputeLatencyStats(decide_ms, 0);
   auto t = model::ComputeLatencyStats(total_ms, 0);
   const char* mode = served
                          ? (served->raw_input() ? "tend model, raw window" : "tend model, features")
@@ -398,8 +403,8 @@ void RunPipelineBench(const BenchArgs& args) {
                 static_cast<long long>(t.n), args.warmup, mode);
     std::printf("model       %s\n", args.model.empty() ? "(none)" : args.model.c_str());
     std::printf("provider    %s\n", provider.c_str());
-    std::printf("monitors    %s\n\n", monitor ? "decider + health, drift, input health (total)"
-                                             : "none");
+    std::printf("monitors    %s\n\n",
+                monitor ? "decider + health, drift, input health (total)" : "none");
     std::printf("%-14s %9s %9s %9s %9s %9s %9s\n", "stage ms", "mean", "p50", "p95", "p99", "p99.9",
                 "max");
     auto row = [](const char* name, const model::LatencyStats& st) {
@@ -408,6 +413,7 @@ void RunPipelineBench(const BenchArgs& args) {
     };
     row((served ? served->raw_input() : raw) ? "copy window" : "features", f);
     if (session || served) row("inference", i);
+    if (monitor) row("decision", dec);
     row("total", t);
     std::printf("\nbudget      %.0f ms per stroke (%.0f strokes/min): p99.9 uses %.3f%%\n",
                 budget_ms, sim_opts.strokes_per_min, 100.0 * t.p999_ms / budget_ms);
@@ -424,6 +430,7 @@ void RunPipelineBench(const BenchArgs& args) {
   j["budget_ms"] = budget_ms;
   j["stages"]["features"] = StatsJson(f);
   if (session || served) j["stages"]["inference"] = StatsJson(i);
+  if (monitor) j["stages"]["decision"] = StatsJson(dec);
   j["stages"]["total"] = StatsJson(t);
   std::printf("%s\n", j.dump().c_str());
 }
@@ -474,7 +481,8 @@ void RegisterBench(CLI::App& app) {
   AddImageBenchFlags(*cmd, args->image);
   cmd->callback([args] {
     if (args->pipeline && !args->model.empty() && IsImageModelFile(args->model)) {
-      RunImageBench(args->model, args->image, args->iterations, args->warmup, args->threads, args->json);
+      RunImageBench(args->model, args->image, args->iterations, args->warmup, args->threads,
+                    args->json);
     } else if (args->pipeline) {
       RunPipelineBench(*args);
     } else {

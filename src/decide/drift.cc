@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace tend {
 
@@ -127,8 +128,35 @@ Result<DriftMonitor> DriftMonitor::Create(DriftReference reference, const DriftO
   m.raw_.assign(f, 0);
   m.order_.resize(f);
   m.top_.resize(static_cast<size_t>(o.top_k));
+  // A full window's PSI terms without a log per event: ln(p/q) = ln(c + 0.5) - ln(q*n + 0.5)
+  // (the common denominator n + 5 cancels), both sides from tables.
+  const double n = static_cast<double>(o.window);
+  m.log_count_.resize(static_cast<size_t>(o.window) + 1);
+  for (size_t c = 0; c < m.log_count_.size(); ++c) {
+    m.log_count_[c] = std::log(static_cast<double>(c) + 0.5);
+  }
+  m.ref_full_.resize(f * kDriftBins);
+  m.log_ref_full_.resize(f * kDriftBins);
+  for (size_t j = 0; j < f; ++j) {
+    for (size_t b = 0; b < kDriftBins; ++b) {
+      const double q = m.ref_.shares[j][b] * n + 0.5;
+      m.ref_full_[j * kDriftBins + b] = q / (n + 0.5 * kDriftBins);
+      m.log_ref_full_[j * kDriftBins + b] = std::log(q);
+    }
+  }
   return m;
 }
+
+// The bin of v against ascending cut points: how many are <= v (ties go up, as
+// numpy.digitize), without branches; NaN goes last.
+namespace {
+uint8_t BinOf(const std::array<float, kDriftBins - 1>& q, float v) {
+  if (std::isnan(v)) return kDriftBins - 1;
+  int bin = 0;
+  for (int k = 0; k < kDriftBins - 1; ++k) bin += q[static_cast<size_t>(k)] <= v;
+  return static_cast<uint8_t>(bin);
+}
+}  // namespace
 
 void DriftMonitor::Observe(std::span<const float> x) {
   const size_t f = psi_.size();
@@ -137,12 +165,7 @@ void DriftMonitor::Observe(std::span<const float> x) {
   // A full recompute once per window re-anchors the running sums against rounding.
   const bool incremental = full && terms_full_ && events_ % options_.window != 0;
   for (size_t j = 0; j < f; ++j) {
-    const float v = j < x.size() ? x[j] : 0.0f;
-    const auto& q = ref_.deciles[j];
-    // Ties with a cut point go to the upper bin (numpy.digitize right=False); NaN goes last.
-    const uint8_t bin =
-        std::isnan(v) ? kDriftBins - 1
-                      : static_cast<uint8_t>(std::upper_bound(q.begin(), q.end(), v) - q.begin());
+    const uint8_t bin = BinOf(ref_.deciles[j], j < x.size() ? x[j] : 0.0f);
     const uint8_t old = slot[j];
     if (full) --counts_[j * kDriftBins + old];
     slot[j] = bin;
@@ -163,15 +186,21 @@ void DriftMonitor::Observe(std::span<const float> x) {
 }
 
 double DriftMonitor::Term(size_t j, int b, double n) const {
-  const double p = (counts_[j * kDriftBins + static_cast<size_t>(b)] + 0.5) / (n + 0.5 * kDriftBins);
+  const double p =
+      (counts_[j * kDriftBins + static_cast<size_t>(b)] + 0.5) / (n + 0.5 * kDriftBins);
   const double q = (ref_.shares[j][static_cast<size_t>(b)] * n + 0.5) / (n + 0.5 * kDriftBins);
   return (p - q) * std::log(p / q);
 }
 
+// Term(j, b, window) from the tables (same value up to rounding).
 void DriftMonitor::UpdateTerm(size_t j, int b) {
-  double& t = terms_[j * kDriftBins + static_cast<size_t>(b)];
+  const size_t at = j * kDriftBins + static_cast<size_t>(b);
+  const int32_t c = counts_[at];
+  const double n = static_cast<double>(options_.window);
+  const double p = (c + 0.5) / (n + 0.5 * kDriftBins);
+  double& t = terms_[at];
   raw_[j] -= t;
-  t = Term(j, b, static_cast<double>(options_.window));
+  t = (p - ref_full_[at]) * (log_count_[static_cast<size_t>(c)] - log_ref_full_[at]);
   raw_[j] += t;
 }
 
@@ -206,6 +235,18 @@ void DriftMonitor::Summarise() {
       level_ = DriftLevel::kWarn;
     }
   }
+  top_stale_ = true;
+}
+
+std::span<const FeatureDrift> DriftMonitor::Top() const {
+  if (!ready()) return {};
+  if (top_stale_) SortTop();
+  return {top_.data(), top_count_};
+}
+
+// The top k by PSI; on demand (a scrape, a summary), not per event.
+void DriftMonitor::SortTop() const {
+  const size_t f = psi_.size();
   for (size_t j = 0; j < f; ++j) order_[j] = static_cast<int>(j);
   top_count_ = std::min(top_.size(), f);
   std::partial_sort(order_.begin(), order_.begin() + static_cast<std::ptrdiff_t>(top_count_),
@@ -217,6 +258,7 @@ void DriftMonitor::Summarise() {
                : p >= options_.warn ? DriftLevel::kWarn
                                     : DriftLevel::kNone};
   }
+  top_stale_ = false;
 }
 
 int DriftMonitor::CountAtLeast(DriftLevel level) const {
@@ -271,6 +313,130 @@ Result<InputHealth> InputHealth::Create(int channels, double sample_rate,
   return h;
 }
 
+namespace {
+
+// One channel of one window: what input health judges.
+struct ChannelPass {
+  double sum = 0, sum2 = 0;  // of x - shift over the finite samples
+  double shift = 0;
+  float lo = 0, hi = 0;
+  int64_t at_lo = 0, at_hi = 0;  // samples equal to lo / hi
+  int64_t used = 0, bad = 0;     // finite / non-finite samples
+};
+
+// GCC/Clang vector extensions (SSE2 on x86-64, NEON on arm64), as dsp/features.cc has them.
+typedef float Float4 __attribute__((vector_size(16)));
+typedef int32_t Int4 __attribute__((vector_size(16)));
+
+// Four lanes' running extremes and how many samples sat at them: a lane's count restarts when
+// its extreme moves.
+struct Extremes4 {
+  Float4 lo = {HUGE_VALF, HUGE_VALF, HUGE_VALF, HUGE_VALF}, hi = -lo;
+  Int4 nlo = {0, 0, 0, 0}, nhi = {0, 0, 0, 0};
+  void Add(Float4 v) {
+    const Int4 gt = v > hi, lt = v < lo;
+    nhi = gt ? Int4{1, 1, 1, 1} : nhi - (v == hi);  // a true comparison is -1
+    nlo = lt ? Int4{1, 1, 1, 1} : nlo - (v == lo);
+    hi = gt ? v : hi;
+    lo = lt ? v : lo;
+  }
+  void Into(ChannelPass& c) const {
+    for (int l = 0; l < 4; ++l) {
+      c.hi = std::max(c.hi, hi[l]);
+      c.lo = std::min(c.lo, lo[l]);
+    }
+  }
+  void CountInto(ChannelPass& c) const {  // after every Into
+    for (int l = 0; l < 4; ++l) {
+      c.at_hi += hi[l] == c.hi ? nhi[l] : 0;
+      c.at_lo += lo[l] == c.lo ? nlo[l] : 0;
+    }
+  }
+};
+
+// Adds a float block sum's lanes to a double total.
+void AddBlock(double& total, Float4 b) {
+  total += (static_cast<double>(b[0]) + b[1]) + (static_cast<double>(b[2]) + b[3]);
+}
+
+// Sums, extremes and how many samples sit at each extreme, in one vectorised pass over 8
+// samples a step (two sets of 4 lanes: independent dependency chains); the lanes that hold the
+// overall extreme add up their counts. The sums are of x - x[0], which keeps the variance exact
+// for a signal with a large offset; blocks of 128 samples are summed in float (16 per lane),
+// then in double. Meaningful only when the sums come out finite (no NaN/Inf sample).
+ChannelPass FastPass(const float* x, size_t n) {
+  ChannelPass c;
+  c.shift = x[0];
+  const Float4 shift = {x[0], x[0], x[0], x[0]};
+  Extremes4 ea, eb;
+  size_t i = 0;
+  constexpr size_t kBlock = 128;
+  const size_t whole = n - n % 8;
+  while (i < whole) {
+    const size_t end = std::min(whole, i + kBlock);
+    Float4 sa = {0, 0, 0, 0}, sb = sa, qa = sa, qb = sa;
+    for (; i < end; i += 8) {
+      Float4 va, vb;
+      std::memcpy(&va, x + i, sizeof va);
+      std::memcpy(&vb, x + i + 4, sizeof vb);
+      ea.Add(va);
+      eb.Add(vb);
+      const Float4 da = va - shift, db = vb - shift;
+      sa += da;
+      sb += db;
+      qa += da * da;
+      qb += db * db;
+    }
+    AddBlock(c.sum, sa + sb);
+    AddBlock(c.sum2, qa + qb);
+  }
+  c.hi = -HUGE_VALF;
+  c.lo = HUGE_VALF;
+  ea.Into(c);
+  eb.Into(c);
+  ea.CountInto(c);
+  eb.CountInto(c);
+  for (; i < n; ++i) {
+    const float v = x[i];
+    c.at_hi = v > c.hi ? 1 : c.at_hi + (v == c.hi);
+    c.at_lo = v < c.lo ? 1 : c.at_lo + (v == c.lo);
+    c.hi = std::max(c.hi, v);
+    c.lo = std::min(c.lo, v);
+    const double d = static_cast<double>(v) - c.shift;
+    c.sum += d;
+    c.sum2 += d * d;
+  }
+  c.used = static_cast<int64_t>(n);
+  return c;
+}
+
+// The same over the finite samples only, for a window that has NaN/Inf samples (rare).
+ChannelPass FinitePass(const float* x, size_t n) {
+  ChannelPass c;
+  for (size_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    if (!std::isfinite(v)) {
+      ++c.bad;
+      continue;
+    }
+    if (c.used++ == 0) {
+      c.shift = v;
+      c.lo = c.hi = v;
+    }
+    c.at_hi = v > c.hi ? 1 : c.at_hi + (v == c.hi);
+    c.at_lo = v < c.lo ? 1 : c.at_lo + (v == c.lo);
+    c.hi = std::max(c.hi, v);
+    c.lo = std::min(c.lo, v);
+    const double d = static_cast<double>(v) - c.shift;
+    c.sum += d;
+    c.sum2 += d * d;
+  }
+  return c;
+}
+
+}  // namespace
+
+// One pass over each channel's samples (FastPass; FinitePass when it meets NaN/Inf).
 const InputHealthStatus& InputHealth::Observe(std::span<const float> planar) {
   InputHealthStatus& s = status_;
   s.problems = kInputOk;
@@ -278,44 +444,26 @@ const InputHealthStatus& InputHealth::Observe(std::span<const float> planar) {
   const size_t n = planar.size() / static_cast<size_t>(channels_);
   for (int c = 0; c < channels_ && n > 0; ++c) {
     const float* x = planar.data() + static_cast<size_t>(c) * n;
-    double sum = 0, sum2 = 0;
-    float lo = 0, hi = 0;
-    int64_t bad = 0, used = 0;
-    for (size_t i = 0; i < n; ++i) {
-      if (!std::isfinite(x[i])) {
-        ++bad;
-        continue;
-      }
-      if (used++ == 0) lo = hi = x[i];
-      lo = std::min(lo, x[i]);
-      hi = std::max(hi, x[i]);
-      sum += x[i];
-      sum2 += double(x[i]) * x[i];
-    }
-    if (bad > 0) {
+    ChannelPass p = FastPass(x, n);
+    if (!std::isfinite(p.sum) || !std::isfinite(p.sum2)) p = FinitePass(x, n);
+    if (p.bad > 0) {
       s.problems |= kNonFinite;
-      s.non_finite_samples += bad;
+      s.non_finite_samples += p.bad;
     }
-    if (used < 2) continue;
-    const double mean = sum / used;
-    const double sd = std::sqrt(std::max(0.0, sum2 / used - mean * mean));
+    if (p.used < 2) continue;
+    const double mean = p.sum / static_cast<double>(p.used);  // of x - shift
+    const double sd = std::sqrt(std::max(0.0, p.sum2 / static_cast<double>(p.used) - mean * mean));
     const double ref = ref_std_.empty() ? 0.0 : ref_std_[static_cast<size_t>(c)];
-    const bool flat = hi == lo || sd <= opt_.flat_rel * ref;
-    flat_run_[static_cast<size_t>(c)] = flat ? flat_run_[static_cast<size_t>(c)] + 1 : 0;
-    if (flat_run_[static_cast<size_t>(c)] >= opt_.flat_windows) {
+    const bool flat = p.hi == p.lo || sd <= opt_.flat_rel * ref;
+    int& run = flat_run_[static_cast<size_t>(c)];
+    run = flat ? run + 1 : 0;
+    if (run >= opt_.flat_windows) {
       s.problems |= kFlatLine;
       s.flat_channel = c;
     }
-    if (hi > lo) {
-      int at_hi = 0, at_lo = 0;
-      for (size_t i = 0; i < n; ++i) {
-        at_hi += x[i] == hi;
-        at_lo += x[i] == lo;
-      }
-      if (std::max(at_hi, at_lo) >= opt_.clip_samples) {
-        s.problems |= kClipping;
-        s.clipped_channel = c;
-      }
+    if (p.hi > p.lo && std::max(p.at_hi, p.at_lo) >= opt_.clip_samples) {
+      s.problems |= kClipping;
+      s.clipped_channel = c;
     }
   }
   s.flat_windows += (s.problems & kFlatLine) ? 1 : 0;

@@ -80,7 +80,8 @@ class DriftMonitor {
   bool ready() const { return events_ >= options_.min_events; }
   float Psi(size_t feature) const { return psi_[feature]; }
   DriftLevel Level() const { return level_; }  // the worst feature's (none until ready)
-  std::span<const FeatureDrift> Top() const { return {top_.data(), top_count_}; }
+  // The top k features by PSI, worst first (sorted when asked, not per event).
+  std::span<const FeatureDrift> Top() const;
   int CountAtLeast(DriftLevel level) const;  // features at `level` or worse
   size_t features() const { return psi_.size(); }
 
@@ -88,6 +89,7 @@ class DriftMonitor {
   DriftMonitor() = default;
   void Recompute();
   void Summarise();
+  void SortTop() const;
   double Term(size_t feature, int bin, double n) const;
   void UpdateTerm(size_t feature, int bin);
 
@@ -101,9 +103,15 @@ class DriftMonitor {
   std::vector<double> terms_;  // features x bins
   std::vector<double> raw_;    // features
   bool terms_full_ = false;
-  std::vector<int> order_;  // scratch for the top k
-  std::vector<FeatureDrift> top_;
-  size_t top_count_ = 0;
+  // Tables for a full window's terms: ln(c + 0.5) per count c, and per feature and bin the
+  // reference share q and ln(q n + 0.5) (n = window).
+  std::vector<double> log_count_;
+  std::vector<double> ref_full_, log_ref_full_;
+  // The top k, sorted on demand from psi_ (Top() is const: a cache).
+  mutable std::vector<int> order_;
+  mutable std::vector<FeatureDrift> top_;
+  mutable size_t top_count_ = 0;
+  mutable bool top_stale_ = true;
   size_t pos_ = 0;
   int64_t events_ = 0;
   DriftLevel level_ = DriftLevel::kNone;

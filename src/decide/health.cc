@@ -71,6 +71,7 @@ void HealthMonitor::Reset() {
   status_ = HealthStatus{};
   std::fill(recent_.begin(), recent_.end(), 0.0);
   pos_ = 0;
+  sum_x_ = sum_tx_ = 0;
 }
 
 void HealthMonitor::SetState(HealthState s) {
@@ -97,24 +98,7 @@ const HealthStatus& HealthMonitor::Update(float score) {
   s.cusum = std::clamp(s.cusum + x - options_.k, 0.0, 2 * options_.h_warning);
   s.alarm_cusum = std::clamp(s.alarm_cusum + xa - options_.k_alarm, 0.0, 2 * options_.h_alarm);
   s.ewma = s.events == 1 ? x : s.ewma + options_.ewma_lambda * (x - s.ewma);
-  recent_[pos_] = x;
-  pos_ = (pos_ + 1) % recent_.size();
-  // Least-squares slope over the ring in time order (oldest at pos_).
-  const int64_t n = std::min<int64_t>(s.events, static_cast<int64_t>(recent_.size()));
-  if (n >= 3) {
-    double st = 0, sx = 0, stt = 0, stx = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      const size_t at = (pos_ + recent_.size() - static_cast<size_t>(n) + static_cast<size_t>(i)) %
-                        recent_.size();
-      const double t = static_cast<double>(i);
-      st += t;
-      sx += recent_[at];
-      stt += t * t;
-      stx += t * recent_[at];
-    }
-    const double nn = static_cast<double>(n);
-    s.trend = 100.0 * (nn * stx - st * sx) / (nn * stt - st * st);
-  }
+  UpdateTrend(x);
   if (s.alarm_cusum >= options_.h_alarm) {
     SetState(HealthState::kAlarm);
   } else if (s.state == HealthState::kAlarm) {
@@ -126,6 +110,37 @@ const HealthStatus& HealthMonitor::Update(float score) {
     SetState(HealthState::kOk);
   }
   return s;
+}
+
+// Least-squares slope of the evidence over the ring in time order (t = 0 the oldest), from
+// running sums of x and t*x: O(1) per event, re-anchored by a full pass once per ring turn.
+void HealthMonitor::UpdateTrend(double x) {
+  HealthStatus& s = status_;
+  const size_t w = recent_.size();
+  const double nb = static_cast<double>(std::min<int64_t>(s.events - 1, static_cast<int64_t>(w)));
+  const double oldest = recent_[pos_];  // leaves the ring when it is full
+  recent_[pos_] = x;
+  pos_ = (pos_ + 1) % w;
+  if (nb < static_cast<double>(w)) {  // growing: the new value is at t = nb
+    sum_tx_ += nb * x;
+    sum_x_ += x;
+  } else {  // every other value moves one step earlier in time
+    sum_x_ -= oldest;
+    sum_tx_ += -sum_x_ + (nb - 1) * x;
+    sum_x_ += x;
+  }
+  if (pos_ == 0) {  // re-anchor
+    sum_x_ = sum_tx_ = 0;
+    for (size_t i = 0; i < w; ++i) {
+      sum_x_ += recent_[i];
+      sum_tx_ += static_cast<double>(i) * recent_[i];
+    }
+  }
+  const int64_t n = std::min<int64_t>(s.events, static_cast<int64_t>(w));
+  if (n < 3) return;
+  const double nn = static_cast<double>(n);
+  const double st = nn * (nn - 1) / 2, stt = (nn - 1) * nn * (2 * nn - 1) / 6;
+  s.trend = 100.0 * (nn * sum_tx_ - st * sum_x_) / (nn * stt - st * st);
 }
 
 double HealthMonitor::ArlApprox(double k, double h, double delta) {

@@ -102,12 +102,14 @@ class HealthMonitor {
  private:
   HealthMonitor(const ScoreBaseline& b, const HealthOptions& o);
   void SetState(HealthState s);
+  void UpdateTrend(double x);
 
   ScoreBaseline baseline_;
   HealthOptions options_;
   HealthStatus status_;
   std::vector<double> recent_;  // ring of the last trend_window evidence values
   size_t pos_ = 0;
+  double sum_x_ = 0, sum_tx_ = 0;  // over the ring in time order, t = 0 the oldest
 };
 
 }  // namespace tend

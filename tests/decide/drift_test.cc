@@ -198,6 +198,56 @@ TEST(InputHealth, ClippingNonFiniteAndRateGlitch) {
   EXPECT_EQ(InputProblemNames(kClipping | kRateGlitch), "clipping,rate_glitch");
 }
 
+// Input health takes one vectorised pass over a window. Against the definitions computed
+// plainly here (extremes, how many samples sit at them, the std of the finite samples), on
+// windows of lengths that are and are not multiples of the vector width, with the extreme value
+// repeated at random places (the tail included), a large DC offset under a tiny noise (flat
+// for its reference std), and NaN/Inf samples.
+TEST(InputHealth, OnePassAgreesWithThePlainDefinitions) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> g(0, 1);
+  std::uniform_int_distribution<int> pick(0, 1 << 20);
+  InputHealthOptions o;
+  o.flat_windows = 1;
+  for (size_t n : {7u, 8u, 13u, 128u, 129u, 1000u, 2001u}) {
+    for (int trial = 0; trial < 60; ++trial) {
+      const float offset = trial % 3 == 0 ? 9.81f : 0.0f;
+      const float scale = trial % 5 == 0 ? 1e-5f : 1.0f;
+      std::vector<float> x(n);
+      for (float& v : x) v = offset + scale * g(rng);
+      const int repeats = trial % 7;  // 0..6 more samples at the rail
+      const float rail =
+          trial % 2 ? *std::max_element(x.begin(), x.end()) : *std::min_element(x.begin(), x.end());
+      for (int r = 0; r < repeats; ++r) x[static_cast<size_t>(pick(rng)) % n] = rail;
+      if (trial % 11 == 0) x[static_cast<size_t>(pick(rng)) % n] = std::nanf("");
+      if (trial % 13 == 0) x[n - 1] = std::numeric_limits<float>::infinity();
+      // The plain definitions.
+      std::vector<float> fin;
+      for (float v : x) {
+        if (std::isfinite(v)) fin.push_back(v);
+      }
+      uint32_t want = fin.size() < x.size() ? kNonFinite : kInputOk;
+      if (fin.size() >= 2) {
+        const float hi = *std::max_element(fin.begin(), fin.end());
+        const float lo = *std::min_element(fin.begin(), fin.end());
+        const auto at_hi = std::count(fin.begin(), fin.end(), hi);
+        const auto at_lo = std::count(fin.begin(), fin.end(), lo);
+        double mean = 0, var = 0;
+        for (float v : fin) mean += v;
+        mean /= static_cast<double>(fin.size());
+        for (float v : fin) var += (v - mean) * (v - mean);
+        const double sd = std::sqrt(var / static_cast<double>(fin.size()));
+        if (hi == lo || sd <= o.flat_rel * 0.5) want |= kFlatLine;
+        if (hi > lo && std::max(at_hi, at_lo) >= o.clip_samples) want |= kClipping;
+      }
+      auto h = InputHealth::Create(1, 1000, {0.5f}, o);
+      ASSERT_TRUE(h);
+      EXPECT_EQ(InputProblemNames(h->Observe(x).problems), InputProblemNames(want))
+          << "n " << n << " trial " << trial;
+    }
+  }
+}
+
 // Once the window is full the monitor updates only the two PSI terms an event moves. After 2.5
 // windows of a drifting stream it must report what a fresh monitor computes from scratch over
 // the same last window of events.

@@ -4,9 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
+#include <vector>
 
 #include "decide/adaptive_baseline.h"
 
@@ -265,6 +267,36 @@ TEST(AdaptiveBaseline, EveryStepIsReversible) {
   EXPECT_EQ(t.b.mean(), (std::vector<float>{0, 0}));
   EXPECT_EQ(t.b.step(), 0);
   EXPECT_TRUE(t.b.Journal().empty());
+}
+
+// The trend is kept as running sums (O(1) per event); it must equal the least-squares slope of
+// the clipped evidence over the last trend_window events computed directly, while the ring fills
+// and across many turns of it (a ramp, then noise, then a step, with clipped values).
+TEST(HealthMonitorTest, RunningTrendEqualsADirectFitOverTheLastWindow) {
+  HealthMonitor m = Make(8, 20);
+  const int w = m.options().trend_window;
+  const double clip = m.options().clip;
+  Evidence e(21);
+  std::vector<double> x;  // the evidence fed so far (unit baseline: z = ln score)
+  for (int i = 0; i < 1000; ++i) {
+    const double delta = i < 300 ? 0.01 * i : i < 700 ? 0 : 5;
+    const float score = e.Score(delta);
+    x.push_back(std::clamp(std::log(static_cast<double>(score)), -clip, clip));
+    const double got = m.Update(score).trend;
+    const size_t n = std::min<size_t>(x.size(), static_cast<size_t>(w));
+    if (n < 3) continue;
+    double st = 0, sx = 0, stt = 0, stx = 0;
+    for (size_t k = 0; k < n; ++k) {
+      const double t = static_cast<double>(k), v = x[x.size() - n + k];
+      st += t;
+      sx += v;
+      stt += t * t;
+      stx += t * v;
+    }
+    const double nn = static_cast<double>(n);
+    const double want = 100.0 * (nn * stx - st * sx) / (nn * stt - st * st);
+    ASSERT_NEAR(got, want, 1e-9 * std::max(1.0, std::fabs(want))) << "event " << i;
+  }
 }
 
 }  // namespace
