@@ -132,6 +132,7 @@ EventView Agent::ViewOf(const Slot& s) const {
   v.index = s.index;
   v.start_frame = s.start_frame;
   v.t_start_s = s.t_start;
+  v.source_span_s = s.source_span_s;
   v.arrival = s.arrival;
   v.error = s.error;
   v.spec = reader_->spec();
@@ -168,6 +169,7 @@ void Agent::Enqueue(const EventView& v) {
   s.part_id = v.part_id;
   s.start_frame = v.start_frame;
   s.t_start = v.t_start_s;
+  s.source_span_s = v.source_span_s;
   // The deadline's clock: when the pipeline takes the event (a replay as fast as possible), when
   // the source says the event arrived (a camera frame, a watched file), else now.
   s.arrival = due_when_taken_                    ? kNotDueYet

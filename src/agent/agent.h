@@ -110,6 +110,7 @@ class Agent {
     std::vector<uint64_t> storage;  // the event's bytes (8-byte aligned for any element type)
     int64_t index = 0, event_id = -1, part_id = -1, start_frame = 0;
     double t_start = 0;
+    double source_span_s = -1;                      // EventView::source_span_s
     std::chrono::steady_clock::time_point arrival;  // the deadline counts from here
     std::string error;  // EventView::error (capacity reserved: copying it allocates nothing)
     std::atomic<bool> decided{false};

@@ -31,6 +31,7 @@ struct AssetMonitor::State {
   std::optional<DriftMonitor> drift;
   std::optional<InputHealth> input;
   std::optional<AdaptiveBaseline> baseline;
+  int64_t window = 0;        // frames per window (the source-clock rate check)
   int64_t rate_frame0 = -1;  // sample-rate check: first frame and arrival of the interval
   std::chrono::steady_clock::time_point rate_t0;
 };
@@ -86,6 +87,7 @@ std::unique_ptr<AssetMonitor::State> AssetMonitor::Build(const std::string& id,
     }
   }
   const WindowingSpec& w = served->windowing();
+  st->window = w.window;
   if (o.input && model.input().event.type == ElementType::kF32) {
     if (auto ih = InputHealth::Create(w.channels, w.sample_rate, ChannelStds(card, w.channels),
                                       o.input_options)) {
@@ -178,6 +180,13 @@ void AssetMonitor::UpdateInput(const EventView& event, Decision& d) {
   InputHealth& in = *st_->input;
   const uint32_t before = in.status().problems;
   uint32_t problems = in.Observe(samples).problems;
+  // A recording's own clock (a CSV time column): the window's frames against the time they span.
+  // Only for windows long enough that timestamps good to half a sample (what the CSV source
+  // accepts) cannot fake a glitch: 2 samples of error stay under the tolerance.
+  if (event.source_span_s > 0 &&
+      static_cast<double>(st_->window - 1) * opt_.input_options.rate_tolerance >= 2) {
+    problems |= in.ObserveTiming(st_->window - 1, event.source_span_s).problems & kRateGlitch;
+  }
   if (opt_.live && event.start_frame >= 0) {
     if (st_->rate_frame0 < 0 || event.start_frame < st_->rate_frame0) {
       st_->rate_frame0 = event.start_frame;

@@ -42,6 +42,9 @@ Status StreamEventReader::Run(const std::atomic<bool>& stop, const EmitEvent& em
   const auto t0 = Clock::now();
   EventView ev;
   ev.spec = spec_;
+  // The source's own clock (a CSV time column), kept for the frames a window can still span.
+  std::vector<double> clock(static_cast<size_t>(windowing_.window) + kChunk);
+  bool has_clock = false;
   const std::function<void(const sources::WindowView&)> on_window =
       [&](const sources::WindowView& w) {
         ev.event_id = w.index;
@@ -49,6 +52,13 @@ Status StreamEventReader::Run(const std::atomic<bool>& stop, const EmitEvent& em
         ev.start_frame = w.start_frame;
         ev.t_start_s = w.t_start_s;
         ev.bytes = std::as_bytes(w.samples);
+        ev.source_span_s = -1;
+        const int64_t last = w.start_frame + windowing_.window - 1;
+        if (has_clock && w.start_frame >= 0 && last < frames_total &&
+            frames_total - w.start_frame <= static_cast<int64_t>(clock.size())) {
+          ev.source_span_s = clock[static_cast<size_t>(last) % clock.size()] -
+                             clock[static_cast<size_t>(w.start_frame) % clock.size()];
+        }
         emit(ev);
       };
   Status st = Ok();
@@ -64,6 +74,11 @@ Status StreamEventReader::Run(const std::atomic<bool>& stop, const EmitEvent& em
       break;
     }
     if (*r == 0) break;
+    const std::span<const double> times = source_->FrameTimes();
+    has_clock = times.size() == *r;
+    for (size_t i = 0; has_clock && i < *r; ++i) {
+      clock[static_cast<size_t>(frames_total + static_cast<int64_t>(i)) % clock.size()] = times[i];
+    }
     frames_total += static_cast<int64_t>(*r);
     signal_s_.store(static_cast<double>(frames_total) / sr);
     if (opts_.speed > 0) {

@@ -4,6 +4,7 @@
 #include <memory>
 #include <optional>
 
+#include "agent/asset_monitor.h"
 #include "agent/dataset.h"
 #include "agent/decision_log.h"
 #include "agent/monitors.h"
@@ -11,7 +12,6 @@
 #include "cli/commands.h"
 #include "cli/vision_commands.h"
 #include "core/fs.h"
-#include "decide/health.h"
 #include "detect/select.h"
 
 namespace tend::cli {
@@ -26,7 +26,7 @@ struct ScoreArgs {
   int top_k = 3;
   std::string overlays;
   bool clips = false;   // one line per input (clip) instead of per window
-  bool health = false;  // health over time (decide/health.h) on the window scores
+  bool health = false;  // the agent's monitors (health over time, drift, input health)
   DebounceOptions debounce{1, 1};
 };
 
@@ -55,18 +55,13 @@ void WriteClipLines(std::FILE* out, const std::vector<agent::InputSpec>& inputs,
   }
 }
 
-// The JSON line of one scored window (the decision, plus input, wear and health when known).
-nlohmann::json WindowLine(const Decision& d, const agent::WindowInfo& info, bool several_inputs,
-                          std::optional<HealthMonitor>& health) {
+// The JSON line of one scored window (the decision with its health fields when the monitors
+// ran, plus input and wear when known).
+nlohmann::json WindowLine(const Decision& d, const agent::WindowInfo& info, bool several_inputs) {
   auto j = agent::DecisionJson(d);
   j.erase("timestamp");
   if (several_inputs) j["input"] = info.input->ToString();
   if (info.wear >= 0) j["wear"] = agent::Round4(info.wear);
-  if (health) {
-    const HealthStatus& h = health->Update(d.anomaly_score);
-    j["health"] = HealthStateName(h.state);
-    j["health_cusum"] = agent::Round4(h.cusum);
-  }
   return j;
 }
 
@@ -86,11 +81,15 @@ void FillDecision(Decision& d, const agent::ServedModel& model, const agent::Sco
   d.latency_ms = so_out.features_ms + so_out.inference_ms;
 }
 
-std::optional<HealthMonitor> MakeHealth(const ScoreArgs& a, const agent::ServedModel& model) {
-  if (!a.health) return std::nullopt;
-  auto baseline = OrDie(agent::ScoreBaselineOf(model.card()), a.model);
-  auto options = OrDie(agent::HealthOptionsFor(model.card()), a.model);
-  return OrDie(HealthMonitor::Create(baseline, options));
+// --health: the asset monitors `tend run` puts between the decider and its sinks, with the
+// agent's default settings, so a window's health fields are what the agent would decide
+// (agent/asset_monitor.h: one place for that work). A model that cannot carry a health monitor
+// is refused.
+std::unique_ptr<agent::AssetMonitor> MakeMonitor(const ScoreArgs& a, agent::ServedModel& model) {
+  if (!a.health) return nullptr;
+  OrDie(agent::ScoreBaselineOf(model.card()), a.model);
+  OrDie(agent::HealthOptionsFor(model.card()), a.model);
+  return OrDie(agent::AssetMonitor::Create("score", agent::MonitorOptions{}, model), a.model);
 }
 
 void DoScore(const ScoreArgs& a) {
@@ -108,7 +107,9 @@ void DoScore(const ScoreArgs& a) {
   so.sample_rate = a.sample_rate;
   so.channels = a.channels;
   so.wav_channel = a.channel;
-  std::optional<HealthMonitor> health = MakeHealth(a, *model);
+  std::unique_ptr<agent::AssetMonitor> monitor = MakeMonitor(a, *model);
+  EventView ev;
+  ev.spec = model->input().event;
 
   // A regular file is replaced atomically; /dev/null, a pipe or a symlink's target is written
   // through (never renamed over).
@@ -131,11 +132,19 @@ void DoScore(const ScoreArgs& a) {
               s.error().Wrap(info.input->ToString() + " window " + std::to_string(info.index)));
         FillDecision(d, *model, so_out, info);
         decider.Decide(d);
+        if (monitor) {
+          ev.index = info.index;
+          ev.start_frame = info.start_frame;
+          ev.t_start_s = info.t_start_s;
+          ev.bytes = std::as_bytes(win);
+          d.features = model->last_features();
+          monitor->OnDecision(ev, d);
+        }
         ++n;
         if (a.clips) {
           clips.scores[static_cast<size_t>(info.input - inputs.data())].push_back(d.anomaly_score);
         } else {
-          std::fputs((WindowLine(d, info, inputs.size() > 1, health).dump() + "\n").c_str(), out);
+          std::fputs((WindowLine(d, info, inputs.size() > 1).dump() + "\n").c_str(), out);
         }
         return Ok();
       });
@@ -155,15 +164,19 @@ void DoScore(const ScoreArgs& a) {
 
 void RegisterScore(CLI::App& app) {
   auto a = std::make_shared<ScoreArgs>();
-  auto* cmd = app.add_subcommand("score", "Score every window of the inputs; one JSON line per window");
+  auto* cmd =
+      app.add_subcommand("score", "Score every window of the inputs; one JSON line per window");
   cmd->add_option("--model,-m", a->model, "Model (.onnx)")->required();
-  cmd->add_option("--input,-i", a->inputs, "WAV/CSV files (FILE@START:END to cut), sim:..., or -")->required();
+  cmd->add_option("--input,-i", a->inputs, "WAV/CSV files (FILE@START:END to cut), sim:..., or -")
+      ->required();
   cmd->add_option("--out,-o", a->out, "Write JSONL here instead of stdout");
   cmd->add_option("--channel", a->channel, "Use only this channel of multi-channel inputs");
-  cmd->add_option("--sample-rate", a->sample_rate, "Sample rate for raw stdin / CSV without time column");
+  cmd->add_option("--sample-rate", a->sample_rate,
+                  "Sample rate for raw stdin / CSV without time column");
   cmd->add_option("--channels", a->channels, "Channel count for raw stdin");
   cmd->add_option("--top", a->top_k, "How many top contributing features to list");
-  cmd->add_option("--overlays", a->overlays, "Image models: write an anomaly-map overlay PNG of every reject here");
+  cmd->add_option("--overlays", a->overlays,
+                  "Image models: write an anomaly-map overlay PNG of every reject here");
   cmd->add_option("--debounce-k", a->debounce.k,
                   "is_alert when k of the last n windows cross LOW (default 1: every window alone; "
                   "the agent's default is 2 of 3)");
@@ -171,7 +184,8 @@ void RegisterScore(CLI::App& app) {
   cmd->add_flag("--clips", a->clips,
                 "One line per input (clip): the geometric mean of its window scores");
   cmd->add_flag("--health", a->health,
-                "Add health over time (CUSUM warning/alarm against the commissioning scores)");
+                "Add the agent's monitors to every window: health over time (CUSUM warning/alarm "
+                "against the commissioning scores), input problems; as `tend run` decides them");
   cmd->callback([a] { DoScore(*a); });
 }
 

@@ -99,6 +99,10 @@ struct EventView {
   int64_t index = 0;         // 0-based per asset and run
   int64_t start_frame = -1;  // sample streams: first frame of the window; -1 for frame sources
   double t_start_s = 0;      // seconds since the start of the source
+  // Sample streams whose source keeps its own clock (a CSV time column): seconds from the
+  // window's first frame to its last by that clock, for the sample-rate check of input health
+  // (a recording whose rate glitched). -1: the source has no clock of its own.
+  double source_span_s = -1;
   // When the event was complete (a frame: when it arrived from the camera's driver, when the
   // watched file appeared, when a replayed file was due); the deadline counts from here. Left
   // at its default (epoch) by sources that do not know: the agent then counts from enqueue.

@@ -146,6 +146,7 @@ class CsvSource final : public Source {
   std::string Describe() const override {
     return fmt::format("csv:{} ({} Hz, {} ch)", path_, info_.sample_rate, info_.channels);
   }
+  std::span<const double> FrameTimes() const override { return times_; }
 
  private:
   CsvSource() = default;
@@ -168,7 +169,9 @@ class CsvSource final : public Source {
   std::vector<double> row_;
   // Rows read ahead at open (to learn the sample rate from the time column), served first.
   std::vector<float> ahead_;
+  std::vector<double> ahead_times_;  // their time column
   size_t ahead_pos_ = 0;
+  std::vector<double> times_;  // the time column of the frames the latest Read returned
   StreamInfo info_;
 };
 
@@ -358,6 +361,7 @@ Result<std::unique_ptr<Source>> CsvSource::Open(const std::string& path,
   const int off = s->has_time_ ? 1 : 0;
   const size_t nrows = rows.size() / s->columns_;
   for (size_t r = 0; r < nrows; ++r) {
+    if (s->has_time_) s->ahead_times_.push_back(rows[r * s->columns_]);
     for (int c = 0; c < value_cols; ++c) {
       if (s->pick_ < 0 || c == s->pick_) {
         s->ahead_.push_back(static_cast<float>(rows[r * s->columns_ + off + c]));
@@ -374,14 +378,19 @@ Result<size_t> CsvSource::Read(std::span<float> out, size_t max_frames) {
                                             path_, out.size(), max_frames, max_frames * ch)));
   }
   size_t done = 0;
+  times_.clear();
+  if (has_time_ && times_.capacity() < max_frames) times_.reserve(max_frames);
   while (done < max_frames && ahead_pos_ < ahead_.size()) {
     std::copy_n(ahead_.data() + ahead_pos_, ch, out.data() + done * ch);
+    if (has_time_) times_.push_back(ahead_times_[ahead_pos_ / static_cast<size_t>(ch)]);
     ahead_pos_ += ch;
     ++done;
   }
   if (ahead_pos_ == ahead_.size() && !ahead_.empty()) {
     ahead_.clear();
     ahead_.shrink_to_fit();
+    ahead_times_.clear();
+    ahead_times_.shrink_to_fit();
     ahead_pos_ = 0;
   }
   const int off = has_time_ ? 1 : 0;
@@ -396,6 +405,7 @@ Result<size_t> CsvSource::Read(std::span<float> out, size_t max_frames) {
     } else {
       for (int c = 0; c < ch; ++c) dst[c] = static_cast<float>(row_[off + c]);
     }
+    if (has_time_) times_.push_back(row_[0]);
     ++frame_;
     ++done;
   }

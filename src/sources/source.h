@@ -36,6 +36,10 @@ class Source {
   // about 100 ms of *flag becoming true, instead of waiting on. nullptr: no interrupt. Files and
   // the simulator never wait, and ignore it.
   virtual void SetInterrupt(const std::atomic<bool>* /*flag*/) {}
+  // The source's own timestamps (seconds) of the frames the latest Read returned, one per frame,
+  // when it keeps a clock of its own (a CSV time column); empty otherwise. Valid until the next
+  // Read.
+  virtual std::span<const double> FrameTimes() const { return {}; }
 };
 
 struct SourceOptions {

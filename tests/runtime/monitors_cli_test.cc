@@ -1,9 +1,13 @@
 // The asset's monitors through `tend run` (#14, docs/alarms.md "In the agent"): the health of
 // every decision in stdout (text and JSON) and the decision log, agreeing with the run summary;
-// input health on a recording that flat-lines a channel (CSV) and one with NaN bursts (WAV); the
-// adaptive baseline absorbing a slow healthy drift but not a slowly rising fault.
+// input health on a recording that flat-lines a channel (CSV), one with NaN bursts (WAV), one that
+// clips (PCM16 WAV) and one whose time column shows a sample-rate glitch (CSV); `tend score
+// --health` deciding the same health as `tend run`; the adaptive baseline absorbing a slow healthy
+// drift but not a slowly rising fault.
 #include <gtest/gtest.h>
+#include <httplib.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -12,6 +16,7 @@
 #include <sstream>
 
 #include "../agent/cli_util.h"
+#include "telemetry/test_support.h"
 
 namespace tend::testing {
 namespace {
@@ -94,6 +99,42 @@ void WriteCsv(const std::string& path, int channels, const std::vector<float>& i
       f << buf;
     }
     f << "\n";
+  }
+}
+
+// 16-bit PCM (what a recorder that clips writes): full scale is -32768..32767.
+void WritePcm16(const std::string& path, const std::vector<float>& mono) {
+  std::ofstream f(path, std::ios::binary);
+  auto u32 = [&](uint32_t v) { f.write(reinterpret_cast<const char*>(&v), 4); };
+  auto u16 = [&](uint16_t v) { f.write(reinterpret_cast<const char*>(&v), 2); };
+  const auto bytes = static_cast<uint32_t>(mono.size() * 2);
+  f.write("RIFF", 4);
+  u32(36 + bytes);
+  f.write("WAVEfmt ", 8);
+  u32(16);
+  u16(1);  // PCM
+  u16(1);
+  u32(static_cast<uint32_t>(kRate));
+  u32(static_cast<uint32_t>(kRate) * 2);
+  u16(2);
+  u16(16);
+  f.write("data", 4);
+  u32(bytes);
+  for (float v : mono) {
+    const auto q = static_cast<int16_t>(std::clamp(std::lround(v * 32768.0), -32768L, 32767L));
+    f.write(reinterpret_cast<const char*>(&q), 2);
+  }
+}
+
+// A one-channel CSV with its own time column: row i at times[i].
+void WriteTimedCsv(const std::string& path, const std::vector<double>& times,
+                   const std::vector<float>& mono) {
+  std::ofstream f(path);
+  f << "time,ch0\n";
+  char buf[64];
+  for (size_t i = 0; i < mono.size(); ++i) {
+    std::snprintf(buf, sizeof buf, "%.7f,%.5f\n", times[i], static_cast<double>(mono[i]));
+    f << buf;
   }
 }
 
@@ -213,6 +254,135 @@ TEST_F(MonitorsCli, InputHealthReportsAFlatLinedChannelAndNaNBursts) {
   EXPECT_EQ(s["monitors"]["asset-1"]["input_windows"]["non_finite"], 3) << s.dump();
   EXPECT_EQ(s["monitors"]["asset-1"]["input_windows"]["non_finite_samples"], 21) << s.dump();
   EXPECT_EQ(s["errors"], 3);
+}
+
+// Clipping and a sample-rate glitch through `tend run`, reported in the decisions
+// (input_problems), the run summary and the metrics. A PCM16 recording whose level rises past
+// full scale for windows 20-29 (the recorder rides its rails), and a CSV whose time column shows
+// the sampling slowed to 0.8 of its rate for windows 40-49 (each step 1.25 x the nominal one,
+// which the CSV reader accepts as sampling, not as a gap) and that clips for windows 10-19.
+TEST_F(MonitorsCli, ClippingAndARateGlitchReachDecisionsSummaryAndMetrics) {
+  const int64_t window = 400;
+  auto scaled = [](std::vector<float> x, double by) {
+    for (float& v : x) v = static_cast<float>(v * by);
+    return x;
+  };
+  WritePcm16(dir_ + "/healthy.wav",
+             scaled(Machine(1, 300 * window, 1, [](int64_t) { return 1.0; }), 0.25));
+  auto train = Tend("train --input healthy.wav --window 400 --out m.onnx", dir_);
+  ASSERT_EQ(train.rc, 0) << train.err;
+  auto in = [&](int64_t i, int64_t from, int64_t to) {
+    return i >= from * window && i < to * window;
+  };
+  WritePcm16(
+      dir_ + "/clip.wav",
+      scaled(Machine(1, 60 * window, 2, [&](int64_t i) { return in(i, 20, 30) ? 3.0 : 1.0; }),
+             0.25));
+  auto r = Tend(
+      "run --model m.onnx --source clip.wav --speed 0 --json --metrics-port 0 "
+      "--summary-json c.json",
+      dir_);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto lines = JsonLines(r.out);
+  ASSERT_EQ(lines.size(), 60u);
+  for (const auto& d : lines) {
+    const int64_t w = d["window"];
+    EXPECT_EQ(d.value("input_problems", ""), w >= 20 && w < 30 ? "clipping" : "") << d.dump();
+  }
+  auto s = nlohmann::json::parse(Slurp(dir_ + "/c.json"))["monitors"]["asset-1"];
+  EXPECT_EQ(s["input_windows"]["clipping"], 10) << s.dump();
+  EXPECT_EQ(s["input_windows"]["rate_glitch"], 0) << s.dump();
+  EXPECT_NE(r.err.find("asset-1: input clipping at window 20"), std::string::npos) << r.err;
+
+  // The CSV: 120 windows, clipping in 10-19 (at +-0.3, the level the rails of this sensor give),
+  // the sampling slowed in 40-49.
+  const int64_t frames = 120 * window;
+  auto x = scaled(Machine(1, frames, 3, [](int64_t) { return 1.0; }), 0.25);
+  for (int64_t i = 10 * window; i < 20 * window; ++i) {
+    float& v = x[static_cast<size_t>(i)];
+    v = std::clamp(3 * v, -0.3f, 0.3f);
+  }
+  std::vector<double> t(static_cast<size_t>(frames));
+  for (int64_t i = 1; i < frames; ++i) {
+    const bool slow = i > 40 * window && i < 50 * window;  // steps inside windows 40-49
+    t[static_cast<size_t>(i)] = t[static_cast<size_t>(i - 1)] + (slow ? 1.25 : 1.0) / kRate;
+  }
+  WriteTimedCsv(dir_ + "/glitch.csv", t, x);
+  // Paced (not --speed 0) so that the metrics can be scraped while it runs: 12 s of signal at
+  // 4x, the glitch over after 5 s of signal.
+  const int port = FreePort();
+  std::ofstream(dir_ + "/loopback.toml") << "[metrics]\nbind = \"127.0.0.1\"\n";
+  const std::string out_path = dir_ + "/glitch.out";
+  pid_t pid =
+      Spawn({TendBin(), "run", "--model", dir_ + "/m.onnx", "--source", dir_ + "/glitch.csv",
+             "--speed", "4", "--json", "--metrics-port", std::to_string(port), "--state-dir",
+             dir_ + "/st", "--config", dir_ + "/loopback.toml", "--summary-json", dir_ + "/g.json"},
+            out_path, /*merge_stderr=*/false);
+  ASSERT_GT(pid, 0);
+  std::string scrape;
+  auto counter = [&](const std::string& problem) {
+    const std::string key = "problem=\"" + problem + "\"";
+    std::istringstream ls(scrape);
+    for (std::string line; std::getline(ls, line);) {
+      if (line.rfind("edge_input_problem_windows_total{", 0) == 0 &&
+          line.find(key) != std::string::npos) {
+        return std::stod(line.substr(line.rfind(' ') + 1));
+      }
+    }
+    return -1.0;
+  };
+  const bool seen = WaitFor(
+      [&] {
+        httplib::Client cli("127.0.0.1", port);
+        auto res = cli.Get("/metrics");
+        if (res && res->status == 200) scrape = res->body;
+        return counter("rate_glitch") >= 10;
+      },
+      std::chrono::seconds(60));
+  ASSERT_EQ(WaitExit(pid), 0) << ReadAll(out_path);
+  ASSERT_TRUE(seen) << scrape;
+  EXPECT_EQ(counter("rate_glitch"), 10) << scrape;
+  EXPECT_EQ(counter("clipping"), 10) << scrape;
+  lines = JsonLines(ReadAll(out_path));
+  ASSERT_EQ(lines.size(), 120u);
+  for (const auto& d : lines) {
+    const int64_t w = d["window"];
+    const std::string want = w >= 10 && w < 20   ? "clipping"
+                             : w >= 40 && w < 50 ? "rate_glitch"
+                                                 : "";
+    EXPECT_EQ(d.value("input_problems", ""), want) << d.dump();
+  }
+  s = nlohmann::json::parse(Slurp(dir_ + "/g.json"))["monitors"]["asset-1"];
+  EXPECT_EQ(s["input_windows"]["rate_glitch"], 10) << s.dump();
+  EXPECT_EQ(s["input_windows"]["clipping"], 10) << s.dump();
+}
+
+// `tend score --health` runs the agent's own monitors (agent/asset_monitor.h) on the windows it
+// scores: the same input gives the same health, CUSUMs and input problems as `tend run`.
+TEST_F(MonitorsCli, ScoreHealthIsTheHealthTendRunDecides) {
+  ASSERT_EQ(Tend("train --input 'sim:strokes=300,wear=0,seed=5' --out m.onnx", dir_).rc, 0);
+  const std::string input = "'sim:strokes=150,wear=0.7,wear_end=1,seed=2'";
+  auto run =
+      Tend("run --model m.onnx --source " + input + " --speed 0 --json --metrics-port 0", dir_);
+  ASSERT_EQ(run.rc, 0) << run.err;
+  auto score = Tend("score --model m.onnx --health --input " + input, dir_);
+  ASSERT_EQ(score.rc, 0) << score.err;
+  const auto a = JsonLines(run.out), b = JsonLines(score.out);
+  ASSERT_EQ(a.size(), 150u);
+  ASSERT_EQ(b.size(), a.size());
+  int alarms = 0, warnings = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(b[i]["window"], a[i]["window"]) << i;
+    ASSERT_EQ(b[i]["anomaly_score"], a[i]["anomaly_score"]) << i;
+    for (const char* k : {"health", "health_cusum", "health_alarm_cusum", "input_problems"}) {
+      EXPECT_EQ(b[i].value(k, nlohmann::json()), a[i].value(k, nlohmann::json()))
+          << k << " at window " << i << "\nrun:   " << a[i].dump() << "\nscore: " << b[i].dump();
+    }
+    alarms += a[i]["health"] == "alarm";
+    warnings += a[i]["health"] == "warning";
+  }
+  EXPECT_GT(alarms, 0) << "the wearing press must alarm: the comparison covers every state";
+  EXPECT_GT(warnings, 0);
 }
 
 // Build item 2: the adaptive baseline (opt-in). A slow healthy drift (the machine's level rises
