@@ -6,8 +6,9 @@
 // appended to the same graph, so serving computes exactly what training saw:
 //
 //   image [1,C,H,W] -> backbone layers -> AveragePool 3x3 -> Resize -> Concat -> Gather(channels)
-//     -> embedding [1,d,h,w] -> (x - mu_l) W_l per location -> |.| -> anomaly_map [1,h,w]
-//                                                                   -> max -> anomaly_score [1]
+//     -> embedding [1,d,h,w] -> (x - mu_l) W_l per location -> |.| -> [x padding mask]
+//     -> [Gaussian smoothing] -> anomaly_map [1,h,w] -> max -> anomaly_score [1]
+// (the mask and the smoothing only when asked for: MapOptions)
 #pragma once
 
 #include <onnx/onnx_pb.h>
