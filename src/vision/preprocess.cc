@@ -30,7 +30,8 @@ nlohmann::json PreprocessSpec::ToJson() const {
   j["std"] = std::vector<float>(std.begin(), std.begin() + channels);
   j["resize"] = resize;
   j["intensity"] = intensity;
-  j["fit"] = fit;
+  // Only when not the default, so a stretched model stays readable by agents from before "fit".
+  if (fit != "stretch") j["fit"] = fit;
   return j;
 }
 

@@ -52,7 +52,7 @@ struct PreprocessSpec {
     return static_cast<size_t>(channels) * static_cast<size_t>(width) * static_cast<size_t>(height);
   }
   // {"roi": [x, y, w, h] | null, "width", "height", "color", "channels", "mean", "std", "resize",
-  //  "intensity", "fit"}
+  //  "intensity", "fit" (only when "letterbox")}
   nlohmann::json ToJson() const;
   // Strict: unknown keys and wrong types are errors naming the key.
   static Result<PreprocessSpec> FromJson(const nlohmann::json& j);

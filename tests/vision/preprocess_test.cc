@@ -282,6 +282,8 @@ TEST(Preprocess, FitIsRecordedAndOlderSpecsMeanStretch) {
   auto back = PreprocessSpec::FromJson(s.ToJson());
   ASSERT_TRUE(back);
   EXPECT_EQ(back->fit, "letterbox");
+  // A stretched spec does not write "fit" (agents from before it refuse unknown keys).
+  EXPECT_FALSE(PreprocessSpec{}.ToJson().contains("fit"));
   auto j = s.ToJson();
   j.erase("fit");
   back = PreprocessSpec::FromJson(j);
