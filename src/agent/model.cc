@@ -9,11 +9,13 @@ std::string ModelInput::Describe() const {
     s += " of the frame region " + std::to_string(roi.x) + "," + std::to_string(roi.y) + " " +
          std::to_string(roi.width) + "x" + std::to_string(roi.height);
   }
+  if (frame_fit != "stretch") s += " (" + frame_fit + ")";
   return s;
 }
 
 bool ModelInput::SameAs(const ModelInput& o) const {
-  if (!(event == o.event) || !(roi == o.roi) || windowing.has_value() != o.windowing.has_value())
+  if (!(event == o.event) || !(roi == o.roi) || windowing.has_value() != o.windowing.has_value() ||
+      frame_fit != o.frame_fit || frame_standardize != o.frame_standardize)
     return false;
   return !windowing || windowing->ToJson() == o.windowing->ToJson();
 }

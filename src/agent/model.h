@@ -35,6 +35,11 @@ struct ModelInput {
   // Camera frames: the frame source crops this from every frame and fits it to `event` (the
   // network's size) exactly as the model's preprocessing did when it was fitted.
   FrameRoi roi;
+  // Camera frames: how the ROI becomes `event` — "stretch" (resized whatever its shape) or
+  // "letterbox" (aspect ratio kept, padded, and with `frame_standardize` the content's intensity
+  // standardised to u8 levels), as vision::PreprocessSpec's "fit".
+  std::string frame_fit = "stretch";
+  bool frame_standardize = false;
 
   std::string Describe() const;
   // Two models are interchangeable in an agent only when they take the same input.

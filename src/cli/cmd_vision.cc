@@ -17,6 +17,7 @@
 #include "sources/frame_source.h"
 #include "vision/decode.h"
 #include "vision/overlay.h"
+#include "vision/preprocess.h"
 
 namespace tend::cli {
 
@@ -71,6 +72,11 @@ void AddImageTrainFlags(CLI::App& cmd, ImageTrainFlags& f) {
   cmd.add_option("--color", f.color, "Images: grey or rgb")->check(CLI::IsMember({"grey", "rgb"}));
   cmd.add_option("--roi", f.roi,
                  "Images: region of interest X,Y,WIDTH,HEIGHT in frame pixels (default: all)");
+  cmd.add_option("--fit", f.fit,
+                 "Images: stretch the ROI to --size, or letterbox it (keep its aspect ratio, pad; "
+                 "padding is masked out of the score)")
+      ->check(CLI::IsMember({"stretch", "letterbox"}))
+      ->capture_default_str();
   cmd.add_option("--intensity", f.intensity, "Images: standardize (per frame) or raw")
       ->check(CLI::IsMember({"standardize", "raw"}));
   cmd.add_option("--mean", f.mean, "Images: per-channel mean on [0,1] (default: the backbone's)")
@@ -85,6 +91,17 @@ void AddImageTrainFlags(CLI::App& cmd, ImageTrainFlags& f) {
       ->capture_default_str();
   cmd.add_option("--coreset-max", f.coreset_max,
                  "Images, --detector patchcore: at most this many bank patches (0 = no cap)");
+  cmd.add_option("--smooth", f.smooth,
+                 "Images: Gaussian smoothing of the anomaly map before its maximum (sigma in "
+                 "grid cells; 0 = none)")
+      ->check(CLI::Range(0.0, 16.0))
+      ->capture_default_str();
+  cmd.add_option(
+         "--pool", f.pool,
+         "Images: each patch embedding averages its POOLxPOOL neighbourhood (odd; 1 = none)")
+      ->check(CLI::Range(1, 15))
+      ->capture_default_str();
+  cmd.add_flag("--flip", f.flip, "Images: also fit each fitting image mirrored left-right");
   cmd.add_option("--threads", f.threads,
                  "Images: ONNX Runtime threads while fitting (0 = all cores)");
 }
@@ -117,6 +134,7 @@ void RunImageTrain(const CLI::App& cmd, const ImageTrainFlags& f,
   o.preprocess.channels = 3;
   o.preprocess.roi = ParseRoi(f.roi);
   o.preprocess.intensity = f.intensity;
+  o.preprocess.fit = f.fit;
   if (!f.mean.empty() || !f.std.empty()) {
     if (f.mean.size() != 3 || f.std.size() != 3)
       Die("--mean and --std take three values each (R,G,B)");
@@ -128,6 +146,7 @@ void RunImageTrain(const CLI::App& cmd, const ImageTrainFlags& f,
   }
   o.embedding.layers = f.layers;
   o.embedding.dims = f.dims;
+  o.embedding.pool = f.pool;
   o.embedding.seed = seed;
   o.eps = f.eps;
   o.detector = f.detector == "auto" ? "padim" : f.detector;
@@ -136,6 +155,8 @@ void RunImageTrain(const CLI::App& cmd, const ImageTrainFlags& f,
   o.coreset.fraction = f.coreset;
   o.coreset.max_size = f.coreset_max;
   o.coreset.seed = seed;
+  o.map.smooth_sigma = f.smooth;
+  o.flip = f.flip;
   o.holdout = holdout;
   o.name = cmd.count("--name") ? name : "part-inspection";
   o.version = version;
@@ -181,8 +202,17 @@ Status WriteOverlay(const std::string& dir, const sources::Frame& f, const inspe
   vision::OverlayOptions o;
   o.lo = m.thresholds().low * 0.5f;
   o.hi = m.thresholds().high;
-  TEND_RETURN_NOT_OK(vision::RenderOverlay(f.image.view(), m.preprocess().roi, s.map, s.map_width,
-                                           s.map_height, o, out));
+  if (m.preprocess().fit == "letterbox") {
+    // The map covers the letterboxed canvas (padding included): draw it over that canvas.
+    vision::Preprocessor pre(m.preprocess());
+    vision::Image canvas;
+    TEND_RETURN_NOT_OK(pre.RunU8(f.image.view(), canvas));
+    TEND_RETURN_NOT_OK(
+        vision::RenderOverlay(canvas.view(), {}, s.map, s.map_width, s.map_height, o, out));
+  } else {
+    TEND_RETURN_NOT_OK(vision::RenderOverlay(f.image.view(), m.preprocess().roi, s.map, s.map_width,
+                                             s.map_height, o, out));
+  }
   TEND_ASSIGN_OR_RETURN(std::string png, vision::EncodePng(out.view()));
   return fs::WriteFileAtomic(
       (stdfs::path(dir) / (stdfs::path(f.name).stem().string() + ".overlay.png")).string(), png);

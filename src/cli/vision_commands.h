@@ -13,6 +13,7 @@ struct ImageTrainFlags {
   std::string backbone;  // "" = the default backbone
   std::vector<std::string> layers;
   std::string size = "256x256", color = "grey", roi, intensity = "standardize";
+  std::string fit = "stretch";  // stretch or letterbox (keep the aspect ratio, pad)
   std::vector<float> mean, std;
   int64_t dims = 100;
   double eps = 0.01;
@@ -20,6 +21,9 @@ struct ImageTrainFlags {
   std::string detector = "auto";  // from `tend train --detector`: auto, padim, patchcore
   double coreset = 0.01;          // patchcore: fraction of the fitted patches kept
   int64_t coreset_max = 0;        // patchcore: at most this many (0 = no cap)
+  double smooth = 0;              // anomaly-map smoothing sigma, grid cells
+  int pool = 3;                   // neighbourhood averaged into each patch (odd)
+  bool flip = false;              // also fit mirrored images
 };
 
 // Adds --backbone, --layers, --size, --color, --roi, --intensity, --mean, --std, --dims, --eps,

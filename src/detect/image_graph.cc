@@ -351,7 +351,103 @@ Result<EmbeddingGraph> BuildEmbeddingGraph(const onnx::ModelProto& backbone, Emb
   return eg;
 }
 
-Status AppendPatchGaussianHead(EmbeddingGraph& eg, const PatchGaussian& pg) {
+json MapOptions::ToJson() const {
+  json j = {{"smooth_sigma", smooth_sigma}, {"mask_padding", mask_padding}};
+  if (mask_padding) j["pad_value"] = pad_value;
+  return j;
+}
+
+namespace {
+
+// [n, n] row-major: row i holds a Gaussian of `sigma` centred on i, cut at 4 sigma, normalised
+// over the full kernel (so values beyond the border count as zero, as a zero-padded Conv).
+std::vector<float> GaussianMatrix(int64_t n, double sigma) {
+  const int64_t r = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(4 * sigma)));
+  std::vector<double> k(static_cast<size_t>(2 * r + 1));
+  double sum = 0;
+  for (int64_t t = -r; t <= r; ++t)
+    sum += k[static_cast<size_t>(t + r)] = std::exp(-0.5 * t * t / (sigma * sigma));
+  std::vector<float> m(static_cast<size_t>(n * n), 0.0f);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = std::max<int64_t>(0, i - r); j <= std::min(n - 1, i + r); ++j)
+      m[static_cast<size_t>(i * n + j)] =
+          static_cast<float>(k[static_cast<size_t>(j - i + r)] / sum);
+  }
+  return m;
+}
+
+// valid [1, 1, h, w]: 1 where the patch's cell of the input holds any content, 0 where all padding.
+Status AppendPaddingMask(EmbeddingGraph& eg, const MapOptions& mo) {
+  onnx::GraphProto* g = eg.model.mutable_graph();
+  const auto& dims = g->input(0).type().tensor_type().shape().dim();
+  const int64_t H = dims[2].dim_value(), W = dims[3].dim_value();
+  if (H % eg.height != 0 || W % eg.width != 0 || H / eg.height != W / eg.width) {
+    return Fail(Error::Invalid(
+        fmt::format("padding mask: the input {}x{} is not a whole multiple of the grid {}x{}; "
+                    "choose --size a multiple of it",
+                    W, H, eg.width, eg.height)));
+  }
+  const int64_t cell = H / eg.height;
+  auto& inits = *g->mutable_initializer();
+  *inits.Add() = Int64Tensor("tend_mask_starts", {0});
+  *inits.Add() = Int64Tensor("tend_mask_ends", {1});
+  *inits.Add() = Int64Tensor("tend_mask_axes", {1});
+  *inits.Add() = FloatTensor("tend_mask_pad", {mo.pad_value}, {1});
+  *inits.Add() = FloatTensor("tend_mask_tol", {mo.pad_tolerance}, {1});
+  Add(g, "Slice", {"image", "tend_mask_starts", "tend_mask_ends", "tend_mask_axes"},
+      {"tend_mask_c0"});
+  Add(g, "Sub", {"tend_mask_c0", "tend_mask_pad"}, {"tend_mask_diff"});
+  Add(g, "Abs", {"tend_mask_diff"}, {"tend_mask_abs"});
+  Add(g, "Less", {"tend_mask_tol", "tend_mask_abs"}, {"tend_mask_content_b"});
+  IntAttr(Add(g, "Cast", {"tend_mask_content_b"}, {"tend_mask_content"}), "to",
+          onnx::TensorProto::FLOAT);
+  auto* mp = Add(g, "MaxPool", {"tend_mask_content"}, {"tend_mask_valid"});  // [1,1,h,w]
+  IntsAttr(mp, "kernel_shape", {cell, cell});
+  IntsAttr(mp, "strides", {cell, cell});
+  return Ok();
+}
+
+// dist [L, 1] (patch scores, locations row-major) -> anomaly_map [1,h,w] (masked, smoothed) and
+// anomaly_score [1] = its maximum.
+Status AppendMapTail(EmbeddingGraph& eg, const std::string& dist, const MapOptions& mo) {
+  onnx::GraphProto* g = eg.model.mutable_graph();
+  const int64_t h = eg.height, w = eg.width;
+  auto& inits = *g->mutable_initializer();
+  *inits.Add() = Int64Tensor("tend_map_shape_hw", {h, w});
+  *inits.Add() = Int64Tensor("tend_map_shape_map", {1, h, w});
+  *inits.Add() = Int64Tensor("tend_map_shape_map4", {1, 1, h, w});
+  *inits.Add() = Int64Tensor("tend_map_shape_score", {1});
+  std::string m = "tend_map_hw";
+  Add(g, "Reshape", {dist, "tend_map_shape_hw"}, {m});
+  if (mo.mask_padding) {
+    TEND_RETURN_NOT_OK(AppendPaddingMask(eg, mo));
+    Add(g, "Mul", {m, "tend_mask_valid"}, {"tend_map_masked"});
+    m = "tend_map_masked";
+  }
+  if (mo.smooth_sigma > 0) {
+    *inits.Add() = FloatTensor("tend_map_smooth_rows", GaussianMatrix(h, mo.smooth_sigma), {h, h});
+    *inits.Add() = FloatTensor("tend_map_smooth_cols", GaussianMatrix(w, mo.smooth_sigma), {w, w});
+    // rows: G_h M; columns: (G_h M) G_w^T (G symmetric).
+    Add(g, "MatMul", {"tend_map_smooth_rows", m}, {"tend_map_smooth_r"});
+    Add(g, "MatMul", {"tend_map_smooth_r", "tend_map_smooth_cols"}, {"tend_map_smoothed"});
+    m = "tend_map_smoothed";
+    if (mo.mask_padding) {
+      Add(g, "Mul", {m, "tend_mask_valid"}, {"tend_map_smoothed_masked"});
+      m = "tend_map_smoothed_masked";
+    }
+  }
+  Add(g, "Reshape", {m, "tend_map_shape_map"}, {"anomaly_map"});
+  Add(g, "Reshape", {"anomaly_map", "tend_map_shape_map4"}, {"tend_map_map4"});
+  Add(g, "GlobalMaxPool", {"tend_map_map4"}, {"tend_map_max"});
+  Add(g, "Reshape", {"tend_map_max", "tend_map_shape_score"}, {"anomaly_score"});
+  SetOutput(g->add_output(), "anomaly_score", {1});
+  SetOutput(g->add_output(), "anomaly_map", {1, h, w});
+  return Ok();
+}
+
+}  // namespace
+
+Status AppendPatchGaussianHead(EmbeddingGraph& eg, const PatchGaussian& pg, const MapOptions& mo) {
   if (pg.dims != eg.dims || pg.height != eg.height || pg.width != eg.width) {
     return Fail(
         Error::Internal(fmt::format("patch head: Gaussians are {}x{}x{}, the embedding is {}x{}x{}",
@@ -363,9 +459,6 @@ Status AppendPatchGaussianHead(EmbeddingGraph& eg, const PatchGaussian& pg) {
   auto& inits = *g->mutable_initializer();
   *inits.Add() = Int64Tensor("tend_patch_shape_dl", {d, L});
   *inits.Add() = Int64Tensor("tend_patch_shape_l1d", {L, 1, d});
-  *inits.Add() = Int64Tensor("tend_patch_shape_map", {1, pg.height, pg.width});
-  *inits.Add() = Int64Tensor("tend_patch_shape_map4", {1, 1, pg.height, pg.width});
-  *inits.Add() = Int64Tensor("tend_patch_shape_score", {1});
   *inits.Add() = FloatTensor("tend_patch_mean", pg.mean, {L, 1, d});
   *inits.Add() = FloatTensor("tend_patch_factor", pg.factor, {L, d, d});
   *inits.Add() =
@@ -378,12 +471,7 @@ Status AppendPatchGaussianHead(EmbeddingGraph& eg, const PatchGaussian& pg) {
   Add(g, "Mul", {"tend_patch_whitened", "tend_patch_whitened"}, {"tend_patch_squares"});
   Add(g, "MatMul", {"tend_patch_squares", "tend_patch_ones"}, {"tend_patch_sq"});
   Add(g, "Sqrt", {"tend_patch_sq"}, {"tend_patch_dist"});
-  Add(g, "Reshape", {"tend_patch_dist", "tend_patch_shape_map"}, {"anomaly_map"});
-  Add(g, "Reshape", {"anomaly_map", "tend_patch_shape_map4"}, {"tend_patch_map4"});
-  Add(g, "GlobalMaxPool", {"tend_patch_map4"}, {"tend_patch_max"});
-  Add(g, "Reshape", {"tend_patch_max", "tend_patch_shape_score"}, {"anomaly_score"});
-  SetOutput(g->add_output(), "anomaly_score", {1});
-  SetOutput(g->add_output(), "anomaly_map", {1, pg.height, pg.width});
+  TEND_RETURN_NOT_OK(AppendMapTail(eg, "tend_patch_dist", mo));
   g->set_name("tend_padim");
   g->set_doc_string(
       fmt::format("tend image anomaly model: backbone embedding [1,{},{},{}], one Gaussian per "
@@ -393,7 +481,7 @@ Status AppendPatchGaussianHead(EmbeddingGraph& eg, const PatchGaussian& pg) {
   return Ok();
 }
 
-Status AppendPatchMemoryHead(EmbeddingGraph& eg, const PatchMemory& pm) {
+Status AppendPatchMemoryHead(EmbeddingGraph& eg, const PatchMemory& pm, const MapOptions& mo) {
   if (pm.dims != eg.dims || pm.height != eg.height || pm.width != eg.width || pm.size() < 1) {
     return Fail(Error::Internal(
         fmt::format("memory head: the bank is {} x {} over {}x{}, the embedding is {}x{}x{}",
@@ -415,9 +503,6 @@ Status AppendPatchMemoryHead(EmbeddingGraph& eg, const PatchMemory& pm) {
   }
   auto& inits = *g->mutable_initializer();
   *inits.Add() = Int64Tensor("tend_mem_shape_dl", {d, L});
-  *inits.Add() = Int64Tensor("tend_mem_shape_map", {1, pm.height, pm.width});
-  *inits.Add() = Int64Tensor("tend_mem_shape_map4", {1, 1, pm.height, pm.width});
-  *inits.Add() = Int64Tensor("tend_mem_shape_score", {1});
   *inits.Add() = FloatTensor("tend_mem_bank_t", scaled, {d, n});
   *inits.Add() = FloatTensor("tend_mem_bank_norms", norms, {1, n});
   *inits.Add() =
@@ -439,12 +524,7 @@ Status AppendPatchMemoryHead(EmbeddingGraph& eg, const PatchMemory& pm) {
   Add(g, "Add", {"tend_mem_min", "tend_mem_xnorm"}, {"tend_mem_sq"});
   Add(g, "Relu", {"tend_mem_sq"}, {"tend_mem_sq_pos"});  // rounding can dip below 0
   Add(g, "Sqrt", {"tend_mem_sq_pos"}, {"tend_mem_dist"});
-  Add(g, "Reshape", {"tend_mem_dist", "tend_mem_shape_map"}, {"anomaly_map"});
-  Add(g, "Reshape", {"anomaly_map", "tend_mem_shape_map4"}, {"tend_mem_map4"});
-  Add(g, "GlobalMaxPool", {"tend_mem_map4"}, {"tend_mem_max"});
-  Add(g, "Reshape", {"tend_mem_max", "tend_mem_shape_score"}, {"anomaly_score"});
-  SetOutput(g->add_output(), "anomaly_score", {1});
-  SetOutput(g->add_output(), "anomaly_map", {1, pm.height, pm.width});
+  TEND_RETURN_NOT_OK(AppendMapTail(eg, "tend_mem_dist", mo));
   g->set_name("tend_patchcore");
   g->set_doc_string(fmt::format(
       "tend image anomaly model: backbone embedding [1,{},{},{}], a memory bank of {} good "
@@ -456,46 +536,50 @@ Status AppendPatchMemoryHead(EmbeddingGraph& eg, const PatchMemory& pm) {
 
 Result<SplitModel> SplitAtEmbedding(const onnx::ModelProto& model) {
   const auto& g = model.graph();
-  std::set<std::string> produced_front;
+  TEND_ASSIGN_OR_RETURN(int in_idx, FindImageInput(g));
+  const std::string image = g.input(in_idx).name();
+  // The back: every node downstream of the embedding. What it reads that the front computes (the
+  // embedding, the padding mask) is carried across, embedding first.
+  std::set<std::string> downstream = {kEmbeddingOutput}, inits;
+  for (const auto& t : g.initializer()) inits.insert(t.name());
   bool found = false;
+  google::protobuf::RepeatedPtrField<onnx::NodeProto> nodes;
+  std::vector<std::string> carried = {kEmbeddingOutput};
   for (const auto& n : g.node()) {
     for (const auto& o : n.output()) found = found || o == kEmbeddingOutput;
-  }
-  if (!found) return Fail(Error::Model("image model: no 'embedding' tensor to split at"));
-  SplitModel s;
-  s.front = model;
-  TEND_ASSIGN_OR_RETURN(int in_idx, FindImageInput(g));
-  Prune(s.front.mutable_graph(), {kEmbeddingOutput}, g.input(in_idx).name());
-  for (const auto& n : s.front.graph().node()) {
-    for (const auto& o : n.output()) produced_front.insert(o);
-  }
-  SetOutput(s.front.mutable_graph()->add_output(), kEmbeddingOutput, {-1, -1, -1, -1});
-
-  s.back = model;
-  onnx::GraphProto* b = s.back.mutable_graph();
-  google::protobuf::RepeatedPtrField<onnx::NodeProto> nodes;
-  std::set<std::string> used;
-  for (const auto& n : g.node()) {
-    bool front_node = true;
-    for (const auto& o : n.output()) front_node = front_node && produced_front.count(o) > 0;
-    if (front_node) continue;
-    for (const auto& in : n.input()) {
-      if (in != kEmbeddingOutput && produced_front.count(in)) {
-        return Fail(Error::Model("image model: the detector reads '" + in + "' from the backbone"));
-      }
-      used.insert(in);
-    }
+    bool back = false;
+    for (const auto& in : n.input()) back = back || downstream.count(in) > 0;
+    if (!back) continue;
+    for (const auto& o : n.output()) downstream.insert(o);
     *nodes.Add() = n;
   }
-  b->mutable_node()->Swap(&nodes);
-  google::protobuf::RepeatedPtrField<onnx::TensorProto> inits;
-  for (const auto& t : g.initializer()) {
-    if (used.count(t.name())) *inits.Add() = t;
+  if (!found) return Fail(Error::Model("image model: no 'embedding' tensor to split at"));
+  std::set<std::string> used;
+  for (const auto& n : nodes) {
+    for (const auto& in : n.input()) {
+      used.insert(in);
+      if (in.empty() || downstream.count(in) || inits.count(in)) continue;
+      if (in == image)
+        return Fail(Error::Model("image model: the detector reads the image itself"));
+      if (std::find(carried.begin(), carried.end(), in) == carried.end()) carried.push_back(in);
+    }
   }
-  b->mutable_initializer()->Swap(&inits);
+  SplitModel s;
+  s.front = model;
+  Prune(s.front.mutable_graph(), carried, image);
+  for (const auto& t : carried)
+    SetOutput(s.front.mutable_graph()->add_output(), t, {-1, -1, -1, -1});
+  s.back = model;
+  onnx::GraphProto* b = s.back.mutable_graph();
+  b->mutable_node()->Swap(&nodes);
+  google::protobuf::RepeatedPtrField<onnx::TensorProto> kept;
+  for (const auto& t : g.initializer()) {
+    if (used.count(t.name())) *kept.Add() = t;
+  }
+  b->mutable_initializer()->Swap(&kept);
   b->clear_input();
   b->clear_value_info();
-  SetOutput(b->add_input(), kEmbeddingOutput, {-1, -1, -1, -1});
+  for (const auto& t : carried) SetOutput(b->add_input(), t, {-1, -1, -1, -1});
   return s;
 }
 

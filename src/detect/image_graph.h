@@ -6,8 +6,9 @@
 // appended to the same graph, so serving computes exactly what training saw:
 //
 //   image [1,C,H,W] -> backbone layers -> AveragePool 3x3 -> Resize -> Concat -> Gather(channels)
-//     -> embedding [1,d,h,w] -> (x - mu_l) W_l per location -> |.| -> anomaly_map [1,h,w]
-//                                                                   -> max -> anomaly_score [1]
+//     -> embedding [1,d,h,w] -> (x - mu_l) W_l per location -> |.| -> [x padding mask]
+//     -> [Gaussian smoothing] -> anomaly_map [1,h,w] -> max -> anomaly_score [1]
+// (the mask and the smoothing only when asked for: MapOptions)
 #pragma once
 
 #include <onnx/onnx_pb.h>
@@ -53,18 +54,36 @@ struct EmbeddingGraph {
 Result<EmbeddingGraph> BuildEmbeddingGraph(const onnx::ModelProto& backbone, EmbeddingSpec& spec,
                                            std::array<int64_t, 3> chw);
 
+// What happens to a head's patch scores before the image score is taken (both heads).
+struct MapOptions {
+  // Letterboxed inputs: a patch whose cell of the input (channel 0) is all padding — within half
+  // a level of `pad_value`, the normalised vision::PreprocessSpec::kPadLevel — scores 0. The
+  // input size must be a whole multiple of the grid.
+  bool mask_padding = false;
+  float pad_value = 0, pad_tolerance = 0;
+  // Gaussian smoothing of the map before its maximum (sigma in grid cells; 0 = none), as
+  // anomalib's PatchCore and PaDiM smooth theirs: one noisy patch weighs less than a blob.
+  // Separable, as two MatMuls with fixed matrices (zero beyond the border).
+  double smooth_sigma = 0;
+  nlohmann::json ToJson() const;
+};
+
 // Appends the PaDiM head to an embedding graph: outputs "anomaly_score" [1] and "anomaly_map"
 // [1,h,w]; "embedding" stops being an output. `g` must match the graph's grid and dims.
-Status AppendPatchGaussianHead(EmbeddingGraph& graph, const PatchGaussian& g);
+Status AppendPatchGaussianHead(EmbeddingGraph& graph, const PatchGaussian& g,
+                               const MapOptions& map = {});
 
 // Appends the PatchCore head instead: anomaly_map [1,h,w] = per patch the Euclidean distance to
 // the nearest bank entry (one MatMul against the bank, ReduceMin), anomaly_score [1] = its max.
-Status AppendPatchMemoryHead(EmbeddingGraph& graph, const PatchMemory& m);
+Status AppendPatchMemoryHead(EmbeddingGraph& graph, const PatchMemory& m,
+                             const MapOptions& map = {});
 
 // Splits a finished image model at its "embedding" tensor: `front` (image -> embedding: the
 // backbone, what INT8 quantisation speeds up) and `back` (embedding -> anomaly_score,
-// anomaly_map: the detector), so that serving can time them as separate stages. Errors when the
-// graph has no "embedding" tensor or the detector reads anything else from the front.
+// anomaly_map: the detector), so that serving can time them as separate stages. Whatever else
+// the back reads from the front (the padding mask) becomes a further output of the front and
+// input of the back, after "embedding" and under the same name. Errors when the graph has no
+// "embedding" tensor.
 struct SplitModel {
   onnx::ModelProto front, back;
 };

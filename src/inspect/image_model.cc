@@ -94,7 +94,14 @@ Status ImageModel::Init(const std::string& bytes, const ImageServeOptions& opts)
   if (auto st = card_.CheckAgainstGraph(Dims(g.input(0)), names, shapes); !st)
     return Fail(st.error().Wrap(path_));
   vision::PreprocessSpec run = pre_;
-  if (opts.frames_fitted) run.roi = {};  // the frame source cropped it already
+  if (opts.frames_fitted) {
+    run.roi = {};  // the frame source cropped it already
+    // ... and letterboxed it, standardised in u8 levels: what is left is the normalisation.
+    if (run.fit == "letterbox") {
+      run.fit = "stretch";
+      run.intensity = "raw";
+    }
+  }
   preprocessor_ = std::make_unique<vision::Preprocessor>(run);
   auto split = detect::SplitAtEmbedding(proto);
   if (split) {
@@ -105,7 +112,12 @@ Status ImageModel::Init(const std::string& bytes, const ImageServeOptions& opts)
   }
   const std::vector<int64_t> in = {1, pre_.channels, pre_.height, pre_.width};
   TEND_RETURN_NOT_OK(front_->Prepare({in}));
-  if (back_) TEND_RETURN_NOT_OK(back_->Prepare({front_->output_shape(0)}));
+  if (back_) {
+    // The back's inputs are the front's outputs, in the same order (embedding, then the mask).
+    std::vector<std::vector<int64_t>> shapes;
+    for (size_t i = 0; i < front_->outputs().size(); ++i) shapes.push_back(front_->output_shape(i));
+    TEND_RETURN_NOT_OK(back_->Prepare(shapes));
+  }
   model::Session& last = back_ ? *back_ : *front_;
   score_out_ = OutputIndex(last, detect::kScoreOutput);
   map_out_ = OutputIndex(last, detect::kAnomalyMapOutput);
@@ -144,9 +156,11 @@ Status ImageModel::RunSessions(ImageScore& out) {
   auto t1 = Clock::now();
   model::Session* last = front_.get();
   if (back_) {
-    auto emb = front_->output(0);
-    auto dst = back_->input(0);
-    std::memcpy(dst.data(), emb.data(), std::min(emb.size(), dst.size()) * sizeof(float));
+    for (size_t i = 0; i < front_->outputs().size(); ++i) {
+      auto src = front_->output(i);
+      auto dst = back_->input(i);
+      std::memcpy(dst.data(), src.data(), std::min(src.size(), dst.size()) * sizeof(float));
+    }
     TEND_RETURN_NOT_OK(back_->Run());
     last = back_.get();
   }

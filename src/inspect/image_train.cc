@@ -122,6 +122,28 @@ Result<Split> SplitImages(const ImageTrainOptions& o) {
   return s;
 }
 
+void MirrorLeftRight(const vision::ImageView& in, vision::Image& out) {
+  out.Reset(in.width, in.height, in.channels);
+  const int c = in.channels;
+  for (int y = 0; y < in.height; ++y) {
+    const uint8_t* s = in.row(y);
+    uint8_t* d = out.data() + static_cast<size_t>(y) * in.width * c;
+    for (int x = 0; x < in.width; ++x)
+      std::copy_n(s + static_cast<size_t>(in.width - 1 - x) * c, c, d + static_cast<size_t>(x) * c);
+  }
+}
+
+// The head's map options: padding masked for letterboxed inputs (channel 0's value at the pad
+// level, give or take half a level).
+detect::MapOptions MapOptionsFor(const ImageTrainOptions& o) {
+  detect::MapOptions m = o.map;
+  m.mask_padding = o.preprocess.fit == "letterbox";
+  const float sd = o.preprocess.std[0];
+  m.pad_value = (vision::PreprocessSpec::kPadLevel / 255.0f - o.preprocess.mean[0]) / sd;
+  m.pad_tolerance = 0.5f / 255.0f / sd;
+  return m;
+}
+
 // Runs the embedding graph on every fitting image and hands each embedding to `add`.
 Status ForEachEmbedding(const detect::EmbeddingGraph& eg, const ImageTrainOptions& o,
                         const std::vector<std::string>& files,
@@ -136,10 +158,18 @@ Status ForEachEmbedding(const detect::EmbeddingGraph& eg, const ImageTrainOption
   TEND_RETURN_NOT_OK(
       session->Prepare({{1, o.preprocess.channels, o.preprocess.height, o.preprocess.width}}));
   vision::Preprocessor pre(o.preprocess);
+  vision::Image mirrored;
+  auto embed = [&](const vision::ImageView& v) -> Status {
+    TEND_RETURN_NOT_OK(pre.Run(v, session->input(0)));
+    TEND_RETURN_NOT_OK(session->Run());
+    return add(session->output(0));
+  };
   return ForEachImage(files, [&](const sources::Frame& f, int64_t i) -> Status {
-    auto st = pre.Run(f.image.view(), session->input(0));
-    if (st) st = session->Run();
-    if (st) st = add(session->output(0));
+    auto st = embed(f.image.view());
+    if (st && o.flip) {
+      MirrorLeftRight(f.image.view(), mirrored);
+      st = embed(mirrored.view());
+    }
     if (!st) return Fail(st.error().Wrap(f.path));
     if (o.progress)
       o.progress("fitting", static_cast<double>(i + 1) / static_cast<double>(files.size()));
@@ -153,25 +183,32 @@ Result<json> FitDetector(detect::EmbeddingGraph& eg, const ImageTrainOptions& o,
                          const std::vector<std::string>& files) {
   if (o.detector == "padim") {
     detect::PatchGaussianFitter fitter(eg.dims, eg.height, eg.width);
-    TEND_RETURN_NOT_OK(ForEachEmbedding(
-        eg, o, files, [&](std::span<const float> e) { return fitter.Add(e); }));
+    TEND_RETURN_NOT_OK(
+        ForEachEmbedding(eg, o, files, [&](std::span<const float> e) { return fitter.Add(e); }));
     TEND_ASSIGN_OR_RETURN(detect::PatchGaussian g, fitter.Fit(o.eps));
-    TEND_RETURN_NOT_OK(detect::AppendPatchGaussianHead(eg, g));
-    return json{{"kind", "padim"}, {"eps", g.eps}, {"grid", {g.height, g.width}},
-                {"dims", g.dims}, {"fit_images", g.samples}};
+    TEND_RETURN_NOT_OK(detect::AppendPatchGaussianHead(eg, g, MapOptionsFor(o)));
+    return json{{"kind", "padim"},
+                {"eps", g.eps},
+                {"grid", {g.height, g.width}},
+                {"dims", g.dims},
+                {"fit_images", g.samples},
+                {"flip", o.flip},
+                {"map", MapOptionsFor(o).ToJson()}};
   }
   if (o.detector == "patchcore") {
     detect::PatchMemoryCollector collector(eg.dims, eg.height, eg.width);
-    TEND_RETURN_NOT_OK(ForEachEmbedding(
-        eg, o, files, [&](std::span<const float> e) { return collector.Add(e); }));
+    TEND_RETURN_NOT_OK(
+        ForEachEmbedding(eg, o, files, [&](std::span<const float> e) { return collector.Add(e); }));
     if (o.progress) o.progress("coreset", 0.0);
     TEND_ASSIGN_OR_RETURN(detect::PatchMemory m, collector.Fit(o.coreset));
-    TEND_RETURN_NOT_OK(detect::AppendPatchMemoryHead(eg, m));
+    TEND_RETURN_NOT_OK(detect::AppendPatchMemoryHead(eg, m, MapOptionsFor(o)));
     return json{{"kind", "patchcore"},
                 {"grid", {m.height, m.width}},
                 {"dims", m.dims},
                 {"fit_images", m.samples},
                 {"patches", m.patches},
+                {"flip", o.flip},
+                {"map", MapOptionsFor(o).ToJson()},
                 {"bank", m.size()},
                 {"coreset",
                  {{"fraction", o.coreset.fraction},
@@ -190,11 +227,10 @@ detect::ModelCard MakeCard(const ImageTrainOptions& o, const detect::EmbeddingGr
   c.detector = o.detector;
   c.input_kind = "image";
   c.created = detect::NowIso8601Utc();
-  c.feature_spec = {
-      {"preprocess", o.preprocess.ToJson()},
-      {"embedding", o.embedding.ToJson()},
-      {"detector", detector},
-      {"backbone", Provenance(o.backbone, info)}};
+  c.feature_spec = {{"preprocess", o.preprocess.ToJson()},
+                    {"embedding", o.embedding.ToJson()},
+                    {"detector", detector},
+                    {"backbone", Provenance(o.backbone, info)}};
   c.thresholds = {1, 2, 3};  // replaced by the calibration
   c.training_summary = {{"inputs", o.inputs},
                         {"fit_images", detector.value("fit_images", int64_t{0})},

@@ -28,8 +28,13 @@ struct ImageTrainOptions {
   // "padim" (per-location Gaussians, detect/patch_gaussian.h) or "patchcore" (memory bank with a
   // greedy coreset, detect/patch_memory.h).
   std::string detector = "padim";
-  double eps = 0.01;  // padim: covariance ridge
+  double eps = 0.01;               // padim: covariance ridge
   detect::CoresetOptions coreset;  // patchcore
+  // Smoothing of the anomaly map (mask_padding and pad_value are set from `preprocess`: on for
+  // "letterbox").
+  detect::MapOptions map;
+  // Also fit each fitting image mirrored left-right (the held-out ones are scored as they are).
+  bool flip = false;
   // Every round(1/holdout)-th image (in input order) is held out for calibration; at least
   // detect::kMinHoldoutWindows images.
   double holdout = 0.2;

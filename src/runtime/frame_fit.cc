@@ -18,12 +18,14 @@ FrameFitter::FrameFitter(const agent::ModelInput& in) {
   p.channels = static_cast<int>(in.event.dims[2]);
   p.color = p.channels == 1 ? "grey" : "rgb";
   p.intensity = "raw";
+  p.fit = in.frame_fit;
+  if (in.frame_fit == "letterbox" && in.frame_standardize) p.intensity = "standardize";
   fit_ = std::make_unique<vision::Preprocessor>(p);
 }
 
 Result<std::span<const std::byte>> FrameFitter::Fit(const vision::ImageView& img) {
   const auto& p = fit_->spec();
-  if (p.roi.whole() && img.width == p.width && img.height == p.height &&
+  if (p.fit == "stretch" && p.roi.whole() && img.width == p.width && img.height == p.height &&
       img.channels == p.channels) {
     fitted_.Reset(img.width, img.height, img.channels);
     std::copy(img.data, img.data + img.size(), fitted_.data());

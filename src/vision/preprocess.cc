@@ -30,6 +30,8 @@ nlohmann::json PreprocessSpec::ToJson() const {
   j["std"] = std::vector<float>(std.begin(), std.begin() + channels);
   j["resize"] = resize;
   j["intensity"] = intensity;
+  // Only when not the default, so a stretched model stays readable by agents from before "fit".
+  if (fit != "stretch") j["fit"] = fit;
   return j;
 }
 
@@ -52,8 +54,8 @@ Status Get(const nlohmann::json& j, const char* key, T& out) {
 
 Result<PreprocessSpec> PreprocessSpec::FromJson(const nlohmann::json& j) {
   if (!j.is_object()) return Fail(Error::Invalid("preprocess: not a JSON object"));
-  static const std::set<std::string> kKeys = {"roi",  "width", "height", "color",    "channels",
-                                              "mean", "std",   "resize", "intensity"};
+  static const std::set<std::string> kKeys = {"roi",  "width", "height", "color",     "channels",
+                                              "mean", "std",   "resize", "intensity", "fit"};
   for (const auto& [k, _] : j.items()) {
     if (!kKeys.count(k))
       return Fail(Error::Invalid(fmt::format("preprocess: unknown key '{}'", k)));
@@ -72,6 +74,7 @@ Result<PreprocessSpec> PreprocessSpec::FromJson(const nlohmann::json& j) {
   TEND_RETURN_NOT_OK(Get(j, "channels", s.channels));
   TEND_RETURN_NOT_OK(Get(j, "resize", s.resize));
   TEND_RETURN_NOT_OK(Get(j, "intensity", s.intensity));
+  if (j.contains("fit")) TEND_RETURN_NOT_OK(Get(j, "fit", s.fit));  // older files: "stretch"
   std::vector<float> mean, sd;
   TEND_RETURN_NOT_OK(Get(j, "mean", mean));
   TEND_RETURN_NOT_OK(Get(j, "std", sd));
@@ -110,6 +113,10 @@ Status PreprocessSpec::Validate() const {
   if (intensity != "standardize" && intensity != "raw") {
     return Fail(Error::Invalid("preprocess: intensity must be \"standardize\" or \"raw\", not \"" +
                                intensity + "\""));
+  }
+  if (fit != "stretch" && fit != "letterbox") {
+    return Fail(Error::Invalid("preprocess: fit must be \"stretch\" or \"letterbox\", not \"" +
+                               fit + "\""));
   }
   if (!roi.whole() && (roi.x < 0 || roi.y < 0 || roi.width <= 0 || roi.height <= 0)) {
     return Fail(Error::Invalid(
@@ -163,10 +170,20 @@ Status Preprocessor::Resample(const ImageView& frame) {
   }
   TEND_ASSIGN_OR_RETURN(Roi roi, spec_.roi.Resolve(frame.width, frame.height));
   const int W = spec_.width, H = spec_.height;
+  content_ = {0, 0, W, H};
+  if (spec_.fit == "letterbox") {
+    const double s =
+        std::min(static_cast<double>(W) / roi.width, static_cast<double>(H) / roi.height);
+    content_.width = std::clamp(static_cast<int>(std::lround(roi.width * s)), 1, W);
+    content_.height = std::clamp(static_cast<int>(std::lround(roi.height * s)), 1, H);
+    content_.x = (W - content_.width) / 2;
+    content_.y = (H - content_.height) / 2;
+  }
+  const int cw = content_.width, ch = content_.height;
   const int src_planes = (spec_.color == "rgb" && frame.channels == 3) ? 3 : 1;
-  MakeTaps(roi.width, W, h_);
-  MakeTaps(roi.height, H, v_);
-  horiz_.resize(static_cast<size_t>(roi.height) * src_planes * W);
+  MakeTaps(roi.width, cw, h_);
+  MakeTaps(roi.height, ch, v_);
+  horiz_.resize(static_cast<size_t>(roi.height) * src_planes * cw);
   row_.resize(static_cast<size_t>(roi.width));
   const int fc = frame.channels;
   for (int y = 0; y < roi.height; ++y) {
@@ -179,8 +196,8 @@ Status Preprocessor::Resample(const ImageView& frame) {
       stride = 1;
     }
     for (int p = 0; p < src_planes; ++p) {
-      float* dst = &horiz_[(static_cast<size_t>(y) * src_planes + p) * W];
-      for (int ox = 0; ox < W; ++ox) {
+      float* dst = &horiz_[(static_cast<size_t>(y) * src_planes + p) * cw];
+      for (int ox = 0; ox < cw; ++ox) {
         const float* w = &h_.weights[static_cast<size_t>(ox) * h_.max_taps];
         const uint8_t* s = src + static_cast<size_t>(h_.first[ox]) * stride + p;
         float acc = 0;
@@ -191,15 +208,15 @@ Status Preprocessor::Resample(const ImageView& frame) {
   }
   const int planes = spec_.color == "rgb" ? 3 : 1;
   const size_t hw = static_cast<size_t>(W) * H;
-  planes_.resize(planes * hw);
+  planes_.assign(planes * hw, static_cast<float>(PreprocessSpec::kPadLevel));
   for (int p = 0; p < src_planes; ++p) {
-    for (int oy = 0; oy < H; ++oy) {
-      float* dst = &planes_[p * hw + static_cast<size_t>(oy) * W];
-      std::fill(dst, dst + W, 0.0f);
+    for (int oy = 0; oy < ch; ++oy) {
+      float* dst = &planes_[p * hw + static_cast<size_t>(oy + content_.y) * W + content_.x];
+      std::fill(dst, dst + cw, 0.0f);
       const float* w = &v_.weights[static_cast<size_t>(oy) * v_.max_taps];
       for (int k = 0; k < v_.count[oy]; ++k) {
-        const float* s = &horiz_[(static_cast<size_t>(v_.first[oy] + k) * src_planes + p) * W];
-        for (int ox = 0; ox < W; ++ox) dst[ox] += w[k] * s[ox];
+        const float* s = &horiz_[(static_cast<size_t>(v_.first[oy] + k) * src_planes + p) * cw];
+        for (int ox = 0; ox < cw; ++ox) dst[ox] += w[k] * s[ox];
       }
     }
   }
@@ -207,7 +224,56 @@ Status Preprocessor::Resample(const ImageView& frame) {
     std::copy(planes_.begin(), planes_.begin() + static_cast<std::ptrdiff_t>(hw),
               planes_.begin() + static_cast<std::ptrdiff_t>(p * hw));
   }
+  for (float& v : planes_) v = std::round(std::clamp(v, 0.0f, 255.0f));
+  if (spec_.fit == "letterbox") LetterboxLevels();
   return Ok();
+}
+
+// Content mean and standard deviation over all planes (values 0..255).
+namespace {
+std::pair<double, double> ContentStats(const std::vector<float>& planes, int planes_n, int W, int H,
+                                       const Roi& c) {
+  const size_t hw = static_cast<size_t>(W) * H;
+  double sum = 0, sq = 0;
+  const double n = static_cast<double>(planes_n) * c.width * c.height;
+  for (int p = 0; p < planes_n; ++p) {
+    for (int y = c.y; y < c.y + c.height; ++y) {
+      const float* r = &planes[p * hw + static_cast<size_t>(y) * W];
+      for (int x = c.x; x < c.x + c.width; ++x) sum += r[x];
+    }
+  }
+  const double m = sum / n;
+  for (int p = 0; p < planes_n; ++p) {
+    for (int y = c.y; y < c.y + c.height; ++y) {
+      const float* r = &planes[p * hw + static_cast<size_t>(y) * W];
+      for (int x = c.x; x < c.x + c.width; ++x) sq += (r[x] - m) * (r[x] - m);
+    }
+  }
+  return {m, std::sqrt(sq / n)};
+}
+}  // namespace
+
+void Preprocessor::LetterboxLevels() {
+  const int W = spec_.width, H = spec_.height;
+  const int planes = spec_.color == "rgb" ? 3 : 1;
+  const size_t hw = static_cast<size_t>(W) * H;
+  const Roi& c = content_;
+  double k = 1, b = 0;  // level -> k * level + b on the content
+  if (spec_.intensity == "standardize") {
+    const auto [m, sd] = ContentStats(planes_, planes, W, H, c);
+    k = PreprocessSpec::kStandardizedStd * 255.0 / std::max(sd, 1.0);
+    b = PreprocessSpec::kPadLevel - k * m;  // the content's mean lands on the pad level
+  }
+  constexpr float kPad = PreprocessSpec::kPadLevel;
+  for (int p = 0; p < planes; ++p) {
+    for (int y = c.y; y < c.y + c.height; ++y) {
+      float* r = &planes_[p * hw + static_cast<size_t>(y) * W];
+      for (int x = c.x; x < c.x + c.width; ++x) {
+        float v = std::round(std::clamp(static_cast<float>(k * r[x] + b), 0.0f, 255.0f));
+        r[x] = v == kPad ? kPad + 1 : v;
+      }
+    }
+  }
 }
 
 Status Preprocessor::Run(const ImageView& frame, std::span<float> out) {
@@ -215,17 +281,15 @@ Status Preprocessor::Run(const ImageView& frame, std::span<float> out) {
     return Fail(Error::Internal(fmt::format("preprocess: output holds {} floats, the spec needs {}",
                                             out.size(), spec_.InputSize())));
   }
-  TEND_RETURN_NOT_OK(Resample(frame));
-  const size_t hw = static_cast<size_t>(spec_.width) * spec_.height;
-  const int planes = spec_.color == "rgb" ? 3 : 1;
   // Resampled values are rounded to u8 levels, as RunU8 does: a frame that was fitted to the
   // network size elsewhere first (the runtime's image source, a camera delivering that size)
   // then gives exactly the input that fitting saw, not one off by rounding.
-  for (size_t i = 0; i < planes * hw; ++i)
-    planes_[i] = std::round(std::clamp(planes_[i], 0.0f, 255.0f));
-  // x = scale * v + offset, then (x - mean_c) / std_c.
+  TEND_RETURN_NOT_OK(Resample(frame));
+  const size_t hw = static_cast<size_t>(spec_.width) * spec_.height;
+  const int planes = spec_.color == "rgb" ? 3 : 1;
+  // x = scale * v + offset, then (x - mean_c) / std_c. Letterbox standardised already, in levels.
   float scale = 1.0f / 255.0f, offset = 0.0f;
-  if (spec_.intensity == "standardize") {
+  if (spec_.intensity == "standardize" && spec_.fit != "letterbox") {
     double sum = 0, sq = 0;
     for (size_t i = 0; i < planes * hw; ++i) sum += planes_[i];
     const double m = sum / static_cast<double>(planes * hw);

@@ -33,6 +33,14 @@ struct PreprocessSpec {
   std::array<float, 3> mean = {0.5f, 0.5f, 0.5f};  // on v / 255
   std::array<float, 3> std = {0.5f, 0.5f, 0.5f};
   std::string resize = "bilinear-antialias";
+  // "stretch": the ROI is resized to width x height whatever its shape. "letterbox": its aspect
+  // ratio is kept (scaled by min(width / roi_w, height / roi_h)), centred on the canvas, the
+  // rest padded with kPadLevel; intensity is standardised over the content only and rounded to
+  // u8 levels before normalisation (so a frame fitted to the canvas first gives the same input),
+  // and no content pixel takes kPadLevel (one at 128 becomes 129), so the graph can tell padding
+  // from content (image_graph.h masks padding patches out of the score).
+  std::string fit = "stretch";
+  static constexpr int kPadLevel = 128;
   // "standardize": x = 0.5 + kStandardizedStd * (v - mean_frame) / std_frame over the resized
   // ROI, so exposure and lighting drift between parts does not look like a defect (on the
   // magnetic tiles it is worth 0.2 AUROC: the brightest good tiles scored highest without it).
@@ -44,7 +52,7 @@ struct PreprocessSpec {
     return static_cast<size_t>(channels) * static_cast<size_t>(width) * static_cast<size_t>(height);
   }
   // {"roi": [x, y, w, h] | null, "width", "height", "color", "channels", "mean", "std", "resize",
-  //  "intensity"}
+  //  "intensity", "fit" (only when "letterbox")}
   nlohmann::json ToJson() const;
   // Strict: unknown keys and wrong types are errors naming the key.
   static Result<PreprocessSpec> FromJson(const nlohmann::json& j);
@@ -57,6 +65,8 @@ class Preprocessor {
  public:
   explicit Preprocessor(PreprocessSpec spec) : spec_(std::move(spec)) {}
   const PreprocessSpec& spec() const { return spec_; }
+  // Where the last frame's content lies on the canvas (the whole canvas unless "letterbox").
+  const Roi& content() const { return content_; }
 
   // `out` holds spec().InputSize() floats. Errors: a frame that is not grey or RGB, an ROI that
   // does not fit the frame.
@@ -76,8 +86,11 @@ class Preprocessor {
   static void MakeTaps(int in, int out, Taps& t);
   // Resizes the ROI of `frame` into tmp planes (spec colour: 1 or 3 planes of width x height).
   Status Resample(const ImageView& frame);
+  // Letterbox: standardises the content to u8 levels (or keeps raw levels) and pads the canvas.
+  void LetterboxLevels();
 
   PreprocessSpec spec_;
+  Roi content_;
   Taps h_, v_;
   std::vector<uint8_t> row_;   // one grey ROI row (RGB frames, grey spec)
   std::vector<float> horiz_;   // roi_height x width x planes

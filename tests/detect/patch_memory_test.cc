@@ -154,5 +154,54 @@ TEST(PatchMemory, OnnxHeadMatchesTheReference) {
   EXPECT_FALSE(AppendPatchMemoryHead(eg, PatchMemory{}));
 }
 
+TEST(PatchMemory, SmoothedMapIsTheZeroPaddedGaussianOfTheRawMap) {
+  // The head with smooth_sigma gives sum_{i,j} g(y-i) g(x-j) raw[i,j] (g normalised over its
+  // full 4-sigma support, zero beyond the border), computed here directly in 2-D.
+  const int64_t d = 6, h = 9, w = 11, L = h * w;
+  const double sigma = 1.5;
+  PatchMemoryCollector c(d, h, w);
+  std::mt19937_64 rng(3);
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(c.Add(RandomEmbedding(d, L, rng)));
+  auto m = c.Fit({.fraction = 0.2, .projection = 4});
+  ASSERT_TRUE(m);
+  EmbeddingGraph eg = IdentityEmbedding(d, h, w);
+  MapOptions mo;
+  mo.smooth_sigma = sigma;
+  ASSERT_TRUE(AppendPatchMemoryHead(eg, *m, mo));
+  std::string bytes;
+  ASSERT_TRUE(eg.model.SerializeToString(&bytes));
+  static Ort::Env env(ORT_LOGGING_LEVEL_WARNING, "patch_memory_smooth_test");
+  Ort::SessionOptions so;
+  so.SetIntraOpNumThreads(1);
+  Ort::Session session(env, bytes.data(), bytes.size(), so);
+  auto x = RandomEmbedding(d, L, rng);
+  std::vector<float> raw(static_cast<size_t>(L));
+  ScoreNearest(*m, x, raw);
+  const int r = static_cast<int>(std::ceil(4 * sigma));
+  double norm = 0;
+  for (int t = -r; t <= r; ++t) norm += std::exp(-0.5 * t * t / (sigma * sigma));
+  auto g = [&](int t) {
+    return std::abs(t) > r ? 0.0 : std::exp(-0.5 * t * t / (sigma * sigma)) / norm;
+  };
+  std::vector<double> want(static_cast<size_t>(L), 0.0);
+  for (int y = 0; y < h; ++y)
+    for (int xx = 0; xx < w; ++xx)
+      for (int i = 0; i < h; ++i)
+        for (int j = 0; j < w; ++j)
+          want[static_cast<size_t>(y * w + xx)] +=
+              g(y - i) * g(xx - j) * raw[static_cast<size_t>(i * w + j)];
+  const std::array<int64_t, 4> shape = {1, d, h, w};
+  auto mem = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+  Ort::Value in = Ort::Value::CreateTensor<float>(mem, x.data(), x.size(), shape.data(), 4);
+  const char* in_names[] = {"image"};
+  const char* out_names[] = {"anomaly_score", "anomaly_map"};
+  auto res = session.Run(Ort::RunOptions{nullptr}, in_names, &in, 1, out_names, 2);
+  const float* map = res[1].GetTensorData<float>();
+  for (int64_t l = 0; l < L; ++l) EXPECT_NEAR(map[l], want[static_cast<size_t>(l)], 1e-3) << l;
+  EXPECT_NEAR(res[0].GetTensorData<float>()[0], *std::max_element(want.begin(), want.end()), 1e-3);
+  // Smoothing lowers a single peak: the smoothed maximum is below the raw one.
+  EXPECT_LT(*std::max_element(want.begin(), want.end()), *std::max_element(raw.begin(), raw.end()));
+}
+
 }  // namespace
 }  // namespace tend::detect

@@ -379,6 +379,89 @@ TEST_F(ImagePipeline, AModelFittedWithAnRoiRunsAndScoresLikeTendScore) {
   }
 }
 
+TEST_F(ImagePipeline, ALetterboxedModelMasksPaddingAndRunsAsTendScoreScores) {
+  // Parts of different shapes (wide 96x40, tall 40x80, square 64x64) letterboxed onto a 64x64
+  // canvas: the aspect ratio is kept and the rest padded. Padding cells score 0 (masked), the map
+  // is smoothed and the fitting set mirrored; `tend run` (the source letterboxes each frame to
+  // the canvas first) must give every frame the score `tend score` gives it.
+  const std::string d = *dir_ + "/letterbox";
+  fs::create_directories(d + "/good");
+  fs::create_directories(d + "/mixed");
+  const int shapes[3][2] = {{96, 40}, {40, 80}, {64, 64}};
+  auto part = [&](const std::string& path, int seed, bool defect) {
+    const int w = shapes[seed % 3][0], h = shapes[seed % 3][1];
+    auto img = testing::Gradient(w, h, 3, defect ? w / 2 : -1, defect ? h / 2 : -1);
+    std::mt19937 rng(static_cast<unsigned>(seed));
+    std::uniform_int_distribution<int> noise(-12, 12);
+    for (auto& v : img.pixels()) v = static_cast<uint8_t>(std::clamp(v + noise(rng), 0, 255));
+    auto png = vision::EncodePng(img.view());
+    ASSERT_TRUE(png);
+    std::ofstream(path, std::ios::binary) << *png;
+  };
+  for (int i = 0; i < 45; ++i) part(d + "/good/g" + std::to_string(100 + i) + ".png", i, false);
+  for (int i = 0; i < 3; ++i) part(d + "/mixed/a" + std::to_string(i) + ".png", 300 + i, false);
+  for (int i = 0; i < 3; ++i) part(d + "/mixed/b" + std::to_string(i) + ".png", 600 + i, true);
+  ImageTrainOptions o;
+  o.inputs = {d + "/good"};
+  o.backbone = *dir_ + "/tiny.onnx";
+  o.preprocess.width = o.preprocess.height = 64;
+  o.preprocess.color = "rgb";
+  o.preprocess.fit = "letterbox";
+  o.embedding.layers = {"l1", "l2"};
+  o.embedding.dims = 16;
+  o.map.smooth_sigma = 1;
+  o.flip = true;
+  auto m = TrainImageModel(o);
+  ASSERT_TRUE(m) << m.error().message;
+  EXPECT_EQ(m->card.feature_spec["preprocess"]["fit"], "letterbox");
+  EXPECT_EQ(m->card.feature_spec["detector"]["map"]["mask_padding"], true);
+  std::ofstream(d + "/lb.onnx", std::ios::binary) << m->bytes;
+
+  // A wide part fills the canvas' middle rows only: the map is 0 exactly where the cells are all
+  // padding, and not 0 over the part.
+  auto model = ImageModel::Load(d + "/lb.onnx", {});
+  ASSERT_TRUE(model) << model.error().message;
+  ImageScore s;
+  (*model)->PrepareOut(s);
+  auto wide = testing::Gradient(96, 32, 3);  // content 64x21 at rows 21..41 of 64
+  ASSERT_TRUE((*model)->Score(wide.view(), s));
+  const int cell = 64 / s.map_height;
+  for (int y = 0; y < s.map_height; ++y) {
+    const bool padding = (y + 1) * cell <= 21 || y * cell >= 21 + 21;
+    for (int x = 0; x < s.map_width; ++x) {
+      const float v = s.map[static_cast<size_t>(y * s.map_width + x)];
+      if (padding) {
+        EXPECT_EQ(v, 0.0f) << "padding cell " << y << "," << x;
+      } else {
+        EXPECT_GT(v, 0.0f) << "content cell " << y << "," << x;
+      }
+    }
+  }
+
+  auto r = testing::Tend("score --model lb.onnx --input mixed", d);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  std::vector<double> want;
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);) {
+    want.push_back(nlohmann::json::parse(line)["anomaly_score"].get<double>());
+  }
+  ASSERT_EQ(want.size(), 6u) << r.out;
+  Collect run;
+  auto rt = RunToEnd({{"agent.model", {d + "/lb.onnx"}},
+                      {"agent.source", {"images:" + d + "/mixed"}},
+                      {"agent.speed", {"0"}},
+                      {"agent.deadline_s", {"60"}},
+                      {"agent.state_dir", {d + "/state"}}},
+                     run);
+  ASSERT_TRUE(rt);
+  const auto got = run.all();
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_FALSE(got[i].fail_safe) << i;
+    EXPECT_NEAR(got[i].anomaly_score, want[i], 1e-4 * std::max(1.0, std::abs(want[i]))) << i;
+  }
+}
+
 TEST_F(ImagePipeline, TheOtaGateJudgesAnImageModelOnLabelledReferenceImages) {
   // The device's reference set: good parts and defective parts with known labels, stored
   // locally. The gate loads the candidate as the agent does (model kind "image"), fits each image

@@ -202,5 +202,98 @@ TEST(Preprocess, AFrameFittedFirstGivesExactlyTheSameInput) {
   }
 }
 
+TEST(Preprocess, LetterboxKeepsTheAspectRatioAndPadsWithALevelNoContentTakes) {
+  // 40x20 into 16x16: scale 0.4, content 16x8 at rows 4..11; the rest is the pad level.
+  const Image img = testing::Gradient(40, 20, 1);
+  for (const char* intensity : {"raw", "standardize"}) {
+    PreprocessSpec s = Spec(16, 16, "grey", 1, intensity);
+    s.fit = "letterbox";
+    Preprocessor p(s);
+    Image out;
+    ASSERT_TRUE(p.RunU8(img.view(), out));
+    EXPECT_EQ(p.content().x, 0);
+    EXPECT_EQ(p.content().y, 4);
+    EXPECT_EQ(p.content().width, 16);
+    EXPECT_EQ(p.content().height, 8);
+    for (int y = 0; y < 16; ++y) {
+      for (int x = 0; x < 16; ++x) {
+        const int v = out.data()[y * 16 + x];
+        if (y < 4 || y >= 12) {
+          EXPECT_EQ(v, PreprocessSpec::kPadLevel) << intensity << " " << y << "," << x;
+        } else {
+          EXPECT_NE(v, PreprocessSpec::kPadLevel) << intensity << " " << y << "," << x;
+        }
+      }
+    }
+    // A tall ROI pads left and right instead.
+    const Image tall = testing::Gradient(10, 40, 1);
+    ASSERT_TRUE(p.RunU8(tall.view(), out));
+    EXPECT_EQ(p.content().width, 4);
+    EXPECT_EQ(p.content().height, 16);
+    EXPECT_EQ(p.content().x, 6);
+    EXPECT_EQ(out.data()[0], PreprocessSpec::kPadLevel);
+  }
+}
+
+TEST(Preprocess, LetterboxStandardisesTheContentOnly) {
+  // The same part on a wider canvas (more padding) gets the same content levels.
+  const Image img = testing::Gradient(30, 20, 1);
+  PreprocessSpec a = Spec(30, 20, "grey", 1, "standardize"), b = a;
+  a.fit = b.fit = "letterbox";
+  b.width = 50;
+  Preprocessor pa(a), pb(b);
+  Image oa, ob;
+  ASSERT_TRUE(pa.RunU8(img.view(), oa));
+  ASSERT_TRUE(pb.RunU8(img.view(), ob));
+  ASSERT_EQ(pb.content().x, 10);
+  for (int y = 0; y < 20; ++y) {
+    for (int x = 0; x < 30; ++x) ASSERT_EQ(oa.data()[y * 30 + x], ob.data()[y * 50 + x + 10]);
+  }
+}
+
+TEST(Preprocess, ALetterboxedFrameFittedFirstGivesExactlyTheSameInput) {
+  // The runtime's source letterboxes (and standardises) to u8 first; the model then only
+  // normalises: the same floats as letterboxing the camera frame directly.
+  for (auto [w, h] : {std::pair{173, 61}, std::pair{50, 121}}) {
+    const Image frame = testing::Gradient(w, h, 3, w / 3, h / 2);
+    for (const char* intensity : {"raw", "standardize"}) {
+      PreprocessSpec spec = Spec(64, 48, "grey", 3, intensity);
+      spec.fit = "letterbox";
+      std::vector<float> direct(spec.InputSize()), fitted(spec.InputSize());
+      Preprocessor model(spec);
+      ASSERT_TRUE(model.Run(frame.view(), direct));
+      Preprocessor source(spec);
+      Image canvas;
+      ASSERT_TRUE(source.RunU8(frame.view(), canvas));
+      PreprocessSpec served = spec;
+      served.fit = "stretch";
+      served.intensity = "raw";
+      Preprocessor serving(served);
+      ASSERT_TRUE(serving.Run(canvas.view(), fitted));
+      for (size_t i = 0; i < direct.size(); ++i)
+        ASSERT_EQ(direct[i], fitted[i]) << w << "x" << h << " " << intensity << " at " << i;
+    }
+  }
+}
+
+TEST(Preprocess, FitIsRecordedAndOlderSpecsMeanStretch) {
+  PreprocessSpec s;
+  s.fit = "letterbox";
+  auto back = PreprocessSpec::FromJson(s.ToJson());
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->fit, "letterbox");
+  // A stretched spec does not write "fit" (agents from before it refuse unknown keys).
+  EXPECT_FALSE(PreprocessSpec{}.ToJson().contains("fit"));
+  auto j = s.ToJson();
+  j.erase("fit");
+  back = PreprocessSpec::FromJson(j);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->fit, "stretch");
+  j["fit"] = "crop";
+  auto bad = PreprocessSpec::FromJson(j);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("fit must be"), std::string::npos) << bad.error().message;
+}
+
 }  // namespace
 }  // namespace tend::vision

@@ -31,6 +31,8 @@ class ImageAgentModel final : public agent::Model {
     input_.event =
         EventSpec::Make(ElementType::kU8, {p.height, p.width, p.color == "grey" ? 1 : 3});
     input_.roi = {p.roi.x, p.roi.y, p.roi.width, p.roi.height};
+    input_.frame_fit = p.fit;
+    input_.frame_standardize = p.intensity == "standardize";
     m_->PrepareOut(sc_);
   }
   const std::string& kind() const override { return kind_; }
