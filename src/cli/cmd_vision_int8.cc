@@ -49,10 +49,11 @@ optimize::NpyArray ImageCalibrationNpy(const std::string& model,
   auto set = OrDie(inspect::ImageCalibrationData(model, o), model);
   progress->Done(fmt::format("{} inputs", set.data.rows()));
   WarnIfNotFittingSet(inputs, set.training_inputs);
-  std::printf("calibration: %lld inputs %s from %lld images (%lld flipped copies)\n",
-              static_cast<long long>(set.data.rows()),
-              optimize::ShapeString(set.data.shape).c_str(), static_cast<long long>(set.images),
-              static_cast<long long>(set.augmented));
+  // stderr: `tend quantize --json` keeps stdout for its report.
+  std::fprintf(stderr, "calibration: %lld inputs %s from %lld images (%lld flipped copies)\n",
+               static_cast<long long>(set.data.rows()),
+               optimize::ShapeString(set.data.shape).c_str(), static_cast<long long>(set.images),
+               static_cast<long long>(set.augmented));
   return std::move(set.data);
 }
 

@@ -172,9 +172,9 @@ TEST_F(ImageInt8, CliQuantizesFromImagesAndRecalibrates) {
       "quantize fp32.onnx --calibrate-images good --augment hflip,vflip --ops Conv --out q.onnx",
       dir_);
   ASSERT_EQ(q.rc, 0) << q.out << q.err;
-  EXPECT_NE(q.out.find("calibration: 120 inputs [120,3,64,64] from 40 images (80 flipped"),
+  EXPECT_NE(q.err.find("calibration: 120 inputs [120,3,64,64] from 40 images (80 flipped"),
             std::string::npos)
-      << q.out;
+      << q.err;
   auto t =
       testing::Tend("train --recalibrate q.onnx --input good --holdout 0.2 --out q.r.onnx", dir_);
   ASSERT_EQ(t.rc, 0) << t.out << t.err;
