@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/vision_commands.h"
 #include "core/fs.h"
 #include "optimize/quantize.h"
 
@@ -19,7 +20,7 @@ struct QuantizeArgs {
   std::string model, calibration, out, method = "minmax", trt_table;
   double percentile = 99.999;
   bool fp16 = false, per_tensor = false, reduce_range = false, symmetric = false, json = false;
-  std::vector<std::string> ops, exclude, keep_fp32;
+  std::vector<std::string> ops, exclude, keep_fp32, calibrate_images, augment;
   int64_t max_samples = 0, min_samples = 16;
   int batch = 8, threads = 1;
 };
@@ -43,9 +44,12 @@ std::string DefaultOut(const std::string& model, const char* suffix) {
 }
 
 void DoQuantize(const QuantizeArgs& a) {
-  if (!a.fp16 && a.calibration.empty()) {
+  if (!a.calibration.empty() && !a.calibrate_images.empty())
+    Die("give either --calibration or --calibrate-images, not both");
+  if (!a.augment.empty() && a.calibrate_images.empty()) Die("--augment needs --calibrate-images");
+  if (!a.fp16 && a.calibration.empty() && a.calibrate_images.empty()) {
     Die("--calibration is required for INT8: a .npy (or a directory of them) shaped "
-        "[N, ...model input dims...]");
+        "[N, ...model input dims...]; for an image model, --calibrate-images DIR...");
   }
   const std::string out = a.out.empty() ? DefaultOut(a.model, a.fp16 ? "fp16" : "int8") : a.out;
   {
@@ -56,12 +60,17 @@ void DoQuantize(const QuantizeArgs& a) {
   }
   optimize::NpyArray calib;
   if (!a.calibration.empty()) calib = OrDie(optimize::ReadNpyFileOrDir(a.calibration));
+  if (!a.calibrate_images.empty()) {
+    if (!IsImageModelFile(a.model)) Die(a.model + ": --calibrate-images needs an image model");
+    calib = ImageCalibrationNpy(a.model, a.calibrate_images, a.augment, a.max_samples);
+  }
+  const bool have_calib = !calib.data.empty();
 
   optimize::ConvertedModel result;
   if (a.fp16) {
     optimize::Fp16Options o;
     o.keep_fp32_ops.insert(a.keep_fp32.begin(), a.keep_fp32.end());
-    if (!a.calibration.empty()) o.check_data = &calib;
+    if (have_calib) o.check_data = &calib;
     o.threads = a.threads;
     result = OrDie(optimize::ConvertFp16(a.model, o));
   } else {
@@ -162,6 +171,12 @@ void RegisterQuantize(CLI::App& app) {
   cmd->add_option("--calibration", a->calibration,
                   "Calibration windows: .npy float32 [N, ...input dims...] or a directory of "
                   ".npy (500-1,000 representative windows)");
+  cmd->add_option("--calibrate-images", a->calibrate_images,
+                  "Image model: calibrate on these good-part image sets (the fitting split), "
+                  "preprocessed through the model's card");
+  cmd->add_option("--augment", a->augment,
+                  "--calibrate-images: also add flipped copies (hflip,vflip) to reach 500-1,000")
+      ->delimiter(',');
   cmd->add_option("--out,-o", a->out, "Output model (default: MODEL.int8.onnx / MODEL.fp16.onnx)");
   cmd->add_option("--method", a->method, "Activation ranges: minmax, percentile or entropy")
       ->check(CLI::IsMember({"minmax", "percentile", "entropy"}));

@@ -221,6 +221,11 @@ detect::TrainedDetector Fit(const TrainArgs& a, const Plan& plan, const detect::
 void DoTrain(TrainArgs& a, CLI::App& cmd) {
   OrDie(LoadTrainConfig(a, cmd));
   if (a.inputs.empty()) Die("no training input given (--input FILE... or sim:...)");
+  if (!a.recalibrate.empty() && IsImageModelFile(a.recalibrate)) {
+    if (!IsImageInputs(a.inputs)) Die("--recalibrate of an image model takes image sets (--input)");
+    return RunImageRecalibrate(a.recalibrate, a.inputs, a.out, a.holdout,
+                               cmd.count("--version") ? a.version : "", a.image.threads);
+  }
   if (IsImageInputs(a.inputs)) {
     a.image.detector = a.detector;  // auto, padim or patchcore
     return RunImageTrain(cmd, a.image, a.inputs, a.out, a.name, a.version, a.holdout, a.seed);

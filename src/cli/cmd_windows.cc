@@ -10,6 +10,7 @@
 #include "agent/dataset.h"
 #include "agent/served_model.h"
 #include "cli/commands.h"
+#include "cli/vision_commands.h"
 #include "model/session.h"
 #include "optimize/npy.h"
 
@@ -18,7 +19,7 @@ namespace {
 
 struct WindowsArgs {
   std::string model, out, labels;
-  std::vector<std::string> inputs, normal, anomalous;
+  std::vector<std::string> inputs, normal, anomalous, augment;
   int64_t max_windows = 0;
   int channel = -1;
 };
@@ -94,6 +95,15 @@ void DoWindows(const WindowsArgs& a) {
   if (!a.inputs.empty() && labelled) Die("give either --input or --normal/--anomalous, not both");
   if (!a.labels.empty() && !labelled) Die("--labels needs --normal and/or --anomalous inputs");
   if (a.max_windows < 0) Die("--max must be >= 0");
+  if (IsImageModelFile(a.model)) {  // preprocessed network inputs of good-part images
+    if (labelled) Die("image models: give the calibration images with --input");
+    auto npy = ImageCalibrationNpy(a.model, a.inputs, a.augment, a.max_windows);
+    OrDie(optimize::WriteNpy(a.out, npy.shape, npy.data));
+    std::printf("%s: %lld preprocessed images %s\n", a.out.c_str(),
+                static_cast<long long>(npy.rows()), optimize::ShapeString(npy.shape).c_str());
+    return;
+  }
+  if (!a.augment.empty()) Die("--augment is for image models");
   agent::ServeOptions sopt;
   sopt.session.providers = {"cpu"};
   sopt.warmup_runs = 0;
@@ -145,6 +155,9 @@ void RegisterWindows(CLI::App& app) {
   cmd->add_option("--max", a->max_windows,
                   "Keep at most this many windows, spread evenly over all inputs (0: all)");
   cmd->add_option("--channel", a->channel, "Use only this channel of multi-channel inputs");
+  cmd->add_option("--augment", a->augment,
+                  "Image models: also add flipped copies of each image (hflip,vflip)")
+      ->delimiter(',');
   cmd->callback([a] { DoWindows(*a); });
 }
 

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "optimize/npy.h"
+
 namespace tend::cli {
 
 struct ImageTrainFlags {
@@ -50,6 +52,17 @@ struct ImageBenchFlags {
 void AddImageBenchFlags(CLI::App& cmd, ImageBenchFlags& flags);
 void RunImageBench(const std::string& model, const ImageBenchFlags& flags, int frames, int warmup,
                    int threads, bool json);
+
+// INT8 for image models (cmd_vision_int8.cc). The calibration input of `tend quantize
+// --calibrate-images` / `tend windows` for an image model: the images preprocessed through the
+// model's card, with the flips asked for (--augment hflip,vflip), at most max_samples of them.
+optimize::NpyArray ImageCalibrationNpy(const std::string& model, const std::vector<std::string>& inputs,
+                                       const std::vector<std::string>& augment, int64_t max_samples);
+// `tend train --recalibrate IMAGE_MODEL --input DIR...`: thresholds from the held-out good images
+// scored by that model (after `tend quantize`, its own INT8 scores).
+void RunImageRecalibrate(const std::string& model, const std::vector<std::string>& inputs,
+                         const std::string& out, double holdout, const std::string& version,
+                         int threads);
 
 // The default backbone: $TEND_BACKBONE, else backbones/mobilenet_v2_imagenet.onnx next to the
 // tend binary, in ../share/tend, or in ../third_party (a build inside the checkout).
