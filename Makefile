@@ -14,10 +14,17 @@ all: build
 bootstrap:
 	@scripts/bootstrap.sh
 
+# A build dir first configured by `make demo` (TEND_BOOTSTRAP=build: no test packages yet) is
+# configured again once by the first command that installed them all, so that configure-time probes
+# (PyTorch for the test models) see them.
 $(BUILD)/CMakeCache.txt: | bootstrap
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS)
+	@if [ "$${TEND_BOOTSTRAP:-all}" = build ]; then touch $(BUILD)/.tend-build-packages-only; fi
 
 configure: bootstrap $(BUILD)/CMakeCache.txt
+	@if [ "$${TEND_BOOTSTRAP:-all}" = all ] && [ -f $(BUILD)/.tend-build-packages-only ]; then \
+	  echo "configure: the test packages are installed now: configuring $(BUILD) again"; \
+	  cmake -S . -B $(BUILD) && rm $(BUILD)/.tend-build-packages-only; fi
 
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)
@@ -47,7 +54,10 @@ fuzz: bootstrap
 # Builds only the `tend` binary: the tests and benchmarks (most of a fresh build) wait for `make test`.
 # The press demo needs no image backbone: a first `make demo` skips building it (bootstrap's
 # npm download and conversion); `make test` and `make demo-vision` build it when they need it.
+# Likewise it installs only the Debian packages that build tend (TEND_BOOTSTRAP=build): the test
+# servers, chromium, PyTorch and clang come with the first `make test`.
 demo: export TEND_SKIP_BACKBONE := 1
+demo: export TEND_BOOTSTRAP := build
 demo: configure
 	@echo "make demo: building $(BUILD)/tend only (tests and benchmarks are built by 'make test'); a first build takes a few minutes"
 	@start=$$(date +%s); cmake --build $(BUILD) -j $(JOBS) --target tend && \

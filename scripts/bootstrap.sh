@@ -7,27 +7,40 @@
 #   TEND_SKIP_APT=1 scripts/bootstrap.sh   # only ONNX Runtime (no root needed)
 #   ONNXRUNTIME_ROOT=/opt/onnxruntime-linux-x64-1.29.0 scripts/bootstrap.sh  # use an official tarball
 #   TEND_SKIP_BACKBONE=1 scripts/bootstrap.sh   # no default image backbone (third_party/backbones)
+#   TEND_BOOTSTRAP=build scripts/bootstrap.sh   # only the packages that build tend (make demo)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
 # --- Debian packages ---------------------------------------------------------------------------
-PKGS=(
+# BUILD_PKGS configure and build every target (tests included: a build dir is shared by `make demo`
+# and `make test`, and the optional libraries a configure looks for are here so that its cached
+# choices do not depend on which command ran first). TEST_PKGS are what the tests run against
+# (servers, a browser, Python references, clang for `make fuzz`). TEND_BOOTSTRAP=build installs
+# only BUILD_PKGS (`make demo` sets it: the press demo runs nothing else); the default installs all.
+BUILD_PKGS=(
   build-essential cmake pkg-config git ca-certificates openssl
   libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev libexpected-dev
   libeigen3-dev libkissfft-dev libonnx-dev libprotobuf-dev protobuf-compiler
   libsodium-dev libssl-dev libsqlite3-dev libcpp-httplib-dev
-  libpaho-mqttpp-dev libpaho-mqtt-dev mosquitto mosquitto-clients
-  prometheus-cpp-dev prometheus
-  postgresql libpqxx-dev
-  libmodbus-dev python3-pymodbus python3-serial python3-serial-asyncio
+  libpaho-mqttpp-dev libpaho-mqtt-dev prometheus-cpp-dev libpqxx-dev libmodbus-dev
+  libturbojpeg0-dev libpng-dev libv4l-dev libaravis-dev libusb-1.0-0-dev
+)
+TEST_PKGS=(
+  mosquitto mosquitto-clients prometheus postgresql
+  python3-pymodbus python3-serial python3-serial-asyncio
   chromium
   python3-numpy python3-scipy python3-onnx python3-torch python3-torchvision
-  libturbojpeg0-dev libpng-dev libv4l-dev libaravis-dev libusb-1.0-0-dev aravis-tools python3-pil
+  aravis-tools python3-pil
   clang libclang-rt-14-dev
 )
+case "${TEND_BOOTSTRAP:-all}" in
+  all) PKGS=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}") ;;
+  build) PKGS=("${BUILD_PKGS[@]}") ;;
+  *) echo "bootstrap: TEND_BOOTSTRAP is 'all' (default) or 'build', not '$TEND_BOOTSTRAP'" >&2; exit 2 ;;
+esac
 
 missing=()
 if [ -z "${TEND_SKIP_APT:-}" ]; then

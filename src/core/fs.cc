@@ -89,6 +89,10 @@ Status WriteSpecial(const std::string& path, std::span<const uint8_t> data) {
 
 }  // namespace
 
+std::string JoinPath(const std::string& dir, const std::string& name) {
+  return (std::filesystem::path(dir) / name).string();
+}
+
 Result<OutputTarget> ResolveOutput(const std::string& path) {
   if (path.empty()) return Fail(Error::Invalid("output path is empty"));
   std::filesystem::path p(path);

@@ -59,6 +59,8 @@ class OutputFile {
 Status FsyncDir(const std::string& dir);
 Status MakeDirs(const std::string& dir);
 bool Exists(const std::string& path);
+// dir/name with one separator (std::filesystem's operator/).
+std::string JoinPath(const std::string& dir, const std::string& name);
 // The file name's extension without the dot, in lower case ("WAV" -> "wav"); "" when the last
 // path component has none.
 std::string LowerExtension(const std::string& path);

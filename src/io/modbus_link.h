@@ -31,6 +31,12 @@ struct LinkOptions {
   Status Validate() const;
 };
 
+// A duration in seconds (an option's double) as a steady_clock duration.
+inline std::chrono::steady_clock::duration SteadySeconds(double s) {
+  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(s));
+}
+
 // Exponential backoff without allocation: min, 2*min, ... max, +-20 % jitter.
 class Backoff {
  public:

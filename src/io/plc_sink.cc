@@ -13,10 +13,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-Clock::duration Seconds(double s) {
-  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
-}
-
 Status CheckAddress(const char* what, int address) {
   if (address < -1 || address > 65535) {
     return Fail(Error::Invalid(std::string("PLC: ") + what + " address " + std::to_string(address) +
@@ -306,7 +302,7 @@ void PlcRejectSink::Impl::WriteRejects(int alerts, const Item* one) {
     if (ok) {
       auto now = Clock::now();
       pulse_on_ = true;
-      pulse_off_at_ = now + Seconds(o_.pulse_s);
+      pulse_off_at_ = now + SteadySeconds(o_.pulse_s);
       std::lock_guard lk(mu_);
       for (const auto& it : batch_) {
         if (!it.alert || (one && &it != one)) continue;
@@ -360,7 +356,7 @@ void PlcRejectSink::Impl::MaybeLog(Clock::time_point now, bool force) {
   {
     std::lock_guard lk(mu_);
     if (unlogged_missed_ == 0 && unlogged_errors_ == 0) return;
-    if (!force && now - last_log_ < Seconds(o_.log_interval_s)) return;
+    if (!force && now - last_log_ < SteadySeconds(o_.log_interval_s)) return;
     missed = unlogged_missed_;
     errors = unlogged_errors_;
     unlogged_missed_ = unlogged_errors_ = 0;

@@ -13,10 +13,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-Clock::duration Seconds(double s) {
-  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
-}
-
 }  // namespace
 
 Result<TriggerSpec> ParseTriggerSpec(const std::string& spec) {
@@ -145,7 +141,7 @@ void PlcTrigger::Impl::Run() {
       if (stop_cv_.wait_until(lk, until, [&] { return stop_; })) break;
     }
     auto now = Clock::now();
-    next_poll = std::max(next_poll + Seconds(o_.poll_interval_s), now);
+    next_poll = std::max(next_poll + SteadySeconds(o_.poll_interval_s), now);
     if (!link_->connected()) {
       auto st = link_->Connect();
       std::lock_guard lk(mu_);
@@ -278,7 +274,7 @@ void PlcTrigger::Impl::MaybeLog(Clock::time_point now) {
   int64_t errors;
   {
     std::lock_guard lk(mu_);
-    if (unlogged_errors_ == 0 || now - last_log_ < Seconds(o_.log_interval_s)) return;
+    if (unlogged_errors_ == 0 || now - last_log_ < SteadySeconds(o_.log_interval_s)) return;
     errors = unlogged_errors_;
     unlogged_errors_ = 0;
     last = st_.last_error;

@@ -12,16 +12,15 @@
 
 namespace tend::optimize {
 
-namespace {
-
-// One line, for messages that embed third-party exception text.
-std::string OneLine(std::string s) {
+std::string OneLine(std::string s, size_t max_chars) {
   for (char& c : s) {
     if (c == '\n' || c == '\r') c = ' ';
   }
-  if (s.size() > 300) s = s.substr(0, 297) + "...";
+  if (s.size() > max_chars) s = s.substr(0, max_chars > 3 ? max_chars - 3 : 0) + "...";
   return s;
 }
+
+namespace {
 
 void CollectTypes(const onnx::ValueInfoProto& vi, std::map<std::string, int32_t>& out) {
   if (vi.has_type() && vi.type().has_tensor_type() && vi.type().tensor_type().elem_type() != 0) {
@@ -97,7 +96,7 @@ Status UpgradeOpset(onnx::ModelProto& model, int64_t target, const std::string& 
   } catch (const std::exception& e) {
     return Fail(Error::Unsupported(
         name + ": opset " + std::to_string(have) + " could not be converted to opset " +
-        std::to_string(target) + " (" + OneLine(e.what()) +
+        std::to_string(target) + " (" + OneLine(e.what(), 300) +
         "); re-export the model with opset >= " + std::to_string(target)));
   }
   return Ok();

@@ -16,6 +16,10 @@
 
 namespace tend::optimize {
 
+// Third-party exception text as one line of at most max_chars (newlines become spaces, the rest
+// is cut with "...").
+std::string OneLine(std::string s, size_t max_chars);
+
 // Parses a serialized ModelProto; `name` (usually the path) goes into error messages.
 Result<onnx::ModelProto> ParseModel(const std::string& bytes, const std::string& name);
 // Reads and parses; errors for a missing file, a file that is not ONNX, no graph, external data.

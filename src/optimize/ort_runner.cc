@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <map>
 
+#include "optimize/onnx_util.h"
+
 namespace tend::optimize {
 
 namespace {
@@ -12,14 +14,6 @@ namespace {
 Ort::Env& Env() {
   static Ort::Env env(ORT_LOGGING_LEVEL_ERROR, "tend-optimize");
   return env;
-}
-
-std::string OneLine(std::string s) {
-  for (char& c : s) {
-    if (c == '\n' || c == '\r') c = ' ';
-  }
-  if (s.size() > 400) s = s.substr(0, 397) + "...";
-  return s;
 }
 
 }  // namespace
@@ -69,7 +63,8 @@ Result<std::unique_ptr<OrtRunner>> OrtRunner::Create(const std::string& model_by
     }
     return r;
   } catch (const Ort::Exception& e) {
-    return Fail(Error::Model(name + ": ONNX Runtime cannot load the model: " + OneLine(e.what())));
+    return Fail(
+        Error::Model(name + ": ONNX Runtime cannot load the model: " + OneLine(e.what(), 400)));
   }
 }
 
@@ -106,7 +101,7 @@ Result<std::vector<OrtTensor>> OrtRunner::Run(std::span<const float> input,
     }
     return result;
   } catch (const Ort::Exception& e) {
-    return Fail(Error::Model(name_ + ": run failed: " + OneLine(e.what())));
+    return Fail(Error::Model(name_ + ": run failed: " + OneLine(e.what(), 400)));
   }
 }
 

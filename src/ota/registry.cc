@@ -11,12 +11,8 @@ namespace {
 
 using nlohmann::json;
 
-std::string Join(const std::string& dir, const std::string& name) {
-  return (std::filesystem::path(dir) / name).string();
-}
-
 Result<RootMeta> CurrentRoot(const std::string& dir) {
-  std::string path = Join(dir, "root.json");
+  std::string path = fs::JoinPath(dir, "root.json");
   TEND_ASSIGN_OR_RETURN(std::string text, fs::ReadFile(path));
   TEND_ASSIGN_OR_RETURN(Envelope env, ParseEnvelope(text, path));
   return ParseRoot(env.signed_part, path);
@@ -41,7 +37,7 @@ Result<std::vector<KeyPair>> SignersFor(const RootMeta& root, const std::string&
 }
 
 Result<TargetsMeta> ReadTargets(const std::string& dir) {
-  std::string path = Join(dir, "targets.json");
+  std::string path = fs::JoinPath(dir, "targets.json");
   if (!fs::Exists(path)) return TargetsMeta{0, 0, {}};
   TEND_ASSIGN_OR_RETURN(std::string text, fs::ReadFile(path));
   TEND_ASSIGN_OR_RETURN(Envelope env, ParseEnvelope(text, path));
@@ -51,7 +47,7 @@ Result<TargetsMeta> ReadTargets(const std::string& dir) {
 Status WriteTimestamp(const std::string& dir, const RootMeta& root,
                       const std::vector<KeyPair>& keys, int64_t version, int64_t now,
                       int64_t expires_s) {
-  std::string tpath = Join(dir, "targets.json");
+  std::string tpath = fs::JoinPath(dir, "targets.json");
   TEND_ASSIGN_OR_RETURN(std::string targets_text, fs::ReadFile(tpath));
   TEND_ASSIGN_OR_RETURN(Envelope tenv, ParseEnvelope(targets_text, tpath));
   TEND_ASSIGN_OR_RETURN(TargetsMeta tm, ParseTargets(tenv.signed_part, tpath));
@@ -63,11 +59,11 @@ Status WriteTimestamp(const std::string& dir, const RootMeta& root,
   ts.targets_length = static_cast<int64_t>(targets_text.size());
   ts.targets_sha256 = Sha256Hex(targets_text);
   TEND_ASSIGN_OR_RETURN(std::string bytes, SignEnvelope(ToJson(ts), signers));
-  return fs::WriteFileAtomic(Join(dir, "timestamp.json"), bytes);
+  return fs::WriteFileAtomic(fs::JoinPath(dir, "timestamp.json"), bytes);
 }
 
 Result<int64_t> TimestampVersion(const std::string& dir) {
-  std::string path = Join(dir, "timestamp.json");
+  std::string path = fs::JoinPath(dir, "timestamp.json");
   if (!fs::Exists(path)) return 0;
   TEND_ASSIGN_OR_RETURN(std::string text, fs::ReadFile(path));
   TEND_ASSIGN_OR_RETURN(Envelope env, ParseEnvelope(text, path));
@@ -105,8 +101,8 @@ Status WriteRoot(const std::string& dir, const RootMeta& root,
     (void)next;
   }
   TEND_RETURN_NOT_OK(
-      fs::WriteFileAtomic(Join(dir, std::to_string(root.version) + ".root.json"), bytes));
-  return fs::WriteFileAtomic(Join(dir, "root.json"), bytes);
+      fs::WriteFileAtomic(fs::JoinPath(dir, std::to_string(root.version) + ".root.json"), bytes));
+  return fs::WriteFileAtomic(fs::JoinPath(dir, "root.json"), bytes);
 }
 
 Result<TargetInfo> Publish(const std::string& dir, const PublishOptions& opts,
@@ -137,15 +133,15 @@ Result<TargetInfo> Publish(const std::string& dir, const PublishOptions& opts,
   t.profiles = opts.profiles;
   t.min_quality = opts.min_quality;
   if (opts.rollout) t.rollout = ToJson(*opts.rollout);
-  TEND_RETURN_NOT_OK(fs::MakeDirs(Join(dir, "files")));
-  TEND_RETURN_NOT_OK(fs::WriteFileAtomic(Join(dir, t.path), bytes));
+  TEND_RETURN_NOT_OK(fs::MakeDirs(fs::JoinPath(dir, "files")));
+  TEND_RETURN_NOT_OK(fs::WriteFileAtomic(fs::JoinPath(dir, t.path), bytes));
   // Content-addressed: the same bytes published twice share a path; keep one entry per path.
   std::erase_if(tm.targets, [&](const TargetInfo& o) { return o.path == t.path; });
   tm.targets.push_back(t);
   tm.version += 1;
   tm.expires = opts.now + opts.targets_expires_s;
   TEND_ASSIGN_OR_RETURN(std::string tbytes, SignEnvelope(ToJson(tm), targets_signers));
-  TEND_RETURN_NOT_OK(fs::WriteFileAtomic(Join(dir, "targets.json"), tbytes));
+  TEND_RETURN_NOT_OK(fs::WriteFileAtomic(fs::JoinPath(dir, "targets.json"), tbytes));
   TEND_ASSIGN_OR_RETURN(int64_t ts_version, TimestampVersion(dir));
   TEND_RETURN_NOT_OK(
       WriteTimestamp(dir, root, keys, ts_version + 1, opts.now, opts.timestamp_expires_s));
@@ -161,7 +157,7 @@ Result<bool> RefreshTimestamp(const std::string& dir, const std::vector<KeyPair>
   // After `rotate-root`, targets.json still carries the retired keys' signatures, which devices
   // that follow the new root refuse: re-sign it (same releases, next version) with the new keys.
   bool resigned = false;
-  const std::string tpath = Join(dir, "targets.json");
+  const std::string tpath = fs::JoinPath(dir, "targets.json");
   if (fs::Exists(tpath)) {
     TEND_ASSIGN_OR_RETURN(std::string text, fs::ReadFile(tpath));
     TEND_ASSIGN_OR_RETURN(Envelope env, ParseEnvelope(text, tpath));
@@ -183,8 +179,8 @@ Result<json> LatestRelease(const std::string& dir, const std::string& name,
                            const std::string& profile) {
   TEND_RETURN_NOT_OK(CheckName(name, "model name"));
   TEND_RETURN_NOT_OK(CheckName(profile, "profile"));
-  TEND_ASSIGN_OR_RETURN(std::string ttext, fs::ReadFile(Join(dir, "targets.json")));
-  TEND_ASSIGN_OR_RETURN(std::string stext, fs::ReadFile(Join(dir, "timestamp.json")));
+  TEND_ASSIGN_OR_RETURN(std::string ttext, fs::ReadFile(fs::JoinPath(dir, "targets.json")));
+  TEND_ASSIGN_OR_RETURN(std::string stext, fs::ReadFile(fs::JoinPath(dir, "timestamp.json")));
   TEND_ASSIGN_OR_RETURN(Envelope tenv, ParseEnvelope(ttext, "targets.json"));
   TEND_ASSIGN_OR_RETURN(TargetsMeta tm, ParseTargets(tenv.signed_part, "targets.json"));
   TEND_ASSIGN_OR_RETURN(TargetInfo t, SelectTarget(tm, name, profile));

@@ -21,10 +21,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string Join(const std::string& dir, const std::string& name) {
-  return (std::filesystem::path(dir) / name).string();
-}
-
 std::string ModelFileName(const std::string& name, int64_t version) {
   return name + "-v" + std::to_string(version) + ".onnx";
 }
@@ -37,9 +33,10 @@ int64_t SystemNow() {
 
 // The file a slot names must hold exactly the bytes recorded for it.
 Status VerifySlot(const std::string& dir, const ModelSlot& slot) {
-  TEND_ASSIGN_OR_RETURN(auto bytes, fs::ReadBinaryFile(Join(dir, slot.file)));
+  TEND_ASSIGN_OR_RETURN(auto bytes, fs::ReadBinaryFile(fs::JoinPath(dir, slot.file)));
   if (static_cast<int64_t>(bytes.size()) != slot.length || Sha256Hex(bytes) != slot.sha256) {
-    return Fail(Error::Corrupt(Join(dir, slot.file) + ": contents differ from the installed v" +
+    return Fail(Error::Corrupt(fs::JoinPath(dir, slot.file) +
+                               ": contents differ from the installed v" +
                                std::to_string(slot.version)));
   }
   return Ok();
@@ -108,7 +105,7 @@ std::string StateText(const OtaState& s) { return s.ToJson().dump(2) + "\n"; }
 class StateLock {
  public:
   static Result<StateLock> Acquire(const std::string& dir) {
-    const std::string path = Join(dir, ".ota_state.lock");
+    const std::string path = fs::JoinPath(dir, ".ota_state.lock");
     int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) return Fail(fs::ErrnoError("open " + path, errno));
     while (::flock(fd, LOCK_EX) != 0) {
@@ -160,7 +157,7 @@ Status RemoveSlotFile(const std::string& dir, const OtaState& s,
   for (const auto* slot : {&s.current, &s.backup}) {
     if (*slot && (*slot)->file == gone->file) return Ok();
   }
-  RemoveQuietly(Join(dir, gone->file));
+  RemoveQuietly(fs::JoinPath(dir, gone->file));
   return fs::FsyncDir(dir);
 }
 
@@ -220,7 +217,7 @@ Result<OtaState> OtaState::FromJson(const json& j, const std::string& what) {
 }
 
 Result<OtaState> LoadState(const std::string& model_dir) {
-  std::string path = Join(model_dir, kStateFile);
+  std::string path = fs::JoinPath(model_dir, kStateFile);
   TEND_ASSIGN_OR_RETURN(std::string text, fs::ReadFile(path));
   TEND_ASSIGN_OR_RETURN(json j, tend::json::ParseJson(text, path, kMetadataJsonLimits));
   if (!j.is_object()) return Fail(Error::Corrupt(path + ": not a JSON object"));
@@ -228,7 +225,7 @@ Result<OtaState> LoadState(const std::string& model_dir) {
 }
 
 Status SaveState(const std::string& model_dir, const OtaState& state) {
-  return fs::WriteFileAtomic(Join(model_dir, kStateFile), StateText(state));
+  return fs::WriteFileAtomic(fs::JoinPath(model_dir, kStateFile), StateText(state));
 }
 
 Result<OtaState> RollbackState(const std::string& model_dir, const std::string& reason,
@@ -349,12 +346,13 @@ Result<std::unique_ptr<Updater>> Updater::Create(UpdaterOptions opts,
   if (st) {
     u->state_ = std::move(*st);
     if (u->state_.model_name != o.model_name) {
-      return Fail(Error::Invalid(Join(o.model_dir, kStateFile) + ": holds model \"" +
+      return Fail(Error::Invalid(fs::JoinPath(o.model_dir, kStateFile) + ": holds model \"" +
                                  u->state_.model_name + "\", not \"" + o.model_name + "\""));
     }
     // Re-check the stored anchor: a state file edited on disk must not widen trust.
     auto root = VerifyPinnedRoot(u->state_.trusted_root);
-    if (!root) return Fail(root.error().Wrap(Join(o.model_dir, kStateFile) + ": trusted root"));
+    if (!root)
+      return Fail(root.error().Wrap(fs::JoinPath(o.model_dir, kStateFile) + ": trusted root"));
   } else if (st.error().code == ErrorCode::kNotFound) {
     if (o.pinned_root_path.empty()) {
       return Fail(Error::Invalid("ota: no state in " + o.model_dir + " and no pinned root given"));
@@ -371,7 +369,7 @@ Result<std::unique_ptr<Updater>> Updater::Create(UpdaterOptions opts,
   }
   {
     std::lock_guard<std::mutex> lock(u->mu_);
-    auto text = fs::ReadFile(Join(o.model_dir, kStateFile));
+    auto text = fs::ReadFile(fs::JoinPath(o.model_dir, kStateFile));
     u->known_text_ = text ? *text : std::string();
     u->PublishLocked();
   }
@@ -493,8 +491,8 @@ Result<std::string> Updater::StageLocked(const TargetInfo& target) {
 
   // Stage next to the running model (same filesystem, so the rename is atomic).
   const std::string final_name = ModelFileName(o.model_name, target.version);
-  const std::string final_path = Join(o.model_dir, final_name);
-  const std::string staging = Join(o.model_dir, "." + final_name + ".staging");
+  const std::string final_path = fs::JoinPath(o.model_dir, final_name);
+  const std::string staging = fs::JoinPath(o.model_dir, "." + final_name + ".staging");
   TEND_RETURN_NOT_OK(WriteAndSync(staging, model_bytes));
   Sync("staged-temp");
   {
@@ -666,7 +664,7 @@ Result<UpdateReport> Updater::CheckLocked() {
     for (const auto* s : {&state_.current, &state_.backup}) {
       if (*s && (*s)->file == superseded->file) return Ok();
     }
-    RemoveQuietly(Join(o.model_dir, superseded->file));
+    RemoveQuietly(fs::JoinPath(o.model_dir, superseded->file));
     return fs::FsyncDir(o.model_dir);
   };
   if (o.on_commit) {
@@ -705,7 +703,7 @@ Result<std::string> Updater::AdoptStartupModel(const std::string& path, int64_t 
       TEND_RETURN_NOT_OK(PersistLocked(state_));
       PublishLocked();
     }
-    const std::string current = Join(o.model_dir, state_.current->file);
+    const std::string current = fs::JoinPath(o.model_dir, state_.current->file);
     if (state_.current->sha256 != sha) {
       TEND_LOG_INFO(
           "ota: serving {} v{} installed by OTA; the start-up model {} is unchanged "
@@ -720,8 +718,8 @@ Result<std::string> Updater::AdoptStartupModel(const std::string& path, int64_t 
   slot.sha256 = sha;
   slot.length = static_cast<int64_t>(bytes.size());
   slot.installed_unix = Now();
-  const std::string final_path = Join(o.model_dir, slot.file);
-  const std::string staging = Join(o.model_dir, "." + slot.file + ".staging");
+  const std::string final_path = fs::JoinPath(o.model_dir, slot.file);
+  const std::string staging = fs::JoinPath(o.model_dir, "." + slot.file + ".staging");
   TEND_RETURN_NOT_OK(WriteAndSync(staging, bytes));
   if (::rename(staging.c_str(), final_path.c_str()) != 0) {
     int e = errno;
@@ -740,7 +738,7 @@ Result<std::string> Updater::AdoptStartupModel(const std::string& path, int64_t 
   PublishLocked();
   if (old_backup && old_backup->file != slot.file &&
       !(next.backup && next.backup->file == old_backup->file)) {
-    RemoveQuietly(Join(o.model_dir, old_backup->file));
+    RemoveQuietly(fs::JoinPath(o.model_dir, old_backup->file));
     TEND_RETURN_NOT_OK(fs::FsyncDir(o.model_dir));
   }
   TEND_LOG_INFO("ota: adopted start-up model {} as {} v{} (sha256 {}){}", path, o.model_name,
@@ -770,12 +768,12 @@ Status Updater::RollbackLocked(const std::string& reason) {
   counters_.rolled_back += 1;
   last_result_ = "rolled back: " + reason;
   PublishLocked();
-  if (opts_.on_commit) return opts_.on_commit(Join(opts_.model_dir, state_.current->file));
+  if (opts_.on_commit) return opts_.on_commit(fs::JoinPath(opts_.model_dir, state_.current->file));
   return Ok();
 }
 
 Status Updater::PersistLocked(const OtaState& next) {
-  const std::string path = Join(opts_.model_dir, kStateFile);
+  const std::string path = fs::JoinPath(opts_.model_dir, kStateFile);
   TEND_ASSIGN_OR_RETURN(StateLock lock, StateLock::Acquire(opts_.model_dir));
   auto disk = fs::ReadFile(path);
   if ((disk ? *disk : std::string()) != known_text_) {
@@ -794,7 +792,7 @@ bool Updater::PollStateFile() {
 }
 
 bool Updater::AdoptDiskStateLocked() {
-  const std::string path = Join(opts_.model_dir, kStateFile);
+  const std::string path = fs::JoinPath(opts_.model_dir, kStateFile);
   auto text = fs::ReadFile(path);
   if (!text || *text == known_text_) return false;
   known_text_ = *text;  // adopted or, when invalid, overwritten by the next write
@@ -827,7 +825,7 @@ bool Updater::AdoptDiskStateLocked() {
   TEND_LOG_WARN("ota: {} changed outside the updater ({}); now serving {} v{}", path, last_result_,
                 state_.model_name, state_.current ? state_.current->version : 0);
   if (model_changed && opts_.on_commit) {
-    Status handed = opts_.on_commit(Join(opts_.model_dir, state_.current->file));
+    Status handed = opts_.on_commit(fs::JoinPath(opts_.model_dir, state_.current->file));
     if (!handed) {
       last_error_ = "hand-over after an outside change failed: " + handed.error().message;
       TEND_LOG_ERROR("ota: {}", last_error_);
@@ -984,7 +982,7 @@ void Updater::Stop() {
 
 std::string Updater::CurrentModelPath() const {
   Snapshot s = Snap();
-  return s.state.current ? Join(opts_.model_dir, s.state.current->file) : std::string();
+  return s.state.current ? fs::JoinPath(opts_.model_dir, s.state.current->file) : std::string();
 }
 
 OtaState Updater::state() const { return Snap().state; }

@@ -69,7 +69,7 @@ void WarnAboutDefaultIdentity(const DeviceContext& ctx) {
       defaults);
 }
 
-Result<std::unique_ptr<Sink>> Create(DeviceContext& ctx) {
+Result<std::unique_ptr<Sink>> CreateMqttSink(DeviceContext& ctx) {
   const Settings& s = *ctx.settings;
   telemetry::TelemetryOptions o;
   o.broker_url = s.GetString("mqtt.url");
@@ -138,6 +138,6 @@ TEND_COMPONENT(sink_mqtt) {
       D::Float("mqtt.health_interval_s", 15, 1, 86400, "Seconds between health messages (0 = none)")
           .Special({0}),
   };
-  d.create = runtime::Create;
+  d.create = runtime::CreateMqttSink;
   return registry.AddSink(std::move(d));
 }

@@ -155,7 +155,7 @@ class PlcSink final : public Sink {
   std::vector<Link> links_;
 };
 
-Result<std::unique_ptr<Sink>> Create(DeviceContext& ctx) {
+Result<std::unique_ptr<Sink>> CreatePlcSink(DeviceContext& ctx) {
   bool any = false;
   for (const auto& a : *ctx.assets) any = any || !a.settings.GetString("plc.url").empty();
   if (!any) return std::unique_ptr<Sink>();
@@ -221,6 +221,6 @@ TEND_COMPONENT(sink_plc) {
           .Flag("--plc-queue")
           .PerAsset("plc_queue"),
   };
-  d.create = runtime::Create;
+  d.create = runtime::CreatePlcSink;
   return registry.AddSink(std::move(d));
 }

@@ -23,7 +23,7 @@ class PrometheusSink final : public Sink {
   std::unique_ptr<metrics::Exporter> exporter_;
 };
 
-Result<std::unique_ptr<Sink>> Create(DeviceContext& ctx) {
+Result<std::unique_ptr<Sink>> CreatePrometheusSink(DeviceContext& ctx) {
   const Settings& s = *ctx.settings;
   metrics::Exporter::Options mo;
   mo.port = static_cast<int>(s.GetInt("metrics.port"));
@@ -62,6 +62,6 @@ TEND_COMPONENT(sink_prometheus) {
       SettingDef::Float("metrics.system_interval_s", 15, 0.1, 86400,
                         "Seconds between system figures (CPU, memory, temperatures)"),
   };
-  d.create = runtime::Create;
+  d.create = runtime::CreatePrometheusSink;
   return registry.AddSink(std::move(d));
 }

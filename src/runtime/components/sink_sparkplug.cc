@@ -94,7 +94,7 @@ class SparkplugSink final : public Sink {
   sparkplug::SparkplugStats stats_;  // after Stop
 };
 
-Result<std::unique_ptr<Sink>> Create(DeviceContext& ctx) {
+Result<std::unique_ptr<Sink>> CreateSparkplugSink(DeviceContext& ctx) {
   const Settings& s = *ctx.settings;
   sparkplug::SparkplugOptions o;
   o.group_id = s.GetString("sparkplug.group");
@@ -144,6 +144,6 @@ TEND_COMPONENT(sink_sparkplug) {
              "Size limit of the spool of alerts sent later as historical data (MiB)")
           .Flag("--sparkplug-spool-mb"),
   };
-  d.create = runtime::Create;
+  d.create = runtime::CreateSparkplugSink;
   return registry.AddSink(std::move(d));
 }

@@ -217,7 +217,7 @@ class PlcTriggerStage final : public Stage {
   std::vector<std::unique_ptr<AssetTrigger>> assets_;  // fixed once the assets are built
 };
 
-Result<std::unique_ptr<Stage>> Create(DeviceContext& ctx) {
+Result<std::unique_ptr<Stage>> CreatePlcTriggerStage(DeviceContext& ctx) {
   bool any = false;
   for (const auto& a : *ctx.assets) any = any || !a.settings.GetString("plc.trigger").empty();
   if (!any) return std::unique_ptr<Stage>();
@@ -258,6 +258,6 @@ TEND_COMPONENT(stage_plc_trigger) {
           .Flag("--plc-part-register")
           .PerAsset("plc_part_register"),
   };
-  d.create = runtime::Create;
+  d.create = runtime::CreatePlcTriggerStage;
   return registry.AddStage(std::move(d));
 }
