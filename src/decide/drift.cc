@@ -322,6 +322,17 @@ struct ChannelPass {
   float lo = 0, hi = 0;
   int64_t at_lo = 0, at_hi = 0;  // samples equal to lo / hi
   int64_t used = 0, bad = 0;     // finite / non-finite samples
+
+  // One sample into the extremes (and the counts at them) and the sums.
+  void Add(float v) {
+    at_hi = v > hi ? 1 : at_hi + (v == hi);
+    at_lo = v < lo ? 1 : at_lo + (v == lo);
+    hi = std::max(hi, v);
+    lo = std::min(lo, v);
+    const double d = static_cast<double>(v) - shift;
+    sum += d;
+    sum2 += d * d;
+  }
 };
 
 // GCC/Clang vector extensions (SSE2 on x86-64, NEON on arm64), as dsp/features.cc has them.
@@ -396,16 +407,7 @@ ChannelPass FastPass(const float* x, size_t n) {
   eb.Into(c);
   ea.CountInto(c);
   eb.CountInto(c);
-  for (; i < n; ++i) {
-    const float v = x[i];
-    c.at_hi = v > c.hi ? 1 : c.at_hi + (v == c.hi);
-    c.at_lo = v < c.lo ? 1 : c.at_lo + (v == c.lo);
-    c.hi = std::max(c.hi, v);
-    c.lo = std::min(c.lo, v);
-    const double d = static_cast<double>(v) - c.shift;
-    c.sum += d;
-    c.sum2 += d * d;
-  }
+  for (; i < n; ++i) c.Add(x[i]);
   c.used = static_cast<int64_t>(n);
   return c;
 }
@@ -423,13 +425,7 @@ ChannelPass FinitePass(const float* x, size_t n) {
       c.shift = v;
       c.lo = c.hi = v;
     }
-    c.at_hi = v > c.hi ? 1 : c.at_hi + (v == c.hi);
-    c.at_lo = v < c.lo ? 1 : c.at_lo + (v == c.lo);
-    c.hi = std::max(c.hi, v);
-    c.lo = std::min(c.lo, v);
-    const double d = static_cast<double>(v) - c.shift;
-    c.sum += d;
-    c.sum2 += d * d;
+    c.Add(v);
   }
   return c;
 }
