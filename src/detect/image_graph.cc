@@ -534,31 +534,74 @@ Status AppendPatchMemoryHead(EmbeddingGraph& eg, const PatchMemory& pm, const Ma
   return Ok();
 }
 
+namespace {
+
+// Every tensor computed from the image (the image included).
+std::set<std::string> FromImage(const onnx::GraphProto& g, const std::string& image) {
+  std::set<std::string> from = {image};
+  for (const auto& n : g.node()) {
+    bool hit = false;
+    for (const auto& in : n.input()) hit = hit || from.count(in) > 0;
+    if (hit) from.insert(n.output().begin(), n.output().end());
+  }
+  return from;
+}
+
+// Which nodes the back runs: every node downstream of the embedding, plus the constant nodes
+// (not computed from the image, e.g. a quantised weight's DequantizeLinear) whose results it
+// reads, so that only image-derived tensors cross from the front.
+std::vector<bool> BackNodes(const onnx::GraphProto& g, const std::set<std::string>& from_image) {
+  const int count = g.node_size();
+  std::vector<bool> back(static_cast<size_t>(count), false);
+  std::set<std::string> downstream = {kEmbeddingOutput}, needed;
+  for (int i = 0; i < count; ++i) {
+    const auto& n = g.node(i);
+    for (const auto& in : n.input()) back[i] = back[i] || downstream.count(in) > 0;
+    if (!back[i]) continue;
+    downstream.insert(n.output().begin(), n.output().end());
+    needed.insert(n.input().begin(), n.input().end());
+  }
+  for (int i = count - 1; i >= 0; --i) {
+    const auto& n = g.node(i);
+    bool constant = true, used = false;
+    for (const auto& o : n.output()) {
+      constant = constant && from_image.count(o) == 0;
+      used = used || needed.count(o) > 0;
+    }
+    if (back[i] || !constant || !used) continue;
+    back[i] = true;
+    needed.insert(n.input().begin(), n.input().end());
+  }
+  return back;
+}
+
+}  // namespace
+
 Result<SplitModel> SplitAtEmbedding(const onnx::ModelProto& model) {
   const auto& g = model.graph();
   TEND_ASSIGN_OR_RETURN(int in_idx, FindImageInput(g));
   const std::string image = g.input(in_idx).name();
-  // The back: every node downstream of the embedding. What it reads that the front computes (the
-  // embedding, the padding mask) is carried across, embedding first.
-  std::set<std::string> downstream = {kEmbeddingOutput}, inits;
-  for (const auto& t : g.initializer()) inits.insert(t.name());
   bool found = false;
-  google::protobuf::RepeatedPtrField<onnx::NodeProto> nodes;
-  std::vector<std::string> carried = {kEmbeddingOutput};
   for (const auto& n : g.node()) {
     for (const auto& o : n.output()) found = found || o == kEmbeddingOutput;
-    bool back = false;
-    for (const auto& in : n.input()) back = back || downstream.count(in) > 0;
-    if (!back) continue;
-    for (const auto& o : n.output()) downstream.insert(o);
-    *nodes.Add() = n;
   }
   if (!found) return Fail(Error::Model("image model: no 'embedding' tensor to split at"));
-  std::set<std::string> used;
+  // The back: its nodes, in graph order. What it reads that the front computes (the embedding,
+  // the padding mask) is carried across, embedding first.
+  const std::vector<bool> back = BackNodes(g, FromImage(g, image));
+  std::set<std::string> produced, inits, used;
+  for (const auto& t : g.initializer()) inits.insert(t.name());
+  google::protobuf::RepeatedPtrField<onnx::NodeProto> nodes;
+  for (int i = 0; i < g.node_size(); ++i) {
+    if (!back[static_cast<size_t>(i)]) continue;
+    *nodes.Add() = g.node(i);
+    produced.insert(g.node(i).output().begin(), g.node(i).output().end());
+  }
+  std::vector<std::string> carried = {kEmbeddingOutput};
   for (const auto& n : nodes) {
     for (const auto& in : n.input()) {
       used.insert(in);
-      if (in.empty() || downstream.count(in) || inits.count(in)) continue;
+      if (in.empty() || produced.count(in) || inits.count(in)) continue;
       if (in == image)
         return Fail(Error::Model("image model: the detector reads the image itself"));
       if (std::find(carried.begin(), carried.end(), in) == carried.end()) carried.push_back(in);

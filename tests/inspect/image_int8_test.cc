@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -165,6 +166,39 @@ TEST_F(ImageInt8, RecalibratedInt8ModelCarriesThresholdsOfItsOwnHeldOutScores) {
   auto wrong = RecalibrateImageModel(int8, ro);
   ASSERT_FALSE(wrong);
   EXPECT_NE(wrong.error().message.find("--holdout"), std::string::npos) << wrong.error().message;
+}
+
+// The PaDiM head's whitening MatMul quantised too (scripts/vision_int8.sh's default): its
+// weights' DequantizeLinear reads no image, so it runs with the detector and only the image's
+// tensors cross the split (it used to be carried as a front output and refused by the detector).
+TEST_F(ImageInt8, AModelWithAQuantisedHeadServesLikeItsFp32) {
+  ImageCalibrationOptions co;
+  co.inputs = {dir_ + "/good"};
+  auto calib = ImageCalibrationData(dir_ + "/fp32.onnx", co);
+  ASSERT_TRUE(calib);
+  optimize::QuantizeOptions qo;
+  qo.op_types = {"Conv", "MatMul"};
+  qo.exclude_nodes = {"tend_patch_sq_MatMul"};
+  auto q = optimize::QuantizeInt8(dir_ + "/fp32.onnx", calib->data, qo);
+  ASSERT_TRUE(q) << q.error().message;
+  EXPECT_NE(q->bytes.find("tend_patch_factor_dequantized"), std::string::npos);
+  auto served = ImageModel::LoadBytes(q->bytes, "int8 head", {});
+  ASSERT_TRUE(served) << served.error().message;
+  auto fp32 = ImageModel::Load(dir_ + "/fp32.onnx", {});
+  ASSERT_TRUE(fp32);
+  ImageScore s, f;
+  (*served)->PrepareOut(s);
+  (*fp32)->PrepareOut(f);
+  for (int i = 0; i < 40; i += 7) {
+    auto bytes = tend::fs::ReadFile(dir_ + "/good/g" + std::to_string(100 + i) + ".png");
+    ASSERT_TRUE(bytes);
+    auto img = vision::DecodeImage(testing::Bytes(*bytes));
+    ASSERT_TRUE(img);
+    ASSERT_TRUE((*served)->Score(img->view(), s));
+    ASSERT_TRUE((*fp32)->Score(img->view(), f));
+    EXPECT_TRUE(std::isfinite(s.score));
+    EXPECT_NEAR(s.score, f.score, 0.25 * std::abs(f.score)) << "image " << i;
+  }
 }
 
 TEST_F(ImageInt8, CliQuantizesFromImagesAndRecalibrates) {
