@@ -1,7 +1,6 @@
 #include "inspect/image_int8.h"
 
 #include <fmt/format.h>
-#include <onnx/onnx_pb.h>
 
 #include <algorithm>
 #include <cmath>
@@ -10,8 +9,8 @@
 #include "core/fs.h"
 #include "detect/calibrate.h"
 #include "inspect/image_model.h"
+#include "inspect/image_train.h"
 #include "model/metadata.h"
-#include "sources/image_files.h"
 #include "vision/decode.h"
 #include "vision/preprocess.h"
 
@@ -31,18 +30,6 @@ Result<detect::ModelCard> ImageCard(const std::string& path) {
         card->input_kind)));
   }
   return std::move(*card);
-}
-
-Result<std::vector<std::string>> ListAll(const std::vector<std::string>& inputs) {
-  std::vector<std::string> all;
-  for (const auto& in : inputs) {
-    TEND_ASSIGN_OR_RETURN(auto spec, sources::ImageSetSpec::Parse(in));
-    auto list = sources::ListImages(spec);
-    if (!list) return Fail(list.error().Wrap(in));
-    for (auto& e : *list) all.push_back(e.path);
-  }
-  if (all.empty()) return Fail(Error::Invalid("no images in the inputs"));
-  return all;
 }
 
 // Flips a planar [C,H,W] input in place.
@@ -92,7 +79,8 @@ Result<ImageCalibrationSet> ImageCalibrationData(const std::string& model_path,
   TEND_ASSIGN_OR_RETURN(detect::ModelCard card, ImageCard(model_path));
   auto spec = vision::PreprocessSpec::FromJson(card.feature_spec["preprocess"]);
   if (!spec) return Fail(spec.error().Wrap(model_path + ": model metadata"));
-  TEND_ASSIGN_OR_RETURN(std::vector<std::string> files, ListAll(o.inputs));
+  TEND_ASSIGN_OR_RETURN(std::vector<std::string> files, ListImageInputs(o.inputs));
+  if (files.empty()) return Fail(Error::Invalid("no images in the inputs"));
   // Rows in order: image 0 as it is, its flips, image 1, ...; thinned evenly to max_samples.
   std::vector<Flip> variants = {Flip::kNone};
   variants.insert(variants.end(), o.augment.begin(), o.augment.end());
@@ -129,60 +117,23 @@ Result<ImageCalibrationSet> ImageCalibrationData(const std::string& model_path,
 
 namespace {
 
-// The card's keys replaced in the model's metadata; other properties (the quantiser's record)
-// are kept.
-Result<std::string> WithCard(const std::string& bytes, const std::string& name,
-                             const detect::ModelCard& card) {
-  TEND_RETURN_NOT_OK(card.Validate());
-  onnx::ModelProto m;
-  TEND_RETURN_NOT_OK(model::ParseModelProto(
-      {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, name, m));
-  auto props = card.ToMetadata();
-  for (auto& p : *m.mutable_metadata_props()) {
-    auto it = props.find(p.key());
-    if (it == props.end()) continue;
-    p.set_value(it->second);
-    props.erase(it);
-  }
-  for (const auto& [k, v] : props) {
-    auto* p = m.add_metadata_props();
-    p->set_key(k);
-    p->set_value(v);
-  }
-  std::string out;
-  if (!m.SerializeToString(&out)) return Fail(Error::Internal(name + ": could not serialise"));
-  return out;
-}
-
-// The held-out images of tend train's split (image_train.cc: every k-th, index k-1 mod k), checked
-// against the counts the card recorded at fitting time.
-Result<std::vector<std::string>> HeldOut(const detect::ModelCard& card, const std::string& path,
-                                         const ImageRecalibrationOptions& o, size_t& every) {
-  if (!(o.holdout > 0 && o.holdout < 0.9))
-    return Fail(Error::Invalid("holdout must be in (0, 0.9)"));
-  TEND_ASSIGN_OR_RETURN(std::vector<std::string> all, ListAll(o.inputs));
-  const size_t k = std::max<size_t>(2, static_cast<size_t>(std::lround(1.0 / o.holdout)));
-  std::vector<std::string> held;
-  for (size_t i = 0; i < all.size(); ++i) {
-    if (i % k == k - 1) held.push_back(all[i]);
-  }
+// The held-out images of tend train's split (SplitImageInputs), checked against the counts the
+// card recorded at fitting time.
+Result<ImageSplit> HeldOut(const detect::ModelCard& card, const std::string& path,
+                           const ImageRecalibrationOptions& o) {
+  TEND_ASSIGN_OR_RETURN(ImageSplit split, SplitImageInputs(o.inputs, o.holdout));
   const auto& ts = card.training_summary;
   const int64_t fit = ts.value("fit_images", int64_t{-1}),
                 hold = ts.value("holdout_images", int64_t{-1});
-  const int64_t n_hold = static_cast<int64_t>(held.size());
-  const int64_t n_fit = static_cast<int64_t>(all.size()) - n_hold;
+  const int64_t n_hold = static_cast<int64_t>(split.holdout.size());
+  const int64_t n_fit = static_cast<int64_t>(split.fit.size());
   if ((hold >= 0 && hold != n_hold) || (fit >= 0 && fit != n_fit)) {
     return Fail(Error::Invalid(fmt::format(
         "{}: these inputs at holdout {} give {} fitting / {} held-out images, the model was fitted "
         "on {} / {} (its inputs: {}): give the fit's --input and --holdout",
         path, o.holdout, n_fit, n_hold, fit, hold, ts.value("inputs", json::array()).dump())));
   }
-  if (held.size() < static_cast<size_t>(detect::kMinHoldoutWindows)) {
-    return Fail(Error::Invalid(fmt::format("{} held-out images: at least {} are needed",
-                                           held.size(), detect::kMinHoldoutWindows)));
-  }
-  every = k;
-  return held;
+  return split;
 }
 
 }  // namespace
@@ -191,8 +142,9 @@ Result<ImageRecalibrationResult> RecalibrateImageModel(const std::string& model_
                                                        const ImageRecalibrationOptions& o) {
   TEND_ASSIGN_OR_RETURN(std::string bytes, fs::ReadFile(model_path));
   TEND_ASSIGN_OR_RETURN(detect::ModelCard card, ImageCard(model_path));
-  size_t every = 0;
-  TEND_ASSIGN_OR_RETURN(std::vector<std::string> held, HeldOut(card, model_path, o, every));
+  TEND_ASSIGN_OR_RETURN(ImageSplit split, HeldOut(card, model_path, o));
+  const std::vector<std::string>& held = split.holdout;
+  const size_t every = split.every;
   ImageServeOptions so;
   so.session.intra_op_threads = o.threads;
   so.warmup_runs = 0;
@@ -220,7 +172,11 @@ Result<ImageRecalibrationResult> RecalibrateImageModel(const std::string& model_
   card.version = o.version.empty() ? card.version + ".r" : o.version;
   card.created = detect::NowIso8601Utc();
   card.training_summary["recalibrated_from"] = model_path;
-  TEND_ASSIGN_OR_RETURN(r.bytes, WithCard(bytes, model_path, card));
+  TEND_RETURN_NOT_OK(card.Validate());
+  // The card's keys replaced; the other properties (the quantiser's record) kept.
+  TEND_ASSIGN_OR_RETURN(
+      r.bytes, model::WithMetadataProps({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()},
+                                        model_path, card.ToMetadata()));
   r.card = std::move(card);
   r.holdout_images = static_cast<int64_t>(held.size());
   return r;

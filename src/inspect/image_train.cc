@@ -94,33 +94,33 @@ Result<json> BackboneInfo(const std::string& path) {
   return j;
 }
 
-namespace {
-
-struct Split {
-  std::vector<std::string> fit, holdout;
-  size_t every = 0;  // every k-th image is held out
-};
-
-Result<Split> SplitImages(const ImageTrainOptions& o) {
-  if (!(o.holdout > 0 && o.holdout < 0.9))
-    return Fail(Error::Invalid("holdout must be in (0, 0.9)"));
+Result<std::vector<std::string>> ListImageInputs(const std::vector<std::string>& inputs) {
   std::vector<std::string> all;
-  for (const auto& in : o.inputs) {
+  for (const auto& in : inputs) {
     TEND_ASSIGN_OR_RETURN(auto spec, sources::ImageSetSpec::Parse(in));
-    TEND_ASSIGN_OR_RETURN(auto list, sources::ListImages(spec));
-    for (auto& e : list) all.push_back(e.path);
+    auto list = sources::ListImages(spec);
+    if (!list) return Fail(list.error().Wrap(in));
+    for (auto& e : *list) all.push_back(e.path);
   }
-  const size_t k = std::max<size_t>(2, static_cast<size_t>(std::lround(1.0 / o.holdout)));
-  Split s;
+  return all;
+}
+
+Result<ImageSplit> SplitImageInputs(const std::vector<std::string>& inputs, double holdout) {
+  if (!(holdout > 0 && holdout < 0.9)) return Fail(Error::Invalid("holdout must be in (0, 0.9)"));
+  TEND_ASSIGN_OR_RETURN(std::vector<std::string> all, ListImageInputs(inputs));
+  const size_t k = std::max<size_t>(2, static_cast<size_t>(std::lround(1.0 / holdout)));
+  ImageSplit s;
   s.every = k;
   for (size_t i = 0; i < all.size(); ++i) (i % k == k - 1 ? s.holdout : s.fit).push_back(all[i]);
   if (s.holdout.size() < static_cast<size_t>(detect::kMinHoldoutWindows) || s.fit.size() < 10) {
     return Fail(Error::Invalid(fmt::format(
         "{} good images: need at least {} (10 to fit, {} held out for thresholds at holdout {})",
-        all.size(), 10 + detect::kMinHoldoutWindows, detect::kMinHoldoutWindows, o.holdout)));
+        all.size(), 10 + detect::kMinHoldoutWindows, detect::kMinHoldoutWindows, holdout)));
   }
   return s;
 }
+
+namespace {
 
 void MirrorLeftRight(const vision::ImageView& in, vision::Image& out) {
   out.Reset(in.width, in.height, in.channels);
@@ -254,7 +254,7 @@ Status SetCard(onnx::ModelProto& m, const detect::ModelCard& c) {
 
 Result<ImageTrainResult> TrainImageModel(ImageTrainOptions o) {
   const auto t0 = std::chrono::steady_clock::now();
-  TEND_ASSIGN_OR_RETURN(Split split, SplitImages(o));
+  TEND_ASSIGN_OR_RETURN(ImageSplit split, SplitImageInputs(o.inputs, o.holdout));
   TEND_ASSIGN_OR_RETURN(json info, BackboneInfo(o.backbone));
   TEND_RETURN_NOT_OK(ApplyBackboneDefaults(info, o));
   TEND_RETURN_NOT_OK(o.preprocess.Validate());

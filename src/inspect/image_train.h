@@ -52,6 +52,18 @@ struct ImageTrainResult {
 
 Result<ImageTrainResult> TrainImageModel(ImageTrainOptions options);
 
+// Every image of the inputs (folders, globs, DIR@every=N...), in input order.
+Result<std::vector<std::string>> ListImageInputs(const std::vector<std::string>& inputs);
+
+// tend train's split of the inputs' images: every k-th (k = round(1 / holdout), index k-1 mod k)
+// held out for the thresholds, never fitted; the rest fitted. `tend train --recalibrate` of an
+// image model re-derives the held-out images with it.
+struct ImageSplit {
+  std::vector<std::string> fit, holdout;
+  size_t every = 0;
+};
+Result<ImageSplit> SplitImageInputs(const std::vector<std::string>& inputs, double holdout);
+
 // The backbone file's "tend.backbone" metadata (provenance, recommended preprocessing and
 // layers); an empty object when it has none.
 Result<nlohmann::json> BackboneInfo(const std::string& path);

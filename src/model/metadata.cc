@@ -52,12 +52,13 @@ Result<std::map<std::string, std::string>> ReadMetadataProps(const std::string& 
   return props;
 }
 
-Status WriteMetadataProps(const std::string& in_path, const std::string& out_path,
-                          const std::map<std::string, std::string>& props, bool merge) {
+Result<std::string> WithMetadataProps(std::span<const uint8_t> bytes, const std::string& name,
+                                      const std::map<std::string, std::string>& props, bool merge) {
   for (const auto& [k, v] : props) {
-    if (k.empty()) return Fail(Error::Invalid("metadata for " + out_path + ": empty key"));
+    if (k.empty()) return Fail(Error::Invalid("metadata for " + name + ": empty key"));
   }
-  TEND_ASSIGN_OR_RETURN(onnx::ModelProto model, LoadProto(in_path));
+  onnx::ModelProto model;
+  TEND_RETURN_NOT_OK(ParseModelProto(bytes, name, model));
   std::map<std::string, std::string> merged;
   if (merge) {
     for (const auto& p : model.metadata_props()) merged[p.key()] = p.value();
@@ -74,10 +75,16 @@ Status WriteMetadataProps(const std::string& in_path, const std::string& out_pat
   try {
     ok = model.SerializeToString(&out);
   } catch (const std::exception& e) {
-    return Fail(Error::Internal("serialize " + out_path + ": " + e.what()));
+    return Fail(Error::Internal("serialize " + name + ": " + e.what()));
   }
-  if (!ok)
-    return Fail(Error::Internal("serialize " + out_path + ": protobuf serialization failed"));
+  if (!ok) return Fail(Error::Internal("serialize " + name + ": protobuf serialization failed"));
+  return out;
+}
+
+Status WriteMetadataProps(const std::string& in_path, const std::string& out_path,
+                          const std::map<std::string, std::string>& props, bool merge) {
+  TEND_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, fs::ReadBinaryFile(in_path));
+  TEND_ASSIGN_OR_RETURN(std::string out, WithMetadataProps(bytes, out_path, props, merge));
   return fs::WriteFileAtomic(out_path, out);
 }
 

@@ -25,6 +25,12 @@ Result<std::map<std::string, std::string>> ReadMetadataProps(const std::string& 
 Status WriteMetadataProps(const std::string& in_path, const std::string& out_path,
                           const std::map<std::string, std::string>& props, bool merge = true);
 
+// The model in `bytes` (named `name` in errors) with metadata_props set as WriteMetadataProps
+// does, serialised.
+Result<std::string> WithMetadataProps(std::span<const uint8_t> bytes, const std::string& name,
+                                      const std::map<std::string, std::string>& props,
+                                      bool merge = true);
+
 // Parses bytes as an ONNX ModelProto and checks that it looks like a model (ir_version and a
 // graph), with one-line errors naming `name`: "x.onnx: not an ONNX model (protobuf parse
 // failed: truncated or not protobuf)".
