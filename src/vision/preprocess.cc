@@ -158,10 +158,32 @@ void Preprocessor::MakeTaps(int in, int out, Taps& t) {
       sum += v;
     }
     for (int k = 0; k < n; ++k) w[k] = sum > 0 ? static_cast<float>(w[k] / sum) : 1.0f / n;
-    t.first[static_cast<size_t>(i)] = lo;
-    t.count[static_cast<size_t>(i)] = n;
+    // Taps of weight 0 at either end add nothing (0 * a u8 level): dropped, which leaves an
+    // unscaled axis (in == out) one tap of weight 1 per output, a copy.
+    int first = 0, count = n;
+    while (count > 1 && w[first] == 0.0f) ++first, --count;
+    while (count > 1 && w[first + count - 1] == 0.0f) --count;
+    if (first > 0) std::copy(w + first, w + first + count, w);
+    t.first[static_cast<size_t>(i)] = lo + first;
+    t.count[static_cast<size_t>(i)] = count;
+  }
+  t.identity = true;
+  for (int i = 0; i < out && t.identity; ++i) {
+    t.identity = t.first[static_cast<size_t>(i)] == i && t.count[static_cast<size_t>(i)] == 1 &&
+                 t.weights[static_cast<size_t>(i) * static_cast<size_t>(t.max_taps)] == 1.0f;
   }
 }
+
+namespace {
+
+// std::round (half away from zero) of v in [0, 255], without a libm call per pixel: v - trunc(v)
+// is exact in float, so this is the same value.
+inline float RoundLevel(float v) {
+  const float t = static_cast<float>(static_cast<int>(v));
+  return t + (v - t >= 0.5f ? 1.0f : 0.0f);
+}
+
+}  // namespace
 
 Status Preprocessor::Resample(const ImageView& frame) {
   if (frame.empty() || (frame.channels != 1 && frame.channels != 3)) {
@@ -197,6 +219,10 @@ Status Preprocessor::Resample(const ImageView& frame) {
     }
     for (int p = 0; p < src_planes; ++p) {
       float* dst = &horiz_[(static_cast<size_t>(y) * src_planes + p) * cw];
+      if (h_.identity) {  // the same values as the taps below give, without the tap loop
+        for (int ox = 0; ox < cw; ++ox) dst[ox] = src[static_cast<size_t>(ox) * stride + p];
+        continue;
+      }
       for (int ox = 0; ox < cw; ++ox) {
         const float* w = &h_.weights[static_cast<size_t>(ox) * h_.max_taps];
         const uint8_t* s = src + static_cast<size_t>(h_.first[ox]) * stride + p;
@@ -208,10 +234,17 @@ Status Preprocessor::Resample(const ImageView& frame) {
   }
   const int planes = spec_.color == "rgb" ? 3 : 1;
   const size_t hw = static_cast<size_t>(W) * H;
-  planes_.assign(planes * hw, static_cast<float>(PreprocessSpec::kPadLevel));
+  planes_.resize(planes * hw);
+  if (spec_.fit == "letterbox")  // stretched content covers the whole canvas
+    std::fill(planes_.begin(), planes_.end(), static_cast<float>(PreprocessSpec::kPadLevel));
   for (int p = 0; p < src_planes; ++p) {
     for (int oy = 0; oy < ch; ++oy) {
       float* dst = &planes_[p * hw + static_cast<size_t>(oy + content_.y) * W + content_.x];
+      if (v_.identity) {
+        const float* s = &horiz_[(static_cast<size_t>(oy) * src_planes + p) * cw];
+        std::copy(s, s + cw, dst);
+        continue;
+      }
       std::fill(dst, dst + cw, 0.0f);
       const float* w = &v_.weights[static_cast<size_t>(oy) * v_.max_taps];
       for (int k = 0; k < v_.count[oy]; ++k) {
@@ -224,7 +257,10 @@ Status Preprocessor::Resample(const ImageView& frame) {
     std::copy(planes_.begin(), planes_.begin() + static_cast<std::ptrdiff_t>(hw),
               planes_.begin() + static_cast<std::ptrdiff_t>(p * hw));
   }
-  for (float& v : planes_) v = std::round(std::clamp(v, 0.0f, 255.0f));
+  // An unscaled frame holds whole levels already.
+  if (!h_.identity || !v_.identity) {
+    for (float& v : planes_) v = RoundLevel(std::clamp(v, 0.0f, 255.0f));
+  }
   if (spec_.fit == "letterbox") LetterboxLevels();
   return Ok();
 }
@@ -251,6 +287,24 @@ std::pair<double, double> ContentStats(const std::vector<float>& planes, int pla
   }
   return {m, std::sqrt(sq / n)};
 }
+}  // namespace
+
+namespace {
+
+// Mean and standard deviation of n u8 levels (whole numbers 0..255 held as floats), from their
+// histogram: one integer pass instead of two double passes over the pixels.
+std::pair<double, double> LevelStats(const float* v, size_t n) {
+  std::array<int64_t, 256> hist{};
+  for (size_t i = 0; i < n; ++i) ++hist[static_cast<size_t>(static_cast<int>(v[i]))];
+  int64_t sum = 0;
+  for (int k = 0; k < 256; ++k) sum += k * hist[static_cast<size_t>(k)];
+  const double m = static_cast<double>(sum) / static_cast<double>(n);
+  double sq = 0;
+  for (int k = 0; k < 256; ++k)
+    sq += static_cast<double>(hist[static_cast<size_t>(k)]) * (k - m) * (k - m);
+  return {m, std::sqrt(sq / static_cast<double>(n))};
+}
+
 }  // namespace
 
 void Preprocessor::LetterboxLevels() {
@@ -290,11 +344,7 @@ Status Preprocessor::Run(const ImageView& frame, std::span<float> out) {
   // x = scale * v + offset, then (x - mean_c) / std_c. Letterbox standardised already, in levels.
   float scale = 1.0f / 255.0f, offset = 0.0f;
   if (spec_.intensity == "standardize" && spec_.fit != "letterbox") {
-    double sum = 0, sq = 0;
-    for (size_t i = 0; i < planes * hw; ++i) sum += planes_[i];
-    const double m = sum / static_cast<double>(planes * hw);
-    for (size_t i = 0; i < planes * hw; ++i) sq += (planes_[i] - m) * (planes_[i] - m);
-    const double sd = std::sqrt(sq / static_cast<double>(planes * hw));
+    const auto [m, sd] = LevelStats(planes_.data(), planes * hw);
     // A flat frame (sd ~ 0) stays flat at 0.5 instead of amplifying noise without bound.
     const double k = PreprocessSpec::kStandardizedStd / std::max(sd, 1.0);
     scale = static_cast<float>(k);

@@ -82,6 +82,7 @@ class Preprocessor {
     std::vector<int> count;      // taps per output
     std::vector<float> weights;  // out x max_taps
     int max_taps = 0;
+    bool identity = false;  // in == out: every output is its input pixel (one tap of weight 1)
   };
   static void MakeTaps(int in, int out, Taps& t);
   // Resizes the ROI of `frame` into tmp planes (spec colour: 1 or 3 planes of width x height).
