@@ -70,8 +70,17 @@ struct MapOptions {
 
 // Appends the PaDiM head to an embedding graph: outputs "anomaly_score" [1] and "anomaly_map"
 // [1,h,w]; "embedding" stops being an output. `g` must match the graph's grid and dims.
+// The whitening (x - mu_l) W_l reads every factor once per frame (memory-bound: 1,024 locations
+// x 100 x 100 floats = 41 MB). PatchGaussianFitter's factors are lower triangular, so the head
+// splits the columns into `factor_blocks` blocks and stores, per block, only the rows at or below
+// its first column: (B + 1) / 2B of the bytes. 2 blocks (75 %) measured fastest with ONNX
+// Runtime's per-location GEMV (FP32 and INT8; more blocks pay more per-call overhead than they
+// save: docs/vision.md, "Latency"). 1 = the full [L, d, d] factors; factors that are not lower
+// triangular always get those.
+inline constexpr int kDefaultFactorBlocks = 2;
 Status AppendPatchGaussianHead(EmbeddingGraph& graph, const PatchGaussian& g,
-                               const MapOptions& map = {});
+                               const MapOptions& map = {},
+                               int factor_blocks = kDefaultFactorBlocks);
 
 // Appends the PatchCore head instead: anomaly_map [1,h,w] = per patch the Euclidean distance to
 // the nearest bank entry (one MatMul against the bank, ReduceMin), anomaly_score [1] = its max.

@@ -1,0 +1,150 @@
+// PaDiM's ONNX head (detect/image_graph.h) against the C++ reference (ScorePatches): the full
+// [L, d, d] whitening and the triangular column blocks give the same Mahalanobis distances, and
+// the blocks store only the factors' lower triangle (plus the diagonal blocks).
+#include "detect/patch_gaussian.h"
+
+#include <gtest/gtest.h>
+#include <onnx/onnx_pb.h>
+#include <onnxruntime_cxx_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "detect/image_graph.h"
+
+namespace tend::detect {
+namespace {
+
+// A graph whose "embedding" is its input, so the head alone can be run.
+EmbeddingGraph IdentityEmbedding(int64_t d, int64_t h, int64_t w) {
+  EmbeddingGraph eg;
+  eg.dims = d;
+  eg.height = h;
+  eg.width = w;
+  eg.model.set_ir_version(8);
+  auto* op = eg.model.add_opset_import();
+  op->set_domain("");
+  op->set_version(13);
+  auto* g = eg.model.mutable_graph();
+  g->set_name("t");
+  auto* in = g->add_input();
+  in->set_name("image");
+  auto* t = in->mutable_type()->mutable_tensor_type();
+  t->set_elem_type(onnx::TensorProto::FLOAT);
+  for (int64_t v : {int64_t{1}, d, h, w}) t->mutable_shape()->add_dim()->set_dim_value(v);
+  auto* n = g->add_node();
+  n->set_op_type("Identity");
+  n->add_input("image");
+  n->add_output(kEmbeddingOutput);
+  return eg;
+}
+
+// Embeddings [d, h, w] with correlated channels (a shared factor per location), so the
+// precision factors have full lower triangles.
+std::vector<float> CorrelatedEmbedding(int64_t d, int64_t L, std::mt19937_64& rng) {
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  std::vector<float> e(static_cast<size_t>(d * L));
+  for (int64_t l = 0; l < L; ++l) {
+    const float common = g(rng);
+    for (int64_t k = 0; k < d; ++k)
+      e[static_cast<size_t>(k * L + l)] = (1.0f + 0.1f * k) * common + g(rng) + 0.05f * l;
+  }
+  return e;
+}
+
+PatchGaussian FitRandom(int64_t d, int64_t h, int64_t w, std::mt19937_64& rng) {
+  PatchGaussianFitter fitter(d, h, w);
+  for (int i = 0; i < 60; ++i) EXPECT_TRUE(fitter.Add(CorrelatedEmbedding(d, h * w, rng)));
+  auto g = fitter.Fit(0.01);
+  EXPECT_TRUE(g) << g.error().message;
+  return *g;
+}
+
+struct HeadRun {
+  std::vector<float> map;
+  float score = 0;
+  int64_t factor_floats = 0;  // elements of the whitening initializers
+};
+
+HeadRun RunHead(const PatchGaussian& pg, const std::vector<float>& x, int blocks) {
+  EmbeddingGraph eg = IdentityEmbedding(pg.dims, pg.height, pg.width);
+  EXPECT_TRUE(AppendPatchGaussianHead(eg, pg, {}, blocks));
+  HeadRun r;
+  for (const auto& t : eg.model.graph().initializer()) {
+    if (t.name().find("factor") == std::string::npos) continue;
+    int64_t n = 1;
+    for (int64_t v : t.dims()) n *= v;
+    r.factor_floats += n;
+  }
+  std::string bytes;
+  EXPECT_TRUE(eg.model.SerializeToString(&bytes));
+  static Ort::Env env(ORT_LOGGING_LEVEL_WARNING, "patch_gaussian_test");
+  Ort::SessionOptions so;
+  so.SetIntraOpNumThreads(1);
+  Ort::Session session(env, bytes.data(), bytes.size(), so);
+  const std::array<int64_t, 4> shape = {1, pg.dims, pg.height, pg.width};
+  auto mem = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+  std::vector<float> in_copy = x;
+  Ort::Value in =
+      Ort::Value::CreateTensor<float>(mem, in_copy.data(), in_copy.size(), shape.data(), 4);
+  const char* in_names[] = {"image"};
+  const char* out_names[] = {"anomaly_score", "anomaly_map"};
+  auto res = session.Run(Ort::RunOptions{nullptr}, in_names, &in, 1, out_names, 2);
+  r.score = res[0].GetTensorData<float>()[0];
+  const float* map = res[1].GetTensorData<float>();
+  r.map.assign(map, map + pg.locations());
+  return r;
+}
+
+TEST(PatchGaussianHead, TriangularBlocksScoreAsTheFullFactorsAndTheReference) {
+  const int64_t d = 13, h = 3, w = 5, L = h * w;
+  std::mt19937_64 rng(5);
+  const PatchGaussian pg = FitRandom(d, h, w, rng);
+  // An unseen embedding, partly far from the fitted Gaussians (large distances).
+  auto x = CorrelatedEmbedding(d, L, rng);
+  for (int64_t k = 0; k < d; ++k) x[static_cast<size_t>(k * L + 4)] += 3.0f;
+  std::vector<float> ref(static_cast<size_t>(L));
+  ScorePatches(pg, x, ref);
+  const HeadRun full = RunHead(pg, x, 1);
+  EXPECT_EQ(full.factor_floats, L * d * d);
+  for (int blocks : {1, 2, 3, 4}) {
+    const HeadRun r = blocks == 1 ? full : RunHead(pg, x, blocks);
+    for (int64_t l = 0; l < L; ++l) {
+      const float want = ref[static_cast<size_t>(l)];
+      // float32 products summed in another order: relative 1e-5 of the distance.
+      EXPECT_NEAR(r.map[static_cast<size_t>(l)], want, 1e-5 * want + 1e-6)
+          << "blocks " << blocks << " location " << l;
+      EXPECT_NEAR(r.map[static_cast<size_t>(l)], full.map[static_cast<size_t>(l)], 1e-5 * want)
+          << "blocks " << blocks << " location " << l;
+    }
+    EXPECT_NEAR(r.score, *std::max_element(ref.begin(), ref.end()), 1e-4) << blocks;
+    // Block j holds columns [c_j, c_j+1) and rows c_j..d-1 only.
+    int64_t want_floats = 0;
+    for (int j = 0; j < blocks; ++j) {
+      const int64_t c0 = d * j / blocks, c1 = d * (j + 1) / blocks;
+      want_floats += L * (d - c0) * (c1 - c0);
+    }
+    EXPECT_EQ(r.factor_floats, want_floats) << blocks;
+  }
+  // The default: 2 blocks, 3/4 of the full factors' bytes (for even d).
+  EXPECT_EQ(kDefaultFactorBlocks, 2);
+}
+
+TEST(PatchGaussianHead, FactorsThatAreNotLowerTriangularKeepTheFullMatrices) {
+  const int64_t d = 6, h = 2, w = 3, L = h * w;
+  std::mt19937_64 rng(6);
+  PatchGaussian pg = FitRandom(d, h, w, rng);
+  pg.factor[static_cast<size_t>(3 * d * d + 0 * d + 5)] = 0.25f;  // above the diagonal at l=3
+  const auto x = CorrelatedEmbedding(d, L, rng);
+  std::vector<float> ref(static_cast<size_t>(L));
+  ScorePatches(pg, x, ref);
+  const HeadRun r = RunHead(pg, x, 2);
+  EXPECT_EQ(r.factor_floats, L * d * d);
+  for (int64_t l = 0; l < L; ++l)
+    EXPECT_NEAR(r.map[static_cast<size_t>(l)], ref[static_cast<size_t>(l)],
+                1e-5 * ref[static_cast<size_t>(l)] + 1e-6);
+}
+
+}  // namespace
+}  // namespace tend::detect
