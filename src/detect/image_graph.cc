@@ -253,15 +253,39 @@ std::vector<int64_t> ChooseChannels(int64_t total, int64_t dims, uint64_t seed) 
   return all;
 }
 
-// Pool, resize to the embedding grid, concatenate, keep the chosen channels.
+// Keep each layer's chosen channels, pool, resize to the embedding grid, concatenate. Pooling
+// and resizing act on each channel alone, so choosing the channels first gives the same
+// embedding as choosing them from the concatenation, with the pools, resizes and the concat run
+// over d channels instead of all of them (a layer with none chosen is not pooled at all).
 void AppendEmbeddingHead(EmbeddingGraph& eg, const std::vector<std::string>& tensors,
                          const EmbeddingSpec& spec) {
   onnx::GraphProto* g = eg.model.mutable_graph();
+  const bool subset = static_cast<int64_t>(spec.channels.size()) < eg.total_channels;
+  // Channels in increasing order (ChooseChannels' subsets) keep their order when chosen per
+  // layer; any other order is chosen from the concatenation.
+  const bool per_layer = subset && std::adjacent_find(spec.channels.begin(), spec.channels.end(),
+                                                      [](int64_t a, int64_t b) {
+                                                        return a >= b;
+                                                      }) == spec.channels.end();
   std::vector<std::string> parts;
+  int64_t offset = 0;
   for (size_t i = 0; i < tensors.size(); ++i) {
     std::string t = tensors[i];
     const auto& s = eg.layer_shapes[i];
     const std::string p = fmt::format("tend_emb{}", i);
+    std::vector<int64_t> local;
+    for (int64_t c : spec.channels) {
+      if (c >= offset && c < offset + s[1]) local.push_back(c - offset);
+    }
+    offset += s[1];
+    if (per_layer && local.empty()) continue;
+    int64_t channels = s[1];
+    if (per_layer && static_cast<int64_t>(local.size()) < s[1]) {
+      *g->add_initializer() = Int64Tensor(p + "_channels", local);
+      IntAttr(Add(g, "Gather", {t, p + "_channels"}, {p + "_kept"}), "axis", 1);
+      t = p + "_kept";
+      channels = static_cast<int64_t>(local.size());
+    }
     if (spec.pool > 1) {
       auto* n = Add(g, "AveragePool", {t}, {p + "_pool"});
       IntsAttr(n, "kernel_shape", {spec.pool, spec.pool});
@@ -272,7 +296,7 @@ void AppendEmbeddingHead(EmbeddingGraph& eg, const std::vector<std::string>& ten
       t = p + "_pool";
     }
     if (s[2] != eg.height || s[3] != eg.width) {
-      *g->add_initializer() = Int64Tensor(p + "_size", {1, s[1], eg.height, eg.width});
+      *g->add_initializer() = Int64Tensor(p + "_size", {1, channels, eg.height, eg.width});
       auto* n = Add(g, "Resize", {t, "", "", p + "_size"}, {p + "_resized"});
       StrAttr(n, "mode", "linear");
       StrAttr(n, "coordinate_transformation_mode", "half_pixel");
@@ -285,7 +309,7 @@ void AppendEmbeddingHead(EmbeddingGraph& eg, const std::vector<std::string>& ten
     cat = "tend_emb_concat";
     IntAttr(Add(g, "Concat", parts, {cat}), "axis", 1);
   }
-  if (static_cast<int64_t>(spec.channels.size()) < eg.total_channels) {
+  if (subset && !per_layer) {
     *g->add_initializer() = Int64Tensor("tend_emb_channels", spec.channels);
     IntAttr(Add(g, "Gather", {cat, "tend_emb_channels"}, {kEmbeddingOutput}), "axis", 1);
   } else {

@@ -1,6 +1,7 @@
-// PaDiM's ONNX head (detect/image_graph.h) against the C++ reference (ScorePatches): the full
-// [L, d, d] whitening and the triangular column blocks give the same Mahalanobis distances, and
-// the blocks store only the factors' lower triangle (plus the diagonal blocks).
+// The embedding graph's channel choice and PaDiM's ONNX head (detect/image_graph.h) against the C++
+// reference (ScorePatches): the full [L, d, d] whitening and the triangular column blocks give the
+// same Mahalanobis distances, and the blocks store only the factors' lower triangle (plus the
+// diagonal blocks).
 #include "detect/patch_gaussian.h"
 
 #include <gtest/gtest.h>
@@ -144,6 +145,93 @@ TEST(PatchGaussianHead, FactorsThatAreNotLowerTriangularKeepTheFullMatrices) {
   for (int64_t l = 0; l < L; ++l)
     EXPECT_NEAR(r.map[static_cast<size_t>(l)], ref[static_cast<size_t>(l)],
                 1e-5 * ref[static_cast<size_t>(l)] + 1e-6);
+}
+
+// A two-layer "backbone": l1 = Relu(image) [1,3,8,8], l2 = MaxPool 2x2 stride 2 [1,3,4,4].
+onnx::ModelProto TwoLayerBackbone() {
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  auto* op = m.add_opset_import();
+  op->set_domain("");
+  op->set_version(13);
+  auto* g = m.mutable_graph();
+  g->set_name("two_layers");
+  auto* in = g->add_input();
+  in->set_name("x");
+  auto* t = in->mutable_type()->mutable_tensor_type();
+  t->set_elem_type(onnx::TensorProto::FLOAT);
+  for (int64_t v : {1, 3, 8, 8}) t->mutable_shape()->add_dim()->set_dim_value(v);
+  auto* relu = g->add_node();
+  relu->set_op_type("Relu");
+  relu->add_input("x");
+  relu->add_output("l1");
+  auto* pool = g->add_node();
+  pool->set_op_type("MaxPool");
+  pool->add_input("x");
+  pool->add_output("l2");
+  for (const char* name : {"kernel_shape", "strides"}) {
+    auto* a = pool->add_attribute();
+    a->set_name(name);
+    a->set_type(onnx::AttributeProto::INTS);
+    a->add_ints(2);
+    a->add_ints(2);
+  }
+  return m;
+}
+
+std::vector<float> RunEmbedding(const EmbeddingGraph& eg, std::vector<float> image) {
+  std::string bytes;
+  EXPECT_TRUE(eg.model.SerializeToString(&bytes));
+  static Ort::Env env(ORT_LOGGING_LEVEL_WARNING, "embedding_test");
+  Ort::SessionOptions so;
+  so.SetIntraOpNumThreads(1);
+  Ort::Session session(env, bytes.data(), bytes.size(), so);
+  const std::array<int64_t, 4> shape = {1, 3, 8, 8};
+  auto mem = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+  Ort::Value in = Ort::Value::CreateTensor<float>(mem, image.data(), image.size(), shape.data(), 4);
+  const char* in_names[] = {"image"};
+  const char* out_names[] = {kEmbeddingOutput};
+  auto res = session.Run(Ort::RunOptions{nullptr}, in_names, &in, 1, out_names, 1);
+  const float* e = res[0].GetTensorData<float>();
+  return {e, e + eg.dims * eg.height * eg.width};
+}
+
+// Channels chosen per layer before pooling and resizing (increasing subsets, the default) give
+// the embedding that choosing them from the concatenation gives (the form any other order uses).
+TEST(EmbeddingGraph, ChoosingChannelsPerLayerGivesTheConcatenationsChannels) {
+  std::mt19937_64 rng(9);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> image(3 * 8 * 8);
+  for (auto& v : image) v = nd(rng);
+  EmbeddingSpec inc{.layers = {"l1", "l2"}, .pool = 3, .dims = 4};
+  inc.channels = {0, 2, 4, 5};  // two of l1, two of l2
+  EmbeddingSpec dec = inc;
+  dec.channels = {5, 4, 2, 0};  // the same channels in another order
+  auto a = BuildEmbeddingGraph(TwoLayerBackbone(), inc, {3, 8, 8});
+  auto b = BuildEmbeddingGraph(TwoLayerBackbone(), dec, {3, 8, 8});
+  ASSERT_TRUE(a) << a.error().message;
+  ASSERT_TRUE(b) << b.error().message;
+  int per_layer_gathers = 0;
+  for (const auto& n : a->model.graph().node()) per_layer_gathers += n.op_type() == "Gather";
+  EXPECT_EQ(per_layer_gathers, 2);
+  const auto ea = RunEmbedding(*a, image), eb = RunEmbedding(*b, image);
+  const size_t hw = 8 * 8;
+  ASSERT_EQ(ea.size(), 4 * hw);
+  for (size_t k = 0; k < 4; ++k) {
+    for (size_t i = 0; i < hw; ++i)
+      EXPECT_FLOAT_EQ(ea[k * hw + i], eb[(3 - k) * hw + i]) << "channel " << k << " at " << i;
+  }
+  // A layer with no chosen channel is not pooled at all.
+  EmbeddingSpec only_l2 = inc;
+  only_l2.dims = 2;
+  only_l2.channels = {3, 5};
+  auto c = BuildEmbeddingGraph(TwoLayerBackbone(), only_l2, {3, 8, 8});
+  ASSERT_TRUE(c) << c.error().message;
+  int pools = 0;
+  for (const auto& n : c->model.graph().node()) pools += n.op_type() == "AveragePool";
+  EXPECT_EQ(pools, 1);
+  const auto ec = RunEmbedding(*c, image);
+  for (size_t i = 0; i < hw; ++i) EXPECT_FLOAT_EQ(ec[hw + i], ea[3 * hw + i]) << i;
 }
 
 }  // namespace
