@@ -501,19 +501,24 @@ std::vector<float> FactorBlock(const PatchGaussian& pg, int64_t c0, int64_t c1) 
   return b;
 }
 
-// tend_patch_centred [L,1,d] -> tend_patch_whitened [L,1,d] = (x - mu_l) W_l per location. One
-// batched MatMul over the full factors, or, for lower-triangular factors, one per column block
-// that reads only the rows at or below the block's first column (the zeros above the diagonal
-// are neither stored nor read: with 2 blocks, 75 % of the bytes), concatenated.
-void AppendWhitening(onnx::GraphProto* g, const PatchGaussian& pg, int blocks) {
+// tend_patch_centred [L,1,d] -> tend_patch_sq [L,1,1] = |(x - mu_l) W_l|^2 per location. One
+// batched MatMul over the full factors, squared and summed; or, for lower-triangular factors, one
+// MatMul per column block that reads only the rows at or below the block's first column (the
+// zeros above the diagonal are neither stored nor read: with 2 blocks, 75 % of the bytes), each
+// block's squares summed (ReduceSumSquare), and the blocks' sums added.
+void AppendWhitening(onnx::GraphProto* g, const PatchGaussian& pg, int blocks, int64_t opset) {
   const int64_t d = pg.dims, L = pg.locations();
   auto& inits = *g->mutable_initializer();
   if (blocks <= 1 || d < 2 * blocks || !FactorsLowerTriangular(pg)) {
     *inits.Add() = FloatTensor("tend_patch_factor", pg.factor, {L, d, d});
+    *inits.Add() =
+        FloatTensor("tend_patch_ones", std::vector<float>(static_cast<size_t>(d), 1.0f), {d, 1});
     Add(g, "MatMul", {"tend_patch_centred", "tend_patch_factor"}, {"tend_patch_whitened"});
+    Add(g, "Mul", {"tend_patch_whitened", "tend_patch_whitened"}, {"tend_patch_squares"});
+    Add(g, "MatMul", {"tend_patch_squares", "tend_patch_ones"}, {"tend_patch_sq"});
     return;
   }
-  std::vector<std::string> parts;
+  std::vector<std::string> sums;
   for (int j = 0; j < blocks; ++j) {
     const int64_t c0 = d * j / blocks, c1 = d * (j + 1) / blocks;
     const std::string p = fmt::format("tend_patch_block{}", j);
@@ -527,9 +532,17 @@ void AppendWhitening(onnx::GraphProto* g, const PatchGaussian& pg, int blocks) {
     }
     *inits.Add() = FloatTensor(p + "_factor", FactorBlock(pg, c0, c1), {L, d - c0, c1 - c0});
     Add(g, "MatMul", {x, p + "_factor"}, {p + "_whitened"});
-    parts.push_back(p + "_whitened");
+    auto* r = Add(g, "ReduceSumSquare", {p + "_whitened"}, {p + "_sq"});
+    if (opset >= 18) {
+      *inits.Add() = Int64Tensor(p + "_sq_axes", {2});
+      r->add_input(p + "_sq_axes");
+    } else {
+      IntsAttr(r, "axes", {2});
+    }
+    IntAttr(r, "keepdims", 1);
+    sums.push_back(p + "_sq");
   }
-  IntAttr(Add(g, "Concat", parts, {"tend_patch_whitened"}), "axis", 2);
+  Add(g, "Sum", sums, {"tend_patch_sq"});
 }
 
 }  // namespace
@@ -548,15 +561,11 @@ Status AppendPatchGaussianHead(EmbeddingGraph& eg, const PatchGaussian& pg, cons
   *inits.Add() = Int64Tensor("tend_patch_shape_dl", {d, L});
   *inits.Add() = Int64Tensor("tend_patch_shape_l1d", {L, 1, d});
   *inits.Add() = FloatTensor("tend_patch_mean", pg.mean, {L, 1, d});
-  *inits.Add() =
-      FloatTensor("tend_patch_ones", std::vector<float>(static_cast<size_t>(d), 1.0f), {d, 1});
   Add(g, "Reshape", {kEmbeddingOutput, "tend_patch_shape_dl"}, {"tend_patch_dl"});
   IntsAttr(Add(g, "Transpose", {"tend_patch_dl"}, {"tend_patch_ld"}), "perm", {1, 0});
   Add(g, "Reshape", {"tend_patch_ld", "tend_patch_shape_l1d"}, {"tend_patch_x"});
   Add(g, "Sub", {"tend_patch_x", "tend_patch_mean"}, {"tend_patch_centred"});
-  AppendWhitening(g, pg, factor_blocks);
-  Add(g, "Mul", {"tend_patch_whitened", "tend_patch_whitened"}, {"tend_patch_squares"});
-  Add(g, "MatMul", {"tend_patch_squares", "tend_patch_ones"}, {"tend_patch_sq"});
+  AppendWhitening(g, pg, factor_blocks, DefaultOpset(eg.model));
   Add(g, "Sqrt", {"tend_patch_sq"}, {"tend_patch_dist"});
   TEND_RETURN_NOT_OK(AppendMapTail(eg, "tend_patch_dist", mo));
   g->set_name("tend_padim");
