@@ -18,7 +18,7 @@ namespace tend::detect {
 namespace {
 
 // A graph whose "embedding" is its input, so the head alone can be run.
-EmbeddingGraph IdentityEmbedding(int64_t d, int64_t h, int64_t w) {
+EmbeddingGraph IdentityEmbedding(int64_t d, int64_t h, int64_t w, int64_t opset = 13) {
   EmbeddingGraph eg;
   eg.dims = d;
   eg.height = h;
@@ -26,7 +26,7 @@ EmbeddingGraph IdentityEmbedding(int64_t d, int64_t h, int64_t w) {
   eg.model.set_ir_version(8);
   auto* op = eg.model.add_opset_import();
   op->set_domain("");
-  op->set_version(13);
+  op->set_version(opset);
   auto* g = eg.model.mutable_graph();
   g->set_name("t");
   auto* in = g->add_input();
@@ -68,8 +68,9 @@ struct HeadRun {
   int64_t factor_floats = 0;  // elements of the whitening initializers
 };
 
-HeadRun RunHead(const PatchGaussian& pg, const std::vector<float>& x, int blocks) {
-  EmbeddingGraph eg = IdentityEmbedding(pg.dims, pg.height, pg.width);
+HeadRun RunHead(const PatchGaussian& pg, const std::vector<float>& x, int blocks,
+                int64_t opset = 13) {
+  EmbeddingGraph eg = IdentityEmbedding(pg.dims, pg.height, pg.width, opset);
   EXPECT_TRUE(AppendPatchGaussianHead(eg, pg, {}, blocks));
   HeadRun r;
   for (const auto& t : eg.model.graph().initializer()) {
@@ -130,6 +131,12 @@ TEST(PatchGaussianHead, TriangularBlocksScoreAsTheFullFactorsAndTheReference) {
   }
   // The default: 2 blocks, 3/4 of the full factors' bytes (for even d).
   EXPECT_EQ(kDefaultFactorBlocks, 2);
+  // Opset 18 takes ReduceSumSquare's axes as an input instead of an attribute.
+  const HeadRun r18 = RunHead(pg, x, 2, 18);
+  for (int64_t l = 0; l < L; ++l) {
+    const float want = ref[static_cast<size_t>(l)];
+    EXPECT_NEAR(r18.map[static_cast<size_t>(l)], want, 1e-5 * want + 1e-6) << "opset 18 " << l;
+  }
 }
 
 TEST(PatchGaussianHead, FactorsThatAreNotLowerTriangularKeepTheFullMatrices) {
