@@ -1,11 +1,12 @@
 // The graph of an image anomaly model, built from any ONNX CNN backbone with the ONNX protobuf
-// schema (no Python): the backbone is cut after the chosen layers, each layer's feature map is
-// averaged over 3x3 neighbours (a patch sees its surroundings), resized to the finest layer's
-// grid, concatenated and a fixed subset of channels kept. That "embedding" [1, d, h, w] is what
-// the detector is fitted on; the scoring head (per-location Gaussians, patch_gaussian.h) is then
-// appended to the same graph, so serving computes exactly what training saw:
+// schema (no Python): the backbone is cut after the chosen layers, a fixed subset of their
+// channels kept (chosen per layer), each layer's feature map averaged over 3x3 neighbours (a
+// patch sees its surroundings), resized to the finest layer's grid and concatenated. That
+// "embedding" [1, d, h, w] is what the detector is fitted on; the scoring head (per-location
+// Gaussians, patch_gaussian.h) is then appended to the same graph, so serving computes exactly
+// what training saw:
 //
-//   image [1,C,H,W] -> backbone layers -> AveragePool 3x3 -> Resize -> Concat -> Gather(channels)
+//   image [1,C,H,W] -> backbone layers -> Gather(channels) -> AveragePool 3x3 -> Resize -> Concat
 //     -> embedding [1,d,h,w] -> (x - mu_l) W_l per location -> |.| -> [x padding mask]
 //     -> [Gaussian smoothing] -> anomaly_map [1,h,w] -> max -> anomaly_score [1]
 // (the mask and the smoothing only when asked for: MapOptions)
