@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 CTEST_ARGS ?=
 
-.PHONY: all bootstrap configure build test test-unit test-asan fuzz demo demo-vision bench bench-fleet measure-alarms format clean
+.PHONY: all bootstrap configure build test test-unit test-asan fuzz demo demo-vision backbone-cutpaste bench bench-fleet measure-alarms format clean
 
 all: build
 
@@ -69,6 +69,16 @@ demo: configure
 demo-vision: configure
 	cmake --build $(BUILD) -j $(JOBS) --target tend
 	scripts/demo_vision.sh $(BUILD)/tend
+
+# A backbone fine-tuned self-supervised (CutPaste) on a line's good images only (docs/vision.md,
+# "Self-supervised backbone"); then `tend train --backbone $(CUTPASTE_OUT)`. Seeded and
+# deterministic; CUTPASTE_STEPS=1000 takes ~9-25 min on 2 shared cores (see docs/vision.md).
+CUTPASTE_GOOD  ?= ../shared/data/magnetic-tiles/MT_Free
+CUTPASTE_OUT   ?= third_party/backbones/mobilenet_v2_cutpaste.onnx
+CUTPASTE_STEPS ?= 1000
+backbone-cutpaste: bootstrap
+	nice -n 10 /usr/bin/python3 scripts/backbones/cutpaste_finetune.py .cache/npm/nsfwjs-4.4.0.tgz \
+	  $(CUTPASTE_GOOD) $(CUTPASTE_OUT) --steps $(CUTPASTE_STEPS)
 
 bench: build
 	scripts/bench.sh $(BUILD)
