@@ -171,6 +171,10 @@ class CutPaste:
         return out
 
 
+def acc_ok(accuracy):
+    return bool(np.isfinite(accuracy))  # no step taken (--steps 0): no accuracy, JSON has no NaN
+
+
 def batch(images, rng, cut, size, crop):
     xs, ys = [], []
     for _ in range(size):
@@ -252,7 +256,8 @@ def main():
                           "(@skip=5, minus tend train's every-4th threshold hold-out)",
                 "images_sha256": digest, "steps": step, "batch": a.batch, "crop": a.crop,
                 "lr": a.lr, "seed": a.seed, "threads": a.threads,
-                "trained_blocks": f"{TRAINED_FROM_BLOCK}-12", "final_accuracy": round(accuracy, 3),
+                "trained_blocks": f"{TRAINED_FROM_BLOCK}-12",
+                "final_accuracy": round(accuracy, 3) if acc_ok(accuracy) else None,
             },  # no training time here: the same seed gives the same file
             "converter": "scripts/backbones/nsfwjs_to_onnx.py + scripts/backbones/cutpaste_finetune.py",
         }
