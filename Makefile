@@ -71,11 +71,11 @@ demo-vision: configure
 	scripts/demo_vision.sh $(BUILD)/tend
 
 # A backbone fine-tuned self-supervised (CutPaste) on a line's good images only (docs/vision.md,
-# "Self-supervised backbone"); then `tend train --backbone $(CUTPASTE_OUT)`. Seeded and
-# deterministic; CUTPASTE_STEPS=1000 takes ~9-25 min on 2 shared cores (see docs/vision.md).
+# "Diagnosis, and a backbone fine-tuned self-supervised"); then `tend train --backbone $(CUTPASTE_OUT)`. Seeded and
+# deterministic; 300 steps took 13 min on the shared 2 cores at load 5-7 (docs/vision.md).
 CUTPASTE_GOOD  ?= ../shared/data/magnetic-tiles/MT_Free
 CUTPASTE_OUT   ?= third_party/backbones/mobilenet_v2_cutpaste.onnx
-CUTPASTE_STEPS ?= 1000
+CUTPASTE_STEPS ?= 300
 backbone-cutpaste: bootstrap
 	nice -n 10 /usr/bin/python3 scripts/backbones/cutpaste_finetune.py .cache/npm/nsfwjs-4.4.0.tgz \
 	  $(CUTPASTE_GOOD) $(CUTPASTE_OUT) --steps $(CUTPASTE_STEPS)

@@ -4,7 +4,7 @@
 as an ONNX backbone with the same tensor names as nsfwjs_to_onnx.py's, so that
 `tend train --backbone OUT.onnx` uses it unchanged.
 
-    cutpaste_finetune.py nsfwjs-4.4.0.tgz GOOD_DIR OUT.onnx [--steps 800] [--seed 0]
+    cutpaste_finetune.py nsfwjs-4.4.0.tgz GOOD_DIR OUT.onnx [--steps 300] [--seed 0]
 
 The objective needs no labels and no defect image: each training example is a random crop of a
 good image, the same crop with a rectangle cut from elsewhere in it and pasted (CutPaste), and
@@ -20,7 +20,8 @@ exactly the images PaDiM is then fitted on (`tend train --input GOOD_DIR@skip=5`
 
 Each image is prepared as tend's default preprocessing does (grey, PIL-bilinear resize to
 256x256, u8 levels, per-frame standardisation 0.4 (v - mean) / sd, replicated to 3 channels).
-Layers up to block_5 (ImageNet, frozen in nsfwjs too) stay as they are; blocks 6-12 are trained
+Layers up to block_5 (ImageNet, frozen in nsfwjs too) stay as they are (`--train-from`); blocks
+6-12 are trained
 (BatchNorm statistics frozen, so the converter folds them as before); blocks 13-16 are unused by
 tend's default layers and left as nsfwjs has them. Seeded; one run on a given thread count
 (`--threads`, default 2) gives the same weights.
@@ -79,7 +80,7 @@ def tf_same_pads(size, k, s):
 class MobileNetV2(torch.nn.Module):
     """The Keras graph up to LAST, weights as parameters; BatchNorm uses its moving statistics."""
 
-    def __init__(self, layers, weights):
+    def __init__(self, layers, weights, trained_from=TRAINED_FROM_BLOCK):
         super().__init__()
         names = [l["name"] for l in layers]
         self.layers = layers[:names.index(LAST) + 1]
@@ -90,7 +91,7 @@ class MobileNetV2(torch.nn.Module):
             if layer not in used:
                 continue
             block = int(layer.split("_")[1]) if layer.startswith("block_") else 0
-            trainable = block >= TRAINED_FROM_BLOCK and not k.endswith(("moving_mean", "moving_variance"))
+            trainable = block >= trained_from and not k.endswith(("moving_mean", "moving_variance"))
             self.p[k.replace("/", "__")] = torch.nn.Parameter(
                 torch.from_numpy(v.astype(np.float32)), requires_grad=trainable)
 
@@ -218,12 +219,14 @@ def main():
     ap.add_argument("tgz")
     ap.add_argument("good_dir")
     ap.add_argument("out")
-    ap.add_argument("--steps", type=int, default=800)
+    ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--batch", type=int, default=8, help="crops per step (each x3: normal, cutpaste, scar)")
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--train-from", type=int, default=TRAINED_FROM_BLOCK,
+                    help="first block trained (earlier ones keep their weights)")
     ap.add_argument("--save-every", type=int, default=0,
                     help="also write OUT with .stepN before .onnx every N steps (learning curve)")
     a = ap.parse_args()
@@ -239,7 +242,7 @@ def main():
     if len(paths) < 10:
         sys.exit(f"{a.good_dir}: {len(paths)} fitting images, need at least 10")
     images = [load_levels(p) for p in paths]
-    net = MobileNetV2(model["modelTopology"]["model_config"]["config"]["layers"], weights)
+    net = MobileNetV2(model["modelTopology"]["model_config"]["config"]["layers"], weights, a.train_from)
     digest = hashlib.sha256("\n".join(os.path.basename(p) for p in paths).encode()).hexdigest()
 
     def save(step, seconds, accuracy):
@@ -248,7 +251,7 @@ def main():
             tuned[k.replace("__", "/")] = v.detach().double().numpy()
         extra = {
             "weights": "nsfwjs MobileNetV2 (ImageNet up to block_10, nsfwjs classes after), then "
-                       f"blocks {TRAINED_FROM_BLOCK}-12 fine-tuned self-supervised (CutPaste, Li et al. "
+                       f"blocks {a.train_from}-12 fine-tuned self-supervised (CutPaste, Li et al. "
                        "2021: normal / cut-paste / scar) on good images only",
             "self_supervised": {
                 "method": "CutPaste 3-way", "script": "scripts/backbones/cutpaste_finetune.py",
@@ -256,7 +259,7 @@ def main():
                           "(@skip=5, minus tend train's every-4th threshold hold-out)",
                 "images_sha256": digest, "steps": step, "batch": a.batch, "crop": a.crop,
                 "lr": a.lr, "seed": a.seed, "threads": a.threads,
-                "trained_blocks": f"{TRAINED_FROM_BLOCK}-12",
+                "trained_blocks": f"{a.train_from}-12",
                 "final_accuracy": round(accuracy, 3) if acc_ok(accuracy) else None,
             },  # no training time here: the same seed gives the same file
             "converter": "scripts/backbones/nsfwjs_to_onnx.py + scripts/backbones/cutpaste_finetune.py",
