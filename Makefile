@@ -70,9 +70,9 @@ demo-vision: configure
 	cmake --build $(BUILD) -j $(JOBS) --target tend
 	scripts/demo_vision.sh $(BUILD)/tend
 
-# A backbone fine-tuned self-supervised (CutPaste) on a line's good images only (docs/vision.md,
-# "Diagnosis, and a backbone fine-tuned self-supervised"); then `tend train --backbone $(CUTPASTE_OUT)`. Seeded and
-# deterministic; 300 steps took 13 min on the shared 2 cores at load 5-7 (docs/vision.md).
+# A backbone fine-tuned self-supervised (CutPaste) on a line's good images only; then
+# `tend train --backbone $(CUTPASTE_OUT)`. Seeded and deterministic; 300 steps took 13 min on the
+# shared 2 cores at load 5-7 (docs/vision.md, "Diagnosis, and a backbone fine-tuned ...").
 CUTPASTE_GOOD  ?= ../shared/data/magnetic-tiles/MT_Free
 CUTPASTE_OUT   ?= third_party/backbones/mobilenet_v2_cutpaste.onnx
 CUTPASTE_STEPS ?= 300
