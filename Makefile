@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 CTEST_ARGS ?=
 
-.PHONY: all bootstrap configure build test test-unit test-asan fuzz demo demo-vision bench bench-fleet measure-alarms format clean
+.PHONY: all bootstrap configure build test test-unit test-asan fuzz demo demo-vision backbone-cutpaste bench bench-fleet measure-alarms format clean
 
 all: build
 
@@ -69,6 +69,16 @@ demo: configure
 demo-vision: configure
 	cmake --build $(BUILD) -j $(JOBS) --target tend
 	scripts/demo_vision.sh $(BUILD)/tend
+
+# A backbone fine-tuned self-supervised (CutPaste) on a line's good images only; then
+# `tend train --backbone $(CUTPASTE_OUT)`. Seeded and deterministic; 300 steps took 13 min on the
+# shared 2 cores at load 5-7 (docs/vision.md, "Diagnosis, and a backbone fine-tuned ...").
+CUTPASTE_GOOD  ?= ../shared/data/magnetic-tiles/MT_Free
+CUTPASTE_OUT   ?= third_party/backbones/mobilenet_v2_cutpaste.onnx
+CUTPASTE_STEPS ?= 300
+backbone-cutpaste: bootstrap
+	nice -n 10 /usr/bin/python3 scripts/backbones/cutpaste_finetune.py .cache/npm/nsfwjs-4.4.0.tgz \
+	  $(CUTPASTE_GOOD) $(CUTPASTE_OUT) --steps $(CUTPASTE_STEPS)
 
 bench: build
 	scripts/bench.sh $(BUILD)

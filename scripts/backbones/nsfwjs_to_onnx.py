@@ -243,14 +243,9 @@ class Builder:
         raise ValueError(f"layer {last} not found")
 
 
-def main():
-    if len(sys.argv) != 3:
-        sys.exit(__doc__)
-    tgz, out = sys.argv[1], sys.argv[2]
-    with open(tgz, "rb") as f:
-        sha512 = hashlib.sha512(f.read()).digest()
-    model, blob, version = read_package(tgz)
-    weights = dequantise(model, blob)
+def to_onnx(model, weights, version, sha512, extra=None):
+    """The ONNX backbone for these (possibly retrained) Keras weights: same graph, same tensor
+    names. `extra` is merged into the provenance (tend.backbone metadata)."""
     layers = model["modelTopology"]["model_config"]["config"]["layers"]
     b = Builder(layers, weights)
     b.build("out_relu")
@@ -280,11 +275,23 @@ def main():
         "default_layers": DEFAULT_LAYERS,
         "converter": "scripts/backbones/nsfwjs_to_onnx.py",
     }
+    provenance.update(extra or {})
     m.metadata_props.add(key="tend.backbone", value=json.dumps(provenance))
     onnx.checker.check_model(m)
+    return m, len(b.nodes), len(outputs), frozen_blocks[-1]
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    tgz, out = sys.argv[1], sys.argv[2]
+    with open(tgz, "rb") as f:
+        sha512 = hashlib.sha512(f.read()).digest()
+    model, blob, version = read_package(tgz)
+    m, nodes, outputs, last_frozen = to_onnx(model, dequantise(model, blob), version, sha512)
     onnx.save(m, out)
-    print(f"{out}: MobileNetV2 from {PACKAGE}@{version}, {len(b.nodes)} nodes, "
-          f"{len(outputs)} named layer outputs, ImageNet layers up to block_{frozen_blocks[-1]}")
+    print(f"{out}: MobileNetV2 from {PACKAGE}@{version}, {nodes} nodes, "
+          f"{outputs} named layer outputs, ImageNet layers up to block_{last_frozen}")
 
 
 if __name__ == "__main__":

@@ -81,5 +81,48 @@ TEST(ImageTrain, PatchCoreModelKeepsItsCoresetAndSeparatesDefects) {
   fs::remove_all(d);
 }
 
+// scripts/backbones/cutpaste_finetune.py (self-supervised fine-tuning of the nsfwjs MobileNetV2 on
+// good images only) writes a backbone `tend train` takes unchanged: the same tensor names and
+// recommended layers, its provenance carried into the model card; and the same seed gives the
+// same file. Needs the nsfwjs package bootstrap fetches (.cache/npm) and python3-torch.
+TEST(ImageTrain, CutPasteTunedBackboneIsDeterministicAndTrainsAModel) {
+  const std::string tgz = TEND_SOURCE_DIR "/.cache/npm/nsfwjs-4.4.0.tgz";
+  if (!fs::exists(tgz)) GTEST_SKIP() << tgz << " missing (scripts/bootstrap.sh fetches it)";
+  const std::string d = testing::TempDir("cutpaste");
+  fs::create_directories(d + "/good");
+  for (int i = 0; i < 40; ++i)
+    WriteTile(d + "/good/g" + std::to_string(100 + i) + ".png", i, false);
+  const std::string cmd = std::string(TEND_PYTHON) +
+                          " '" TEND_SOURCE_DIR "/scripts/backbones/cutpaste_finetune.py' '" + tgz +
+                          "' good ";
+  const std::string flags = " --steps 2 --batch 1 --crop 64 --threads 1";
+  for (const char* out : {"a.onnx", "b.onnx"}) {
+    auto r = testing::RunCmd(cmd + out + flags, d);
+    ASSERT_EQ(r.rc, 0) << r.out << r.err;
+  }
+  auto bytes = [](const std::string& p) {
+    std::ifstream f(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  };
+  const std::string a = bytes(d + "/a.onnx");
+  ASSERT_GT(a.size(), 1000000u);
+  EXPECT_EQ(a, bytes(d + "/b.onnx")) << "same seed, different weights";
+
+  ImageTrainOptions o;
+  o.inputs = {d + "/good"};
+  o.backbone = d + "/a.onnx";  // layers and mean/std from the backbone's own metadata
+  o.preprocess.width = o.preprocess.height = 64;
+  o.embedding.dims = 16;
+  auto m = TrainImageModel(o);
+  ASSERT_TRUE(m) << m.error().message;
+  const auto& bb = m->card.feature_spec["backbone"];
+  ASSERT_TRUE(bb.contains("self_supervised")) << bb.dump();
+  EXPECT_EQ(bb["self_supervised"]["method"], "CutPaste 3-way");
+  EXPECT_EQ(bb["self_supervised"]["steps"], 2);
+  // 40 images in name order: every 5th kept unseen (8), then every 4th of the other 32 held out.
+  EXPECT_EQ(bb["self_supervised"]["images"].get<std::string>().substr(0, 10), "24 of good");
+  fs::remove_all(d);
+}
+
 }  // namespace
 }  // namespace tend::inspect
