@@ -13,33 +13,12 @@
 #include <random>
 
 #include "detect/image_graph.h"
+#include "image_graph_util.h"
 
 namespace tend::detect {
 namespace {
 
-// A graph whose "embedding" is its input, so the head alone can be run.
-EmbeddingGraph IdentityEmbedding(int64_t d, int64_t h, int64_t w, int64_t opset = 13) {
-  EmbeddingGraph eg;
-  eg.dims = d;
-  eg.height = h;
-  eg.width = w;
-  eg.model.set_ir_version(8);
-  auto* op = eg.model.add_opset_import();
-  op->set_domain("");
-  op->set_version(opset);
-  auto* g = eg.model.mutable_graph();
-  g->set_name("t");
-  auto* in = g->add_input();
-  in->set_name("image");
-  auto* t = in->mutable_type()->mutable_tensor_type();
-  t->set_elem_type(onnx::TensorProto::FLOAT);
-  for (int64_t v : {int64_t{1}, d, h, w}) t->mutable_shape()->add_dim()->set_dim_value(v);
-  auto* n = g->add_node();
-  n->set_op_type("Identity");
-  n->add_input("image");
-  n->add_output(kEmbeddingOutput);
-  return eg;
-}
+using testing::IdentityEmbedding;
 
 // Embeddings [d, h, w] with correlated channels (a shared factor per location), so the
 // precision factors have full lower triangles.

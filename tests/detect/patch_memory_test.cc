@@ -13,6 +13,7 @@
 #include <set>
 
 #include "detect/image_graph.h"
+#include "image_graph_util.h"
 
 namespace tend::detect {
 namespace {
@@ -99,29 +100,7 @@ TEST(PatchMemory, FullBankScoresFittedPatchesZeroAndCoresetBoundsTheBank) {
   EXPECT_FALSE(c.Add(std::vector<float>(3, 0.0f)));
 }
 
-// A graph whose "embedding" is its input, so the head alone can be run.
-EmbeddingGraph IdentityEmbedding(int64_t d, int64_t h, int64_t w) {
-  EmbeddingGraph eg;
-  eg.dims = d;
-  eg.height = h;
-  eg.width = w;
-  eg.model.set_ir_version(8);
-  auto* op = eg.model.add_opset_import();
-  op->set_domain("");
-  op->set_version(13);
-  auto* g = eg.model.mutable_graph();
-  g->set_name("t");
-  auto* in = g->add_input();
-  in->set_name("image");
-  auto* t = in->mutable_type()->mutable_tensor_type();
-  t->set_elem_type(onnx::TensorProto::FLOAT);
-  for (int64_t v : {int64_t{1}, d, h, w}) t->mutable_shape()->add_dim()->set_dim_value(v);
-  auto* n = g->add_node();
-  n->set_op_type("Identity");
-  n->add_input("image");
-  n->add_output(kEmbeddingOutput);
-  return eg;
-}
+using testing::IdentityEmbedding;
 
 TEST(PatchMemory, OnnxHeadMatchesTheReference) {
   const int64_t d = 8, h = 5, w = 7, L = h * w;
