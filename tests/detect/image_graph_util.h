@@ -1,10 +1,16 @@
-// Shared helper for the image-head tests (patch_gaussian_test, patch_memory_test): an embedding
-// graph whose "embedding" is its input, so a scoring head appended to it runs alone.
+// Shared helpers for the image-graph tests (patch_gaussian_test, patch_memory_test): an embedding
+// graph whose "embedding" is its input, so a scoring head appended to it runs alone; and one ONNX
+// Runtime run of such a graph.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <onnx/onnx_pb.h>
+#include <onnxruntime_cxx_api.h>
 
+#include <array>
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "detect/image_graph.h"
 
@@ -31,6 +37,32 @@ inline EmbeddingGraph IdentityEmbedding(int64_t d, int64_t h, int64_t w, int64_t
   n->add_input("image");
   n->add_output(kEmbeddingOutput);
   return eg;
+}
+
+// Runs `model` on one thread with `input` as its "image" [shape] and returns each named float
+// output, flattened.
+inline std::vector<std::vector<float>> RunGraph(const onnx::ModelProto& model,
+                                                std::vector<float> input,
+                                                std::array<int64_t, 4> shape,
+                                                const std::vector<const char*>& outputs) {
+  std::string bytes;
+  EXPECT_TRUE(model.SerializeToString(&bytes));
+  static Ort::Env env(ORT_LOGGING_LEVEL_WARNING, "detect_test");
+  Ort::SessionOptions so;
+  so.SetIntraOpNumThreads(1);
+  Ort::Session session(env, bytes.data(), bytes.size(), so);
+  auto mem = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+  Ort::Value in =
+      Ort::Value::CreateTensor<float>(mem, input.data(), input.size(), shape.data(), shape.size());
+  const char* in_names[] = {"image"};
+  auto res =
+      session.Run(Ort::RunOptions{nullptr}, in_names, &in, 1, outputs.data(), outputs.size());
+  std::vector<std::vector<float>> out;
+  for (auto& v : res) {
+    const float* d = v.GetTensorData<float>();
+    out.emplace_back(d, d + v.GetTensorTypeAndShapeInfo().GetElementCount());
+  }
+  return out;
 }
 
 }  // namespace tend::detect::testing

@@ -6,7 +6,6 @@
 
 #include <gtest/gtest.h>
 #include <onnx/onnx_pb.h>
-#include <onnxruntime_cxx_api.h>
 
 #include <algorithm>
 #include <cmath>
@@ -19,6 +18,7 @@ namespace tend::detect {
 namespace {
 
 using testing::IdentityEmbedding;
+using testing::RunGraph;
 
 // Embeddings [d, h, w] with correlated channels (a shared factor per location), so the
 // precision factors have full lower triangles.
@@ -58,23 +58,10 @@ HeadRun RunHead(const PatchGaussian& pg, const std::vector<float>& x, int blocks
     for (int64_t v : t.dims()) n *= v;
     r.factor_floats += n;
   }
-  std::string bytes;
-  EXPECT_TRUE(eg.model.SerializeToString(&bytes));
-  static Ort::Env env(ORT_LOGGING_LEVEL_WARNING, "patch_gaussian_test");
-  Ort::SessionOptions so;
-  so.SetIntraOpNumThreads(1);
-  Ort::Session session(env, bytes.data(), bytes.size(), so);
-  const std::array<int64_t, 4> shape = {1, pg.dims, pg.height, pg.width};
-  auto mem = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
-  std::vector<float> in_copy = x;
-  Ort::Value in =
-      Ort::Value::CreateTensor<float>(mem, in_copy.data(), in_copy.size(), shape.data(), 4);
-  const char* in_names[] = {"image"};
-  const char* out_names[] = {"anomaly_score", "anomaly_map"};
-  auto res = session.Run(Ort::RunOptions{nullptr}, in_names, &in, 1, out_names, 2);
-  r.score = res[0].GetTensorData<float>()[0];
-  const float* map = res[1].GetTensorData<float>();
-  r.map.assign(map, map + pg.locations());
+  auto res =
+      RunGraph(eg.model, x, {1, pg.dims, pg.height, pg.width}, {"anomaly_score", "anomaly_map"});
+  r.score = res[0][0];
+  r.map = std::move(res[1]);
   return r;
 }
 
@@ -166,20 +153,7 @@ onnx::ModelProto TwoLayerBackbone() {
 }
 
 std::vector<float> RunEmbedding(const EmbeddingGraph& eg, std::vector<float> image) {
-  std::string bytes;
-  EXPECT_TRUE(eg.model.SerializeToString(&bytes));
-  static Ort::Env env(ORT_LOGGING_LEVEL_WARNING, "embedding_test");
-  Ort::SessionOptions so;
-  so.SetIntraOpNumThreads(1);
-  Ort::Session session(env, bytes.data(), bytes.size(), so);
-  const std::array<int64_t, 4> shape = {1, 3, 8, 8};
-  auto mem = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
-  Ort::Value in = Ort::Value::CreateTensor<float>(mem, image.data(), image.size(), shape.data(), 4);
-  const char* in_names[] = {"image"};
-  const char* out_names[] = {kEmbeddingOutput};
-  auto res = session.Run(Ort::RunOptions{nullptr}, in_names, &in, 1, out_names, 1);
-  const float* e = res[0].GetTensorData<float>();
-  return {e, e + eg.dims * eg.height * eg.width};
+  return RunGraph(eg.model, std::move(image), {1, 3, 8, 8}, {kEmbeddingOutput})[0];
 }
 
 // Channels chosen per layer before pooling and resizing (increasing subsets, the default) give

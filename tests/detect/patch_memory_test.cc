@@ -5,7 +5,6 @@
 
 #include <gtest/gtest.h>
 #include <onnx/onnx_pb.h>
-#include <onnxruntime_cxx_api.h>
 
 #include <algorithm>
 #include <cmath>
@@ -101,6 +100,7 @@ TEST(PatchMemory, FullBankScoresFittedPatchesZeroAndCoresetBoundsTheBank) {
 }
 
 using testing::IdentityEmbedding;
+using testing::RunGraph;
 
 TEST(PatchMemory, OnnxHeadMatchesTheReference) {
   const int64_t d = 8, h = 5, w = 7, L = h * w;
@@ -111,23 +111,12 @@ TEST(PatchMemory, OnnxHeadMatchesTheReference) {
   ASSERT_TRUE(m);
   EmbeddingGraph eg = IdentityEmbedding(d, h, w);
   ASSERT_TRUE(AppendPatchMemoryHead(eg, *m));
-  std::string bytes;
-  ASSERT_TRUE(eg.model.SerializeToString(&bytes));
-  static Ort::Env env(ORT_LOGGING_LEVEL_WARNING, "patch_memory_test");
-  Ort::SessionOptions so;
-  so.SetIntraOpNumThreads(1);
-  Ort::Session session(env, bytes.data(), bytes.size(), so);
   auto x = RandomEmbedding(d, L, rng);
   std::vector<float> ref(static_cast<size_t>(L));
   ScoreNearest(*m, x, ref);
-  const std::array<int64_t, 4> shape = {1, d, h, w};
-  auto mem = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
-  Ort::Value in = Ort::Value::CreateTensor<float>(mem, x.data(), x.size(), shape.data(), 4);
-  const char* in_names[] = {"image"};
-  const char* out_names[] = {"anomaly_score", "anomaly_map"};
-  auto res = session.Run(Ort::RunOptions{nullptr}, in_names, &in, 1, out_names, 2);
-  const float* score = res[0].GetTensorData<float>();
-  const float* map = res[1].GetTensorData<float>();
+  auto res = RunGraph(eg.model, x, {1, d, h, w}, {"anomaly_score", "anomaly_map"});
+  const std::vector<float>& score = res[0];
+  const std::vector<float>& map = res[1];
   for (int64_t l = 0; l < L; ++l) EXPECT_NEAR(map[l], ref[static_cast<size_t>(l)], 1e-3) << l;
   EXPECT_NEAR(score[0], *std::max_element(ref.begin(), ref.end()), 1e-3);
   EXPECT_FALSE(AppendPatchMemoryHead(eg, PatchMemory{}));
@@ -147,12 +136,6 @@ TEST(PatchMemory, SmoothedMapIsTheZeroPaddedGaussianOfTheRawMap) {
   MapOptions mo;
   mo.smooth_sigma = sigma;
   ASSERT_TRUE(AppendPatchMemoryHead(eg, *m, mo));
-  std::string bytes;
-  ASSERT_TRUE(eg.model.SerializeToString(&bytes));
-  static Ort::Env env(ORT_LOGGING_LEVEL_WARNING, "patch_memory_smooth_test");
-  Ort::SessionOptions so;
-  so.SetIntraOpNumThreads(1);
-  Ort::Session session(env, bytes.data(), bytes.size(), so);
   auto x = RandomEmbedding(d, L, rng);
   std::vector<float> raw(static_cast<size_t>(L));
   ScoreNearest(*m, x, raw);
@@ -169,15 +152,10 @@ TEST(PatchMemory, SmoothedMapIsTheZeroPaddedGaussianOfTheRawMap) {
         for (int j = 0; j < w; ++j)
           want[static_cast<size_t>(y * w + xx)] +=
               g(y - i) * g(xx - j) * raw[static_cast<size_t>(i * w + j)];
-  const std::array<int64_t, 4> shape = {1, d, h, w};
-  auto mem = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
-  Ort::Value in = Ort::Value::CreateTensor<float>(mem, x.data(), x.size(), shape.data(), 4);
-  const char* in_names[] = {"image"};
-  const char* out_names[] = {"anomaly_score", "anomaly_map"};
-  auto res = session.Run(Ort::RunOptions{nullptr}, in_names, &in, 1, out_names, 2);
-  const float* map = res[1].GetTensorData<float>();
+  auto res = RunGraph(eg.model, x, {1, d, h, w}, {"anomaly_score", "anomaly_map"});
+  const std::vector<float>& map = res[1];
   for (int64_t l = 0; l < L; ++l) EXPECT_NEAR(map[l], want[static_cast<size_t>(l)], 1e-3) << l;
-  EXPECT_NEAR(res[0].GetTensorData<float>()[0], *std::max_element(want.begin(), want.end()), 1e-3);
+  EXPECT_NEAR(res[0][0], *std::max_element(want.begin(), want.end()), 1e-3);
   // Smoothing lowers a single peak: the smoothed maximum is below the raw one.
   EXPECT_LT(*std::max_element(want.begin(), want.end()), *std::max_element(raw.begin(), raw.end()));
 }

@@ -59,6 +59,12 @@ class ImageInt8 : public ::testing::Test {
     ASSERT_TRUE(m) << m.error().message;
     ASSERT_TRUE(tend::fs::WriteFileAtomic(dir_ + "/fp32.onnx", m->bytes));
   }
+  // The fixture's good image g(100 + i).png, decoded.
+  static Result<vision::Image> Good(int i) {
+    TEND_ASSIGN_OR_RETURN(auto bytes,
+                          tend::fs::ReadFile(dir_ + "/good/g" + std::to_string(100 + i) + ".png"));
+    return vision::DecodeImage(testing::Bytes(bytes));
+  }
   static std::string dir_;
 };
 std::string ImageInt8::dir_;
@@ -76,10 +82,8 @@ TEST_F(ImageInt8, CalibrationRowsAreTheServedInputAndItsFlips) {
   auto served = ImageModel::Load(dir_ + "/fp32.onnx", {});
   ASSERT_TRUE(served);
   vision::Preprocessor pre((*served)->preprocess());
-  auto bytes = tend::fs::ReadFile(dir_ + "/good/g100.png");
-  ASSERT_TRUE(bytes);
-  auto img = vision::DecodeImage(testing::Bytes(*bytes));
-  ASSERT_TRUE(img);
+  auto img = Good(0);
+  ASSERT_TRUE(img) << img.error().message;
   std::vector<float> want(3 * 64 * 64);
   ASSERT_TRUE(pre.Run(img->view(), want));
   auto r0 = s->data.row(0), r1 = s->data.row(1), r2 = s->data.row(2);
@@ -138,10 +142,8 @@ TEST_F(ImageInt8, RecalibratedInt8ModelCarriesThresholdsOfItsOwnHeldOutScores) {
   std::vector<double> scores;
   double max_diff = 0;
   for (int i = 4; i < 40; i += 5) {
-    auto bytes = tend::fs::ReadFile(dir_ + "/good/g" + std::to_string(100 + i) + ".png");
-    ASSERT_TRUE(bytes);
-    auto img = vision::DecodeImage(testing::Bytes(*bytes));
-    ASSERT_TRUE(img);
+    auto img = Good(i);
+    ASSERT_TRUE(img) << img.error().message;
     ASSERT_TRUE((*served)->Score(img->view(), s));
     ASSERT_TRUE((*fp32)->Score(img->view(), f));
     scores.push_back(s.score);
@@ -190,10 +192,8 @@ TEST_F(ImageInt8, AModelWithAQuantisedHeadServesLikeItsFp32) {
   (*served)->PrepareOut(s);
   (*fp32)->PrepareOut(f);
   for (int i = 0; i < 40; i += 7) {
-    auto bytes = tend::fs::ReadFile(dir_ + "/good/g" + std::to_string(100 + i) + ".png");
-    ASSERT_TRUE(bytes);
-    auto img = vision::DecodeImage(testing::Bytes(*bytes));
-    ASSERT_TRUE(img);
+    auto img = Good(i);
+    ASSERT_TRUE(img) << img.error().message;
     ASSERT_TRUE((*served)->Score(img->view(), s));
     ASSERT_TRUE((*fp32)->Score(img->view(), f));
     EXPECT_TRUE(std::isfinite(s.score));
