@@ -101,6 +101,12 @@ void AddImageTrainFlags(CLI::App& cmd, ImageTrainFlags& f) {
          "Images: each patch embedding averages its POOLxPOOL neighbourhood (odd; 1 = none)")
       ->check(CLI::Range(1, 15))
       ->capture_default_str();
+  cmd.add_option("--border", f.border,
+                 "Images: mirror the input BORDER pixels out on each side before the backbone, so "
+                 "patches at the frame's edge see mirrored content, not zero padding (0 = none; a "
+                 "multiple of the coarsest layer's stride)")
+      ->check(CLI::Range(0, 256))
+      ->capture_default_str();
   cmd.add_flag("--flip", f.flip, "Images: also fit each fitting image mirrored left-right");
   cmd.add_option("--threads", f.threads,
                  "Images: ONNX Runtime threads while fitting (0 = all cores)");
@@ -147,6 +153,7 @@ void RunImageTrain(const CLI::App& cmd, const ImageTrainFlags& f,
   o.embedding.layers = f.layers;
   o.embedding.dims = f.dims;
   o.embedding.pool = f.pool;
+  o.embedding.border = f.border;
   o.embedding.seed = seed;
   o.eps = f.eps;
   o.detector = f.detector == "auto" ? "padim" : f.detector;

@@ -25,11 +25,12 @@ struct ImageTrainFlags {
   int64_t coreset_max = 0;        // patchcore: at most this many (0 = no cap)
   double smooth = 0;              // anomaly-map smoothing sigma, grid cells
   int pool = 3;                   // neighbourhood averaged into each patch (odd)
+  int64_t border = 0;             // reflect padding before the backbone, pixels per side
   bool flip = false;              // also fit mirrored images
 };
 
 // Adds --backbone, --layers, --size, --color, --roi, --intensity, --mean, --std, --dims, --eps,
-// --coreset, --coreset-max, --threads to `tend train`.
+// --coreset, --coreset-max, --smooth, --pool, --border, --flip, --threads to `tend train`.
 void AddImageTrainFlags(CLI::App& cmd, ImageTrainFlags& flags);
 // True when the inputs are image sets; dies when images and signals are mixed.
 bool IsImageInputs(const std::vector<std::string>& inputs);
@@ -56,8 +57,10 @@ void RunImageBench(const std::string& model, const ImageBenchFlags& flags, int f
 // INT8 for image models (cmd_vision_int8.cc). The calibration input of `tend quantize
 // --calibrate-images` / `tend windows` for an image model: the images preprocessed through the
 // model's card, with the flips asked for (--augment hflip,vflip), at most max_samples of them.
-optimize::NpyArray ImageCalibrationNpy(const std::string& model, const std::vector<std::string>& inputs,
-                                       const std::vector<std::string>& augment, int64_t max_samples);
+optimize::NpyArray ImageCalibrationNpy(const std::string& model,
+                                       const std::vector<std::string>& inputs,
+                                       const std::vector<std::string>& augment,
+                                       int64_t max_samples);
 // `tend train --recalibrate IMAGE_MODEL --input DIR...`: thresholds from the held-out good images
 // scored by that model (after `tend quantize`, its own INT8 scores).
 void RunImageRecalibrate(const std::string& model, const std::vector<std::string>& inputs,

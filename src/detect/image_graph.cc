@@ -16,8 +16,8 @@ namespace tend::detect {
 using nlohmann::json;
 
 json EmbeddingSpec::ToJson() const {
-  return {
-      {"layers", layers}, {"pool", pool}, {"dims", dims}, {"seed", seed}, {"channels", channels}};
+  return {{"layers", layers}, {"pool", pool}, {"border", border},
+          {"dims", dims},     {"seed", seed}, {"channels", channels}};
 }
 
 Result<EmbeddingSpec> EmbeddingSpec::FromJson(const json& j) {
@@ -25,6 +25,7 @@ Result<EmbeddingSpec> EmbeddingSpec::FromJson(const json& j) {
   try {
     s.layers = j.at("layers").get<std::vector<std::string>>();
     s.pool = j.at("pool").get<int>();
+    s.border = j.value("border", int64_t{0});  // files before the border: none
     s.dims = j.at("dims").get<int64_t>();
     s.seed = j.at("seed").get<uint64_t>();
     s.channels = j.at("channels").get<std::vector<int64_t>>();
@@ -34,6 +35,7 @@ Result<EmbeddingSpec> EmbeddingSpec::FromJson(const json& j) {
   if (s.layers.empty()) return Fail(Error::Invalid("embedding spec: no layers"));
   if (s.pool < 1 || s.pool % 2 == 0)
     return Fail(Error::Invalid("embedding spec: pool must be odd and >= 1"));
+  if (s.border < 0) return Fail(Error::Invalid("embedding spec: border must be >= 0"));
   return s;
 }
 
@@ -295,6 +297,13 @@ void AppendEmbeddingHead(EmbeddingGraph& eg, const std::vector<std::string>& ten
       IntAttr(n, "count_include_pad", 1);
       t = p + "_pool";
     }
+    if (const int64_t c = eg.layer_crops[i]; c > 0) {  // s is the cropped shape
+      *g->add_initializer() = Int64Tensor(p + "_crop_starts", {c, c});
+      *g->add_initializer() = Int64Tensor(p + "_crop_ends", {c + s[2], c + s[3]});
+      *g->add_initializer() = Int64Tensor(p + "_crop_axes", {2, 3});
+      Add(g, "Slice", {t, p + "_crop_starts", p + "_crop_ends", p + "_crop_axes"}, {p + "_crop"});
+      t = p + "_crop";
+    }
     if (s[2] != eg.height || s[3] != eg.width) {
       *g->add_initializer() = Int64Tensor(p + "_size", {1, channels, eg.height, eg.width});
       auto* n = Add(g, "Resize", {t, "", "", p + "_size"}, {p + "_resized"});
@@ -318,6 +327,59 @@ void AppendEmbeddingHead(EmbeddingGraph& eg, const std::vector<std::string>& ten
   SetOutput(g->add_output(), kEmbeddingOutput, {1, eg.dims, eg.height, eg.width});
 }
 
+// Makes the backbone read "tend_bordered": the image mirrored `border` pixels out on each side
+// (Pad, mode reflect), computed first.
+void AddReflectBorder(onnx::GraphProto* g, int64_t border) {
+  const std::string padded = "tend_bordered";
+  for (auto& n : *g->mutable_node()) {
+    for (int k = 0; k < n.input_size(); ++k) {
+      if (n.input(k) == "image") n.set_input(k, padded);
+    }
+  }
+  *g->add_initializer() =
+      Int64Tensor("tend_border_pads", {0, 0, border, border, 0, 0, border, border});
+  google::protobuf::RepeatedPtrField<onnx::NodeProto> nodes;
+  auto* pad = nodes.Add();
+  pad->set_op_type("Pad");
+  pad->set_name("tend_border");
+  pad->add_input("image");
+  pad->add_input("tend_border_pads");
+  pad->add_output(padded);
+  StrAttr(pad, "mode", "reflect");
+  for (const auto& n : g->node()) *nodes.Add() = n;
+  g->mutable_node()->Swap(&nodes);
+}
+
+// With a border, each layer's map covers (H + 2 border) input pixels; the frame's cells are the
+// middle ones. Sets eg.layer_crops and turns eg.layer_shapes into the cropped shapes.
+Status CropToFrame(EmbeddingGraph& eg, const std::vector<std::string>& tensors, int64_t border,
+                   std::array<int64_t, 3> chw) {
+  eg.layer_crops.assign(tensors.size(), 0);
+  if (border == 0) return Ok();
+  const int64_t full[2] = {chw[1] + 2 * border, chw[2] + 2 * border};
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    auto& s = eg.layer_shapes[i];
+    int64_t crop[2];
+    for (int a = 0; a < 2; ++a) {
+      const int64_t cells = s[2 + a];
+      if (full[a] % cells != 0 || border % (full[a] / cells) != 0) {
+        return Fail(Error::Invalid(fmt::format(
+            "embedding: a border of {} px is not a whole number of cells of layer '{}' ({} cells "
+            "over {} px); use a multiple of its stride",
+            border, tensors[i], cells, full[a])));
+      }
+      crop[a] = border / (full[a] / cells);
+    }
+    if (crop[0] != crop[1])
+      return Fail(
+          Error::Invalid(fmt::format("embedding: layer '{}' has unequal strides", tensors[i])));
+    eg.layer_crops[i] = crop[0];
+    s[2] -= 2 * crop[0];
+    s[3] -= 2 * crop[1];
+  }
+  return Ok();
+}
+
 }  // namespace
 
 Result<EmbeddingGraph> BuildEmbeddingGraph(const onnx::ModelProto& backbone, EmbeddingSpec& spec,
@@ -326,6 +388,11 @@ Result<EmbeddingGraph> BuildEmbeddingGraph(const onnx::ModelProto& backbone, Emb
   if (spec.pool < 1 || spec.pool % 2 == 0)
     return Fail(Error::Invalid("embedding: pool must be odd and >= 1"));
   if (spec.dims < 1) return Fail(Error::Invalid("embedding: dims must be >= 1"));
+  if (spec.border < 0 || spec.border >= std::min(chw[1], chw[2])) {
+    return Fail(Error::Invalid(
+        fmt::format("embedding: border {} px must be >= 0 and smaller than the input ({}x{})",
+                    spec.border, chw[2], chw[1])));
+  }
   const int64_t opset = DefaultOpset(backbone);
   if (opset < 13) {
     return Fail(Error::Unsupported(
@@ -349,9 +416,11 @@ Result<EmbeddingGraph> BuildEmbeddingGraph(const onnx::ModelProto& backbone, Emb
     }
   }
   for (auto& t : tensors) {
-    if (t == old_name) t = "image";
+    if (t == old_name) t = spec.border > 0 ? "tend_bordered" : "image";
   }
+  if (spec.border > 0) AddReflectBorder(g, spec.border);
   TEND_ASSIGN_OR_RETURN(eg.layer_shapes, InferLayerShapes(eg.model, tensors));
+  TEND_RETURN_NOT_OK(CropToFrame(eg, tensors, spec.border, chw));
   size_t finest = 0;
   for (size_t i = 0; i < tensors.size(); ++i) {
     eg.total_channels += eg.layer_shapes[i][1];

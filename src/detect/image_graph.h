@@ -6,7 +6,8 @@
 // Gaussians, patch_gaussian.h) is then appended to the same graph, so serving computes exactly
 // what training saw:
 //
-//   image [1,C,H,W] -> backbone layers -> Gather(channels) -> AveragePool 3x3 -> Resize -> Concat
+//   image [1,C,H,W] -> [Pad reflect] -> backbone layers -> Gather(channels) -> AveragePool 3x3
+//     -> [Slice: crop the border] -> Resize -> Concat
 //     -> embedding [1,d,h,w] -> (x - mu_l) W_l per location -> |.| -> [x padding mask]
 //     -> [Gaussian smoothing] -> anomaly_map [1,h,w] -> max -> anomaly_score [1]
 // (the mask and the smoothing only when asked for: MapOptions)
@@ -32,7 +33,13 @@ struct EmbeddingSpec {
   // Backbone tensors (or node names: their first output), any order; the finest grid (largest
   // h*w) sets the embedding grid.
   std::vector<std::string> layers;
-  int pool = 3;        // AveragePool kernel (stride 1, same padding); 1 = none
+  int pool = 3;  // AveragePool kernel (stride 1, same padding); 1 = none
+  // Pixels of mirrored image added on each side before the backbone (ONNX Pad, mode reflect);
+  // each layer's map is cropped back to the frame's cells after pooling, so the grid still
+  // covers exactly the frame. Patches at the frame's edge then see mirrored content instead of
+  // the backbone's zero padding. Must be a whole number of cells of every layer (a multiple of
+  // the coarsest layer's stride) and smaller than the frame. 0 = none.
+  int64_t border = 0;
   int64_t dims = 100;  // channels kept (a fixed random subset, PaDiM); >= all = keep all
   uint64_t seed = 1;
   std::vector<int64_t> channels;  // the kept channels of the concatenation (filled by Build)
@@ -45,7 +52,8 @@ struct EmbeddingGraph {
   onnx::ModelProto model;  // input "image" [1,C,H,W], output "embedding" [1,d,h,w]
   int64_t dims = 0, height = 0, width = 0;
   int64_t total_channels = 0;  // of the concatenation, before the channel subset
-  std::vector<std::vector<int64_t>> layer_shapes;  // [1,c,h,w] per layer, spec order
+  std::vector<std::vector<int64_t>> layer_shapes;  // [1,c,h,w] per layer, spec order (cropped)
+  std::vector<int64_t> layer_crops;  // cells cropped from each side of each layer (border)
 };
 
 // `backbone` must have one float input [N,C,H,W] (dims may be symbolic); it is fixed to

@@ -194,5 +194,76 @@ TEST(EmbeddingGraph, ChoosingChannelsPerLayerGivesTheConcatenationsChannels) {
   for (size_t i = 0; i < hw; ++i) EXPECT_FLOAT_EQ(ec[hw + i], ea[3 * hw + i]) << i;
 }
 
+// A reflect border gives the un-bordered embedding wherever the backbone has no spatial context to
+// change (pool 1, pointwise and stride-aligned layers), the grid still covers exactly the frame,
+// and at the frame's edge the pooled patch averages mirrored content instead of zeros.
+TEST(EmbeddingGraph, AReflectBorderIsCroppedBackToTheFramesCells) {
+  std::mt19937_64 rng(11);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> image(3 * 8 * 8);
+  for (auto& v : image) v = nd(rng);
+  EmbeddingSpec plain{.layers = {"l1", "l2"}, .pool = 1, .dims = 6};
+  EmbeddingSpec bordered = plain;
+  bordered.border = 2;  // 2 cells of l1, 1 of l2 (stride 2)
+  auto a = BuildEmbeddingGraph(TwoLayerBackbone(), plain, {3, 8, 8});
+  auto b = BuildEmbeddingGraph(TwoLayerBackbone(), bordered, {3, 8, 8});
+  ASSERT_TRUE(a) << a.error().message;
+  ASSERT_TRUE(b) << b.error().message;
+  EXPECT_EQ(b->height, 8);
+  EXPECT_EQ(b->width, 8);
+  EXPECT_EQ(b->layer_crops, (std::vector<int64_t>{2, 1}));
+  EXPECT_EQ(b->model.graph().node(0).op_type(), "Pad");
+  EXPECT_EQ(b->model.graph().input(0).name(), "image");
+  const auto ea = RunEmbedding(*a, image), eb = RunEmbedding(*b, image);
+  ASSERT_EQ(eb.size(), ea.size());
+  for (size_t i = 0; i < ea.size(); ++i) EXPECT_FLOAT_EQ(eb[i], ea[i]) << i;
+
+  bordered.pool = 3;
+  auto c = BuildEmbeddingGraph(TwoLayerBackbone(), bordered, {3, 8, 8});
+  ASSERT_TRUE(c) << c.error().message;
+  const auto ec = RunEmbedding(*c, image);
+  // l1 = Relu(image), channel 0, corner (0,0): rows and columns -1, 0, 1 are 1, 0, 1 mirrored.
+  auto x = [&](int r, int col) { return std::max(image[static_cast<size_t>(r * 8 + col)], 0.0f); };
+  const float corner = (4 * x(1, 1) + 2 * x(0, 1) + 2 * x(1, 0) + x(0, 0)) / 9;
+  EXPECT_NEAR(ec[0], corner, 1e-6);
+  // An inner cell sees no border: the zero-padded pool's value.
+  EmbeddingSpec plain3 = plain;
+  plain3.pool = 3;
+  auto d = BuildEmbeddingGraph(TwoLayerBackbone(), plain3, {3, 8, 8});
+  ASSERT_TRUE(d) << d.error().message;
+  EXPECT_FLOAT_EQ(ec[3 * 8 + 4], RunEmbedding(*d, image)[3 * 8 + 4]);
+}
+
+TEST(EmbeddingGraph, ABorderThatSplitsACellOrExceedsTheFrameIsRefused) {
+  EmbeddingSpec odd{.layers = {"l1", "l2"}, .pool = 1, .dims = 6};
+  odd.border = 1;  // half a cell of l2
+  auto a = BuildEmbeddingGraph(TwoLayerBackbone(), odd, {3, 8, 8});
+  ASSERT_FALSE(a);
+  EXPECT_NE(a.error().message.find("layer 'l2'"), std::string::npos) << a.error().message;
+  EXPECT_NE(a.error().message.find("stride"), std::string::npos) << a.error().message;
+  EmbeddingSpec wide = odd;
+  wide.border = 8;
+  auto b = BuildEmbeddingGraph(TwoLayerBackbone(), wide, {3, 8, 8});
+  ASSERT_FALSE(b);
+  EXPECT_NE(b.error().message.find("smaller than the input"), std::string::npos)
+      << b.error().message;
+}
+
+TEST(EmbeddingGraph, TheBorderIsRecordedAndOlderSpecsHaveNone) {
+  EmbeddingSpec s{.layers = {"l1"}, .pool = 1, .dims = 3};
+  s.border = 32;
+  s.channels = {0, 1, 2};
+  auto back = EmbeddingSpec::FromJson(s.ToJson());
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->border, 32);
+  auto j = s.ToJson();
+  j.erase("border");
+  auto old = EmbeddingSpec::FromJson(j);
+  ASSERT_TRUE(old) << old.error().message;
+  EXPECT_EQ(old->border, 0);
+  j["border"] = -4;
+  EXPECT_FALSE(EmbeddingSpec::FromJson(j));
+}
+
 }  // namespace
 }  // namespace tend::detect
