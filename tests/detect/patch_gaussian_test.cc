@@ -152,6 +152,15 @@ onnx::ModelProto TwoLayerBackbone() {
   return m;
 }
 
+// A TwoLayerBackbone input [1,3,8,8] of standard normal values.
+std::vector<float> RandomImage(uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> image(3 * 8 * 8);
+  for (auto& v : image) v = nd(rng);
+  return image;
+}
+
 std::vector<float> RunEmbedding(const EmbeddingGraph& eg, std::vector<float> image) {
   return RunGraph(eg.model, std::move(image), {1, 3, 8, 8}, {kEmbeddingOutput})[0];
 }
@@ -159,10 +168,7 @@ std::vector<float> RunEmbedding(const EmbeddingGraph& eg, std::vector<float> ima
 // Channels chosen per layer before pooling and resizing (increasing subsets, the default) give
 // the embedding that choosing them from the concatenation gives (the form any other order uses).
 TEST(EmbeddingGraph, ChoosingChannelsPerLayerGivesTheConcatenationsChannels) {
-  std::mt19937_64 rng(9);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  std::vector<float> image(3 * 8 * 8);
-  for (auto& v : image) v = nd(rng);
+  const std::vector<float> image = RandomImage(9);
   EmbeddingSpec inc{.layers = {"l1", "l2"}, .pool = 3, .dims = 4};
   inc.channels = {0, 2, 4, 5};  // two of l1, two of l2
   EmbeddingSpec dec = inc;
@@ -198,10 +204,7 @@ TEST(EmbeddingGraph, ChoosingChannelsPerLayerGivesTheConcatenationsChannels) {
 // change (pool 1, pointwise and stride-aligned layers), the grid still covers exactly the frame,
 // and at the frame's edge the pooled patch averages mirrored content instead of zeros.
 TEST(EmbeddingGraph, AReflectBorderIsCroppedBackToTheFramesCells) {
-  std::mt19937_64 rng(11);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  std::vector<float> image(3 * 8 * 8);
-  for (auto& v : image) v = nd(rng);
+  const std::vector<float> image = RandomImage(11);
   EmbeddingSpec plain{.layers = {"l1", "l2"}, .pool = 1, .dims = 6};
   EmbeddingSpec bordered = plain;
   bordered.border = 2;  // 2 cells of l1, 1 of l2 (stride 2)
