@@ -11,9 +11,11 @@
 #include <random>
 
 #include "../agent/cli_util.h"
+#include "../detect/image_graph_util.h"
 #include "../vision/test_images.h"
 #include "inspect/image_eval.h"
 #include "inspect/image_model.h"
+#include "optimize/npy.h"
 
 namespace tend::inspect {
 namespace {
@@ -142,6 +144,48 @@ TEST(ImageTrain, PadimReferenceReadsTheDefaultBackboneAsTheConverterDoes) {
   auto bad = testing::RunCmd(cmd + " '" + d + "'", d);
   EXPECT_NE(bad.rc, 0);
   EXPECT_NE(bad.err.find("not a magnetic-tiles folder"), std::string::npos) << bad.err;
+  fs::remove_all(d);
+}
+
+// The default backbone (scripts/backbones/nsfwjs_to_onnx.py: BatchNorm folded into the
+// convolutions, ZeroPadding2D into their pads, float32) against an independent reading of the same
+// Keras model (scripts/backbones/keras_torch_reference.py: PyTorch in float64, BatchNorm as
+// BatchNorm, explicit TensorFlow 'same' pads), layer by layer from the stem to out_relu, on one
+// input.
+TEST(ImageTrain, DefaultBackboneMatchesAnIndependentReadingOfTheKerasModel) {
+  const std::string tgz = TEND_SOURCE_DIR "/.cache/npm/nsfwjs-4.4.0.tgz";
+  const std::string onnx_path = TEND_SOURCE_DIR "/third_party/backbones/mobilenet_v2_imagenet.onnx";
+  if (!fs::exists(tgz) || !fs::exists(onnx_path))
+    GTEST_SKIP() << "the nsfwjs package or the default backbone is missing (scripts/bootstrap.sh)";
+  const std::string d = testing::TempDir("kerasref");
+  auto r =
+      testing::RunCmd(std::string(TEND_PYTHON) +
+                          " '" TEND_SOURCE_DIR "/scripts/backbones/keras_torch_reference.py' '" +
+                          tgz + "' ref --size 96",
+                      d);
+  ASSERT_EQ(r.rc, 0) << r.out << r.err;
+  auto input = optimize::ReadNpy(d + "/ref/input.npy");
+  ASSERT_TRUE(input) << input.error().message;
+  ASSERT_EQ(input->shape, (std::vector<int64_t>{1, 3, 96, 96}));
+  onnx::ModelProto model;
+  std::ifstream f(onnx_path, std::ios::binary);
+  ASSERT_TRUE(model.ParseFromIstream(&f));
+  const std::vector<const char*> layers = {
+      "Conv1_relu",  "block_1_expand_relu",  "block_3_expand_relu",  "block_6_expand_relu",
+      "block_8_add", "block_10_expand_relu", "block_13_expand_relu", "out_relu"};
+  const auto got = detect::testing::RunGraph(model, input->data, {1, 3, 96, 96}, layers);
+  for (size_t i = 0; i < layers.size(); ++i) {
+    auto want = optimize::ReadNpy(d + "/ref/" + layers[i] + ".npy");
+    ASSERT_TRUE(want) << want.error().message;
+    ASSERT_EQ(got[i].size(), want->data.size()) << layers[i];
+    float scale = 0, err = 0;
+    for (size_t k = 0; k < got[i].size(); ++k) {
+      scale = std::max(scale, std::abs(want->data[k]));
+      err = std::max(err, std::abs(got[i][k] - want->data[k]));
+    }
+    ASSERT_GT(scale, 0.0f) << layers[i] << " is all zeros";
+    EXPECT_LT(err / scale, 1e-4) << layers[i] << ": max |difference| " << err << " of " << scale;
+  }
   fs::remove_all(d);
 }
 
