@@ -327,15 +327,9 @@ void AppendEmbeddingHead(EmbeddingGraph& eg, const std::vector<std::string>& ten
   SetOutput(g->add_output(), kEmbeddingOutput, {1, eg.dims, eg.height, eg.width});
 }
 
-// Makes the backbone read "tend_bordered": the image mirrored `border` pixels out on each side
-// (Pad, mode reflect), computed first.
-void AddReflectBorder(onnx::GraphProto* g, int64_t border) {
-  const std::string padded = "tend_bordered";
-  for (auto& n : *g->mutable_node()) {
-    for (int k = 0; k < n.input_size(); ++k) {
-      if (n.input(k) == "image") n.set_input(k, padded);
-    }
-  }
+// Prepends the node that computes the backbone's input `padded` from "image": the image mirrored
+// `border` pixels out on each side (Pad, mode reflect).
+void PrependReflectBorder(onnx::GraphProto* g, int64_t border, const std::string& padded) {
   *g->add_initializer() =
       Int64Tensor("tend_border_pads", {0, 0, border, border, 0, 0, border, border});
   google::protobuf::RepeatedPtrField<onnx::NodeProto> nodes;
@@ -410,15 +404,17 @@ Result<EmbeddingGraph> BuildEmbeddingGraph(const onnx::ModelProto& backbone, Emb
   auto* shape = in->mutable_type()->mutable_tensor_type()->mutable_shape();
   shape->clear_dim();
   for (int64_t d : {int64_t{1}, chw[0], chw[1], chw[2]}) shape->add_dim()->set_dim_value(d);
+  // What the backbone reads: the image, or the image with its mirrored border.
+  const std::string backbone_in = spec.border > 0 ? "tend_bordered" : "image";
   for (auto& n : *g->mutable_node()) {
     for (int k = 0; k < n.input_size(); ++k) {
-      if (n.input(k) == old_name) n.set_input(k, "image");
+      if (n.input(k) == old_name) n.set_input(k, backbone_in);
     }
   }
   for (auto& t : tensors) {
-    if (t == old_name) t = spec.border > 0 ? "tend_bordered" : "image";
+    if (t == old_name) t = backbone_in;
   }
-  if (spec.border > 0) AddReflectBorder(g, spec.border);
+  if (spec.border > 0) PrependReflectBorder(g, spec.border, backbone_in);
   TEND_ASSIGN_OR_RETURN(eg.layer_shapes, InferLayerShapes(eg.model, tensors));
   TEND_RETURN_NOT_OK(CropToFrame(eg, tensors, spec.border, chw));
   size_t finest = 0;
