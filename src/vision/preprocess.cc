@@ -265,44 +265,28 @@ Status Preprocessor::Resample(const ImageView& frame) {
   return Ok();
 }
 
-// Content mean and standard deviation over all planes (values 0..255).
 namespace {
-std::pair<double, double> ContentStats(const std::vector<float>& planes, int planes_n, int W, int H,
-                                       const Roi& c) {
+
+// Mean and standard deviation of the u8 levels (whole numbers 0..255 held as floats) in rectangle
+// `c` of every plane, from their histogram: one integer pass instead of two double passes.
+std::pair<double, double> LevelStats(const std::vector<float>& planes, int planes_n, int W, int H,
+                                     const Roi& c) {
   const size_t hw = static_cast<size_t>(W) * H;
-  double sum = 0, sq = 0;
-  const double n = static_cast<double>(planes_n) * c.width * c.height;
-  for (int p = 0; p < planes_n; ++p) {
-    for (int y = c.y; y < c.y + c.height; ++y) {
-      const float* r = &planes[p * hw + static_cast<size_t>(y) * W];
-      for (int x = c.x; x < c.x + c.width; ++x) sum += r[x];
-    }
-  }
-  const double m = sum / n;
-  for (int p = 0; p < planes_n; ++p) {
-    for (int y = c.y; y < c.y + c.height; ++y) {
-      const float* r = &planes[p * hw + static_cast<size_t>(y) * W];
-      for (int x = c.x; x < c.x + c.width; ++x) sq += (r[x] - m) * (r[x] - m);
-    }
-  }
-  return {m, std::sqrt(sq / n)};
-}
-}  // namespace
-
-namespace {
-
-// Mean and standard deviation of n u8 levels (whole numbers 0..255 held as floats), from their
-// histogram: one integer pass instead of two double passes over the pixels.
-std::pair<double, double> LevelStats(const float* v, size_t n) {
   std::array<int64_t, 256> hist{};
-  for (size_t i = 0; i < n; ++i) ++hist[static_cast<size_t>(static_cast<int>(v[i]))];
+  for (int p = 0; p < planes_n; ++p) {
+    for (int y = c.y; y < c.y + c.height; ++y) {
+      const float* r = &planes[p * hw + static_cast<size_t>(y) * W];
+      for (int x = c.x; x < c.x + c.width; ++x) ++hist[static_cast<size_t>(static_cast<int>(r[x]))];
+    }
+  }
+  const double n = static_cast<double>(planes_n) * c.width * c.height;
   int64_t sum = 0;
   for (int k = 0; k < 256; ++k) sum += k * hist[static_cast<size_t>(k)];
-  const double m = static_cast<double>(sum) / static_cast<double>(n);
+  const double m = static_cast<double>(sum) / n;
   double sq = 0;
   for (int k = 0; k < 256; ++k)
     sq += static_cast<double>(hist[static_cast<size_t>(k)]) * (k - m) * (k - m);
-  return {m, std::sqrt(sq / static_cast<double>(n))};
+  return {m, std::sqrt(sq / n)};
 }
 
 }  // namespace
@@ -314,7 +298,7 @@ void Preprocessor::LetterboxLevels() {
   const Roi& c = content_;
   double k = 1, b = 0;  // level -> k * level + b on the content
   if (spec_.intensity == "standardize") {
-    const auto [m, sd] = ContentStats(planes_, planes, W, H, c);
+    const auto [m, sd] = LevelStats(planes_, planes, W, H, c);
     k = PreprocessSpec::kStandardizedStd * 255.0 / std::max(sd, 1.0);
     b = PreprocessSpec::kPadLevel - k * m;  // the content's mean lands on the pad level
   }
@@ -344,7 +328,8 @@ Status Preprocessor::Run(const ImageView& frame, std::span<float> out) {
   // x = scale * v + offset, then (x - mean_c) / std_c. Letterbox standardised already, in levels.
   float scale = 1.0f / 255.0f, offset = 0.0f;
   if (spec_.intensity == "standardize" && spec_.fit != "letterbox") {
-    const auto [m, sd] = LevelStats(planes_.data(), planes * hw);
+    const auto [m, sd] = LevelStats(planes_, planes, spec_.width, spec_.height,
+                                    Roi{0, 0, spec_.width, spec_.height});
     // A flat frame (sd ~ 0) stays flat at 0.5 instead of amplifying noise without bound.
     const double k = PreprocessSpec::kStandardizedStd / std::max(sd, 1.0);
     scale = static_cast<float>(k);
