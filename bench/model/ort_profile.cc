@@ -61,6 +61,22 @@ std::string Shapes(const nlohmann::json& list) {
   return out;
 }
 
+// Each node's kernel times (ms, one per run) and its profile args, from ORT's profile JSON.
+void ReadNodeTimes(const std::string& path, std::map<std::string, std::vector<double>>& times,
+                   std::map<std::string, nlohmann::json>& args) {
+  std::ifstream f(path);
+  const std::string suffix = "_kernel_time";
+  for (const auto& e : nlohmann::json::parse(f)) {
+    const std::string name = e.value("name", "");
+    if (e.value("cat", "") != "Node" || name.size() <= suffix.size() ||
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
+      continue;
+    const std::string node = name.substr(0, name.size() - suffix.size());
+    times[node].push_back(e["dur"].get<double>() / 1000.0);
+    args[node] = e["args"];
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -82,20 +98,9 @@ int main(int argc, char** argv) {
     RunModel(s, runs);
     Ort::AllocatorWithDefaultOptions a;
     const std::string path = s.EndProfilingAllocated(a).get();
-    std::ifstream f(path);
-    const auto events = nlohmann::json::parse(f);
     std::map<std::string, std::vector<double>> times;
     std::map<std::string, nlohmann::json> args;
-    for (const auto& e : events) {
-      const std::string name = e.value("name", "");
-      const std::string suffix = "_kernel_time";
-      if (e.value("cat", "") != "Node" || name.size() <= suffix.size() ||
-          name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
-        continue;
-      const std::string node = name.substr(0, name.size() - suffix.size());
-      times[node].push_back(e["dur"].get<double>() / 1000.0);
-      args[node] = e["args"];
-    }
+    ReadNodeTimes(path, times, args);
     std::map<std::string, double> by_op;
     std::vector<std::pair<double, std::string>> nodes;
     double total = 0;
