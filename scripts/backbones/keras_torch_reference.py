@@ -1,8 +1,10 @@
 #!/usr/bin/python3
-"""An independent reading of the same nsfwjs Keras MobileNetV2, run with PyTorch (Debian's
-python3-torch): BatchNorm as BatchNorm (not folded), ZeroPadding2D as an explicit pad, 'same'
-padding as TensorFlow defines it. Used to check nsfwjs_to_onnx.py: the test feeds the same input
-to this and to the ONNX file (run by ONNX Runtime from C++) and compares every named layer.
+"""An independent reading of the nsfwjs Keras models, run with PyTorch (Debian's python3-torch):
+BatchNorm as BatchNorm (not folded), ZeroPadding2D as an explicit pad, 'same' padding as
+TensorFlow defines it. Used to check nsfwjs_to_onnx.py: a test (tests/inspect,
+"DefaultBackboneMatchesAnIndependentReadingOfTheKerasModel") feeds the same input to this and to
+the ONNX file (run by ONNX Runtime from C++) and compares every named layer. `run` also reads
+InceptionV3's layer types (pooling, Concatenate, BatchNorm without gamma) for padim_reference.py.
 
     keras_torch_reference.py nsfwjs-4.4.0.tgz OUT_DIR [--size 96]
 
@@ -30,44 +32,80 @@ def tf_same_pads(size, k, s):
     return total // 2, total - total // 2
 
 
-def run(layers, w, x):
+def same_pads(x, k, s):
+    """F.pad's (left, right, top, bottom) for TensorFlow 'same' padding of x [N,C,H,W]."""
+    ph, pw = tf_same_pads(x.shape[2], k, s), tf_same_pads(x.shape[3], k, s)
+    return (pw[0], pw[1], ph[0], ph[1])
+
+
+def conv(l, w, x):
+    cls, cfg, name = l["class_name"], l["config"], l["name"]
+    if cls == "Conv2D":
+        k = torch.from_numpy(w[f"{name}/kernel"]).permute(3, 2, 0, 1)
+        groups = 1
+    else:
+        dk = torch.from_numpy(w[f"{name}/depthwise_kernel"])
+        groups = dk.shape[2]
+        k = dk.permute(2, 3, 0, 1).reshape(groups * dk.shape[3], 1, dk.shape[0], dk.shape[1])
+    if cfg["padding"] == "same":
+        x = F.pad(x, same_pads(x, k.shape[2], cfg["strides"][0]))
+    b = torch.from_numpy(w[f"{name}/bias"]) if cfg["use_bias"] else None
+    return F.conv2d(x, k, b, stride=cfg["strides"], groups=groups)
+
+
+def pool(l, x):
+    cfg = l["config"]
+    k, s = cfg["pool_size"][0], cfg["strides"][0]
+    if l["class_name"] == "MaxPooling2D":
+        if cfg["padding"] == "same":
+            x = F.pad(x, same_pads(x, k, s), value=-1e30)
+        return F.max_pool2d(x, k, s)
+    if cfg["padding"] != "same" or s != 1:
+        return None  # not an Inception branch pool: MobileNetV2's classifier head
+    return F.avg_pool2d(x, k, 1, k // 2, count_include_pad=False)  # Keras: pads not counted
+
+
+def layer(l, w, src):
+    """One Keras layer on its inputs; None for a layer type not handled (the classifier head)."""
+    cls, cfg, name = l["class_name"], l["config"], l["name"]
+    if cls == "ZeroPadding2D":
+        (top, bottom), (left, right) = cfg["padding"]
+        return F.pad(src[0], (left, right, top, bottom))
+    if cls in ("Conv2D", "DepthwiseConv2D"):
+        return conv(l, w, src[0])
+    if cls == "BatchNormalization":  # InceptionV3's have no gamma (scale=False)
+        ones = torch.ones(src[0].shape[1], dtype=src[0].dtype)
+        t = lambda k, d: torch.from_numpy(w[k]) if k in w else d  # noqa: E731
+        return F.batch_norm(src[0], t(f"{name}/moving_mean", None), t(f"{name}/moving_variance", None),
+                            t(f"{name}/gamma", ones), t(f"{name}/beta", 0 * ones),
+                            training=False, eps=cfg["epsilon"])
+    if cls == "ReLU":
+        return torch.clamp(src[0], 0, cfg["max_value"])
+    if cls == "Activation" and cfg["activation"] == "relu":
+        return F.relu(src[0])
+    if cls in ("MaxPooling2D", "AveragePooling2D"):
+        return pool(l, src[0])
+    if cls == "Add":
+        return src[0] + src[1]
+    if cls == "Concatenate":
+        return torch.cat(src, 1)
+    return None
+
+
+def run(layers, w, x, last=None):
+    """Every layer's output by name, up to `last` (or the first layer type not handled)."""
     t = {}
     for l in layers:
-        cls, cfg, name = l["class_name"], l["config"], l["name"]
-        if cls == "InputLayer":
+        name = l["name"]
+        if l["class_name"] == "InputLayer":
             t[name] = x
             continue
-        src = [t[n[0]] for n in l["inbound_nodes"][0]]
-        if cls == "ZeroPadding2D":
-            (top, bottom), (left, right) = cfg["padding"]
-            y = F.pad(src[0], (left, right, top, bottom))
-        elif cls in ("Conv2D", "DepthwiseConv2D"):
-            inp = src[0]
-            if cls == "Conv2D":
-                k = torch.from_numpy(w[f"{name}/kernel"]).permute(3, 2, 0, 1)
-                groups = 1
-            else:
-                dk = torch.from_numpy(w[f"{name}/depthwise_kernel"])
-                groups = dk.shape[2]
-                k = dk.permute(2, 3, 0, 1).reshape(groups * dk.shape[3], 1, dk.shape[0], dk.shape[1])
-            if cfg["padding"] == "same":
-                ph = tf_same_pads(inp.shape[2], k.shape[2], cfg["strides"][0])
-                pw = tf_same_pads(inp.shape[3], k.shape[3], cfg["strides"][1])
-                inp = F.pad(inp, (pw[0], pw[1], ph[0], ph[1]))
-            b = torch.from_numpy(w[f"{name}/bias"]) if cfg["use_bias"] else None
-            y = F.conv2d(inp, k, b, stride=cfg["strides"], groups=groups)
-        elif cls == "BatchNormalization":
-            y = F.batch_norm(src[0], torch.from_numpy(w[f"{name}/moving_mean"]),
-                             torch.from_numpy(w[f"{name}/moving_variance"]),
-                             torch.from_numpy(w[f"{name}/gamma"]), torch.from_numpy(w[f"{name}/beta"]),
-                             training=False, eps=cfg["epsilon"])
-        elif cls == "ReLU":
-            y = torch.clamp(src[0], 0, cfg["max_value"])
-        elif cls == "Add":
-            y = src[0] + src[1]
-        else:
-            break  # the classification head
+        y = layer(l, w, [t[n[0]] for n in l["inbound_nodes"][0]])
+        if y is None:
+            break
         t[name] = y
+        if name == last:
+            break
     return t
 
 

@@ -126,27 +126,6 @@ TEST(ImageTrain, CutPasteTunedBackboneIsDeterministicAndTrainsAModel) {
   fs::remove_all(d);
 }
 
-// scripts/backbones/padim_reference.py (the PyTorch PaDiM used to compare feature levers in
-// docs/vision.md) reads the nsfwjs Keras layers with its own generic interpreter; on the default
-// backbone's layers it must give what cutpaste_finetune.py's MobileNetV2 gives (whose untrained
-// export is the default backbone), and it refuses a folder that is not the magnetic tiles.
-TEST(ImageTrain, PadimReferenceReadsTheDefaultBackboneAsTheConverterDoes) {
-  const std::string tgz = TEND_SOURCE_DIR "/.cache/npm/nsfwjs-4.4.0.tgz";
-  if (!fs::exists(tgz)) GTEST_SKIP() << tgz << " missing (scripts/bootstrap.sh fetches it)";
-  const std::string cmd = std::string(TEND_PYTHON) +
-                          " '" TEND_SOURCE_DIR "/scripts/backbones/padim_reference.py' '" + tgz +
-                          "'";
-  const std::string d = testing::TempDir("padimref");
-  auto ok = testing::RunCmd(cmd + " --self-check", d);
-  ASSERT_EQ(ok.rc, 0) << ok.out << ok.err;
-  EXPECT_NE(ok.out.find("block_12_add: (1, 96, 6, 6) max relative difference"), std::string::npos)
-      << ok.out;
-  auto bad = testing::RunCmd(cmd + " '" + d + "'", d);
-  EXPECT_NE(bad.rc, 0);
-  EXPECT_NE(bad.err.find("not a magnetic-tiles folder"), std::string::npos) << bad.err;
-  fs::remove_all(d);
-}
-
 // The default backbone (scripts/backbones/nsfwjs_to_onnx.py: BatchNorm folded into the
 // convolutions, ZeroPadding2D into their pads, float32) against an independent reading of the same
 // Keras model (scripts/backbones/keras_torch_reference.py: PyTorch in float64, BatchNorm as
